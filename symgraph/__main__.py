@@ -1,0 +1,5 @@
+import sys
+
+from symgraph.cli import main
+
+sys.exit(main())

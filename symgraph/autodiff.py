@@ -1,0 +1,126 @@
+"""Symbolic differentiation: `grad` (reverse mode) and `jvp` (forward mode).
+
+Both emit ordinary graph nodes from the op table's rules into the same graph, so the result can
+be differentiated again, optimized together with the forward pass and compiled like any graph.
+Nodes built here carry the tag "grad" (visualization colours them).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from symgraph.errors import SymgraphError, describe_trace
+from symgraph.graph import FLOAT_DTYPES, Node, topo_order
+from symgraph.ops import OPS
+from symgraph.ops import build as B
+from symgraph.ops.table import tagging
+
+
+def _as_list(x) -> tuple[list[Node], bool]:
+    if isinstance(x, Node):
+        return [x], True
+    return list(x), False
+
+
+def _depends_on(order: Sequence[Node], sources: set[int]) -> set[int]:
+    """Ids of nodes in `order` whose value depends on any node in `sources`."""
+    hit = set(sources)
+    for node in order:
+        if node.id not in hit and any(i.id in hit for i in node.inputs):
+            hit.add(node.id)
+    return hit
+
+
+def _accumulate(parts: list[Node]) -> Node:
+    total = parts[0]
+    for p in parts[1:]:
+        total = B.add(total, p)
+    return total
+
+
+def grad(cost: Node, wrt, disconnected: str = "zero"):
+    """d(cost)/d(wrt) as new graph nodes, in the structure of `wrt` (a node or a list).
+
+    `cost` must be a float scalar. Inputs the cost does not depend on get zeros, or an error
+    with disconnected="raise". A non-differentiable op on a path to `wrt` raises, naming it.
+    """
+    if not isinstance(cost, Node):
+        raise SymgraphError(f"grad: cost must be a symgraph node, got {type(cost).__name__}")
+    if cost.ndim != 0 or cost.dtype not in FLOAT_DTYPES:
+        raise SymgraphError(f"grad: cost must be a float scalar; {cost.describe()} is not "
+                            "(reduce it with sg.sum or sg.mean first)")
+    if disconnected not in ("zero", "raise"):
+        raise SymgraphError(f"grad: disconnected must be 'zero' or 'raise', got {disconnected!r}")
+    targets, single = _as_list(wrt)
+    for t in targets:
+        if not isinstance(t, Node):
+            raise SymgraphError(f"grad: wrt entries must be nodes, got {type(t).__name__}")
+        if t.dtype not in FLOAT_DTYPES:
+            raise SymgraphError(f"grad: cannot differentiate with respect to integer "
+                                f"{t.describe()}")
+
+    order = topo_order([cost])
+    on_path = _depends_on(order, {t.id for t in targets})
+    adjoints: dict[int, list[Node]] = {cost.id: [B.ones_like(cost)]}
+    with tagging("grad"):
+        for node in reversed(order):
+            parts = adjoints.pop(node.id, None)
+            if parts is None or node.id not in on_path or not node.inputs:
+                if parts is not None:
+                    adjoints[node.id] = parts  # keep wrt adjoints that are leaves
+                continue
+            g = _accumulate(parts)
+            adjoints[node.id] = [g]
+            needs = [i.id in on_path and i.dtype in FLOAT_DTYPES for i in node.inputs]
+            if not any(needs):
+                continue
+            rule = OPS[node.op].vjp
+            if rule is None:
+                why = OPS[node.op].why_not.get("vjp", "")
+                raise SymgraphError(f"grad: {node.describe()} is not differentiable and lies on "
+                                    f"the path from the cost to what you differentiate: {why}")
+            for inp, need, gi in zip(node.inputs, needs, rule(node, g)):
+                if need and gi is not None:
+                    adjoints.setdefault(inp.id, []).append(gi)
+
+        results = []
+        for t in targets:
+            parts = adjoints.get(t.id)
+            if parts is None:
+                if disconnected == "raise":
+                    raise SymgraphError(f"grad: the cost does not depend on {t.describe()} "
+                                        f"(cost {describe_trace(cost.trace)})")
+                results.append(B.zeros_like(t))
+            else:
+                results.append(_accumulate(parts))
+    return results[0] if single else results
+
+
+def jvp(outputs, primals, tangents):
+    """Forward mode: the directional derivative of `outputs` along `tangents` at `primals`."""
+    outs, single = _as_list(outputs)
+    prims, _ = _as_list(primals)
+    tans, _ = _as_list(tangents)
+    if len(prims) != len(tans):
+        raise SymgraphError(f"jvp: {len(prims)} primals but {len(tans)} tangents")
+    tangent: dict[int, Node] = {}
+    for p, t in zip(prims, tans):
+        if t.shape != p.shape or t.dtype != p.dtype:
+            raise SymgraphError(f"jvp: tangent {t.type} does not match primal {p.describe()}")
+        tangent[p.id] = t
+    with tagging("grad"):
+        for node in topo_order(outs):
+            if node.id in tangent or not node.inputs:
+                continue
+            ins = [tangent.get(i.id) for i in node.inputs]
+            if all(t is None for t in ins):
+                continue
+            rule = OPS[node.op].jvp
+            if rule is None:
+                raise SymgraphError(f"jvp: {node.describe()} has no forward-mode rule: "
+                                    f"{OPS[node.op].why_not.get('jvp', '')}")
+            out = rule(node, ins)
+            if out is not None:
+                tangent[node.id] = B.broadcast_to(out, node.shape)
+        results = [tangent.get(o.id) if o.id in tangent else B.zeros_like(o) for o in outs]
+    return results[0] if single else results

@@ -1,0 +1,246 @@
+"""Composite functions built only from primitives: activations, softmax family, losses,
+dropout and batch normalization. Being compositions, they get gradients, CSE and fusion free.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from symgraph.errors import SymgraphError
+from symgraph.graph import Node, Variable
+from symgraph.ops import apply
+from symgraph.tensor import (as_node, cast, clip, exp, expm1, log, log1p, maximum, mean, minimum,
+                             one_hot, sqrt, stop_gradient, where)
+from symgraph.tensor import abs as sg_abs
+from symgraph.tensor import max as sg_max
+from symgraph.tensor import sum as sg_sum
+
+EPSILON = 1e-7  # Keras backend epsilon
+
+# --- activations ---------------------------------------------------------------------------
+
+
+def relu(x, negative_slope: float = 0.0, max_value: float | None = None,
+         threshold: float = 0.0) -> Node:
+    """Keras's relu: x above `threshold`, slope below it, capped at `max_value`."""
+    x = as_node(x)
+    below = x * negative_slope if negative_slope else 0.0
+    if threshold:
+        below = (x - threshold) * negative_slope if negative_slope else 0.0
+    out = where(x > threshold, x, below)
+    return minimum(out, max_value) if max_value is not None else out
+
+
+def leaky_relu(x, negative_slope: float = 0.2) -> Node:
+    x = as_node(x)
+    return where(x > 0, x, x * negative_slope)
+
+
+def prelu(x, alpha) -> Node:
+    """Leaky relu with a learned (broadcast) slope `alpha`."""
+    x = as_node(x)
+    return where(x > 0, x, x * alpha)
+
+
+def elu(x, alpha: float = 1.0) -> Node:
+    # minimum(x, 0) keeps the untaken branch finite, so its zero gradient stays zero (not inf*0)
+    x = as_node(x)
+    return where(x > 0, x, expm1(minimum(x, 0.0)) * alpha)
+
+
+SELU_ALPHA = 1.6732632423543772
+SELU_SCALE = 1.0507009873554805
+
+
+def selu(x) -> Node:
+    return elu(x, SELU_ALPHA) * SELU_SCALE
+
+
+def relu6(x) -> Node:
+    return relu(x, max_value=6.0)
+
+
+def softplus(x) -> Node:
+    """log(1 + exp(x)) in a form that neither overflows nor loses small values."""
+    x = as_node(x)
+    return maximum(x, 0.0) + log1p(exp(-sg_abs(x)))
+
+
+def maxout(x, num_units: int, axis: int = -1) -> Node:
+    """Max over groups of `size // num_units` consecutive features on `axis`."""
+    x = as_node(x)
+    axis = axis % x.ndim
+    size = x.shape[axis]
+    if not isinstance(size, int) or size % num_units:
+        raise SymgraphError(f"maxout: dim {size} of {x.describe()} is not a multiple of "
+                            f"num_units={num_units}")
+    shape = tuple(x.shape[:axis]) + (num_units, size // num_units) + tuple(x.shape[axis + 1:])
+    return sg_max(x.reshape(shape), axis=axis + 1)
+
+
+def hard_sigmoid(x) -> Node:
+    return clip(as_node(x) * (1.0 / 6.0) + 0.5, 0.0, 1.0)
+
+
+# --- softmax family ------------------------------------------------------------------------
+
+
+def logsumexp(x, axis=-1, keepdims: bool = False) -> Node:
+    """log(sum(exp(x))) shifted by the (gradient-free) max so it never overflows."""
+    x = as_node(x)
+    shift = stop_gradient(sg_max(x, axis, keepdims=True))
+    out = log(sg_sum(exp(x - shift), axis, keepdims=True)) + shift
+    return out if keepdims else out.reshape(tuple(
+        d for i, d in enumerate(out.shape) if i not in _axes(axis, x.ndim)))
+
+
+def _axes(axis, ndim):
+    axes = (axis,) if isinstance(axis, int) else tuple(range(ndim)) if axis is None else axis
+    return {a % ndim for a in axes}
+
+
+def log_softmax(x, axis: int = -1) -> Node:
+    x = as_node(x)
+    return x - logsumexp(x, axis, keepdims=True)
+
+
+def softmax(x, axis: int = -1) -> Node:
+    x = as_node(x)
+    e = exp(x - stop_gradient(sg_max(x, axis, keepdims=True)))
+    return e / sg_sum(e, axis, keepdims=True)
+
+
+# --- losses (per example; the caller reduces over the batch) --------------------------------
+
+
+def softmax_cross_entropy(logits, targets, axis: int = -1) -> Node:
+    """-sum(targets * log_softmax(logits)): stable at any logit size."""
+    return -sg_sum(as_node(targets) * log_softmax(logits, axis), axis)
+
+
+def sparse_softmax_cross_entropy(logits, labels) -> Node:
+    """Cross-entropy of logits against integer class labels."""
+    logits = as_node(logits)
+    labels = as_node(labels)
+    if labels.dtype not in ("int32", "int64"):
+        raise SymgraphError(f"labels {labels.describe()} must be integers")
+    return softmax_cross_entropy(logits, one_hot(labels, logits.shape[-1], logits.dtype))
+
+
+def sigmoid_cross_entropy(logits, targets) -> Node:
+    """Binary cross-entropy on logits: max(x,0) - x*t + log1p(exp(-|x|))."""
+    x = as_node(logits)
+    return maximum(x, 0.0) - x * targets + log1p(exp(-sg_abs(x)))
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits: bool = False, axis: int = -1) -> Node:
+    """Keras: probabilities renormalised and clipped to [eps, 1-eps]; mean over nothing."""
+    if from_logits:
+        return softmax_cross_entropy(y_pred, y_true, axis)
+    p = as_node(y_pred)
+    p = clip(p / sg_sum(p, axis, keepdims=True), EPSILON, 1.0 - EPSILON)
+    return -sg_sum(as_node(y_true, like=p) * log(p), axis)
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False) -> Node:
+    p = as_node(y_pred)
+    labels = as_node(y_true)
+    if labels.dtype not in ("int32", "int64"):
+        labels = cast(labels, "int64")
+    if labels.ndim == p.ndim:  # Keras accepts (batch, 1) labels
+        labels = labels.reshape(tuple(labels.shape[:-1]))
+    return categorical_crossentropy(one_hot(labels, p.shape[-1], p.dtype), p, from_logits)
+
+
+def binary_crossentropy(y_true, y_pred, from_logits: bool = False) -> Node:
+    """Keras: clipped probabilities, mean over the last axis."""
+    if from_logits:
+        return mean(sigmoid_cross_entropy(y_pred, as_node(y_true, like=as_node(y_pred))), -1)
+    p = clip(as_node(y_pred), EPSILON, 1.0 - EPSILON)
+    t = as_node(y_true, like=p)
+    return mean(-(t * log(p) + (1.0 - t) * log(1.0 - p)), -1)
+
+
+def mean_squared_error(y_true, y_pred) -> Node:
+    p = as_node(y_pred)
+    d = p - as_node(y_true, like=p)
+    return mean(d * d, -1)
+
+
+def mean_absolute_error(y_true, y_pred) -> Node:
+    p = as_node(y_pred)
+    return mean(sg_abs(p - as_node(y_true, like=p)), -1)
+
+
+mse = mean_squared_error
+mae = mean_absolute_error
+
+# --- randomness ----------------------------------------------------------------------------
+
+_seeds = itertools.count(1)
+_default_step: Variable | None = None
+
+
+def default_step() -> Variable:
+    """The process-wide step counter used by random ops given no `step`: +1 per call."""
+    global _default_step
+    if _default_step is None:
+        _default_step = Variable(np.zeros((), np.int64), name="random_step", trainable=False,
+                                 trace="<symgraph>")
+        _default_step.set_default_update(_default_step + np.int64(1))
+    return _default_step
+
+
+def uniform(shape, seed: int | None = None, step: Node | None = None,
+            dtype: str = "float32") -> Node:
+    """Uniform [0, 1) draws from a counter-based hash of (seed, step, element index)."""
+    seed = next(_seeds) if seed is None else int(seed)
+    step = default_step() if step is None else as_node(step)
+    return apply("random_uniform", (step,), shape=tuple(shape), seed=seed, dtype=dtype)
+
+
+def dropout(x, rate: float, seed: int | None = None, step: Node | None = None,
+            training: bool = True) -> Node:
+    """Inverted dropout: zero with probability `rate`, scale kept values by 1/(1-rate)."""
+    if not 0 <= rate < 1:
+        raise SymgraphError("Invalid value received for argument `rate`. Expected a float value "
+                            f"between 0 and 1. Received: rate={rate}")
+    x = as_node(x)
+    if not training or rate == 0:
+        return x
+    keep = uniform(x.shape, seed, step, x.dtype) >= rate
+    return where(keep, x * (1.0 / (1.0 - rate)), 0.0)
+
+
+# --- batch normalization -------------------------------------------------------------------
+
+
+def batch_moments(x, axes=(0,)) -> tuple[Node, Node]:
+    """Batch mean and biased variance over `axes`, keepdims=False."""
+    x = as_node(x)
+    mu = mean(x, axes, keepdims=True)
+    d = x - mu
+    var = mean(d * d, axes)
+    return mu.reshape(var.shape), var
+
+
+def batch_norm(x, gamma=None, beta=None, running_mean=None, running_var=None,
+               training: bool = True, epsilon: float = 1e-3, axis: int = -1) -> Node:
+    """Normalize over every axis but `axis`: batch statistics in training, running ones else."""
+    x = as_node(x)
+    axis = axis % x.ndim
+    reduce_axes = tuple(a for a in range(x.ndim) if a != axis)
+    if training:
+        mu, var = batch_moments(x, reduce_axes)
+    else:
+        if running_mean is None or running_var is None:
+            raise SymgraphError("batch_norm(training=False) needs running_mean and running_var")
+        mu, var = as_node(running_mean), as_node(running_var)
+    shape = tuple(d if i == axis else 1 for i, d in enumerate(x.shape))
+    scale = 1.0 / sqrt(var + epsilon)
+    if gamma is not None:
+        scale = scale * gamma
+    out = (x - mu.reshape(shape)) * scale.reshape(shape)
+    return out + as_node(beta).reshape(shape) if beta is not None else out

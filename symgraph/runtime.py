@@ -1,0 +1,192 @@
+"""`sg.function`: compile a graph for a backend, validate inputs per call, run, apply updates.
+
+A call validates every input (rank, dims, dtype; each symbolic dim bound to one value), runs the
+backend, and only when every output and update has been computed swaps the new values into the
+variables: a failing call leaves all state as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Sequence
+
+import numpy as np
+
+from symgraph.errors import SymgraphError, describe_trace
+from symgraph.graph import Node, Variable, dump, topo_order
+from symgraph.tensor import as_node, cast
+
+
+def _flatten_outputs(outputs):
+    if isinstance(outputs, Node):
+        return [outputs], lambda vals: vals[0]
+    if isinstance(outputs, dict):
+        keys = list(outputs)
+        return [outputs[k] for k in keys], lambda vals: dict(zip(keys, vals))
+    if isinstance(outputs, (list, tuple)):
+        kind = type(outputs)
+        return list(outputs), lambda vals: kind(vals)
+    raise SymgraphError(f"outputs must be a node, list, tuple or dict, got {type(outputs).__name__}")
+
+
+def _normalize_updates(updates) -> list[tuple[Variable, Node]]:
+    if updates is None:
+        return []
+    pairs = list(updates.items()) if isinstance(updates, dict) else list(updates)
+    out, seen = [], set()
+    for var, expr in pairs:
+        if not isinstance(var, Variable):
+            raise SymgraphError(f"updates: keys must be sg.variable nodes, got "
+                                f"{var.describe() if isinstance(var, Node) else repr(var)}")
+        if var.id in seen:
+            raise SymgraphError(f"updates: {var.describe()} is updated twice")
+        seen.add(var.id)
+        expr = as_node(expr, like=var)
+        if expr.dtype != var.dtype:
+            if expr.dtype.startswith("float") and var.dtype.startswith("float"):
+                expr = cast(expr, var.dtype)
+            else:
+                raise SymgraphError(f"updates: {var.describe()} gets a {expr.dtype} value "
+                                    f"({expr.describe()})")
+        if tuple(expr.shape) != tuple(var.shape):
+            raise SymgraphError(f"updates: {var.describe()} has shape {tuple(var.shape)} but its "
+                                f"update {expr.describe()} has shape {tuple(expr.shape)}")
+        out.append((var, expr))
+    return out
+
+
+def _add_default_updates(pairs, roots):
+    """Variables with a default update (random step counters) get it unless updates name them."""
+    named = {v.id for v, _ in pairs}
+    pending = list(roots) + [e for _, e in pairs]
+    seen: set[int] = set()
+    while pending:
+        for node in topo_order(pending):
+            if node.id in seen:
+                continue
+            seen.add(node.id)
+            if isinstance(node, Variable) and node.default_update is not None \
+                    and node.id not in named:
+                named.add(node.id)
+                pairs.append((node, node.default_update))
+                pending.append(node.default_update)
+        pending = [p for p in pending if p.id not in seen]
+    return pairs
+
+
+def _backend(name: str):
+    from symgraph.backends import get_backend
+
+    return get_backend(name)
+
+
+class Function:
+    """A compiled graph: call it with one array per input placeholder."""
+
+    def __init__(self, inputs, outputs, updates=None, backend: str = "numpy", optimize: int = 2,
+                 check_nan: bool = False, name: str | None = None):
+        self.name = name or "function"
+        self.inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        for i, p in enumerate(self.inputs):
+            if not isinstance(p, Node) or p.op != "placeholder":
+                what = p.describe() if isinstance(p, Node) else repr(p)
+                raise SymgraphError(f"function: input {i} must be an sg.placeholder, got {what}")
+        if len({p.id for p in self.inputs}) != len(self.inputs):
+            raise SymgraphError("function: the same placeholder is listed twice in inputs")
+        flat, self._restructure = _flatten_outputs(outputs)
+        self.outputs = [as_node(o) for o in flat]
+        pairs = _add_default_updates(_normalize_updates(updates), self.outputs)
+        self.update_vars = [v for v, _ in pairs]
+        self._check_leaves([e for _, e in pairs])
+        self.backend_name = backend
+        self.check_nan = check_nan
+        start = time.perf_counter()
+        results = self.outputs + [e for _, e in pairs]
+        from symgraph.passes.pipeline import optimize as run_passes
+
+        optimized, self.report = run_passes(results, level=optimize)
+        self.graph = optimized
+        self._run = _backend(backend).compile(self.inputs, optimized, check_nan=check_nan)
+        self.compile_seconds = time.perf_counter() - start
+        if os.environ.get("SYMGRAPH_DEBUG"):
+            print(f"[symgraph] compiled {self.name} for {backend} in "
+                  f"{self.compile_seconds * 1e3:.1f} ms ({len(topo_order(optimized))} nodes)")
+        self._n_out = len(self.outputs)
+        self._signature = [(p, p.dtype, tuple(p.shape)) for p in self.inputs]
+
+    def _check_leaves(self, update_exprs) -> None:
+        given = {p.id for p in self.inputs}
+        bound = {d for p in self.inputs for d in p.shape if isinstance(d, str)}
+        for node in topo_order(self.outputs + list(update_exprs)):
+            if node.op == "placeholder" and node.id not in given:
+                raise SymgraphError(f"function: the outputs need {node.describe()}, which is not "
+                                    "among the inputs")
+            for d in node.shape:
+                if isinstance(d, str) and d not in bound:
+                    raise SymgraphError(f"function: symbolic dim {d!r} of {node.describe()} is "
+                                        "not bound by any input placeholder")
+
+    def _validate(self, args) -> tuple[list, dict]:
+        if len(args) != len(self.inputs):
+            names = ", ".join(p.label() for p in self.inputs)
+            raise SymgraphError(f"{self.name} takes {len(self.inputs)} inputs ({names}), "
+                                f"got {len(args)}")
+        arrays, dims, owner = [], {}, {}
+        for (node, dtype, shape), arg in zip(self._signature, args):
+            a = arg if isinstance(arg, np.ndarray) else np.asarray(arg)
+            if a.dtype.name != dtype:
+                if not np.can_cast(a.dtype, dtype, casting="same_kind"):
+                    raise SymgraphError(f"input {node.label()!r} expects {dtype}, got {a.dtype} "
+                                        f"(placeholder {describe_trace(node.trace)})")
+                a = a.astype(dtype)
+            if a.ndim != len(shape):
+                raise SymgraphError(f"input {node.label()!r} expects rank {len(shape)} shape "
+                                    f"{shape}, got shape {a.shape} "
+                                    f"(placeholder {describe_trace(node.trace)})")
+            for want, got in zip(shape, a.shape):
+                if isinstance(want, int):
+                    if want != got:
+                        raise SymgraphError(f"input {node.label()!r} expects shape {shape}, got "
+                                            f"{a.shape} (placeholder {describe_trace(node.trace)})")
+                elif dims.setdefault(want, got) != got:
+                    raise SymgraphError(
+                        f"symbolic dim {want!r} is {dims[want]} for input {owner[want]!r} but "
+                        f"{got} for input {node.label()!r} (shape {a.shape}; placeholder "
+                        f"{describe_trace(node.trace)})")
+                else:
+                    owner.setdefault(want, node.label())
+            arrays.append(a)
+        return arrays, dims
+
+    def __call__(self, *args):
+        arrays, dims = self._validate(args)
+        results = self._run(arrays, dims)
+        outs = results[:self._n_out]
+        news = results[self._n_out:]
+        staged = []
+        for var, value in zip(self.update_vars, news):
+            if value is var._value:
+                continue
+            if value.base is not None or not value.flags.writeable or value.dtype.name != var.dtype:
+                value = np.array(value, dtype=var.dtype)
+            staged.append((var, value))
+        for var, value in staged:  # every update computed: now swap state in
+            var._assign(value)
+        state = {id(v._value) for v in self.update_vars}
+        outs = [o.copy() if id(o) in state or not o.flags.writeable else o for o in outs]
+        return self._restructure(outs)
+
+    def dump(self) -> str:
+        """The optimized graph as text, one node per line."""
+        return dump(self.graph)
+
+
+def function(inputs: Sequence[Node], outputs, updates=None, backend: str = "numpy",
+             optimize: int = 2, check_nan: bool = False, name: str | None = None) -> Function:
+    """Compile `outputs` (node, list, tuple or dict) of `inputs` for `backend`.
+
+    `updates` maps variables to new-value expressions, applied after a successful call.
+    `optimize` is the pass level O0..O3; `check_nan` raises on the first node producing NaN/inf.
+    """
+    return Function(inputs, outputs, updates, backend, optimize, check_nan, name)

@@ -1,0 +1,408 @@
+"""The DSL: leaves, operators with NumPy broadcasting, math, reductions and movement.
+
+Python scalars adopt the dtype of the tensor they meet (weak typing, as in JAX); two tensors of
+different dtypes promote to the wider float (or wider int). Composites (activations, softmax,
+losses, dropout, batch norm) live in composites.py and are built only from these functions.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from symgraph.errors import SymgraphError, SymgraphTypeError
+from symgraph.graph import (FLOAT_DTYPES, ConstValue, Node, TensorType, Variable,
+                            canonical_dtype)
+from symgraph.ops import apply
+from symgraph.ops import build as B
+from symgraph.ops.shapes import normalize_axes
+
+# --- leaves --------------------------------------------------------------------------------
+
+
+def placeholder(shape, dtype="float32", name: str | None = None) -> Node:
+    """An input fed at call time; str dims are symbolic (bound per call, e.g. "batch")."""
+    dims = []
+    for d in shape:
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, (numbers.Integral, str)):
+            raise SymgraphError(f"placeholder {name!r}: dim {d!r} must be an int or a str name")
+        if isinstance(d, numbers.Integral) and d < 0:
+            raise SymgraphError(f"placeholder {name!r}: negative dim {d}")
+        dims.append(d if isinstance(d, str) else int(d))
+    return Node("placeholder", (), {}, TensorType(canonical_dtype(dtype), tuple(dims)), name=name)
+
+
+def variable(value, name: str | None = None, trainable: bool = True, dtype=None) -> Variable:
+    """Persistent state initialised from `value`; read or set it with `.value`."""
+    array = np.asarray(value, dtype=dtype)
+    if dtype is None and array.dtype == np.float64 and not isinstance(value, np.ndarray):
+        array = array.astype(np.float32)  # Python floats default to floatx, as in Keras
+    return Variable(array, name=name, trainable=trainable)
+
+
+def constant(value, dtype=None, name: str | None = None) -> Node:
+    """A constant tensor (folded and merged by value)."""
+    array = np.asarray(value, dtype=dtype)
+    if dtype is None and array.dtype == np.float64 and not isinstance(value, np.ndarray):
+        array = array.astype(np.float32)
+    if dtype is None and array.dtype == np.int64 and not isinstance(value, np.ndarray):
+        array = array.astype(np.int32) if array.size else array
+    ttype = TensorType(canonical_dtype(array.dtype), tuple(array.shape))
+    return Node("constant", (), {"value": ConstValue(array)}, ttype, name=name)
+
+
+def as_node(x, like: Node | None = None) -> Node:
+    """Nodes pass through; scalars take `like`'s dtype; arrays keep theirs."""
+    if isinstance(x, Node):
+        return x
+    if isinstance(x, (numbers.Number, np.number, np.bool_)) and like is not None:
+        dtype = like.dtype
+        if dtype == "bool":
+            dtype = "bool" if isinstance(x, (bool, np.bool_)) else "float32"
+        elif dtype not in FLOAT_DTYPES and isinstance(x, float) and not float(x).is_integer():
+            dtype = "float32"
+        return B.const(x, dtype)
+    if isinstance(x, (list, tuple, np.ndarray, numbers.Number, np.number)):
+        return constant(x)
+    raise SymgraphTypeError(f"cannot use a {type(x).__name__} as a symgraph tensor")
+
+
+def _promote(a: Node, b: Node) -> tuple[Node, Node]:
+    if a.dtype == b.dtype:
+        return a, b
+    order = ["bool", "int32", "int64", "float32", "float64"]
+    target = max(a.dtype, b.dtype, key=order.index)
+    return cast(a, target), cast(b, target)
+
+
+def _binary(op: str, a, b) -> Node:
+    if not isinstance(a, Node):
+        a = as_node(a, like=b if isinstance(b, Node) else None)
+    b = as_node(b, like=a)
+    a, b = _promote(a, b)
+    if op in ("div", "pow") and a.dtype not in FLOAT_DTYPES:
+        a, b = cast(a, "float64"), cast(b, "float64")  # NumPy's true division of integers
+    return apply(op, (a, b))
+
+
+# --- elementwise ---------------------------------------------------------------------------
+
+
+def add(a, b) -> Node:
+    return _binary("add", a, b)
+
+
+def subtract(a, b) -> Node:
+    return _binary("sub", a, b)
+
+
+def multiply(a, b) -> Node:
+    return _binary("mul", a, b)
+
+
+def divide(a, b) -> Node:
+    return _binary("div", a, b)
+
+
+def power(a, b) -> Node:
+    return _binary("pow", a, b)
+
+
+def maximum(a, b) -> Node:
+    return _binary("maximum", a, b)
+
+
+def minimum(a, b) -> Node:
+    return _binary("minimum", a, b)
+
+
+def less(a, b) -> Node:
+    return _binary("lt", a, b)
+
+
+def less_equal(a, b) -> Node:
+    return _binary("le", a, b)
+
+
+def greater(a, b) -> Node:
+    return _binary("gt", a, b)
+
+
+def greater_equal(a, b) -> Node:
+    return _binary("ge", a, b)
+
+
+def equal(a, b) -> Node:
+    return _binary("eq", a, b)
+
+
+def not_equal(a, b) -> Node:
+    return _binary("ne", a, b)
+
+
+def logical_and(a, b) -> Node:
+    return _binary("logical_and", a, b)
+
+
+def logical_or(a, b) -> Node:
+    return _binary("logical_or", a, b)
+
+
+def _unary(op):
+    def fn(x) -> Node:
+        x = as_node(x)
+        if op not in ("neg", "abs", "sign") and x.dtype not in FLOAT_DTYPES:
+            x = cast(x, "float64" if x.dtype != "bool" else "float32")
+        return apply(op, (x,))
+    fn.__name__ = op
+    fn.__doc__ = f"Elementwise {op}."
+    return fn
+
+
+negative = _unary("neg")
+exp = _unary("exp")
+log = _unary("log")
+sqrt = _unary("sqrt")
+tanh = _unary("tanh")
+sigmoid = _unary("sigmoid")
+abs = _unary("abs")  # noqa: A001  (NumPy's name)
+sign = _unary("sign")
+log1p = _unary("log1p")
+expm1 = _unary("expm1")
+reciprocal = _unary("reciprocal")
+
+
+def square(x) -> Node:
+    x = as_node(x)
+    return multiply(x, x)
+
+
+def where(cond, a, b) -> Node:
+    """cond ? a : b elementwise, with broadcasting."""
+    if not isinstance(a, Node) and not isinstance(b, Node):
+        a = as_node(a)
+    a = as_node(a, like=b if isinstance(b, Node) else None)
+    b = as_node(b, like=a)
+    a, b = _promote(a, b)
+    cond = as_node(cond)
+    if cond.dtype != "bool":
+        raise SymgraphError(f"where: condition {cond.describe()} must be bool")
+    return apply("where", (cond, a, b))
+
+
+def cast(x, dtype) -> Node:
+    """x converted to `dtype` (gradient flows between float dtypes)."""
+    return B.cast(as_node(x), canonical_dtype(dtype))
+
+
+def clip(x, low, high) -> Node:
+    return minimum(maximum(x, low), high)
+
+
+def stop_gradient(x) -> Node:
+    """Identity whose gradient is zero: `grad` treats it as a constant."""
+    return apply("stop_gradient", (as_node(x),))
+
+
+# --- reductions ----------------------------------------------------------------------------
+
+
+def _reduce(op: str, x, axis, keepdims: bool) -> Node:
+    x = as_node(x)
+    if x.dtype == "bool":
+        x = cast(x, "int64")
+    axes = normalize_axes(axis, x.ndim)
+    if not axes:
+        return x
+    return apply(op, (x,), axes=axes, keepdims=bool(keepdims))
+
+
+def sum(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
+    """Sum over `axis` (None = all), as numpy.sum."""
+    return _reduce("sum", x, axis, keepdims)
+
+
+def max(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
+    """Maximum over `axis`; ties share the gradient."""
+    return _reduce("max", x, axis, keepdims)
+
+
+def min(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
+    return negative(max(negative(as_node(x)), axis, keepdims))
+
+
+def size_of(x: Node, axis=None, dtype: str = "float32") -> Node:
+    """The number of elements over `axis`, known at build time or bound at call time."""
+    dims = tuple(x.shape[a] for a in normalize_axes(axis, x.ndim))
+    if all(isinstance(d, int) for d in dims):
+        return B.const(int(np.prod(dims, dtype=np.int64)), dtype)
+    return apply("dim_size", (), dims=dims, dtype=dtype)
+
+
+def mean(x, axis=None, keepdims: bool = False) -> Node:
+    """Arithmetic mean over `axis` (integer inputs give float64, as in NumPy)."""
+    x = as_node(x)
+    if x.dtype not in FLOAT_DTYPES:
+        x = cast(x, "float64")
+    return divide(sum(x, axis, keepdims), size_of(x, axis, x.dtype))
+
+
+def var(x, axis=None, keepdims: bool = False) -> Node:
+    """Biased variance (ddof=0) over `axis`."""
+    x = as_node(x)
+    mu = mean(x, axis, keepdims=True)
+    return mean(square(x - mu), axis, keepdims)
+
+
+def argmax(x, axis=None, keepdims: bool = False) -> Node:
+    """Index of the maximum (int64); no gradient."""
+    x = as_node(x)
+    if axis is None:
+        return apply("argmax", (reshape(x, (-1,)),), axis=0, keepdims=False)
+    (ax,) = normalize_axes(axis, x.ndim)
+    return apply("argmax", (x,), axis=ax, keepdims=bool(keepdims))
+
+
+# --- movement ------------------------------------------------------------------------------
+
+
+def reshape(x, shape) -> Node:
+    """x with a new shape; one -1 is inferred, symbolic dims included."""
+    x = as_node(x)
+    shape = (shape,) if isinstance(shape, (int, str)) else tuple(shape)
+    return apply("reshape", (x,), shape=shape) if tuple(shape) != tuple(x.shape) else x
+
+
+def transpose(x, axes=None) -> Node:
+    x = as_node(x)
+    perm = tuple(reversed(range(x.ndim))) if axes is None else tuple(a % x.ndim for a in axes)
+    return B.transpose(x, perm) if x.ndim > 1 else x
+
+
+def broadcast_to(x, shape) -> Node:
+    return B.broadcast_to(as_node(x), tuple(shape))
+
+
+def expand_dims(x, axis: int) -> Node:
+    x = as_node(x)
+    axis = axis % (x.ndim + 1)
+    return reshape(x, tuple(x.shape[:axis]) + (1,) + tuple(x.shape[axis:]))
+
+
+def concatenate(xs, axis: int = 0) -> Node:
+    """Join tensors along an existing axis."""
+    xs = [as_node(x) for x in xs]
+    first = xs[0]
+    return xs[0] if len(xs) == 1 else apply("concatenate", xs, axis=axis % first.ndim)
+
+
+def matmul(a, b) -> Node:
+    """NumPy matmul: 1-D operands are promoted and the added axis removed; batch dims broadcast."""
+    a, b = as_node(a), as_node(b)
+    a, b = _promote(a, b)
+    a2 = reshape(a, (1,) + tuple(a.shape)) if a.ndim == 1 else a
+    b2 = reshape(b, tuple(b.shape) + (1,)) if b.ndim == 1 else b
+    out = apply("matmul", (a2, b2))
+    if a.ndim == 1:
+        out = reshape(out, tuple(out.shape[:-2]) + (out.shape[-1],))
+    if b.ndim == 1:
+        out = reshape(out, tuple(out.shape[:-1]))
+    return out
+
+
+def dot(a, b) -> Node:
+    return matmul(a, b)
+
+
+def one_hot(indices, depth: int, dtype: str = "float32") -> Node:
+    """Integer labels -> one-hot rows (no gradient: the input is integer)."""
+    return apply("one_hot", (as_node(indices),), depth=int(depth), dtype=canonical_dtype(dtype))
+
+
+def take(x, indices) -> Node:
+    """Rows of x picked by integer indices (gather along axis 0); gradient scatters back."""
+    return apply("take", (as_node(x), as_node(indices)))
+
+
+def _getitem(x: Node, key) -> Node:
+    if isinstance(key, Node):
+        return take(x, key)
+    key = key if isinstance(key, tuple) else (key,)
+    if builtins_sum(1 for k in key if k is Ellipsis) > 1:
+        raise SymgraphError("an index can hold only one Ellipsis")
+    used = builtins_sum(1 for k in key if k is not None and k is not Ellipsis)
+    if used > x.ndim:
+        raise SymgraphError(f"too many indices ({used}) for {x.describe()}")
+    if Ellipsis in key:
+        i = key.index(Ellipsis)
+        key = key[:i] + (slice(None),) * (x.ndim - used) + key[i + 1:]
+    key = key + (slice(None),) * (x.ndim - used)
+    index, axis = [], 0
+    for k in key:
+        if k is None:
+            continue
+        dim = x.shape[axis]
+        if isinstance(k, numbers.Integral):
+            if not isinstance(dim, int):
+                raise SymgraphError(f"integer index on symbolic dim {dim!r} of {x.describe()}")
+            if not -dim <= k < dim:
+                raise SymgraphError(f"index {k} is out of range for dim {dim} of {x.describe()}")
+            k = int(k) % dim
+            index.append((k, k + 1, 1))
+        elif isinstance(k, slice):
+            if isinstance(dim, str):
+                index.append((k.start or 0, k.stop, k.step or 1))
+            else:
+                start, stop, step = k.indices(dim)
+                if step < 0:
+                    raise SymgraphError("negative slice steps are not supported")
+                index.append((start, builtins_max(stop, start), step))
+        else:
+            raise SymgraphError(f"unsupported index {k!r}")
+        axis += 1
+    full = tuple((0, d if isinstance(d, int) else None, 1) for d in x.shape)
+    sliced = x if tuple(index) == full else apply("slice", (x,), index=tuple(index))
+    final, axis = [], 0
+    for k in key:
+        if k is None:
+            final.append(1)
+            continue
+        if not isinstance(k, numbers.Integral):
+            final.append(sliced.shape[axis])
+        axis += 1
+    return reshape(sliced, tuple(final))
+
+
+builtins_sum = __builtins__["sum"] if isinstance(__builtins__, dict) else __builtins__.sum
+builtins_max = __builtins__["max"] if isinstance(__builtins__, dict) else __builtins__.max
+
+
+# --- operators on nodes --------------------------------------------------------------------
+
+def _install_operators() -> None:
+    ops = {
+        "__add__": lambda a, b: add(a, b), "__radd__": lambda a, b: add(b, a),
+        "__sub__": lambda a, b: subtract(a, b), "__rsub__": lambda a, b: subtract(b, a),
+        "__mul__": lambda a, b: multiply(a, b), "__rmul__": lambda a, b: multiply(b, a),
+        "__truediv__": lambda a, b: divide(a, b), "__rtruediv__": lambda a, b: divide(b, a),
+        "__pow__": lambda a, b: power(a, b), "__rpow__": lambda a, b: power(b, a),
+        "__matmul__": lambda a, b: matmul(a, b), "__rmatmul__": lambda a, b: matmul(b, a),
+        "__lt__": less, "__le__": less_equal, "__gt__": greater, "__ge__": greater_equal,
+        "__neg__": negative, "__pos__": lambda a: a, "__abs__": abs,
+        "__getitem__": _getitem,
+        "__and__": logical_and, "__or__": logical_or,
+    }
+    for name, fn in ops.items():
+        setattr(Node, name, fn)
+    Node.T = property(lambda self: transpose(self))
+    Node.reshape = lambda self, *shape: reshape(
+        self, shape[0] if len(shape) == 1 and not isinstance(shape[0], (int, str)) else shape)
+    Node.sum = lambda self, axis=None, keepdims=False: sum(self, axis, keepdims)
+    Node.mean = lambda self, axis=None, keepdims=False: mean(self, axis, keepdims)
+    Node.max = lambda self, axis=None, keepdims=False: max(self, axis, keepdims)
+    Node.astype = lambda self, dtype: cast(self, dtype)
+    Node.__array_ufunc__ = None  # ndarray <op> node defers to the node's reflected operator
+
+
+_install_operators()
