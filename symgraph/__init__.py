@@ -29,4 +29,17 @@ from symgraph.tensor import (abs, add, argmax, as_node, broadcast_to, cast, clip
 
 __version__ = "0.1.0"
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+_LAZY = {"to_dot": "symgraph.viz", "render": "symgraph.viz", "to_networkx": "symgraph.viz",
+         "nn": "symgraph.nn", "data": "symgraph.data"}
+
+
+def __getattr__(name):  # viz, nn and data load on first use (they pull in heavier imports)
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(_LAZY[name])
+        return module if module.__name__.endswith(name) else getattr(module, name)
+    raise AttributeError(f"module 'symgraph' has no attribute {name!r}")
+
+
+__all__ = [name for name in dir() if not name.startswith("_")] + list(_LAZY)
