@@ -61,6 +61,12 @@ def grad(cost: Node, wrt, disconnected: str = "zero"):
 
     order = topo_order([cost])
     on_path = _depends_on(order, {t.id for t in targets})
+    for node in order:
+        if node.id in on_path and OPS[node.op].vjp is None and any(
+                i.id in on_path and i.dtype in FLOAT_DTYPES for i in node.inputs):
+            why = OPS[node.op].why_not.get("vjp", "")
+            raise SymgraphError(f"grad: {node.describe()} is not differentiable and lies on the "
+                                f"path from the cost to what you differentiate: {why}")
     adjoints: dict[int, list[Node]] = {cost.id: [B.ones_like(cost)]}
     with tagging("grad"):
         for node in reversed(order):
@@ -74,12 +80,7 @@ def grad(cost: Node, wrt, disconnected: str = "zero"):
             needs = [i.id in on_path and i.dtype in FLOAT_DTYPES for i in node.inputs]
             if not any(needs):
                 continue
-            rule = OPS[node.op].vjp
-            if rule is None:
-                why = OPS[node.op].why_not.get("vjp", "")
-                raise SymgraphError(f"grad: {node.describe()} is not differentiable and lies on "
-                                    f"the path from the cost to what you differentiate: {why}")
-            for inp, need, gi in zip(node.inputs, needs, rule(node, g)):
+            for inp, need, gi in zip(node.inputs, needs, OPS[node.op].vjp(node, g)):
                 if need and gi is not None:
                     adjoints.setdefault(inp.id, []).append(gi)
 

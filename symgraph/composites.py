@@ -11,9 +11,23 @@ import numpy as np
 from symgraph.errors import SymgraphError
 from symgraph.graph import Node, Variable
 from symgraph.ops import apply
-from symgraph.tensor import (as_node, cast, clip, exp, expm1, log, log1p, maximum, mean, minimum,
-                             one_hot, sqrt, stop_gradient, where)
 from symgraph.tensor import abs as sg_abs
+from symgraph.tensor import (
+    as_node,
+    cast,
+    clip,
+    exp,
+    expm1,
+    log,
+    log1p,
+    maximum,
+    mean,
+    minimum,
+    one_hot,
+    sqrt,
+    stop_gradient,
+    where,
+)
 from symgraph.tensor import max as sg_max
 from symgraph.tensor import sum as sg_sum
 

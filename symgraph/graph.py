@@ -80,7 +80,9 @@ class ConstValue:
         return isinstance(other, ConstValue) and self._key == other._key
 
     def __repr__(self):
-        return repr(self.array.tolist()) if self.array.size <= 4 else f"array{list(self.array.shape)}"
+        if self.array.size <= 4:
+            return repr(self.array.tolist())
+        return f"array{list(self.array.shape)}"
 
 
 _ids = itertools.count()
@@ -166,6 +168,11 @@ class Variable(Node):
         object.__setattr__(self, "_value", np.array(value, copy=True))
         object.__setattr__(self, "trainable", trainable)
         object.__setattr__(self, "default_update", None)
+
+    def __setattr__(self, key, value):
+        if key != "value":
+            super().__setattr__(key, value)  # raises: nodes are immutable
+        object.__setattr__(self, key, value)  # the checked `value` property setter
 
     @property
     def value(self) -> np.ndarray:

@@ -27,7 +27,8 @@ def _flatten_outputs(outputs):
     if isinstance(outputs, (list, tuple)):
         kind = type(outputs)
         return list(outputs), lambda vals: kind(vals)
-    raise SymgraphError(f"outputs must be a node, list, tuple or dict, got {type(outputs).__name__}")
+    raise SymgraphError(f"outputs must be a node, list, tuple or dict, got "
+                        f"{type(outputs).__name__}")
 
 
 def _normalize_updates(updates) -> list[tuple[Variable, Node]]:
@@ -113,6 +114,7 @@ class Function:
             print(f"[symgraph] compiled {self.name} for {backend} in "
                   f"{self.compile_seconds * 1e3:.1f} ms ({len(topo_order(optimized))} nodes)")
         self._n_out = len(self.outputs)
+        self._variables = [n for n in topo_order(optimized) if isinstance(n, Variable)]
         self._signature = [(p, p.dtype, tuple(p.shape)) for p in self.inputs]
 
     def _check_leaves(self, update_exprs) -> None:
@@ -173,8 +175,10 @@ class Function:
             staged.append((var, value))
         for var, value in staged:  # every update computed: now swap state in
             var._assign(value)
-        state = {id(v._value) for v in self.update_vars}
-        outs = [o.copy() if id(o) in state or not o.flags.writeable else o for o in outs]
+        state = {id(v._value) for v in self._variables}
+        # outputs are the caller's to mutate: never hand out state or a view into it
+        outs = [o.copy() if id(o) in state or o.base is not None or not o.flags.writeable
+                else o for o in outs]
         return self._restructure(outs)
 
     def dump(self) -> str:

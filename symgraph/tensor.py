@@ -7,13 +7,13 @@ losses, dropout, batch norm) live in composites.py and are built only from these
 
 from __future__ import annotations
 
+import builtins  # sum/max/min/abs are shadowed by the DSL functions here
 import numbers
 
 import numpy as np
 
 from symgraph.errors import SymgraphError, SymgraphTypeError
-from symgraph.graph import (FLOAT_DTYPES, ConstValue, Node, TensorType, Variable,
-                            canonical_dtype)
+from symgraph.graph import FLOAT_DTYPES, ConstValue, Node, TensorType, Variable, canonical_dtype
 from symgraph.ops import apply
 from symgraph.ops import build as B
 from symgraph.ops.shapes import normalize_axes
@@ -72,7 +72,7 @@ def _promote(a: Node, b: Node) -> tuple[Node, Node]:
     if a.dtype == b.dtype:
         return a, b
     order = ["bool", "int32", "int64", "float32", "float64"]
-    target = max(a.dtype, b.dtype, key=order.index)
+    target = builtins.max(a.dtype, b.dtype, key=order.index)
     return cast(a, target), cast(b, target)
 
 
@@ -329,15 +329,16 @@ def _getitem(x: Node, key) -> Node:
     if isinstance(key, Node):
         return take(x, key)
     key = key if isinstance(key, tuple) else (key,)
-    if builtins_sum(1 for k in key if k is Ellipsis) > 1:
+    if builtins.sum(1 for k in key if k is Ellipsis) > 1:
         raise SymgraphError("an index can hold only one Ellipsis")
-    used = builtins_sum(1 for k in key if k is not None and k is not Ellipsis)
+    used = builtins.sum(1 for k in key if k is not None and k is not Ellipsis)
     if used > x.ndim:
         raise SymgraphError(f"too many indices ({used}) for {x.describe()}")
-    if Ellipsis in key:
-        i = key.index(Ellipsis)
+    if any(k is Ellipsis for k in key):
+        i = next(j for j, k in enumerate(key) if k is Ellipsis)
         key = key[:i] + (slice(None),) * (x.ndim - used) + key[i + 1:]
-    key = key + (slice(None),) * (x.ndim - used)
+    else:
+        key = key + (slice(None),) * (x.ndim - used)
     index, axis = [], 0
     for k in key:
         if k is None:
@@ -357,7 +358,7 @@ def _getitem(x: Node, key) -> Node:
                 start, stop, step = k.indices(dim)
                 if step < 0:
                     raise SymgraphError("negative slice steps are not supported")
-                index.append((start, builtins_max(stop, start), step))
+                index.append((start, builtins.max(stop, start), step))
         else:
             raise SymgraphError(f"unsupported index {k!r}")
         axis += 1
@@ -374,8 +375,6 @@ def _getitem(x: Node, key) -> Node:
     return reshape(sliced, tuple(final))
 
 
-builtins_sum = __builtins__["sum"] if isinstance(__builtins__, dict) else __builtins__.sum
-builtins_max = __builtins__["max"] if isinstance(__builtins__, dict) else __builtins__.max
 
 
 # --- operators on nodes --------------------------------------------------------------------
