@@ -1,0 +1,260 @@
+"""Memory planning: liveness-based buffer reuse and in-place updates over a kernel order.
+
+Stage: after lowering and scheduling, before a backend allocates. Input is plain data: each
+buffer says its size, which kernel writes it and which kernels read it, and whether it is pinned
+(inputs, outputs and state keep their own memory: the user holds them across calls). The planner
+groups the unpinned buffers into slots, one allocation each, so that two buffers share a slot only
+when their lifetimes cannot overlap:
+
+- serial execution (`deps=None`): lifetimes are intervals of positions in `order`, and two
+  buffers may share when one's last read comes before the other's write;
+- parallel execution (`deps` given): positions mean nothing, since independent kernels run in any
+  interleaving, so one buffer may follow another in a slot only when every kernel touching the
+  first is an ancestor, in the kernel DAG, of the kernel writing the second. Schedule and plan
+  then agree for every interleaving the runner may produce.
+
+Assignment is greedy best-fit by size over this interference relation: buffers from largest to
+smallest, each into the smallest slot none of whose occupants it interferes with. In-place pairs
+(an elementwise kernel writing its result over an input that dies there) are merged first and then
+placed as one unit. Sizes depend on symbolic dims, so a plan is made for one binding (batch=128)
+and says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Hashable, Iterable, Mapping, Sequence
+
+from symgraph.errors import SymgraphError
+
+KernelId = Hashable
+ALIGN = 64  # bytes: slots start on cache-line boundaries so SIMD loads stay aligned
+
+
+@dataclass(frozen=True)
+class BufferUse:
+    """One buffer: its size, the kernel writing it (None: it exists before the run) and readers."""
+
+    name: Hashable
+    nbytes: int
+    writer: KernelId | None
+    readers: tuple = ()
+    pinned: bool = False
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Where each buffer lives: `slot_of[name]` (None when pinned) and the slot sizes."""
+
+    slot_of: dict
+    slot_bytes: tuple[int, ...]
+    inplace: tuple[tuple[Hashable, Hashable], ...]
+    naive_bytes: int
+    pinned_bytes: int
+    live_peak_bytes: int
+    binding: dict = field(default_factory=dict)
+    parallel_safe: bool = False
+
+    @property
+    def arena_bytes(self) -> int:
+        return sum(self.slot_bytes)
+
+    @property
+    def peak_bytes(self) -> int:
+        """Planned peak: every slot plus every pinned buffer, all alive for the whole run."""
+        return self.arena_bytes + self.pinned_bytes
+
+    def to_dict(self) -> dict:
+        return {"peak_bytes": self.peak_bytes, "naive_peak_bytes": self.naive_bytes,
+                "live_peak_bytes": self.live_peak_bytes, "arena_bytes": self.arena_bytes,
+                "pinned_bytes": self.pinned_bytes, "slots": len(self.slot_bytes),
+                "buffers": len(self.slot_of), "inplace": len(self.inplace),
+                "binding": dict(self.binding), "parallel_safe": self.parallel_safe}
+
+    def __str__(self) -> str:
+        bound = ", ".join(f"{k}={v}" for k, v in sorted(self.binding.items())) or "static shapes"
+        saved = 1 - self.peak_bytes / self.naive_bytes if self.naive_bytes else 0.0
+        return (f"memory: peak {_fmt(self.peak_bytes)} planned vs {_fmt(self.naive_bytes)} naive "
+                f"({saved:.0%} saved; {len(self.slot_of)} buffers in {len(self.slot_bytes)} "
+                f"slots, {len(self.inplace)} in place; liveness lower bound "
+                f"{_fmt(self.live_peak_bytes)}; planned for {bound}"
+                f"{'; safe for parallel execution' if self.parallel_safe else ''})")
+
+
+def _fmt(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _ancestors(deps: Mapping[KernelId, Sequence[KernelId]], order: Sequence[KernelId],
+               index: Mapping[KernelId, int]) -> list[int]:
+    """Per kernel position, a bitmask of every kernel that must finish before it starts."""
+    anc = [0] * len(order)
+    for k in order:  # order is topological, so predecessors are complete
+        mask = 0
+        for p in deps.get(k, ()):
+            mask |= anc[index[p]] | (1 << index[p])
+        anc[index[k]] = mask
+    return anc
+
+
+class _Group:
+    """Buffers merged by in-place updates: placed into a slot as one unit."""
+
+    __slots__ = ("members", "nbytes", "writers", "touch", "first", "last")
+
+    def __init__(self, buf: BufferUse, first: int, last: int, writers: int, touch: int):
+        self.members = [buf.name]
+        self.nbytes = buf.nbytes
+        self.writers = writers  # bitmask of writing kernels (parallel mode)
+        self.touch = touch  # bitmask of writing and reading kernels (parallel mode)
+        self.first, self.last = first, last
+
+    def absorb(self, other: "_Group") -> None:
+        self.members += other.members
+        self.nbytes = max(self.nbytes, other.nbytes)
+        self.writers |= other.writers
+        self.touch |= other.touch
+        self.first, self.last = min(self.first, other.first), max(self.last, other.last)
+
+
+def _precedes(a: _Group, b: _Group, anc: list[int] | None) -> bool:
+    """True when all of a's uses finish before b is first written (so b may reuse a's memory)."""
+    if anc is None:
+        return a.last < b.first
+    writers = b.writers
+    if not writers:  # b exists before the run starts: nothing can come before it
+        return False
+    while writers:
+        low = writers & -writers
+        if a.touch & ~anc[low.bit_length() - 1]:
+            return False
+        writers ^= low
+    return True
+
+
+def plan_memory(buffers: Sequence[BufferUse], order: Sequence[KernelId],
+                deps: Mapping[KernelId, Sequence[KernelId]] | None = None,
+                inplace: Iterable[tuple[Hashable, Hashable]] = (),
+                binding: Mapping[str, int] | None = None) -> MemoryPlan:
+    """Assign unpinned buffers to shared slots; see the module docstring for the rules.
+
+    `order` is the execution order (a topological order of the kernels). `deps` (kernel ->
+    predecessors) makes the plan safe under any parallel interleaving. `inplace` lists candidate
+    (input buffer, output buffer) pairs; a pair is taken only when it is safe, see `_inplace_ok`.
+    """
+    index = {k: i for i, k in enumerate(order)}
+    by_name: dict[Hashable, BufferUse] = {}
+    for b in buffers:
+        if b.name in by_name:
+            raise SymgraphError(f"buffer {b.name!r} is listed twice")
+        for k in (() if b.writer is None else (b.writer,)) + tuple(b.readers):
+            if k not in index:
+                raise SymgraphError(f"buffer {b.name!r} names kernel {k!r}, which is not in the "
+                                    "execution order")
+        by_name[b.name] = b
+    anc = _ancestors(deps, order, index) if deps is not None else None
+
+    groups: dict[Hashable, _Group] = {}
+    for b in buffers:
+        if b.pinned:
+            continue
+        first = -1 if b.writer is None else index[b.writer]
+        last = max((index[r] for r in b.readers), default=first)
+        writers = 0 if b.writer is None else 1 << index[b.writer]
+        touch = writers
+        for r in b.readers:
+            touch |= 1 << index[r]
+        groups[b.name] = _Group(b, first, last, writers, touch)
+
+    taken = _merge_inplace(inplace, by_name, groups, index, anc)
+    units = list(dict.fromkeys(id(g) for g in groups.values()))
+    unique = {id(g): g for g in groups.values()}
+    ordered = sorted((unique[u] for u in units), key=lambda g: (-g.nbytes, g.first))
+
+    slots: list[list[_Group]] = []
+    sizes: list[int] = []
+    slot_of: dict[Hashable, int | None] = {b.name: None for b in buffers if b.pinned}
+    for g in ordered:
+        best = None
+        for s, occupants in enumerate(slots):
+            # Largest first, so every open slot is already big enough: best fit = smallest slot.
+            if all(_precedes(o, g, anc) or _precedes(g, o, anc) for o in occupants):
+                if best is None or sizes[s] < sizes[best]:
+                    best = s
+        if best is None:
+            slots.append([])
+            sizes.append(_aligned(g.nbytes))
+            best = len(slots) - 1
+        slots[best].append(g)
+        for name in g.members:
+            slot_of[name] = best
+
+    naive = sum(b.nbytes for b in buffers)
+    pinned = sum(b.nbytes for b in buffers if b.pinned)
+    return MemoryPlan(slot_of=slot_of, slot_bytes=tuple(sizes), inplace=tuple(taken),
+                      naive_bytes=naive, pinned_bytes=pinned,
+                      live_peak_bytes=_live_peak(buffers, index, len(order)),
+                      binding=dict(binding or {}), parallel_safe=deps is not None)
+
+
+def _aligned(n: int) -> int:
+    return max(ALIGN, -(-n // ALIGN) * ALIGN)
+
+
+def _merge_inplace(pairs, by_name, groups, index, anc) -> list[tuple[Hashable, Hashable]]:
+    """Merge each safe (src, dst) pair's groups; returns the pairs taken."""
+    taken, donated = [], set()
+    for src, dst in pairs:
+        a, b = by_name.get(src), by_name.get(dst)
+        if a is None or b is None or src in donated or not _inplace_ok(a, b, index, anc):
+            continue
+        ga, gb = groups[src], groups[dst]
+        if ga is gb or gb.members[0] != dst:  # dst already absorbed something: keep chains simple
+            continue
+        ga.absorb(gb)
+        for name in gb.members:
+            groups[name] = ga
+        donated.add(src)
+        taken.append((src, dst))
+    return taken
+
+
+def _inplace_ok(src: BufferUse, dst: BufferUse, index, anc) -> bool:
+    """dst may overwrite src: same size, neither pinned, dst's writer is src's last reader."""
+    if src.pinned or dst.pinned or src.nbytes != dst.nbytes or dst.writer is None:
+        return False
+    k = dst.writer
+    if k not in src.readers:
+        return False
+    others = [r for r in src.readers if r != k]
+    if anc is None:
+        return all(index[r] < index[k] for r in others)
+    return all(anc[index[k]] >> index[r] & 1 for r in others)
+
+
+def _live_peak(buffers: Sequence[BufferUse], index, n: int) -> int:
+    """Most bytes alive at once in the serial order: no plan can go below it (pinned included)."""
+    delta = [0] * (n + 2)
+    always = 0
+    for b in buffers:
+        if b.pinned:
+            always += b.nbytes
+            continue
+        first = -1 if b.writer is None else index[b.writer]
+        last = max((index[r] for r in b.readers), default=first)
+        delta[first + 1] += b.nbytes
+        delta[last + 2] -= b.nbytes
+    peak = live = 0
+    for d in delta:
+        live += d
+        peak = max(peak, live)
+    return peak + always
+
+
+def naive_peak_bytes(buffers: Iterable[BufferUse]) -> int:
+    """Every buffer in its own allocation for the whole run."""
+    return sum(b.nbytes for b in buffers)
