@@ -1,0 +1,134 @@
+"""The shared rewrite engine and pattern helpers the rule-based passes (fold, simplify, dce,
+stabilize) are built on.
+
+A graph here is the list of its output nodes: every node they reach belongs to it, nothing else
+does. `rewrite` walks that graph once in topological order (iteratively: graphs are deep),
+rebuilds each node over its already-rewritten inputs and offers it to a rule until no rule
+fires. Rules see a node whose inputs are final, return `(replacement, rule_name)` or None, and
+must keep the node's type (dtype and shape); the engine refuses any replacement that does not.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable, Sequence
+
+import numpy as np
+
+from symgraph.errors import SymgraphError
+from symgraph.graph import Node, topo_order
+from symgraph.ops import apply, rebuild
+from symgraph.ops import build as B
+
+Rule = Callable[[Node], "tuple[Node, str] | None"]
+
+# A rule chain on one node longer than this means two rules undo each other: stop there.
+_MAX_CHAIN = 16
+
+
+def count_nodes(outputs: Sequence[Node]) -> int:
+    return len(topo_order(outputs))
+
+
+def rewrite_once(outputs: Sequence[Node], rule: Rule, fired: Counter) -> list[Node]:
+    """One bottom-up sweep of `rule` over the graph; counts each firing in `fired`."""
+    memo: dict[int, Node] = {}
+    for node in topo_order(outputs):
+        if not node.inputs:
+            memo[node.id] = node
+            continue
+        current = rebuild(node, [memo[i.id] for i in node.inputs])
+        for _ in range(_MAX_CHAIN):
+            hit = rule(current)
+            if hit is None:
+                break
+            new, name = hit
+            if new is current:
+                break
+            if new.type != current.type:  # a rule bug: keep the graph correct, make it visible
+                fired[f"rejected:{name}"] += 1
+                break
+            fired[name] += 1
+            current = new
+        memo[node.id] = current
+    return [memo[o.id] for o in outputs]
+
+
+def rewrite(outputs: Sequence[Node], rule: Rule, max_rounds: int = 4) -> tuple[list[Node], Counter]:
+    """Sweep until no rule fires (a replacement's new inner nodes are seen on the next sweep)."""
+    fired: Counter = Counter()
+    outs = list(outputs)
+    for _ in range(max_rounds):
+        before = sum(fired.values())
+        outs = rewrite_once(outs, rule, fired)
+        if sum(fired.values()) == before:
+            break
+    return outs, fired
+
+
+def rule_table(table: dict[str, list[Rule]]) -> Rule:
+    """One rule from a table op -> rules: the first rule that fires wins."""
+    def rule(node: Node):
+        for candidate in table.get(node.op, ()):
+            hit = candidate(node)
+            if hit is not None:
+                return hit
+        return None
+    return rule
+
+
+# --- pattern helpers ----------------------------------------------------------------------
+
+
+def const_array(node: Node) -> np.ndarray | None:
+    """The array of a constant node, else None."""
+    return node.attr["value"].array if node.op == "constant" else None
+
+
+_UNIFORM_CACHE: dict[int, object] = {}
+
+
+def uniform_value(node: Node):
+    """The single value every element of `node` holds when that is known at build time.
+
+    A constant whose elements are all equal, or a broadcast/reshape of one (zeros_like,
+    ones_like); returns a NumPy scalar, or None when unknown or not uniform.
+    """
+    while node.op in ("broadcast_to", "reshape"):
+        node = node.inputs[0]
+    array = const_array(node)
+    if array is None or array.size == 0:
+        return None
+    key = id(array)
+    if key not in _UNIFORM_CACHE:
+        flat = array.reshape(-1)
+        first = flat[0]
+        same = bool(np.all(flat == first)) if not (array.dtype.kind == "f" and np.isnan(first)) \
+            else False
+        if len(_UNIFORM_CACHE) > 4096:
+            _UNIFORM_CACHE.clear()
+        _UNIFORM_CACHE[key] = (array, first if same else None)  # keep array alive: id stays valid
+    return _UNIFORM_CACHE[key][1]
+
+
+def is_value(node: Node, value) -> bool:
+    """True when every element of `node` is known to equal `value`."""
+    v = uniform_value(node)
+    return v is not None and bool(v == value)
+
+
+def fit(x: Node, like: Node) -> Node | None:
+    """`x` made to have `like`'s type by broadcasting, or None when that is impossible."""
+    if x.dtype != like.dtype:
+        return None
+    if tuple(x.shape) == tuple(like.shape):
+        return x
+    try:
+        return B.broadcast_to(x, like.shape)
+    except SymgraphError:
+        return None
+
+
+def build(op: str, inputs, like: Node, **attrs) -> Node:
+    """A new node for a rewrite of `like`: it keeps `like`'s source line and tags."""
+    return apply(op, inputs, trace=like.trace, tags=like.tags, **attrs)

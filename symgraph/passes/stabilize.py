@@ -1,0 +1,160 @@
+"""Numerical stabilization: rewrite expressions that overflow or lose precision into stable forms
+with the same mathematical value.
+
+    log(exp(a) / sum(exp(a)))      -> d - log(sum(exp(d))),  d = a - stop_gradient(max(a))
+                                      (log of softmax, shifted or not; cross-entropy on softmax,
+                                      -sum(t * log(softmax(x))), becomes stable through it)
+    log(1 + x)                     -> log1p(x)        log(1 - x) -> log1p(-x)
+    exp(x) - 1                     -> expm1(x)
+    log(sigmoid(x))                -> -softplus(-x) = min(x, 0) - log1p(exp(-|x|))
+    log(1 - sigmoid(x))            -> -softplus(x)  = min(-x, 0) - log1p(exp(-|x|))
+    log1p(exp(x)) (naive softplus) -> max(x, 0) + log1p(exp(-|x|))
+    log(exp(x))                    -> x
+
+softmax and log_softmax are composites, so their primitive shapes are matched:
+exp(x - stop_gradient(max(x))) / sum(...). Keras's probability-space cross-entropy clips p to
+[eps, 1 - eps] before the log; that clip is part of its meaning, so it is left alone. Gradients
+are built before the passes run, so only the expressions above are rewritten, wherever they sit
+(forward or backward); a gradient whose own formula divides by an underflowed softmax stays as
+the user wrote it: differentiate log_softmax, not log(softmax), for stable gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from symgraph.graph import Node
+from symgraph.ops import build as B
+from symgraph.passes.rewrite import build, fit, is_value, rewrite, rule_table
+
+
+def _unwrap(node: Node) -> Node:
+    """Look through broadcast_to and reshape (keepdims bookkeeping around a reduction)."""
+    while node.op in ("broadcast_to", "reshape"):
+        node = node.inputs[0]
+    return node
+
+
+def _shift_of(a: Node, axes: tuple) -> bool:
+    """True when a = x - stop_gradient(max(x, axes)): already shifted by its max."""
+    if a.op != "sub":
+        return False
+    x, m = a.inputs
+    m = _unwrap(m)
+    if m.op != "stop_gradient":
+        return False
+    mx = _unwrap(m.inputs[0])
+    return mx.op == "max" and mx.inputs[0] is x and tuple(mx.attr["axes"]) == tuple(axes)
+
+
+def _log_sum_exp_shifted(d: Node, axes: tuple, like: Node) -> Node:
+    e = build("exp", (d,), like)
+    s = build("sum", (e,), like, axes=axes, keepdims=True)
+    return build("log", (s,), like)
+
+
+def log_softmax(node: Node):
+    """log(exp(a) / sum(exp(a), axes)) -> d - log(sum(exp(d))) with d = a - max(a)."""
+    q = node.inputs[0]
+    if q.op != "div":
+        return None
+    e, s = q.inputs
+    s = _unwrap(s)
+    if e.op != "exp" or s.op != "sum" or s.inputs[0] is not e:
+        return None
+    a, axes = e.inputs[0], tuple(s.attr["axes"])
+    if _shift_of(a, axes):
+        d = a
+    else:
+        mx = build("max", (a,), node, axes=axes, keepdims=True)
+        d = build("sub", (a, build("stop_gradient", (mx,), node)), node)
+    out = build("sub", (d, _log_sum_exp_shifted(d, axes, node)), node)
+    fitted = fit(out, node)
+    return None if fitted is None else (fitted, "log_softmax")
+
+
+def _softplus_neg_part(x: Node, like: Node) -> Node:
+    """log1p(exp(-|x|)): the bounded part of softplus."""
+    return build("log1p", (build("exp", (build("neg", (build("abs", (x,), like),), like),), like),),
+                 like)
+
+
+def _zero(like: Node) -> Node:
+    return B.const(0, like.dtype)
+
+
+def log_sigmoid(node: Node):
+    """log(sigmoid(x)) = -softplus(-x) = min(x, 0) - log1p(exp(-|x|))."""
+    s = node.inputs[0]
+    if s.op != "sigmoid":
+        return None
+    x = s.inputs[0]
+    low = build("minimum", (x, _zero(x)), node)
+    return build("sub", (low, _softplus_neg_part(x, node)), node), "log_sigmoid"
+
+
+def log_one_minus(node: Node):
+    """log(1 - sigmoid(x)) = -softplus(x); log(1 - x) -> log1p(-x)."""
+    q = node.inputs[0]
+    if q.op != "sub" or not is_value(q.inputs[0], 1):
+        return None
+    y = q.inputs[1]
+    if y.op == "sigmoid" and y.type == node.type:
+        x = y.inputs[0]
+        low = build("minimum", (build("neg", (x,), node), _zero(x)), node)
+        return build("sub", (low, _softplus_neg_part(x, node)), node), "log_one_minus_sigmoid"
+    out = fit(build("log1p", (build("neg", (y,), node),), node), node)
+    return None if out is None else (out, "log_one_minus")
+
+
+def log_one_plus(node: Node):
+    """log(1 + x) -> log1p(x)."""
+    q = node.inputs[0]
+    if q.op != "add":
+        return None
+    a, b = q.inputs
+    x = b if is_value(a, 1) else a if is_value(b, 1) else None
+    if x is None:
+        return None
+    out = fit(build("log1p", (x,), node), node)
+    return None if out is None else (out, "log1p")
+
+
+def log_exp(node: Node):
+    x = node.inputs[0]
+    return (x.inputs[0], "log_exp") if x.op == "exp" else None
+
+
+def exp_minus_one(node: Node):
+    """exp(x) - 1 -> expm1(x)."""
+    e, one = node.inputs
+    if e.op != "exp" or not is_value(one, 1):
+        return None
+    out = fit(build("expm1", (e.inputs[0],), node), node)
+    return None if out is None else (out, "expm1")
+
+
+def softplus_naive(node: Node):
+    """log1p(exp(x)) -> max(x, 0) + log1p(exp(-|x|)), unless x is already -|.| (no overflow)."""
+    e = node.inputs[0]
+    if e.op != "exp":
+        return None
+    x = e.inputs[0]
+    if x.op == "neg" and x.inputs[0].op == "abs":
+        return None
+    high = build("maximum", (x, _zero(x)), node)
+    return build("add", (high, _softplus_neg_part(x, node)), node), "softplus"
+
+
+RULES = {
+    "log": [log_softmax, log_sigmoid, log_one_minus, log_one_plus, log_exp],
+    "sub": [exp_minus_one],
+    "log1p": [softplus_naive],
+}
+
+
+def stabilize(outputs: Sequence[Node]) -> tuple[list[Node], dict]:
+    """Apply the stabilization table; stats: rewrites by rule."""
+    outs, fired = rewrite(outputs, rule_table(RULES))
+    return outs, {"rewrites": sum(n for k, n in fired.items() if not k.startswith("rejected")),
+                  "rules": dict(fired.most_common())}
