@@ -1,0 +1,22 @@
+"""The Keras-style model layer: Sequential, layers, losses, optimizers, callbacks.
+
+    from symgraph.nn import Sequential, Dense
+    model = Sequential()
+    model.add(Dense(4, input_dim=2, activation="relu"))
+    model.add(Dense(1, activation="sigmoid"))
+    model.compile(loss="binary_crossentropy", optimizer="adam", metrics=["accuracy"])
+    model.fit(X, y, epochs=50, verbose=0)
+"""
+
+from symgraph.nn import (activations, callbacks, constraints, initializers, losses, metrics,
+                         optimizers, regularizers)
+from symgraph.nn.backend import choose_backend
+from symgraph.nn.initializers import set_random_seed
+from symgraph.nn.layers import (ELU, Activation, BatchNormalization, Dense, Dropout, Flatten,
+                                Input, InputLayer, Layer, LeakyReLU, Maxout, PReLU, ReLU)
+from symgraph.nn.models import Sequential
+
+__all__ = ["ELU", "Activation", "BatchNormalization", "Dense", "Dropout", "Flatten", "Input",
+           "InputLayer", "Layer", "LeakyReLU", "Maxout", "PReLU", "ReLU", "Sequential",
+           "activations", "callbacks", "choose_backend", "constraints", "initializers", "losses",
+           "metrics", "optimizers", "regularizers", "set_random_seed"]

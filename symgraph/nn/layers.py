@@ -1,0 +1,394 @@
+"""Keras-style layers. A layer owns its weights (variables, created by `build` once the input
+shape is known) and maps a node to a node in `call(x, ctx)`; `ctx` says whether the graph is
+for training and collects what a training step needs besides the output (batch-norm statistic
+updates, ReLU outputs for dead-unit diagnostics, logits for stable cross-entropy).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import symgraph as sg
+from symgraph.errors import SymgraphError
+from symgraph.nn import activations, constraints, initializers, regularizers
+
+_name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
+_dropout_seeds = itertools.count(1)
+
+
+def _snake(name: str) -> str:
+    """Keras's to_snake_case: BatchNormalization -> batch_normalization, ReLU -> re_lu."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def unique_name(base: str) -> str:
+    """Keras's naming: dense, dense_1, dense_2, ... per process."""
+    n = next(_name_counters[base])
+    return base if n == 0 else f"{base}_{n}"
+
+
+@dataclass
+class CallContext:
+    """What a forward pass is for, and what the layers report back to the training step."""
+
+    training: bool = False
+    step: object = None                                  # int64 step counter (dropout masks)
+    updates: list = field(default_factory=list)           # [(variable, new value)]
+    relu_outputs: dict = field(default_factory=dict)      # layer name -> post-ReLU node
+    logits: dict = field(default_factory=dict)            # output node id -> (kind, logits)
+
+
+class Layer:
+    """Base layer: naming, weights, trainable flag, input shape declaration."""
+
+    def __init__(self, name: str | None = None, trainable: bool = True, input_shape=None,
+                 input_dim: int | None = None, dtype: str = "float32", **kwargs):
+        if kwargs:
+            raise SymgraphError(f"{type(self).__name__}: unknown arguments "
+                                f"{', '.join(sorted(kwargs))}")
+        self.name = name or unique_name(_snake(type(self).__name__))
+        self._trainable = bool(trainable)
+        self.dtype = dtype
+        if input_dim is not None:
+            input_shape = (int(input_dim),)
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.built = False
+        self._weights: list[tuple[str, sg.Variable]] = []
+        self.output_shape = None
+
+    # --- weights ----------------------------------------------------------------------------
+
+    def add_weight(self, wname: str, shape, initializer, trainable: bool = True) -> sg.Variable:
+        value = initializers.get(initializer)(tuple(shape), self.dtype)
+        var = sg.variable(np.asarray(value, self.dtype), name=f"{self.name}/{wname}",
+                          trainable=trainable)
+        self._weights.append((wname, var))
+        return var
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+
+    @property
+    def weights(self) -> list:
+        return [v for _, v in self._weights]
+
+    @property
+    def trainable_weights(self) -> list:
+        return [v for v in self.weights if v.trainable and self._trainable]
+
+    @property
+    def non_trainable_weights(self) -> list:
+        return [v for v in self.weights if not (v.trainable and self._trainable)]
+
+    def get_weights(self) -> list:
+        return [v.value for v in self.weights]
+
+    def set_weights(self, arrays) -> None:
+        """Replace every weight; shapes are checked first, so a mismatch changes nothing."""
+        arrays = list(arrays)
+        if len(arrays) != len(self._weights):
+            raise SymgraphError(f"layer {self.name!r} has {len(self._weights)} weights, got "
+                                f"{len(arrays)} arrays")
+        for (wname, var), a in zip(self._weights, arrays):
+            if tuple(np.shape(a)) != tuple(var.shape):
+                raise SymgraphError(f"layer {self.name!r} weight {wname!r} has shape "
+                                    f"{tuple(var.shape)}, got an array of shape {np.shape(a)}")
+        for var, a in zip(self.weights, arrays):
+            var.value = np.asarray(a, var.dtype)
+
+    def count_params(self) -> int:
+        return int(sum(int(np.prod(v.shape)) for v in self.weights))
+
+    # --- graph ------------------------------------------------------------------------------
+
+    def build(self, input_shape: tuple) -> None:
+        """Create the weights for inputs of `input_shape` (batch dim excluded)."""
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.compute_output_shape(self.input_shape)
+        self.built = True
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return tuple(input_shape)
+
+    def call(self, x, ctx: CallContext):
+        raise NotImplementedError
+
+    def penalties(self) -> list:
+        """Regularization terms this layer adds to the loss."""
+        return []
+
+    def constrain(self, var, new_value):
+        """The projection applied to `var`'s value right after an optimizer update."""
+        return new_value
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class InputLayer(Layer):
+    """Declares the model's input shape (what `keras.Input(shape=...)` does in a Sequential)."""
+
+    def __init__(self, shape=None, name: str | None = None, input_shape=None, **kwargs):
+        super().__init__(name=name or unique_name("input_layer"),
+                         input_shape=shape if shape is not None else input_shape, **kwargs)
+
+    def call(self, x, ctx):
+        return x
+
+
+def Input(shape, name: str | None = None) -> InputLayer:  # noqa: N802  (Keras's name)
+    return InputLayer(shape=tuple(shape), name=name)
+
+
+def _apply_activation(x, activation, ctx: CallContext, layer_name: str):
+    """The activation, recording ReLU outputs and softmax/sigmoid logits in `ctx`."""
+    name = activations.name_of(activation)
+    out = activations.get(activation)(x)
+    if name in ("softmax", "sigmoid"):
+        ctx.logits[out.id] = (name, x)
+    if name in activations.RELU_LIKE:
+        ctx.relu_outputs[layer_name] = out
+    return out
+
+
+class Dense(Layer):
+    """y = activation(x @ kernel + bias); kernel is (input features, units)."""
+
+    def __init__(self, units: int, activation=None, use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        if int(units) <= 0:
+            raise SymgraphError(f"Invalid value received for argument `units`. Expected a "
+                                f"positive integer. Received: units={units}")
+        if activity_regularizer is not None:
+            raise SymgraphError("Dense: activity_regularizer is not supported")
+        self.units = int(units)
+        self.activation = activation
+        activations.get(activation)  # fail at construction on an unknown name
+        self.use_bias = use_bias
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.kernel = self.bias = None
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units),
+                                      self.kernel_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def call(self, x, ctx):
+        y = x @ self.kernel
+        if self.use_bias:
+            y = y + self.bias
+        return _apply_activation(y, self.activation, ctx, self.name)
+
+    def penalties(self):
+        out = []
+        if self.kernel_regularizer is not None:
+            out.append(self.kernel_regularizer(self.kernel))
+        if self.bias_regularizer is not None and self.use_bias:
+            out.append(self.bias_regularizer(self.bias))
+        return out
+
+    def constrain(self, var, new_value):
+        if var is self.kernel and self.kernel_constraint is not None:
+            return self.kernel_constraint(new_value)
+        if var is self.bias and self.bias_constraint is not None:
+            return self.bias_constraint(new_value)
+        return new_value
+
+
+class Activation(Layer):
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        activations.get(activation)
+        self.activation = activation
+
+    def call(self, x, ctx):
+        return _apply_activation(x, self.activation, ctx, self.name)
+
+
+class Dropout(Layer):
+    """Inverted dropout: active only in training; kept values scaled by 1/(1-rate)."""
+
+    def __init__(self, rate: float, noise_shape=None, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= rate <= 1:
+            raise SymgraphError("Invalid value received for argument `rate`. Expected a float "
+                                f"value between 0 and 1. Received: rate={rate}")
+        if noise_shape is not None:
+            raise SymgraphError("Dropout: noise_shape is not supported")
+        self.rate = float(rate)
+        self.seed = int(seed) if seed is not None else next(_dropout_seeds) * 7919
+
+    def call(self, x, ctx):
+        if not ctx.training or self.rate == 0:
+            return x
+        if self.rate == 1:
+            return x * 0.0
+        return sg.dropout(x, self.rate, seed=self.seed, step=ctx.step)
+
+
+class BatchNormalization(Layer):
+    """Keras BN: batch moments (biased variance) in training, moving statistics otherwise;
+    moving = moving*momentum + batch*(1-momentum). A frozen layer runs in inference mode."""
+
+    def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3,
+                 center: bool = True, scale: bool = True, beta_initializer="zeros",
+                 gamma_initializer="ones", moving_mean_initializer="zeros",
+                 moving_variance_initializer="ones", **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)
+        self.center, self.scale = center, scale
+        self._inits = (gamma_initializer, beta_initializer, moving_mean_initializer,
+                       moving_variance_initializer)
+        self.gamma = self.beta = self.moving_mean = self.moving_variance = None
+
+    def build(self, input_shape):
+        axis = self.axis % (len(input_shape) + 1)
+        if axis == 0:
+            raise SymgraphError(f"BatchNormalization {self.name!r}: axis cannot be the batch axis")
+        dim = (input_shape[axis - 1],)
+        if self.scale:
+            self.gamma = self.add_weight("gamma", dim, self._inits[0])
+        if self.center:
+            self.beta = self.add_weight("beta", dim, self._inits[1])
+        self.moving_mean = self.add_weight("moving_mean", dim, self._inits[2], trainable=False)
+        self.moving_variance = self.add_weight("moving_variance", dim, self._inits[3],
+                                               trainable=False)
+        super().build(input_shape)
+
+    def call(self, x, ctx):
+        axis = self.axis % x.ndim
+        shape = tuple(d if i == axis else 1 for i, d in enumerate(x.shape))
+        if ctx.training and self.trainable:
+            reduce_axes = tuple(a for a in range(x.ndim) if a != axis)
+            mean, var = sg.batch_moments(x, reduce_axes)
+            m = self.momentum
+            ctx.updates.append((self.moving_mean, self.moving_mean * m + mean * (1.0 - m)))
+            ctx.updates.append((self.moving_variance,
+                                self.moving_variance * m + var * (1.0 - m)))
+        else:
+            mean, var = self.moving_mean, self.moving_variance
+        inv = 1.0 / sg.sqrt(var + self.epsilon)
+        if self.gamma is not None:
+            inv = inv * self.gamma
+        out = (x - mean.reshape(shape)) * inv.reshape(shape)
+        return out + self.beta.reshape(shape) if self.beta is not None else out
+
+
+class ReLU(Layer):
+    """relu with Keras's max_value (ReLU6 = max_value 6), negative_slope and threshold."""
+
+    def __init__(self, max_value: float | None = None, negative_slope: float = 0.0,
+                 threshold: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if max_value is not None and max_value < 0:
+            raise SymgraphError(f"ReLU: max_value must be >= 0, got {max_value}")
+        self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
+
+    def call(self, x, ctx):
+        out = sg.relu(x, self.negative_slope, self.max_value, self.threshold)
+        ctx.relu_outputs[self.name] = out
+        return out
+
+
+class LeakyReLU(Layer):
+    """The layer's Keras default slope is 0.3 (the function's is 0.2)."""
+
+    def __init__(self, negative_slope: float = 0.3, alpha: float | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.negative_slope = float(alpha if alpha is not None else negative_slope)
+
+    def call(self, x, ctx):
+        return sg.leaky_relu(x, self.negative_slope)
+
+
+class ELU(Layer):
+    def __init__(self, alpha: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = float(alpha)
+
+    def call(self, x, ctx):
+        return sg.elu(x, self.alpha)
+
+
+class PReLU(Layer):
+    """Leaky ReLU with a learned slope per feature (alpha starts at zero, as in Keras)."""
+
+    def __init__(self, alpha_initializer="zeros", alpha_regularizer=None,
+                 alpha_constraint=None, shared_axes=None, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha_initializer = alpha_initializer
+        self.alpha_regularizer = regularizers.get(alpha_regularizer)
+        self.alpha_constraint = constraints.get(alpha_constraint)
+        self.shared_axes = tuple(shared_axes) if shared_axes is not None else ()
+        self.alpha = None
+
+    def build(self, input_shape):
+        shape = [1 if i + 1 in self.shared_axes else d for i, d in enumerate(input_shape)]
+        self.alpha = self.add_weight("alpha", tuple(shape), self.alpha_initializer)
+        super().build(input_shape)
+
+    def call(self, x, ctx):
+        return sg.prelu(x, self.alpha)
+
+    def penalties(self):
+        return [self.alpha_regularizer(self.alpha)] if self.alpha_regularizer else []
+
+    def constrain(self, var, new_value):
+        if var is self.alpha and self.alpha_constraint is not None:
+            return self.alpha_constraint(new_value)
+        return new_value
+
+
+class Maxout(Layer):
+    """Max over `num_units` groups of consecutive features (Goodfellow et al. 2013)."""
+
+    def __init__(self, num_units: int, axis: int = -1, **kwargs):
+        super().__init__(**kwargs)
+        self.num_units, self.axis = int(num_units), axis
+
+    def build(self, input_shape):
+        size = input_shape[self.axis]
+        if size % self.num_units:
+            raise SymgraphError(f"Maxout {self.name!r}: {size} features are not a multiple of "
+                                f"num_units={self.num_units}")
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        shape[self.axis] = self.num_units
+        return tuple(shape)
+
+    def call(self, x, ctx):
+        return sg.maxout(x, self.num_units, self.axis)
+
+
+class Flatten(Layer):
+    def compute_output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def call(self, x, ctx):
+        return x.reshape(("batch",) + self.output_shape) if x.shape[0] == "batch" else \
+            x.reshape((x.shape[0],) + self.output_shape)

@@ -1,0 +1,155 @@
+"""Sequential: a stack of layers with Keras's model API (training lives in training.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import symgraph as sg
+from symgraph.errors import SymgraphError
+from symgraph.nn.layers import CallContext, InputLayer, Layer, unique_name
+from symgraph.nn.training import Trainer
+from symgraph.nn.weights_io import load_arrays, save_arrays
+
+
+class Sequential(Trainer):
+    """`Sequential([Dense(...), ...])` or `model.add(layer)`; the first layer (or an Input)
+    declares the input shape, else the first fit/predict builds the model from the data."""
+
+    def __init__(self, layers=None, name: str | None = None):
+        self.name = name or unique_name("sequential")
+        self.layers: list[Layer] = []
+        self.input_shape = None
+        self.built = False
+        self.compiled = False
+        self.stop_training = False
+        # drives dropout masks: one new mask per training step, reproducible from the seeds
+        self.step_counter = sg.variable(np.int64(0), name=f"{self.name}/step", trainable=False)
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer: Layer) -> None:
+        if not isinstance(layer, Layer):
+            raise SymgraphError(f"Sequential.add needs a layer, got {type(layer).__name__}")
+        if isinstance(layer, InputLayer):
+            if self.layers:
+                raise SymgraphError("an Input can only be the first entry of a Sequential model")
+            self.input_shape = layer.input_shape
+            return
+        if any(existing.name == layer.name for existing in self.layers):
+            raise SymgraphError(f"a layer named {layer.name!r} is already in the model; "
+                                "layer names must be unique")
+        if not self.layers and self.input_shape is None and layer.input_shape is not None:
+            self.input_shape = layer.input_shape
+        self.layers.append(layer)
+        self.built = False
+        self._functions = {}
+        if self.input_shape is not None:
+            self.build(self.input_shape)
+
+    def pop(self) -> Layer:
+        layer = self.layers.pop()
+        self._functions = {}
+        self.built = False
+        if self.layers and self.input_shape is not None:
+            self.build(self.input_shape)
+        return layer
+
+    def build(self, input_shape) -> None:
+        """Create every layer's weights for inputs of `input_shape` (batch dim excluded)."""
+        if not self.layers:
+            raise SymgraphError(f"model {self.name!r} has no layers")
+        shape = tuple(int(d) for d in input_shape)
+        self.input_shape = shape
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(shape)
+            elif tuple(layer.input_shape) != shape:
+                raise SymgraphError(f"layer {layer.name!r} was built for inputs {layer.input_shape}"
+                                    f" but receives {shape}")
+            shape = layer.output_shape
+        self.output_shape = shape
+        self.built = True
+
+    def __call__(self, x, training: bool = False):
+        """The model's output node for an input node (a symbolic forward pass)."""
+        if not self.built:
+            self.build(tuple(x.shape[1:]))
+        h = x
+        ctx = CallContext(training=training, step=self.step_counter)
+        for layer in self.layers:
+            h = layer.call(h, ctx)
+        return h
+
+    # --- weights --------------------------------------------------------------------------
+
+    @property
+    def weights(self) -> list:
+        return [v for layer in self.layers for v in layer.weights]
+
+    @property
+    def trainable_weights(self) -> list:
+        return [v for layer in self.layers for v in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self) -> list:
+        return [v for layer in self.layers for v in layer.non_trainable_weights]
+
+    def get_weights(self) -> list:
+        return [v.value for v in self.weights]
+
+    def set_weights(self, arrays) -> None:
+        """Set every weight in order; all shapes are checked before anything changes."""
+        arrays = list(arrays)
+        named = [(layer, wname, var) for layer in self.layers for wname, var in layer._weights]
+        if len(arrays) != len(named):
+            raise SymgraphError(f"model {self.name!r} has {len(named)} weights, got "
+                                f"{len(arrays)} arrays")
+        for (layer, wname, var), a in zip(named, arrays):
+            if tuple(np.shape(a)) != tuple(var.shape):
+                raise SymgraphError(f"layer {layer.name!r} weight {wname!r} has shape "
+                                    f"{tuple(var.shape)}, got an array of shape {np.shape(a)}")
+        for (_, _, var), a in zip(named, arrays):
+            var.value = np.asarray(a, var.dtype)
+
+    def save_weights(self, filepath: str) -> None:
+        """Write every weight to `filepath` (.npz) atomically (temp file, then rename)."""
+        if not self.built:
+            raise SymgraphError(f"model {self.name!r} is not built yet: it has no weights")
+        save_arrays(filepath, [(f"{layer.name}/{wname}", var.value)
+                               for layer in self.layers for wname, var in layer._weights])
+
+    def load_weights(self, filepath: str, skip_mismatch: bool = False) -> None:
+        """Read weights saved by `save_weights`, matched in order; a count or shape mismatch
+        raises and changes nothing (`skip_mismatch=True` skips mismatched weights instead)."""
+        items = load_arrays(filepath)
+        named = [(f"{layer.name}/{wname}", var) for layer in self.layers
+                 for wname, var in layer._weights]
+        if len(items) != len(named) and not skip_mismatch:
+            raise SymgraphError(f"{filepath} holds {len(items)} weights but model {self.name!r} "
+                                f"has {len(named)}; nothing was loaded")
+        plan = []
+        for (key, array), (name, var) in zip(items, named):
+            if tuple(array.shape) != tuple(var.shape):
+                if skip_mismatch:
+                    continue
+                raise SymgraphError(f"{filepath}: weight {key!r} has shape {array.shape} but "
+                                    f"{name!r} in the model has shape {tuple(var.shape)}; "
+                                    "nothing was loaded")
+            plan.append((var, array))
+        for var, array in plan:
+            var.value = array
+
+    def count_params(self) -> int:
+        return sum(layer.count_params() for layer in self.layers)
+
+    # --- summary --------------------------------------------------------------------------
+
+    def summary(self, print_fn=None) -> None:
+        """Keras's table: Layer (type) | Output Shape | Param #, then parameter totals."""
+        from symgraph.nn.summary import format_summary
+
+        text = format_summary(self)
+        (print_fn or print)(text)
+
+    def __repr__(self) -> str:
+        return f"<Sequential {self.name!r}: {len(self.layers)} layers>"

@@ -1,0 +1,116 @@
+"""The compiled functions behind fit / evaluate / predict.
+
+`fit` compiles ONE training step: forward pass, loss plus penalties, `sg.grad`, optimizer
+updates, constraint projection, batch-norm statistic updates and the step counter that drives
+dropout masks, all in one `sg.function`. Evaluation and prediction are inference graphs. The
+batch dim is the symbol "batch", so every batch size (the short last batch included) reuses
+the same compiled function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import symgraph as sg
+from symgraph.nn.layers import CallContext
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """Shape (batch dim excluded) and dtype of the labels fed to the step functions."""
+
+    shape: tuple
+    dtype: str
+
+
+def forward(model, x, ctx: CallContext):
+    h = x
+    for layer in model.layers:
+        h = layer.call(h, ctx)
+    return h
+
+
+def _loss_terms(model, x, y, ctx):
+    out = forward(model, x, ctx)
+    loss = model.loss
+    kind_logits = ctx.logits.get(out.id)
+    logits = kind_logits[1] if kind_logits and kind_logits[0] == loss.logits_kind else None
+    data_loss = sg.mean(loss.per_sample(y, out, logits=logits))
+    penalties = [p for layer in model.layers for p in layer.penalties()]
+    total = data_loss
+    for p in penalties:
+        total = total + p
+    metric_sums = [sg.cast(sg.sum(fn(y, out)), "float32") for _, fn in model.metric_fns]
+    return out, total, metric_sums
+
+
+def placeholders(model, target: TargetSpec):
+    x = sg.placeholder(("batch",) + tuple(model.input_shape), "float32", name="x")
+    y = sg.placeholder(("batch",) + tuple(target.shape), target.dtype, name="y")
+    return x, y
+
+
+@dataclass
+class TrainStep:
+    """A compiled training step and what its outputs mean."""
+
+    function: sg.Function
+    n_metrics: int
+    grad_layers: list          # layer names whose gradient norms follow the metrics
+    relu_layers: list          # layer names whose per-unit activity vectors follow
+
+    def __call__(self, xb, yb):
+        return self.function(xb, yb)
+
+
+def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool = False,
+                     check_nan: bool = False) -> TrainStep:
+    x, y = placeholders(model, target)
+    ctx = CallContext(training=True, step=model.step_counter)
+    out, total, metric_sums = _loss_terms(model, x, y, ctx)
+    owners = {}
+    trainable = []
+    for layer in model.layers:
+        for var in layer.trainable_weights:
+            owners[var.id] = layer
+            trainable.append(var)
+    grads = sg.grad(total, trainable) if trainable else []
+    updates = []
+    for var, expr in model.optimizer.updates(zip(grads, trainable)):
+        layer = owners.get(var.id)
+        updates.append((var, layer.constrain(var, expr) if layer is not None else expr))
+    updates += ctx.updates
+    updates.append((model.step_counter, model.step_counter + np.int64(1)))
+    outputs = [total] + metric_sums
+    grad_layers, relu_layers = [], []
+    if diagnostics:
+        for layer in model.layers:
+            gs = [g for g, v in zip(grads, trainable) if owners[v.id] is layer]
+            if gs:
+                sq = sg.sum(sg.square(gs[0]))
+                for g in gs[1:]:
+                    sq = sq + sg.sum(sg.square(g))
+                outputs.append(sg.sqrt(sq))
+                grad_layers.append(layer.name)
+        for name, act in ctx.relu_outputs.items():
+            axes = tuple(range(act.ndim - 1))
+            outputs.append(sg.max(sg.cast(act > 0, "float32"), axis=axes))
+            relu_layers.append(name)
+    fn = sg.function([x, y], outputs, updates=updates, backend=backend, check_nan=check_nan,
+                     name="train_step")
+    return TrainStep(fn, len(metric_sums), grad_layers, relu_layers)
+
+
+def build_eval_step(model, target: TargetSpec, backend: str) -> sg.Function:
+    """[mean loss with penalties, *metric sums] of a batch, in inference mode."""
+    x, y = placeholders(model, target)
+    _, total, metric_sums = _loss_terms(model, x, y, CallContext(training=False))
+    return sg.function([x, y], [total] + metric_sums, backend=backend, name="eval_step")
+
+
+def build_predict_step(model, backend: str) -> sg.Function:
+    x = sg.placeholder(("batch",) + tuple(model.input_shape), "float32", name="x")
+    out = forward(model, x, CallContext(training=False))
+    return sg.function([x], out, backend=backend, name="predict_step")

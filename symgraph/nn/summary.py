@@ -1,0 +1,56 @@
+"""Keras-style `model.summary()` text."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _bytes(n_params: int, itemsize: int = 4) -> str:
+    size = float(n_params * itemsize)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.2f} {unit}"
+        size /= 1024
+    return f"{size:.2f} GB"
+
+
+def _count(variables) -> int:
+    return int(sum(int(np.prod(v.shape)) for v in variables))
+
+
+def format_summary(model) -> str:
+    rows = []
+    for layer in model.layers:
+        shape = layer.output_shape
+        shown = "?" if shape is None else "(None, " + ", ".join(map(str, shape)) + ")"
+        rows.append((f"{layer.name} ({type(layer).__name__})", shown,
+                     f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"))
+    widths = [max(31, *(len(r[0]) for r in rows)) if rows else 31,
+              max(22, *(len(r[1]) for r in rows)) if rows else 22, 13]
+    head = ("Layer (type)", "Output Shape", "Param #")
+
+    def line(left, mid, right, fill):
+        return left + mid.join(fill * (w + 2) for w in widths) + right
+
+    def row(cells, sep):
+        a, b, c = cells
+        return f"{sep} {a:<{widths[0]}} {sep} {b:<{widths[1]}} {sep} {c:>{widths[2]}} {sep}"
+
+    out = [f'Model: "{model.name}"', line("┏", "┳", "┓", "━"), row(head, "┃"),
+           line("┡", "╇", "┩", "━")]
+    for i, r in enumerate(rows):
+        out.append(row(r, "│"))
+        if i < len(rows) - 1:
+            out.append(line("├", "┼", "┤", "─"))
+    out.append(line("└", "┴", "┘", "─"))
+    trainable = _count(model.trainable_weights)
+    frozen = _count(model.non_trainable_weights)
+    total = trainable + frozen
+    out.append(f" Total params: {total:,} ({_bytes(total)})")
+    out.append(f" Trainable params: {trainable:,} ({_bytes(trainable)})")
+    out.append(f" Non-trainable params: {frozen:,} ({_bytes(frozen)})")
+    opt = getattr(model, "optimizer", None)
+    if opt is not None and getattr(opt, "_slots", None):
+        n = _count(opt.variables)
+        out.append(f" Optimizer params: {n:,} ({_bytes(n)})")
+    return "\n".join(out)

@@ -1,0 +1,304 @@
+"""compile / fit / evaluate / predict / train_on_batch with Keras semantics (mixed into models).
+
+Step functions are compiled once per (targets, trainable set, backend) and cached; a new batch
+size never recompiles. Input checks run in Python before a step, so a bad array names the layer
+and shapes and changes no state; the runtime swaps variables only after a step succeeds.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from symgraph.errors import SymgraphError
+from symgraph.nn import callbacks as cbks
+from symgraph.nn import losses, metrics, optimizers
+from symgraph.nn.backend import choose_backend
+from symgraph.nn.progbar import Progbar
+from symgraph.nn.steps import (TargetSpec, build_eval_step, build_predict_step,
+                               build_train_step)
+
+
+def _verbosity(verbose) -> int:
+    return 1 if verbose == "auto" else int(verbose)
+
+
+class Trainer:
+    """The training API of a model with `layers`, `input_shape`, weights and `step_counter`."""
+
+    optimizer = None
+    loss = None
+    metric_fns: list = []
+
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                backend: str | None = None, run_eagerly: bool = False, jit_compile="auto",
+                **kwargs):
+        """Set optimizer, loss and metrics; `backend` None/"auto" picks Numba when it works."""
+        if kwargs:
+            raise SymgraphError(f"compile: unsupported arguments {', '.join(sorted(kwargs))}")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses.get(loss)
+        self.metric_fns = [metrics_get(m, self.loss.name) for m in (metrics or [])]
+        self.backend = choose_backend(backend)
+        self._functions = {}
+        self.compiled = True
+
+    # --- data checks ----------------------------------------------------------------------
+
+    def _require_compiled(self, what: str) -> None:
+        if not getattr(self, "compiled", False):
+            raise SymgraphError(f"You must call `compile()` before using the model ({what}).")
+
+    def _check_x(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise SymgraphError(f"model inputs must be numeric, got dtype {x.dtype}")
+        if not self.built:
+            self.build(tuple(x.shape[1:]))
+        expected = tuple(self.input_shape)
+        if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected:
+            first = self.layers[0]
+            raise SymgraphError(
+                f"Input of layer {first.name!r} ({type(first).__name__}) is incompatible with "
+                f"the model: expected shape (None, {', '.join(map(str, expected))}), got "
+                f"{x.shape} (placeholder 'x')")
+        return x.astype(np.float32, copy=False)
+
+    def _check_y(self, y, n: int) -> tuple[np.ndarray, TargetSpec]:
+        y = np.asarray(y)
+        if len(y) != n:
+            raise SymgraphError(f"x has {n} samples but y has {len(y)} (placeholder 'y')")
+        out_shape = tuple(self.output_shape)
+        if self.loss.sparse:
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = y[:, 0]
+            if y.ndim != 1:
+                raise SymgraphError(f"{self.loss.name} needs integer labels of shape (n,), got "
+                                    f"{y.shape} (placeholder 'y')")
+            if y.dtype.kind == "f" and np.any(y != np.round(y)):
+                raise SymgraphError(f"{self.loss.name}: labels must be whole numbers")
+            classes = out_shape[-1]
+            if n and (y.min() < 0 or y.max() >= classes):
+                raise SymgraphError(
+                    f"{self.loss.name}: labels must lie in [0, {classes}) to match layer "
+                    f"{self.layers[-1].name!r} output shape (None, {classes}); got labels "
+                    f"from {y.min()} to {y.max()} (placeholder 'y')")
+            return y.astype(np.int32), TargetSpec((), "int32")
+        if y.shape[1:] != out_shape:
+            if y.size == n * int(np.prod(out_shape)):
+                y = y.reshape((n,) + out_shape)  # (n,) labels for a (None, 1) output
+            else:
+                raise SymgraphError(
+                    f"targets of shape {y.shape} do not match layer {self.layers[-1].name!r} "
+                    f"output shape (None, {', '.join(map(str, out_shape))}) (placeholder 'y')")
+        return y.astype(np.float32, copy=False), TargetSpec(out_shape, "float32")
+
+    # --- compiled steps -------------------------------------------------------------------
+
+    def _trainable_key(self) -> tuple:
+        return tuple(v.id for v in self.trainable_weights)
+
+    def _train_step(self, target: TargetSpec, diagnostics=False, backend=None, check_nan=False):
+        backend = backend or self.backend
+        key = ("train", target, diagnostics, self._trainable_key(), backend, check_nan)
+        if key not in self._functions:
+            self._functions[key] = build_train_step(self, target, backend, diagnostics,
+                                                    check_nan)
+        return self._functions[key]
+
+    def _eval_step(self, target: TargetSpec):
+        key = ("eval", target, self.backend)
+        if key not in self._functions:
+            self._functions[key] = build_eval_step(self, target, self.backend)
+        return self._functions[key]
+
+    def _predict_step(self):
+        key = ("predict", self.backend)
+        if key not in self._functions:
+            self._functions[key] = build_predict_step(self, self.backend)
+        return self._functions[key]
+
+    def _metric_names(self) -> list:
+        return [name for name, _ in self.metric_fns]
+
+    # --- training -------------------------------------------------------------------------
+
+    def train_on_batch(self, x, y, return_dict: bool = False):
+        """One optimizer step on one batch; returns loss (and metrics) of that batch."""
+        self._require_compiled("train_on_batch")
+        x = self._check_x(x)
+        y, target = self._check_y(y, len(x))
+        outs = self._train_step(target)(x, y)
+        logs = {"loss": float(outs[0])}
+        for name, s in zip(self._metric_names(), outs[1:]):
+            logs[name] = float(s) / len(x)
+        return _logs_result(logs, return_dict)
+
+    def fit(self, x=None, y=None, batch_size=None, epochs: int = 1, verbose="auto",
+            callbacks=None, validation_split: float = 0.0, validation_data=None,
+            shuffle: bool = True, class_weight=None, sample_weight=None, initial_epoch: int = 0,
+            augment=None, diagnostics: bool = False, nan_guard: bool = True, seed=None):
+        """Train for `epochs`; returns a History. Beyond Keras: `augment(batch, rng)` transforms
+        training batches only; `diagnostics=True` records per-layer gradient norms
+        (grad_norm/<layer>) and dead-ReLU fractions (dead_relu/<layer>) per epoch; the NaN
+        guard stops training on a non-finite loss and names the first node producing it."""
+        from symgraph.nn.diagnostics import EpochDiagnostics, hunt_nan
+
+        self._require_compiled("fit")
+        if class_weight is not None or sample_weight is not None:
+            raise SymgraphError("fit: class_weight and sample_weight are not supported")
+        verbose = _verbosity(verbose)
+        x = self._check_x(x)
+        y, target = self._check_y(y, len(x))
+        val = None
+        if validation_data is not None:
+            vx = self._check_x(validation_data[0])
+            val = (vx, self._check_y(validation_data[1], len(vx))[0])
+        elif validation_split:
+            if not 0 < validation_split < 1:
+                raise SymgraphError(f"validation_split must be in (0, 1), got {validation_split}")
+            split = int(len(x) * (1 - validation_split))  # Keras: the *last* samples
+            x, y, val = x[:split], y[:split], (x[split:], y[split:])
+        batch_size = int(batch_size or 32)
+        n = len(x)
+        steps = max(1, -(-n // batch_size))
+        rng = np.random.default_rng(seed) if seed is not None else _fit_rng()
+        history = cbks.History()
+        callback_list = [history] + list(callbacks or [])
+        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
+        for cb in callback_list:
+            cb.set_model(self)
+            cb.set_params(params)
+        self.history = history
+        self.stop_training = False
+        step_fn = self._train_step(target, diagnostics)
+        names = self._metric_names()
+        for cb in callback_list:
+            cb.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            for cb in callback_list:
+                cb.on_epoch_begin(epoch)
+            if verbose:
+                print(f"Epoch {epoch + 1}/{epochs}")
+            bar = Progbar(steps, verbose)
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            seen, loss_sum, metric_sums = 0, 0.0, np.zeros(len(names))
+            diag = EpochDiagnostics(step_fn) if diagnostics else None
+            for b in range(steps):
+                idx = order[b * batch_size:(b + 1) * batch_size]
+                xb, yb = x[idx], y[idx]
+                if augment is not None:
+                    xb = np.asarray(augment(xb, rng), np.float32)
+                for cb in callback_list:
+                    cb.on_train_batch_begin(b)
+                before = [(v, v._value) for v in step_fn.function.update_vars]
+                outs = step_fn(xb, yb)
+                if nan_guard and not np.isfinite(outs[0]):
+                    for var, value in before:  # undo the poisoned step
+                        var._assign(value)
+                    history.nan_report = hunt_nan(self, target, xb, yb, before)
+                    print(f"\nTraining stopped at epoch {epoch + 1}, batch {b + 1}: "
+                          f"{history.nan_report}", file=sys.stderr)
+                    self.stop_training = True
+                    break
+                k = len(idx)
+                seen += k
+                loss_sum += float(outs[0]) * k
+                metric_sums += [float(s) for s in outs[1:1 + len(names)]]
+                if diag is not None:
+                    diag.add(outs)
+                running = {nm: s / seen for nm, s in zip(names, metric_sums)}
+                running["loss"] = loss_sum / seen
+                bar.update(b + 1, running)
+                for cb in callback_list:
+                    cb.on_train_batch_end(b, running)
+            if history.nan_report is not None:
+                break
+            logs = {nm: float(s) / seen for nm, s in zip(names, metric_sums)}
+            logs["loss"] = loss_sum / seen
+            if val is not None:
+                vals = self._evaluate_arrays(val[0], val[1], batch_size)
+                logs.update({"val_" + k: v for k, v in vals.items()})
+            if diag is not None:
+                logs.update(diag.summary())
+            bar.finish({k: v for k, v in logs.items() if "/" not in k})
+            for cb in callback_list:
+                cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        for cb in callback_list:
+            cb.on_train_end()
+        return history
+
+    # --- inference ------------------------------------------------------------------------
+
+    def _evaluate_arrays(self, x, y, batch_size, bar: Progbar | None = None) -> dict:
+        y, target = self._check_y(y, len(x))
+        fn = self._eval_step(target)
+        names = self._metric_names()
+        loss_sum, sums, steps = 0.0, np.zeros(len(names)), max(1, -(-len(x) // batch_size))
+        for b in range(steps):
+            xb, yb = x[b * batch_size:(b + 1) * batch_size], y[b * batch_size:(b + 1) * batch_size]
+            outs = fn(xb, yb)
+            loss_sum += float(outs[0]) * len(xb)
+            sums += [float(s) for s in outs[1:]]
+            if bar is not None:
+                bar.update(b + 1, {"loss": loss_sum / ((b * batch_size) + len(xb))})
+        n = max(len(x), 1)
+        logs = {nm: float(s) / n for nm, s in zip(names, sums)}
+        logs["loss"] = loss_sum / n
+        return logs
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto",
+                 return_dict: bool = False):
+        """[loss, *metrics] over the data (a float when there are no metrics)."""
+        self._require_compiled("evaluate")
+        x = self._check_x(x)
+        batch_size = int(batch_size or 32)
+        verbose = _verbosity(verbose)
+        bar = Progbar(max(1, -(-len(x) // batch_size)), verbose) if verbose else None
+        logs = self._evaluate_arrays(x, y, batch_size, bar)
+        if bar is not None:
+            bar.finish(logs)
+        return _logs_result(logs, return_dict)
+
+    def predict(self, x, batch_size=None, verbose="auto") -> np.ndarray:
+        """The model's outputs in inference mode (dropout off, moving BN statistics)."""
+        x = self._check_x(x)
+        if not hasattr(self, "backend"):
+            self.backend, self._functions = choose_backend(None), {}
+        fn = self._predict_step()
+        batch_size = int(batch_size or 32)
+        steps = max(1, -(-len(x) // batch_size))
+        verbose = _verbosity(verbose)
+        bar = Progbar(steps, verbose) if verbose else None
+        outs = []
+        for b in range(steps):
+            outs.append(fn(x[b * batch_size:(b + 1) * batch_size]))
+            if bar is not None:
+                bar.update(b + 1, {})
+        if bar is not None:
+            bar.finish({})
+        return np.concatenate(outs, axis=0)
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        return self.predict(x, batch_size=max(len(x), 1), verbose=0)
+
+
+def metrics_get(identifier, loss_name):
+    return metrics.get(identifier, loss_name)
+
+
+def _logs_result(logs: dict, return_dict: bool):
+    if return_dict:
+        return dict(logs)
+    ordered = [logs["loss"]] + [v for k, v in logs.items() if k != "loss"]
+    return ordered[0] if len(ordered) == 1 else ordered
+
+
+def _fit_rng() -> np.random.Generator:
+    """A generator for shuffling and augmentation, drawn from the global seeded one."""
+    from symgraph.nn.initializers import global_rng
+
+    return np.random.default_rng(global_rng().integers(2**32))

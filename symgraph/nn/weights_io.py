@@ -1,0 +1,55 @@
+"""Weights and checkpoints as .npz: written atomically, read without pickle.
+
+A file holds one array per weight under the key `NNN/layer/weight` (NNN keeps the model's
+order), so it can be inspected with plain `np.load`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+from symgraph.errors import SymgraphError
+
+
+def atomic_write(path: str, write) -> None:
+    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`.
+
+    A crash or error mid-write leaves any previous file intact (os.replace is atomic).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_arrays(path: str, named: list[tuple[str, np.ndarray]]) -> None:
+    """Write [(key, array)] to `path` (.npz) atomically; keys keep their order."""
+    if not str(path).endswith(".npz"):
+        raise SymgraphError(f"weights files are .npz; the filepath must end in .npz, got {path!r}")
+    arrays = {f"{i:03d}/{key}": np.asarray(a) for i, (key, a) in enumerate(named)}
+    atomic_write(str(path), lambda f: np.savez(f, **arrays))
+
+
+def load_arrays(path: str) -> list[tuple[str, np.ndarray]]:
+    """[(key, array)] in saved order (pickled objects are refused)."""
+    if not os.path.exists(path):
+        raise SymgraphError(f"weights file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            items = [(k, data[k]) for k in data.files]
+    except ValueError as exc:
+        raise SymgraphError(f"cannot read weights file {path}: {exc}") from None
+    items.sort(key=lambda kv: int(kv[0].split("/", 1)[0]) if kv[0][:1].isdigit() else -1)
+    return [(k.split("/", 1)[1] if "/" in k else k, a) for k, a in items]
