@@ -258,3 +258,75 @@ def _live_peak(buffers: Sequence[BufferUse], index, n: int) -> int:
 def naive_peak_bytes(buffers: Iterable[BufferUse]) -> int:
     """Every buffer in its own allocation for the whole run."""
     return sum(b.nbytes for b in buffers)
+
+
+# --- lowered programs (symgraph/lower.py) ---------------------------------------------------
+
+
+def program_buffer_uses(program, dims: Mapping[str, int] | None = None) -> list[BufferUse]:
+    """One BufferUse per program buffer (named by buffer id); all but temps are pinned."""
+    writer: dict[int, int] = {}
+    readers: dict[int, list[int]] = {}
+    for k in program.kernels:
+        for n in k.writes:
+            writer[n.id] = k.id
+        for n in k.reads:
+            readers.setdefault(n.id, []).append(k.id)
+    return [BufferUse(b.id, b.nbytes(dict(dims or {})), writer.get(b.node.id),
+                      tuple(readers.get(b.node.id, ())), pinned=b.kind != "temp")
+            for b in program.buffers]
+
+
+def inplace_candidates(program) -> list[tuple[int, int]]:
+    """(read buffer, written buffer) pairs of elementwise kernels with equal dtype and shape."""
+    pairs = []
+    for k in program.kernels:
+        if k.kind != "elementwise":
+            continue
+        direct = _read_only_directly(k)
+        for w in k.writes:
+            for r in k.reads:
+                if (r.id in direct and r.id in program.buffer_of and w.id in program.buffer_of
+                        and r.dtype == w.dtype and tuple(r.shape) == tuple(w.shape)):
+                    pairs.append((program.buffer_of[r.id], program.buffer_of[w.id]))
+    return pairs
+
+
+def _read_only_directly(kernel) -> set[int]:
+    """Node ids the kernel reads only element for element (never through a view).
+
+    Writing in place is safe only when element i of the output depends on element i of the
+    input alone; a transpose or broadcast view of the input breaks that, even at equal shapes.
+    """
+    direct, viewed = set(), set()
+    for m in kernel.nodes + kernel.invariants:
+        for i in m.inputs:
+            if i.op in ("reshape", "transpose", "broadcast_to", "slice"):
+                while i.op in ("reshape", "transpose", "broadcast_to", "slice"):
+                    i = i.inputs[0]
+                viewed.add(i.id)
+            else:
+                direct.add(i.id)
+    return direct - viewed
+
+
+def plan_program(program, dims: Mapping[str, int] | None = None, schedule=None,
+                 inplace: bool = True) -> MemoryPlan:
+    """The memory plan of a lowered Program for the binding `dims`.
+
+    With a one-worker `schedule` the plan follows its serial order; with a k-worker schedule it
+    is made safe for any parallel interleaving (reuse only along kernel DAG edges). Without a
+    schedule it follows the program's kernel order serially.
+    """
+    deps = {k.id: program.deps[k.id] for k in program.kernels}
+    if schedule is None:
+        order, parallel = [k.id for k in program.kernels], False
+    else:
+        order, parallel = list(schedule.order), schedule.workers > 1
+    return plan_memory(program_buffer_uses(program, dims), order,
+                       deps=deps if parallel else None,
+                       inplace=inplace_candidates(program) if inplace else (),
+                       binding=dims)
+
+
+plan_program_memory = plan_program

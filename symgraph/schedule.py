@@ -252,3 +252,30 @@ def level_schedule(deps: Mapping[KernelId, Sequence[KernelId]],
                     makespan=now, serial_seconds=sum(_cost(cost, k) for k in deps),
                     critical_path_seconds=max(bottom.values(), default=0.0),
                     priority=bottom, deps={k: tuple(v) for k, v in deps.items()})
+
+
+# --- lowered programs (symgraph/lower.py) ---------------------------------------------------
+
+
+def program_costs(program, dims: Mapping[str, int] | None = None,
+                  model: CostModel | None = None) -> dict[int, float]:
+    """Kernel id -> estimated seconds from the kernel's FLOPs and the bytes it reads and writes.
+
+    Unbound symbolic dims count as 1 (lower.py's convention), so pass the call-time binding
+    (e.g. {"batch": 128}) for realistic estimates.
+    """
+    from symgraph.lower import kernel_flops  # lazy: lower.py imports this module lazily too
+
+    flops, moved = {}, {}
+    for k in program.kernels:
+        flops[k.id] = kernel_flops(k, dict(dims or {}))
+        moved[k.id] = sum(program.buffer(n).nbytes(dict(dims or {}))
+                          for n in k.reads + k.writes if n.id in program.buffer_of)
+    return costs_from_counts(flops, moved, model)
+
+
+def schedule_program(program, workers: int = 2, dims: Mapping[str, int] | None = None,
+                     model: CostModel | None = None) -> Schedule:
+    """The critical-path list schedule of a lowered Program's kernel DAG for `workers`."""
+    deps = {k.id: program.deps[k.id] for k in program.kernels}
+    return critical_path_schedule(deps, program_costs(program, dims, model), workers)
