@@ -8,12 +8,33 @@
     model.fit(X, y, epochs=50, verbose=0)
 """
 
-from symgraph.nn import (activations, callbacks, constraints, initializers, losses, metrics,
-                         optimizers, regularizers)
+from symgraph.nn import (
+           activations,
+           callbacks,
+           constraints,
+           initializers,
+           losses,
+           metrics,
+           optimizers,
+           regularizers,
+)
 from symgraph.nn.backend import choose_backend
 from symgraph.nn.initializers import set_random_seed
-from symgraph.nn.layers import (ELU, Activation, BatchNormalization, Dense, Dropout, Flatten,
-                                Input, InputLayer, Layer, LeakyReLU, Maxout, PReLU, ReLU)
+from symgraph.nn.layers import (
+           ELU,
+           Activation,
+           BatchNormalization,
+           Dense,
+           Dropout,
+           Flatten,
+           Input,
+           InputLayer,
+           Layer,
+           LeakyReLU,
+           Maxout,
+           PReLU,
+           ReLU,
+)
 from symgraph.nn.models import Sequential
 
 __all__ = ["ELU", "Activation", "BatchNormalization", "Dense", "Dropout", "Flatten", "Input",

@@ -16,8 +16,7 @@ from symgraph.nn import callbacks as cbks
 from symgraph.nn import losses, metrics, optimizers
 from symgraph.nn.backend import choose_backend
 from symgraph.nn.progbar import Progbar
-from symgraph.nn.steps import (TargetSpec, build_eval_step, build_predict_step,
-                               build_train_step)
+from symgraph.nn.steps import TargetSpec, build_eval_step, build_predict_step, build_train_step
 
 
 def _verbosity(verbose) -> int:
