@@ -1,0 +1,200 @@
+"""Tests for symgraph/backends/parallel.py: the DAG runner and the NumPy backend on k threads."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import symgraph as sg
+from symgraph.backends.numpy_ref import NumpyBackend
+from symgraph.backends.parallel import DagRunner, ProgramRunner, compile_program, run_dag
+from symgraph.errors import SymgraphError
+from symgraph.lower import lower
+from symgraph.memplan import MemoryPlan, plan_program
+from symgraph.passes.pipeline import optimize
+from symgraph.schedule import critical_path_schedule, schedule_program
+
+
+@st.composite
+def dags(draw):
+    n = draw(st.integers(1, 14))
+    return {i: sorted(set(draw(st.lists(st.integers(0, i - 1), max_size=3)))) if i else []
+            for i in range(n)}
+
+
+@settings(max_examples=40, deadline=None)
+@given(dags(), st.integers(1, 3), st.sampled_from(["dynamic", "static"]))
+def test_every_kernel_runs_once_after_its_predecessors(deps, workers, mode):
+    finished, lock = [], threading.Lock()
+
+    def execute(k):
+        with lock:
+            assert all(p in finished for p in deps[k]), f"{k} started before its predecessors"
+            assert k not in finished
+        with lock:
+            finished.append(k)
+
+    sched = critical_path_schedule(deps, {k: 1.0 + k % 3 for k in deps}, workers)
+    DagRunner(deps, workers, sched, mode).run(execute)
+    assert sorted(finished) == sorted(deps)
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_independent_kernels_really_run_concurrently(mode):
+    # Both kernels wait on one barrier: only a runner that overlaps them gets past it.
+    barrier = threading.Barrier(2, timeout=10)
+    deps = {"a": [], "b": [], "join": ["a", "b"]}
+    ran = []
+    run_dag(deps, lambda k: barrier.wait() if k != "join" else ran.append(k), workers=2,
+            schedule=critical_path_schedule(deps, dict.fromkeys(deps, 1.0), 2), mode=mode)
+    assert ran == ["join"]
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_exception_propagates_and_stops_dispatch(mode):
+    deps = {"slow": [], "bad": [], "after_bad": ["bad"], "after_slow": ["slow"]}
+    done = []
+
+    def execute(k):
+        if k == "bad":
+            raise KeyError("boom in bad")
+        if k == "slow":
+            time.sleep(0.05)
+        done.append(k)
+
+    sched = critical_path_schedule(deps, {"slow": 5.0, "bad": 1.0, "after_bad": 1.0,
+                                          "after_slow": 1.0}, 2)
+    with pytest.raises(KeyError, match="boom in bad"):
+        DagRunner(deps, 2, sched, mode).run(execute)
+    assert "after_bad" not in done
+    assert "slow" in done  # the running kernel was waited for, not abandoned mid-write
+
+
+def test_runner_errors():
+    with pytest.raises(SymgraphError, match="workers"):
+        DagRunner({"a": []}, workers=0)
+    with pytest.raises(SymgraphError, match="mode"):
+        DagRunner({"a": []}, workers=2, mode="eager")
+    sched = critical_path_schedule({"a": []}, {"a": 1.0}, 3)
+    with pytest.raises(SymgraphError, match="lanes"):
+        DagRunner({"a": []}, workers=2, schedule=sched, mode="static")
+
+
+# --- the NumPy backend on k threads --------------------------------------------------------
+
+
+def mlp_step(seed=0, hidden=16):
+    """A two-layer MLP training step (loss and SGD updates) as optimized graph results."""
+    rng = np.random.default_rng(seed)
+    x = sg.placeholder(("batch", 8), name="x")
+    y = sg.placeholder(("batch",), dtype="int32", name="y")
+    params = [sg.variable(rng.normal(size=(8, hidden)).astype(np.float32), name="W1"),
+              sg.variable(np.zeros(hidden, np.float32), name="b1"),
+              sg.variable(rng.normal(size=(hidden, 4)).astype(np.float32), name="W2"),
+              sg.variable(np.zeros(4, np.float32), name="b2")]
+    w1, b1, w2, b2 = params
+    loss = sg.mean(sg.sparse_softmax_cross_entropy(sg.relu(x @ w1 + b1) @ w2 + b2, y))
+    grads = sg.grad(loss, params)
+    return x, y, params, loss, {p: p - 0.1 * g for p, g in zip(params, grads, strict=True)}
+
+
+def batch(n, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 8)).astype(np.float32), rng.integers(0, 4, n).astype(np.int32)
+
+
+def step_results(workers):
+    x, y, params, loss, updates = mlp_step()
+    f = sg.function([x, y], loss, updates=updates, workers=workers)
+    losses = [float(f(*batch(n, seed=n))) for n in (32, 17, 32)]  # two bindings of "batch"
+    return losses, [p.value for p in params], f
+
+
+def test_function_with_workers_matches_reference():
+    ref_losses, ref_params, _ = step_results(1)
+    losses, params, f = step_results(2)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-6)
+    for got, want in zip(params, ref_params, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    runner = f._run.runner
+    assert isinstance(runner, ProgramRunner) and len(runner._bindings) == 2
+
+
+def optimized_step():
+    x, y, params, loss, updates = mlp_step()
+    results, _ = optimize([loss, *updates.values()], 2)
+    return x, y, results
+
+
+@pytest.mark.parametrize("workers,mode", [(1, "dynamic"), (2, "dynamic"), (2, "static"),
+                                          (3, "dynamic")])
+def test_memory_plan_executes_to_the_same_results(workers, mode):
+    x, y, results = optimized_step()
+    xs, ys = batch(32)
+    want = NumpyBackend().compile([x, y], results)([xs, ys], {"batch": 32})
+    run = compile_program([x, y], results, workers=workers, memory_plan=True, mode=mode)
+    for _ in range(3):  # repeat: interleavings differ between runs
+        got = run([xs, ys], {"batch": 32})
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+    plan = run.runner.binding({"batch": 32}).plan
+    assert plan.parallel_safe == (workers > 1)
+    assert plan.peak_bytes < plan.naive_bytes
+    assert plan.binding == {"batch": 32}
+
+
+def test_planned_peak_below_naive_at_batch_128():
+    x, y, results = optimized_step()
+    program = lower([x, y], results)
+    for workers in (1, 2):
+        plan = plan_program(program, {"batch": 128}, schedule_program(program, workers,
+                                                                      {"batch": 128}))
+        assert plan.live_peak_bytes <= plan.peak_bytes + sum(
+            b.nbytes({"batch": 128}) for b in program.buffers)  # sanity: the bound is finite
+        assert plan.peak_bytes < plan.naive_bytes
+        assert "batch=128" in str(plan)
+    serial = plan_program(program, {"batch": 128}, schedule_program(program, 1))
+    parallel = plan_program(program, {"batch": 128}, schedule_program(program, 2))
+    assert serial.peak_bytes <= parallel.peak_bytes  # parallel safety costs reuse, never gains
+
+
+def test_a_wrong_plan_is_caught_by_the_results():
+    # Control for the test above: cram every temporary into one slot and the results change.
+    x, y, results = optimized_step()
+    xs, ys = batch(32)
+    want = NumpyBackend().compile([x, y], results)([xs, ys], {"batch": 32})
+    run = compile_program([x, y], results, workers=1, memory_plan=True)
+    bound = run.runner.binding({"batch": 32})
+    good = bound.plan
+    temps = [name for name, slot in good.slot_of.items() if slot is not None]
+    bound.plan = MemoryPlan({**good.slot_of, **dict.fromkeys(temps, 0)},
+                            (max(good.slot_bytes),), (), good.naive_bytes, good.pinned_bytes,
+                            good.live_peak_bytes)
+    got = run([xs, ys], {"batch": 32})
+    assert not all(np.allclose(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_failing_parallel_step_changes_no_state():
+    x, y, params, loss, updates = mlp_step()
+    f = sg.function([x, y], loss, updates=updates, workers=2, check_nan=True)
+    before = [p.value for p in params]
+    xs, ys = batch(8)
+    xs[3, 2] = np.inf
+    with pytest.raises(SymgraphError, match="first produced by"):
+        f(xs, ys)
+    for p, b in zip(params, before, strict=True):
+        np.testing.assert_array_equal(p.value, b)
+
+
+def test_program_runner_returns_leaf_and_view_results():
+    x = sg.placeholder((2, 3), name="x")
+    v = sg.variable(np.arange(6, dtype=np.float32).reshape(3, 2), name="v")
+    f = sg.function([x], [v, sg.transpose(x), x @ v, sg.exp(x)], workers=2)
+    xs = np.arange(6, dtype=np.float32).reshape(2, 3)
+    got = f(xs)
+    want = sg.function([x], [v, sg.transpose(x), x @ v, sg.exp(x)])(xs)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
