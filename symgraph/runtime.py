@@ -86,7 +86,7 @@ class Function:
     """A compiled graph: call it with one array per input placeholder."""
 
     def __init__(self, inputs, outputs, updates=None, backend: str = "numpy", optimize: int = 2,
-                 check_nan: bool = False, name: str | None = None):
+                 check_nan: bool = False, name: str | None = None, workers: int = 1):
         self.name = name or "function"
         self.inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         for i, p in enumerate(self.inputs):
@@ -108,7 +108,9 @@ class Function:
 
         optimized, self.report = run_passes(results, level=optimize)
         self.graph = optimized
-        self._run = _backend(backend).compile(self.inputs, optimized, check_nan=check_nan)
+        parallel = {"workers": workers} if workers != 1 else {}  # kernel DAG on k threads
+        self._run = _backend(backend).compile(self.inputs, optimized, check_nan=check_nan,
+                                              **parallel)
         self.compile_seconds = time.perf_counter() - start
         if os.environ.get("SYMGRAPH_DEBUG"):
             print(f"[symgraph] compiled {self.name} for {backend} in "
@@ -187,10 +189,12 @@ class Function:
 
 
 def function(inputs: Sequence[Node], outputs, updates=None, backend: str = "numpy",
-             optimize: int = 2, check_nan: bool = False, name: str | None = None) -> Function:
+             optimize: int = 2, check_nan: bool = False, name: str | None = None,
+             workers: int = 1) -> Function:
     """Compile `outputs` (node, list, tuple or dict) of `inputs` for `backend`.
 
     `updates` maps variables to new-value expressions, applied after a successful call.
     `optimize` is the pass level O0..O3; `check_nan` raises on the first node producing NaN/inf.
+    `workers` > 1 runs independent kernels concurrently on that many threads.
     """
-    return Function(inputs, outputs, updates, backend, optimize, check_nan, name)
+    return Function(inputs, outputs, updates, backend, optimize, check_nan, name, workers)

@@ -70,7 +70,12 @@ class NumpyBackend:
 
     name = "numpy"
 
-    def compile(self, inputs: Sequence[Node], results: Sequence[Node], check_nan: bool = False):
+    def compile(self, inputs: Sequence[Node], results: Sequence[Node], check_nan: bool = False,
+                workers: int = 1):
+        if workers > 1:  # kernel DAG on a thread pool (symgraph/backends/parallel.py)
+            from symgraph.backends.parallel import compile_program
+
+            return compile_program(inputs, results, workers=workers, check_nan=check_nan)
         plan = Evaluation(inputs, results)
 
         def run(arrays, dims):
