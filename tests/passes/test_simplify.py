@@ -1,0 +1,176 @@
+"""Algebraic simplification: each identity fires on its pattern, keeps NaN/inf semantics, and
+leaves results unchanged; the O3 reassociation rules round within tolerance."""
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+from symgraph.graph import topo_order
+from symgraph.ops import apply
+from symgraph.passes.simplify import reassociate, simplify
+
+SPECIAL = np.array([[0.0, -0.0, 1.5, -2.0], [np.inf, -np.inf, np.nan, 3.0], [1e300, -1e-300, 7.0,
+                                                                              0.25]])
+
+
+def _x(shape=(3, 4), dtype="float64"):
+    return sg.placeholder(shape, dtype, name="x")
+
+
+def _check_same(inputs, expr, arrays, level=2):
+    """Optimized and unoptimized agree exactly, NaN and inf included."""
+    want = sg.function(inputs, expr, optimize=0)(*arrays)
+    got = sg.function(inputs, expr, optimize=level)(*arrays)
+    np.testing.assert_array_equal(want, got)
+
+
+@pytest.mark.parametrize("build, rule", [
+    (lambda x: x + 0.0, "add_zero"), (lambda x: 0.0 + x, "add_zero"),
+    (lambda x: x - 0.0, "sub_zero"), (lambda x: x * 1.0, "mul_one"),
+    (lambda x: 1.0 * x, "mul_one"), (lambda x: x / 1.0, "div_one"),
+    (lambda x: -(-x), "neg_neg"), (lambda x: x ** 1.0, "pow_one"),
+    (lambda x: sg.transpose(sg.transpose(x)), "transpose_transpose"),
+    (lambda x: x.reshape((12,)).reshape((2, 6)).reshape((3, 4)), "reshape_reshape"),
+])
+def test_identity_removes_to_input(build, rule):
+    x = _x()
+    (out,), stats = simplify([build(x)])
+    assert out is x
+    assert stats["rules"].get(rule, 0) >= 1
+    _check_same([x], build(x), [SPECIAL])
+
+
+def test_stop_gradient_twice_is_once():
+    x = _x()
+    (out,), stats = simplify([sg.stop_gradient(sg.stop_gradient(x))])
+    assert out.op == "stop_gradient" and out.inputs[0] is x
+    assert stats["rules"] == {"stop_gradient_twice": 1}
+
+
+def test_x_times_zero_kept_for_floats_removed_for_ints():
+    xf = _x()
+    (out,), stats = simplify([xf * 0.0])
+    assert out.op == "mul" and stats["rewrites"] == 0  # inf*0 and NaN*0 are NaN
+    _check_same([xf], xf * 0.0, [SPECIAL])
+    xi = _x(dtype="int32")
+    (out,), stats = simplify([xi * 0])
+    assert out.op in ("constant", "broadcast_to") and stats["rules"] == {"mul_zero": 1}
+    _check_same([xi], xi * 0, [np.arange(12, dtype=np.int32).reshape(3, 4)])
+
+
+def test_negation_rewrites():
+    x, y = _x(), sg.placeholder((4,), "float64", name="y")
+    cases = {"add_neg": x + (-y), "sub_neg": x - (-y), "mul_neg_neg": (-x) * (-y),
+             "mul_minus_one": x * -1.0, "div_minus_one": x / -1.0}
+    ys = np.array([1.0, -np.inf, 0.0, np.nan])
+    for rule, expr in cases.items():
+        (out,), stats = simplify([expr])
+        assert stats["rules"].get(rule) == 1, rule
+        assert len(topo_order([out])) < len(topo_order([expr]))
+        _check_same([x, y], expr, [SPECIAL, ys])
+
+
+def test_division_by_power_of_two_becomes_exact_multiply():
+    x = _x()
+    (out,), stats = simplify([x / 4.0])
+    assert out.op == "mul" and stats["rules"] == {"div_power_of_two": 1}
+    (out,), stats = simplify([x / 3.0])  # 1/3 is inexact: kept
+    assert out.op == "div" and stats["rewrites"] == 0
+    _check_same([x], x / 4.0, [SPECIAL * 1.2345])
+
+
+def test_broadcast_absorbed_and_chains_collapsed():
+    x, b = _x(), sg.placeholder((4,), "float64", name="b")
+    expr = x * sg.broadcast_to(b, (3, 4))
+    (out,), stats = simplify([expr])
+    assert out.inputs[1] is b and stats["rules"]["absorb_broadcast"] == 1
+    chain = sg.broadcast_to(sg.broadcast_to(b, (1, 4)), (2, 3, 4))
+    (out,), stats = simplify([chain])
+    assert out.op == "broadcast_to" and out.inputs[0] is b
+    _check_same([x, b], expr + sg.sum(chain, axis=0), [SPECIAL, np.arange(4.0)])
+
+
+def test_max_over_broadcast_is_exact_and_sum_is_o3():
+    b = sg.placeholder((4,), "float64", name="b")
+    big = sg.broadcast_to(b, (3, 4))
+    (out,), stats = simplify([sg.max(big, axis=0)])
+    assert out is b and stats["rules"]["max_broadcast"] == 1
+    s = sg.sum(big, axis=0, keepdims=True)
+    (out,), stats = simplify([s])
+    assert out.op == "sum"  # rounding changes: not at O2
+    (out,), stats = reassociate([s])
+    assert out.op == "mul" and stats["rules"] == {"sum_broadcast": 1}
+    bs = np.array([0.1, -3.0, 1e10, 7.0])
+    np.testing.assert_allclose(sg.function([b], s, optimize=3)(bs), 3 * bs[None, :], rtol=1e-15)
+
+
+def test_sum_over_symbolic_broadcast_uses_dim_size():
+    b = sg.placeholder((4,), "float64", name="b")
+    x = sg.placeholder(("batch", 4), "float64", name="x")
+    s = sg.sum(sg.broadcast_to(b, ("batch", 4)), axis=0) + sg.sum(x, axis=0)
+    (out,), stats = reassociate([s])
+    assert stats["rules"] == {"sum_broadcast": 1}
+    assert any(n.op == "dim_size" for n in topo_order([out]))
+    bs, xs = np.arange(4.0), np.ones((5, 4))
+    np.testing.assert_allclose(sg.function([b, x], s, optimize=3)(bs, xs), 5 * bs + 5)
+
+
+def test_cast_roundtrip_only_when_exact():
+    x32 = _x(dtype="float32")
+    (out,), _ = simplify([sg.cast(sg.cast(x32, "float64"), "float32")])
+    assert out is x32
+    x64 = _x()
+    lossy = sg.cast(sg.cast(x64, "float32"), "float64")
+    (out,), stats = simplify([lossy])
+    assert out.op == "cast" and stats["rewrites"] == 0
+    _check_same([x64], lossy, [SPECIAL + 1e-12])
+
+
+def test_where_constant_condition_and_logical_constants():
+    x, y = _x(), _x()
+    t = sg.constant(np.ones((3, 4), bool))
+    (out,), stats = simplify([sg.where(t, x, y)])
+    assert out is x and stats["rules"] == {"where_constant": 1}
+    (out,), _ = simplify([sg.where(sg.constant(np.array(False)), x, y)])
+    assert out is y
+    c = sg.placeholder((3, 4), "bool")
+    (out,), _ = simplify([sg.logical_and(c, sg.constant(np.array(True)))])
+    assert out is c
+    (out,), _ = simplify([sg.logical_or(c, sg.constant(np.array(True)))])
+    assert out.op in ("constant", "broadcast_to")
+
+
+def test_reduction_over_unit_axes_is_reshape():
+    x = sg.placeholder((3, 1, 4), "float64")
+    (out,), stats = simplify([sg.sum(x, axis=1)])
+    assert out.op == "reshape" and stats["rules"] == {"sum_unit_axes": 1}
+
+
+def test_pow_two_is_o3():
+    x = _x()
+    (out,), _ = simplify([x ** 2.0])
+    assert out.op == "pow"
+    (out,), stats = reassociate([x ** 2.0])
+    assert out.op == "mul" and out.inputs == (x, x)
+    xs = np.linspace(-3.3, 3.1, 12).reshape(3, 4)
+    want = sg.function([x], x ** 2.0, optimize=0)(xs)
+    np.testing.assert_allclose(sg.function([x], x ** 2.0, optimize=3)(xs), want, rtol=1e-15)
+
+
+def test_rule_that_changes_type_is_refused():
+    from collections import Counter
+
+    from symgraph.passes.rewrite import rewrite_once
+
+    x = _x()
+    fired = Counter()
+    out = rewrite_once([sg.tanh(x)], lambda n: (sg.sum(n), "bad") if n.op == "tanh" else None,
+                       fired)
+    assert out[0].op == "tanh" and fired == {"rejected:bad": 1}
+
+
+def test_apply_keeps_integer_identities_exact():
+    xi = _x(dtype="int64")
+    expr = apply("add", (apply("mul", (xi, sg.constant(np.array(1)))), sg.constant(np.array(0))))
+    (out,), _ = simplify([expr])
+    assert out is xi
