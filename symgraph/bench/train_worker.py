@@ -87,8 +87,9 @@ def run(args) -> dict:
               "import_s": import_s, "first_step_s": first_step_s, "first_loss": loss,
               "batch": args.batch, "sizes": list(args.sizes), "threads": args.threads}
     result.update({k: v for k, v in info.items() if k != "report"})
-    if "report" in info:
-        result["pass_report"] = info["report"]
+    report = info.get("report")
+    if report is not None:  # a CompileReport (or a plain dict from an older pipeline)
+        result["pass_report"] = report.to_dict() if hasattr(report, "to_dict") else report
     if not args.first_step_only:
         for k in range(args.warmup):
             sync(step(*batches[k % len(batches)]))

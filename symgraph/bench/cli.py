@@ -1,0 +1,134 @@
+"""`symgraph bench`: run the benchmark suites and write the table, JSON, chart and markdown.
+
+    symgraph bench                       # every suite: limits, kernels, train, compile
+    symgraph bench train --threads 2     # one suite (limits always run first: they are the roofs)
+    symgraph bench --quick               # tiny sizes, one repeat (what the tests run)
+    symgraph bench --markdown docs/benchmarks.md
+    symgraph bench --from-json runs/bench/bench.json --markdown docs/benchmarks.md  # no measuring
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+
+SUITES = ("limits", "kernels", "train", "compile")
+
+
+def add_bench_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the `bench` subcommand on the `symgraph` command's subparsers."""
+    parser = subparsers.add_parser(
+        "bench", help="compiled-kernel and training benchmarks against NumPy, PyTorch and JAX",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # no `choices` here: argparse rejects an empty list against them (python/cpython#53584)
+    parser.add_argument("suites", nargs="*", default=[],
+                        help=f"suites to run: {', '.join(SUITES)} or all (default: all)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for every system and BLAS (default: all cores)")
+    parser.add_argument("--out", default=os.path.join("runs", "bench"),
+                        help="directory for bench.json and bench.png (default runs/bench)")
+    parser.add_argument("--json", default=None, help="JSON path (default OUT/bench.json)")
+    parser.add_argument("--chart", default=None, help="PNG path (default OUT/bench.png)")
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    parser.add_argument("--markdown", default=None, help="also write this markdown page")
+    parser.add_argument("--systems", nargs="+", default=None,
+                        help="train suite: only these systems (e.g. symgraph-numba jax-jit)")
+    parser.add_argument("--backends", nargs="+", default=None,
+                        help="kernels/compile suites: only these symgraph backends")
+    parser.add_argument("--models", nargs="+", default=["M1", "M2"], choices=["M1", "M2"])
+    parser.add_argument("--from-json", default=None,
+                        help="render a saved run (table, chart, markdown) without measuring")
+    parser.set_defaults(run=run_bench)
+    return parser
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def measure_all(args, command: str) -> dict:
+    """Run the chosen suites; returns the JSON document."""
+    from symgraph.bench import timing
+
+    threads = max(1, min(args.threads or os.cpu_count() or 1, os.cpu_count() or 1))
+    timing.apply_thread_env(threads)  # before Numba (or a peer) is imported in this process
+    suites = set(args.suites or SUITES) if "all" not in (args.suites or []) else set(SUITES)
+    doc = {"command": command, "quick": args.quick, "suites": sorted(suites)}
+    start = time.perf_counter()
+    from symgraph.bench.limits import roofs_of, run_limits
+
+    _log("limits: measuring the machine's GEMM and memory roofs")
+    doc["limits"] = run_limits(threads, quick=args.quick)
+    roofs = roofs_of(doc["limits"])
+    if "kernels" in suites:
+        from symgraph.bench.kernels import run_kernels
+
+        _log("kernels")
+        doc["kernels"] = run_kernels(threads, quick=args.quick, roofs=roofs,
+                                     backends=args.backends)
+    if "train" in suites:
+        from symgraph.bench.train import run_train
+
+        _log("train (a fresh process per system and model)")
+        doc["train"] = run_train(threads, quick=args.quick, roof_gflops=roofs.gflops,
+                                 systems=args.systems, models=tuple(args.models), log=_log)
+    if "compile" in suites:
+        from symgraph.bench.compile_time import run_compile
+
+        _log("compile")
+        doc["compile"] = run_compile(threads, quick=args.quick, backends=args.backends,
+                                     log=_log)
+    doc["environment"] = timing.environment(threads)  # after the suites: pools are loaded now
+    doc["seconds"] = time.perf_counter() - start
+    return doc
+
+
+def run_bench(args) -> int:
+    """The `symgraph bench` command."""
+    from symgraph.bench import report
+    from symgraph.errors import SymgraphError
+
+    unknown = [s for s in args.suites if s not in SUITES + ("all",)]
+    if unknown:
+        raise SymgraphError(f"symgraph bench: unknown suite {unknown[0]!r}; choose from "
+                            f"{', '.join(SUITES)} or all")
+    command = "symgraph bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
+        if len(sys.argv) > 1 and sys.argv[1] == "bench" else "symgraph bench"
+    if args.from_json:
+        with open(args.from_json) as f:
+            doc = json.load(f)
+    else:
+        doc = measure_all(args, command)
+        os.makedirs(args.out, exist_ok=True)
+        json_path = args.json or os.path.join(args.out, "bench.json")
+        if not args.no_chart:
+            doc["chart"] = args.chart or os.path.join(args.out, "bench.png")
+        report.write_json(doc, json_path)
+        _log(f"wrote {json_path}")
+    if not args.no_chart and (args.chart or not args.from_json):
+        path = args.chart or doc.get("chart") or os.path.join(args.out, "bench.png")
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        report.write_chart(doc, path)
+        _log(f"wrote {path}")
+    if args.markdown:
+        report.write_markdown(doc, args.markdown)
+        _log(f"wrote {args.markdown}")
+    print(report.terminal_report(doc))
+    return 0
+
+
+def main(argv=None) -> int:
+    """`python -m symgraph.bench.cli`: the same command without the `symgraph` wrapper."""
+    parser = argparse.ArgumentParser(prog="symgraph")
+    add_bench_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Results out: the terminal tables, the JSON file, the PNG chart and docs/benchmarks.md.
+
+Every renderer reads the same JSON document (what `symgraph bench` writes), so the markdown can
+be regenerated from a saved run: `write_markdown(json.load(open(path)), "docs/benchmarks.md")`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from symgraph.bench.train_worker import SYSTEMS
+
+
+def _fmt_time(seconds) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _fmt(value, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[list[str]]:
+    return [header] + rows
+
+
+def limits_table(doc: dict) -> list[list[str]]:
+    lim = doc.get("limits") or {}
+    rows = [[f"fp32 GEMM {'x'.join(map(str, g['shape']))}", f"{g['gflops']:.0f} GFLOP/s",
+             f"{_fmt_time(g['median_s'])} (min {_fmt_time(g['min_s'])})"]
+            for g in lim.get("gemm", [])]
+    stream = lim.get("stream") or {}
+    for name in ("copy", "triad"):
+        if name in stream:
+            s = stream[name]
+            how = f" [{s['how']}]" if "how" in s else ""
+            rows.append([f"STREAM {name}, {stream['elements']} fp32{how}",
+                         f"{s['gbps']:.1f} GB/s", _fmt_time(s["median_s"])])
+    return _table(["roof", "rate", "median time"], rows)
+
+
+def kernels_table(doc: dict) -> list[list[str]]:
+    rows = []
+    for r in doc.get("kernels", []):
+        params = " ".join(f"{k}={v}" for k, v in r["params"].items())
+        if "error" in r:
+            rows.append([r["kernel"], params, r["system"], "error: " + r["error"][:60], "-", "-",
+                         "-", "-"])
+            continue
+        spread = f"{_fmt_time(r['median_s'])} ({_fmt_time(r['min_s'])}-{_fmt_time(r['max_s'])})"
+        bound = r.get("bound", "")
+        rows.append([r["kernel"], params, r["system"], spread, _fmt(r["gflops"], ".2f"),
+                     _fmt(r["gbps"], ".2f"), f"{_pct(r.get('fraction_of_roof'))} {bound}".strip(),
+                     _fmt(r.get("speedup_vs_numpy"), ".2f") + "x"
+                     if r.get("speedup_vs_numpy") else "1.00x"])
+    return _table(["kernel", "size", "system", "median (min-max)", "GFLOP/s", "GB/s",
+                   "of roof", "vs NumPy"], rows)
+
+
+def train_table(doc: dict) -> list[list[str]]:
+    rows = []
+    for r in doc.get("train", []):
+        if "error" in r:
+            rows.append([r["model"], r["system"], "error: " + r["error"][:70]] + ["-"] * 6)
+            continue
+        rate = f"{r['median']:,.0f} ({r['min']:,.0f}-{r['max']:,.0f})" if "median" in r else "-"
+        rows.append([r["model"], r["system"], rate, _pct(r.get("fraction_of_roof")),
+                     _fmt_time(r.get("first_step_cold_s")), _fmt_time(r.get("first_step_warm_s")),
+                     _fmt_time(r.get("compile_cold_s")), _fmt_time(r.get("compile_warm_s")),
+                     _fmt(r.get("peak_rss_mb"), ".0f")])
+    return _table(["model", "system", "samples/s median (min-max)", "of GEMM roof",
+                   "first step cold", "first step warm", "compile cold", "compile warm",
+                   "peak RSS MiB"], rows)
+
+
+def compile_table(doc: dict) -> list[list[str]]:
+    rows = []
+    for r in (doc.get("compile") or {}).get("rows", []):
+        passes = sorted(r.get("pass_seconds", {}).items(), key=lambda kv: -kv[1])[:3]
+        top = ", ".join(f"{k} {_fmt_time(v)}" for k, v in passes)
+        rows.append([r["system"], str(r["depth"]), f"{r.get('nodes_before')}->"
+                     f"{r.get('nodes_after')}", _fmt_time(r.get("compile_cold_s")),
+                     _fmt_time(r.get("compile_warm_s")), _fmt_time(r.get("first_step_cold_s")),
+                     _fmt_time(r.get("first_step_warm_s")),
+                     ("error: " + r["error"][:50]) if "error" in r else top])
+    return _table(["system", "depth", "nodes", "compile cold", "compile warm", "first step cold",
+                   "first step warm", "slowest passes (cold)"], rows)
+
+
+def pass_scale_table(doc: dict) -> list[list[str]]:
+    scale = (doc.get("compile") or {}).get("pass_scale") or {}
+    rows = [[str(r["nodes"]), str(r.get("nodes_after")), _fmt_time(r.get("optimize_seconds")),
+             _fmt(r.get("growth_vs_linear"), ".2f")] for r in scale.get("results", [])]
+    return _table(["nodes", "after", "O2 passes", "time/node vs smallest"], rows)
+
+
+TABLES = (("Machine limits", limits_table), ("Training steps", train_table),
+          ("Kernels", kernels_table), ("Compile time", compile_table),
+          ("Pass scaling", pass_scale_table))
+
+
+def text_table(table: list[list[str]]) -> str:
+    """Fixed-width columns for the terminal."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(table: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in table[1:]]
+    return "\n".join(lines)
+
+
+def terminal_report(doc: dict) -> str:
+    """Every non-empty table of the run, for the terminal."""
+    parts = []
+    for title, make in TABLES:
+        table = make(doc)
+        if len(table) > 1:
+            parts.append(f"== {title} ==\n{text_table(table)}")
+    return "\n\n".join(parts)
+
+
+def write_json(doc: dict, path: str) -> None:
+    from symgraph.bench.timing import to_jsonable
+
+    with open(path, "w") as f:
+        json.dump(to_jsonable(doc), f, indent=1)
+
+
+def write_chart(doc: dict, path: str) -> None:
+    """A PNG: training samples/s per system, kernels as a fraction of their roof, compile times."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
+    _train_panel(axes[0], doc.get("train", []))
+    _kernel_panel(axes[1], doc.get("kernels", []))
+    _compile_panel(axes[2], (doc.get("compile") or {}).get("rows", []))
+    fig.suptitle(f"symgraph bench - {doc.get('environment', {}).get('cpu', '')}, "
+                 f"{doc.get('environment', {}).get('threads')} threads", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _train_panel(ax, rows):
+    rows = [r for r in rows if "median" in r]
+    models = sorted({r["model"] for r in rows})
+    systems = [s for s in SYSTEMS if any(r["system"] == s for r in rows)]
+    width = 0.8 / max(len(systems), 1)
+    for j, system in enumerate(systems):
+        for i, model in enumerate(models):
+            r = next((r for r in rows if r["model"] == model and r["system"] == system), None)
+            if r is None:
+                continue
+            err = [[r["median"] - r["min"]], [r["max"] - r["median"]]]
+            ax.bar(i + j * width, r["median"], width, yerr=err, color=f"C{j}",
+                   label=system if i == 0 else None)
+    ax.set_xticks([i + width * (len(systems) - 1) / 2 for i in range(len(models))], models)
+    ax.set_ylabel("training samples/s (median, min-max)")
+    ax.set_title("Training steps")
+    if systems:
+        ax.legend(fontsize=8)
+
+
+def _kernel_panel(ax, rows):
+    rows = [r for r in rows if r.get("fraction_of_roof") is not None]
+    kernels = list(dict.fromkeys(f"{r['kernel']}" for r in rows))
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    height = 0.8 / max(len(systems), 1)
+    for j, system in enumerate(systems):
+        for i, kernel in enumerate(kernels):
+            r = next((r for r in rows if r["kernel"] == kernel and r["system"] == system), None)
+            if r is not None:
+                ax.barh(i + j * height, 100 * r["fraction_of_roof"], height, color=f"C{j}",
+                        label=system if i == 0 else None)
+    ax.set_yticks([i + height * (len(systems) - 1) / 2 for i in range(len(kernels))], kernels,
+                  fontsize=8)
+    ax.set_xlabel("% of the kernel's roof (GEMM GFLOP/s or STREAM GB/s)")
+    ax.set_title("Kernels")
+    if systems:
+        ax.legend(fontsize=8)
+
+
+def _compile_panel(ax, rows):
+    for j, system in enumerate(dict.fromkeys(r["system"] for r in rows)):
+        mine = [r for r in rows if r["system"] == system and r.get("nodes_before")]
+        for key, style in (("compile_cold_s", "-o"), ("compile_warm_s", "--x")):
+            pts = [(r["nodes_before"], r[key]) for r in mine if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), style, color=f"C{j}",
+                        label=f"{system} {key.split('_')[1]}")
+    ax.set_xlabel("graph nodes (training step)")
+    ax.set_ylabel("compile seconds")
+    ax.set_title("Compile time")
+    ax.legend(fontsize=8)
+
+
+def missing_rows(doc: dict) -> list[str]:
+    """What this run could not measure, and why, in words."""
+    notes = []
+    train = doc.get("train", [])
+    if train:
+        present = {r["system"] for r in train}
+        for system in SYSTEMS:
+            if system not in present:
+                notes.append(f"train: {system} not measured (not importable in this run)")
+    for r in train:
+        if "error" in r:
+            notes.append(f"train {r['model']} {r['system']}: {r['error'][:200]}")
+    for r in doc.get("kernels", []):
+        if "error" in r:
+            notes.append(f"kernels {r['kernel']} {r['system']}: {r['error'][:200]}")
+    if doc.get("kernels") and not any(r["system"] == "symgraph-numba" for r in doc["kernels"]):
+        notes.append("kernels: symgraph-numba not measured (backend not importable)")
+    scale = (doc.get("compile") or {}).get("pass_scale") or {}
+    if "error" in scale:
+        notes.append(f"pass scaling: {scale['error']}")
+    return notes
+
+
+def markdown(doc: dict) -> str:
+    """docs/benchmarks.md from a run's JSON document."""
+    env = doc.get("environment", {})
+    versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
+    lines = ["# symgraph benchmarks", "",
+             "Generated by `symgraph.bench.report.write_markdown` from the JSON of one run of:", "",
+             f"    {doc.get('command', 'symgraph bench')}", "",
+             f"Machine: {env.get('cpu')}, {env.get('cores')} cores; run at "
+             f"{env.get('time_utc')} UTC. Versions: {versions}.", "",
+             f"Threads: every system pinned to {env.get('threads')} thread(s) "
+             "(OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS in each process, threadpoolctl for BLAS, "
+             "torch.set_num_threads for PyTorch). The machine is shared and noisy: compare "
+             "ratios within this run, not absolute numbers across runs. Times are medians of "
+             "repeats after warm-up, with min-max.", ""]
+    explain = {
+        "Training steps": "Samples/s of a full training step (forward, backward, update) at "
+        "batch 128, fp32; 'of GEMM roof' is the step's matmul FLOPs per second over the "
+        "machine's measured fp32 GEMM peak (1.0 = a step doing nothing but GEMMs at peak). "
+        "'First step' is the wall time from building the model to the end of its first step "
+        "in a fresh process (imports excluded): cold with empty caches, warm with the caches the "
+        "cold run left. 'Compile' is symgraph's `Function.compile_seconds` (passes + backend).",
+        "Kernels": "Each kernel is a graph through the O2 passes and a backend, against the "
+        "NumPy a user would write (one op per call). 'Of roof' is GFLOP/s over the GEMM peak "
+        "for compute-bound kernels and GB/s over the STREAM peak for memory-bound ones, with the "
+        "minimum bytes a fused kernel must move (symgraph/bench/roofline.py).",
+    }
+    for title, make in TABLES:
+        table = make(doc)
+        if len(table) > 1:
+            lines += [f"## {title}", ""]
+            if title in explain:
+                lines += [explain[title], ""]
+            lines += [markdown_table(table), ""]
+    notes = missing_rows(doc)
+    lines += ["## Missing or failed rows", ""]
+    lines += [f"- {n}" for n in notes] if notes else ["- none"]
+    lines.append("")
+    if doc.get("chart"):
+        lines += [f"Chart of this run: `{doc['chart']}`.", ""]
+    return "\n".join(lines)
+
+
+def write_markdown(doc: dict, path: str) -> None:
+    """Regenerate the benchmarks page from a run's JSON document."""
+    with open(path, "w") as f:
+        f.write(markdown(doc))

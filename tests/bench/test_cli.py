@@ -1,0 +1,97 @@
+"""`symgraph bench --quick`: every suite runs and writes well-formed JSON, chart and markdown."""
+
+import json
+import math
+
+import pytest
+
+from symgraph.bench import cli, report
+from symgraph.bench.kernels import kernel_set, run_kernels
+from symgraph.bench.roofline import Roofs
+from symgraph.errors import SymgraphError
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    # numpy-only systems and backend keep this fast; peers and Numba run in the real bench
+    argv = ["--quick", "--threads", "1", "--out", str(out), "--markdown", str(out / "b.md"),
+            "--systems", "symgraph-numpy", "numpy-hand", "--backends", "numpy"]
+    assert cli.main(argv) == 0
+    with open(out / "bench.json") as f:
+        return out, json.load(f)
+
+
+def _finite(x):
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_json_has_environment_limits_and_every_suite(quick_run):
+    _, doc = quick_run
+    env = doc["environment"]
+    assert env["threads"] == 1 and env["thread_env"]["OPENBLAS_NUM_THREADS"] == "1"
+    assert "numpy" in env["versions"] and env["cpu"]
+    assert _finite(doc["limits"]["roofs"]["gflops"]) and _finite(doc["limits"]["roofs"]["gbps"])
+    assert set(doc["suites"]) == {"limits", "kernels", "train", "compile"}
+
+
+def test_kernel_rows_have_samples_rates_and_roof_fractions(quick_run):
+    _, doc = quick_run
+    rows = doc["kernels"]
+    assert {r["system"] for r in rows} == {"numpy-unfused", "symgraph-numpy"}
+    assert len(rows) == 2 * len(kernel_set(quick=True))
+    for r in rows:
+        assert "error" not in r, r
+        assert len(r["samples_s"]) == 1 and r["min_s"] <= r["median_s"] <= r["max_s"]
+        assert _finite(r["gbps"]) and _finite(r["fraction_of_roof"])
+        assert r["bound"] in ("compute", "memory")
+
+
+def test_train_rows_measure_throughput_first_steps_and_memory(quick_run):
+    _, doc = quick_run
+    rows = doc["train"]
+    assert {(r["model"], r["system"]) for r in rows} == {
+        (m, s) for m in ("M1", "M2") for s in ("symgraph-numpy", "numpy-hand")}
+    for r in rows:
+        assert "error" not in r, r
+        assert _finite(r["median"]) and _finite(r["first_step_cold_s"])
+        assert _finite(r["first_step_warm_s"]) and _finite(r["peak_rss_mb"])
+        assert math.isfinite(r["cold"]["first_loss"])
+    graph = [r for r in rows if r["system"] == "symgraph-numpy"]
+    assert all(_finite(r["compile_cold_s"]) and _finite(r["compile_warm_s"]) for r in graph)
+
+
+def test_compile_rows_grow_with_depth(quick_run):
+    _, doc = quick_run
+    rows = doc["compile"]["rows"]
+    assert [r["depth"] for r in rows] == [1, 2]
+    assert rows[0]["nodes_before"] < rows[1]["nodes_before"]
+    assert all(_finite(r["compile_cold_s"]) and r["pass_seconds"] for r in rows)
+    assert "results" in doc["compile"]["pass_scale"] or "error" in doc["compile"]["pass_scale"]
+
+
+def test_chart_and_markdown_are_written_and_regenerate_from_json(quick_run, tmp_path):
+    out, doc = quick_run
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "b.md").read_text()
+    assert "symgraph bench" in page and "## Training steps" in page and "| M1 |" in page
+    assert "torch-eager not measured" in page  # missing rows are said, not hidden
+    assert cli.main(["--from-json", str(out / "bench.json"), "--no-chart",
+                     "--markdown", str(tmp_path / "again.md")]) == 0
+    assert (tmp_path / "again.md").read_text() == page
+    assert "Kernels" in report.terminal_report(doc)
+
+
+def test_unknown_suite_is_a_clear_error():
+    with pytest.raises(SymgraphError, match="unknown suite 'trian'"):
+        cli.main(["trian", "--quick"])
+
+
+def test_a_failing_backend_becomes_an_error_row(monkeypatch):
+    import symgraph.bench.kernels as K
+
+    monkeypatch.setattr(K, "kernel_set", lambda quick: kernel_set(True)[:1])
+    monkeypatch.setattr(K, "available_backends", lambda requested=None: ["nosuch"])
+    rows = run_kernels(1, quick=True, roofs=Roofs(100.0, 10.0))
+    assert rows[0]["system"] == "numpy-unfused" and "error" not in rows[0]
+    assert rows[1]["system"] == "symgraph-nosuch" and "unknown backend" in rows[1]["error"]
