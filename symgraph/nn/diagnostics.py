@@ -9,6 +9,8 @@ names it with the source line that created it.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from symgraph.errors import SymgraphError
@@ -48,7 +50,9 @@ def hunt_nan(model, target, xb, yb, before) -> str:
         step = model._train_step(target, backend="numpy", check_nan=True)
         step(xb, yb)
     except SymgraphError as exc:
-        return f"the loss became NaN/inf: {exc}"
+        found = re.search(r"node '\w+?_(\d+)'", str(exc))
+        part = step.where(int(found.group(1))) if found else None
+        return f"the loss became NaN/inf: {exc}" + (f"; it belongs to {part}" if part else "")
     finally:
         for var, value in before:  # the re-run must not advance state either
             var._assign(value)

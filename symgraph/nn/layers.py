@@ -65,6 +65,9 @@ class Layer:
     # --- weights ----------------------------------------------------------------------------
 
     def add_weight(self, wname: str, shape, initializer, trainable: bool = True) -> sg.Variable:
+        if any(existing == wname for existing, _ in self._weights):
+            raise SymgraphError(f"layer {self.name!r} already has a weight {wname!r} (a layer is "
+                                "built once, for one input shape)")
         value = initializers.get(initializer)(tuple(shape), self.dtype)
         var = sg.variable(np.asarray(value, self.dtype), name=f"{self.name}/{wname}",
                           trainable=trainable)

@@ -25,15 +25,25 @@ class TargetSpec:
     dtype: str
 
 
-def forward(model, x, ctx: CallContext):
+def next_node_id() -> int:
+    """The id the next graph node will get (ids only grow), to map nodes back to layers."""
+    return sg.constant(0.0).id + 1
+
+
+def forward(model, x, ctx: CallContext, regions: list | None = None):
+    """The model's output; `regions` collects (first id, last id, layer name) per layer."""
     h = x
     for layer in model.layers:
+        start = next_node_id()
         h = layer.call(h, ctx)
+        if regions is not None:
+            regions.append((start, next_node_id(), f"layer {layer.name!r} (forward)"))
     return h
 
 
-def _loss_terms(model, x, y, ctx):
-    out = forward(model, x, ctx)
+def _loss_terms(model, x, y, ctx, regions=None):
+    out = forward(model, x, ctx, regions)
+    start = next_node_id()
     loss = model.loss
     kind_logits = ctx.logits.get(out.id)
     logits = kind_logits[1] if kind_logits and kind_logits[0] == loss.logits_kind else None
@@ -42,6 +52,8 @@ def _loss_terms(model, x, y, ctx):
     total = data_loss
     for p in penalties:
         total = total + p
+    if regions is not None:
+        regions.append((start, next_node_id(), f"the loss ({loss.name} and penalties)"))
     metric_sums = [sg.cast(sg.sum(fn(y, out)), "float32") for _, fn in model.metric_fns]
     return out, total, metric_sums
 
@@ -60,6 +72,14 @@ class TrainStep:
     n_metrics: int
     grad_layers: list          # layer names whose gradient norms follow the metrics
     relu_layers: list          # layer names whose per-unit activity vectors follow
+    regions: list              # (first node id, end id, what built those nodes)
+
+    def where(self, node_id: int) -> str | None:
+        """Which part of the step (layer forward, loss, gradients, updates) built a node."""
+        for start, end, what in self.regions:
+            if start <= node_id < end:
+                return what
+        return None
 
     def __call__(self, xb, yb):
         return self.function(xb, yb)
@@ -69,18 +89,23 @@ def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool 
                      check_nan: bool = False) -> TrainStep:
     x, y = placeholders(model, target)
     ctx = CallContext(training=True, step=model.step_counter)
-    out, total, metric_sums = _loss_terms(model, x, y, ctx)
+    regions = []
+    out, total, metric_sums = _loss_terms(model, x, y, ctx, regions)
     owners = {}
     trainable = []
     for layer in model.layers:
         for var in layer.trainable_weights:
             owners[var.id] = layer
             trainable.append(var)
+    start = next_node_id()
     grads = sg.grad(total, trainable) if trainable else []
+    regions.append((start, next_node_id(), "the gradients (backward pass)"))
     updates = []
+    start = next_node_id()
     for var, expr in model.optimizer.updates(zip(grads, trainable)):
         layer = owners.get(var.id)
         updates.append((var, layer.constrain(var, expr) if layer is not None else expr))
+    regions.append((start, next_node_id(), f"the {model.optimizer.name} update / constraints"))
     updates += ctx.updates
     updates.append((model.step_counter, model.step_counter + np.int64(1)))
     outputs = [total] + metric_sums
@@ -100,7 +125,7 @@ def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool 
             relu_layers.append(name)
     fn = sg.function([x, y], outputs, updates=updates, backend=backend, check_nan=check_nan,
                      name="train_step")
-    return TrainStep(fn, len(metric_sums), grad_layers, relu_layers)
+    return TrainStep(fn, len(metric_sums), grad_layers, relu_layers, regions)
 
 
 def build_eval_step(model, target: TargetSpec, backend: str) -> sg.Function:

@@ -164,7 +164,7 @@ class Trainer:
         steps = max(1, -(-n // batch_size))
         rng = np.random.default_rng(seed) if seed is not None else _fit_rng()
         history = cbks.History()
-        callback_list = [history] + list(callbacks or [])
+        callback_list = list(callbacks or []) + [history]  # last: sees every callback's logs
         params = {"verbose": verbose, "epochs": epochs, "steps": steps}
         for cb in callback_list:
             cb.set_model(self)

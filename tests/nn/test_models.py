@@ -1,0 +1,210 @@
+"""Sequential end to end: the seed snippet, fit/evaluate/predict semantics, weights files,
+input errors, summary, diagnostics and the NaN guard."""
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+from symgraph.errors import SymgraphError
+from symgraph.nn import BatchNormalization, Dense, Dropout, Input, Sequential, optimizers
+
+RNG = np.random.default_rng(2)
+
+
+def _two_class(n=200):
+    x = RNG.normal(size=(n, 2)).astype(np.float32)
+    return x, (x[:, 0] * x[:, 1] > 0).astype(np.float32)
+
+
+def test_seed_snippet_learns_two_class_problem():
+    X, y = _two_class()
+    model = Sequential()
+    model.add(Dense(16, input_dim=2, activation='relu'))
+    model.add(Dense(1, activation='sigmoid'))
+    model.compile(loss='binary_crossentropy', optimizer=optimizers.Adam(0.02),
+                  metrics=['accuracy'], backend="numpy")
+    history = model.fit(X, y, epochs=50, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    loss, acc = model.evaluate(X, y, verbose=0)
+    assert acc > 0.9
+    pred = model.predict(X, verbose=0)
+    assert pred.shape == (200, 1) and ((pred > 0.5)[:, 0] == y).mean() == pytest.approx(acc)
+
+
+def test_fit_keras_semantics_validation_split_and_history():
+    x = RNG.normal(size=(50, 4)).astype(np.float32)
+    y = RNG.integers(0, 3, size=50)
+    model = Sequential([Input((4,)), Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], backend="numpy")
+    seen = []
+    real = model._check_x
+
+    def spy(a):
+        seen.append(len(a))
+        return real(a)
+
+    model._check_x = spy
+    hist = model.fit(x, y, epochs=2, batch_size=16, validation_split=0.2, verbose=0)
+    assert sorted(hist.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert hist.params["steps"] == 3  # 40 training samples in batches of 16
+    # validation is the *last* 20%: evaluating it alone reproduces val_loss of the last epoch
+    val = model.evaluate(x[40:], y[40:], verbose=0, return_dict=True)
+    assert val["loss"] == pytest.approx(hist.history["val_loss"][-1], rel=1e-5)
+    assert len(model._functions) == 2  # one train step, one eval step for every batch size
+
+
+def test_train_on_batch_and_categorical_targets():
+    x = RNG.normal(size=(8, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[RNG.integers(0, 3, size=8)]
+    model = Sequential([Dense(3, input_dim=4, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"],
+                  backend="numpy")
+    loss, acc = model.train_on_batch(x, y)
+    p = model.predict(x, verbose=0)
+    assert 0 <= acc <= 1 and loss > 0
+    # the reported loss is Keras's clipped-probability cross-entropy of the pre-step weights
+    assert np.isfinite(p).all() and np.allclose(p.sum(1), 1, atol=1e-5)
+
+
+def test_save_load_round_trip(tmp_path):
+    model = Sequential([Dense(5, input_dim=3, activation="relu"), BatchNormalization(),
+                        Dense(2)])
+    path = str(tmp_path / "w.npz")
+    model.save_weights(path)
+    saved = model.get_weights()
+    model.set_weights([w + 1 for w in saved])
+    model.load_weights(path)
+    for a, b in zip(saved, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with np.load(path, allow_pickle=False) as data:
+        assert data.files[0] == f"000/{model.layers[0].name}/kernel"
+
+
+def test_load_wrong_shapes_changes_nothing(tmp_path):
+    small = Sequential([Dense(5, input_dim=3), Dense(2)])
+    other = Sequential([Dense(5, input_dim=3), Dense(4)])
+    path = str(tmp_path / "w.npz")
+    other.save_weights(path)
+    before = small.get_weights()
+    with pytest.raises(SymgraphError, match=r"shape \(5, 4\).*nothing was loaded"):
+        small.load_weights(path)
+    for a, b in zip(before, small.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(SymgraphError, match="holds 4 weights but model .* has 3"):
+        Sequential([Dense(5, input_dim=3, use_bias=False), Dense(2)]).load_weights(
+            str(tmp_path / "w.npz"))
+    with pytest.raises(SymgraphError, match="must end in .npz"):
+        small.save_weights(str(tmp_path / "w.h5"))
+
+
+def test_bad_inputs_name_layer_and_shapes_and_change_nothing():
+    model = Sequential([Dense(3, input_dim=4, activation="softmax", name="clf")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", backend="numpy")
+    before = model.get_weights()
+    with pytest.raises(SymgraphError, match=r"'clf'.*\(None, 4\).*\(5, 6\)"):
+        model.fit(np.zeros((5, 6)), np.zeros(5), verbose=0)
+    with pytest.raises(SymgraphError, match=r"\[0, 3\).*'clf'.*from 0 to 7"):
+        model.fit(np.zeros((5, 4)), np.array([0, 1, 2, 7, 1]), verbose=0)
+    with pytest.raises(SymgraphError, match="5 samples but y has 4"):
+        model.train_on_batch(np.zeros((5, 4)), np.zeros(4))
+    with pytest.raises(SymgraphError, match="'clf'"):
+        model.predict(np.zeros((2, 5)))
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert int(model.optimizer.iterations.value) == 0 and int(model.step_counter.value) == 0
+
+
+def test_nan_guard_stops_and_names_first_nan_node(capsys):
+    x = np.ones((4, 2), np.float32)
+    model = Sequential([Dense(2, input_dim=2), Dense(1)])
+    # a huge learning rate overflows float32 within a few steps
+    model.compile(optimizer=optimizers.SGD(1e30), loss="mse", backend="numpy")
+    hist = model.fit(x, np.full((4, 1), 1e20, np.float32), epochs=5, batch_size=4, verbose=0)
+    assert hist.nan_report is not None and "first produced by" in hist.nan_report
+    # the poisoned step was undone: the weights are the last finite ones
+    assert np.isfinite(np.concatenate([w.ravel() for w in model.get_weights()])).all()
+    assert len(hist.epoch) < 5
+    assert "Training stopped" in capsys.readouterr().err
+
+
+def test_nan_guard_names_the_layer():
+    model = Sequential([Dense(1, input_dim=2, name="logger", activation=lambda v: sg.log(v),
+                              kernel_initializer="ones", bias_initializer="zeros")])
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    before = model.get_weights()
+    hist = model.fit(-np.ones((4, 2), np.float32), np.zeros((4, 1)), epochs=2, verbose=0)
+    assert "NaN first produced by log node" in hist.nan_report
+    assert "layer 'logger' (forward)" in hist.nan_report
+    assert hist.epoch == [] and int(model.optimizer.iterations.value) == 0
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_diagnostics_record_gradient_norms_and_dead_relus():
+    x = RNG.normal(size=(64, 4)).astype(np.float32)
+    y = RNG.normal(size=(64, 1)).astype(np.float32)
+    model = Sequential([Dense(6, input_dim=4, activation="relu", name="hid",
+                              bias_initializer="zeros"), Dense(1, name="out")])
+    k, b = model.layers[0].get_weights()
+    model.layers[0].set_weights([k, np.array([-100, -100, 0, 0, 0, 0], np.float32)])
+    model.compile(optimizer=optimizers.SGD(0.001), loss="mse", backend="numpy")
+    hist = model.fit(x, y, epochs=2, verbose=0, diagnostics=True)
+    assert hist.history["dead_relu/hid"][0] == pytest.approx(2 / 6)
+    assert len(hist.history["grad_norm/out"]) == 2 and hist.history["grad_norm/out"][0] > 0
+    # the output layer's gradient norm equals the norm computed by hand on one full batch
+    model2 = Sequential([Dense(1, input_dim=4, name="solo", kernel_initializer="zeros")])
+    model2.compile(optimizer=optimizers.SGD(0.0), loss="mse", backend="numpy")
+    h2 = model2.fit(x, y, batch_size=64, epochs=1, verbose=0, diagnostics=True, shuffle=False)
+    gk = -2 * x.T @ y / 64
+    gb = -2 * y.sum() / 64
+    assert h2.history["grad_norm/solo"][0] == pytest.approx(np.sqrt((gk ** 2).sum() + gb ** 2),
+                                                            rel=1e-4)
+
+
+def test_dropout_training_is_reproducible_and_differs_per_step():
+    x = np.ones((4, 10), np.float32)
+    model = Sequential([Dropout(0.5, input_shape=(10,), seed=3), Dense(1, use_bias=False,
+                                                                      kernel_initializer="ones")])
+    model.compile(optimizer=optimizers.SGD(0.0), loss="mse", backend="numpy")
+    a = model.train_on_batch(x, np.zeros((4, 1)))
+    b = model.train_on_batch(x, np.zeros((4, 1)))
+    assert a != b and int(model.step_counter.value) == 2
+    model.step_counter.value = np.int64(0)
+    assert model.train_on_batch(x, np.zeros((4, 1))) == a
+    np.testing.assert_allclose(model.predict(x, verbose=0), 10.0)  # inference: identity
+
+
+def test_summary_format(capsys):
+    model = Sequential([Dense(64, input_dim=784, activation="relu", name="dense_s"),
+                        BatchNormalization(name="bn_s"), Dense(10, name="out_s")])
+    model.compile(optimizer="adam", loss="mse", backend="numpy")
+    model.summary()
+    text = capsys.readouterr().out
+    assert 'Model: "' in text and "Layer (type)" in text and "Param #" in text
+    assert "dense_s (Dense)" in text and "(None, 64)" in text and "50,240" in text
+    total = 50240 + 256 + 650
+    assert f"Total params: {total:,} ({total * 4 / 1024:.2f} KB)" in text
+    assert "Non-trainable params: 128 (512.00 B)" in text
+
+
+def test_verbose_output_formats(capsys):
+    x = RNG.normal(size=(64, 3)).astype(np.float32)
+    model = Sequential([Dense(1, input_dim=3)])
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    model.fit(x, x[:, :1], epochs=2, verbose=2)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Epoch 1/2" and out[1].startswith("2/2 - ") and "/step - loss: " in out[1]
+    model.fit(x, x[:, :1], epochs=1, verbose=1)
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("2/2 ━━━━━━━━━━━━━━━━━━━━ ") and " - loss: " in out[1]
+
+
+def test_compile_required_and_unknown_names():
+    model = Sequential([Dense(1, input_dim=2)])
+    with pytest.raises(SymgraphError, match="compile"):
+        model.fit(np.zeros((2, 2)), np.zeros(2))
+    with pytest.raises(SymgraphError, match="unknown loss"):
+        model.compile(loss="hinge2")
+    with pytest.raises(SymgraphError, match="unknown activation"):
+        Dense(3, activation="relu7")
