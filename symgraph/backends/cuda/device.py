@@ -1,0 +1,297 @@
+"""Running a rendered CUDA program: device-resident state, planned buffers, streams and events.
+
+Stage: backend runtime (called by runtime.Function through `run(arrays, dims)`).
+
+- State: each Variable's device copy lives in `_STATE`, keyed by the variable's id, with the host
+  array it mirrors as the version token: `variable.value = ...` (or any other writer) replaces
+  the host object, and the next call re-uploads. A step returns its updates as host arrays, as
+  the runtime's protocol wants; each returned array is remembered with the device array it came
+  from, so when the runtime swaps it into a variable, the next call adopts that device array as
+  the variable's copy instead of uploading it again. Only batches move to the device.
+- Buffers: temporaries share slots of the memory plan (memplan.py, parallel-safe mode, one plan
+  per binding of the symbolic dims); inputs and outputs have their own arrays per binding.
+- Streams: the critical-path list schedule (schedule.py) maps its workers to CUDA streams; a
+  kernel that reads a result made on another stream first waits on that kernel's event.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import tempfile
+import weakref
+
+import numpy as np
+
+from symgraph.errors import SymgraphError
+from symgraph.graph import resolve_shape
+from symgraph.lower import kernel_flops, lower
+from symgraph.memplan import BufferUse, plan_memory
+from symgraph.schedule import CostModel, costs_from_counts, critical_path_schedule
+
+from symgraph.backends.cuda.kernels import GPU, SIM, CudaModule, render_program
+
+_STATE: dict[int, tuple] = {}  # id(variable) -> (host array it mirrors, device nd array)
+_RETURNED: dict[int, tuple] = {}  # id(host array handed out) -> (host array, device array)
+_FREE: dict[tuple, list] = {}  # (shape, dtype) -> device arrays no one uses any more
+
+# A GPU-ish roofline for ordering kernels (only the relative sizes matter to the scheduler).
+GPU_COSTS = CostModel(flops_per_second=40e12, bytes_per_second=2e12, overhead_seconds=4e-6)
+
+
+def cache_dir() -> str:
+    """Where generated kernel modules are written (numba's kernel cache sits beside them)."""
+    root = os.environ.get("SYMGRAPH_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "symgraph")
+    path = os.path.join(root, "cuda")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def import_module(module: CudaModule):
+    """Write the source as a real file named by its hash and import it (DESIGN.md decision 9)."""
+    name = f"sg_cuda_{module.target.name}_{module.digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = os.path.join(cache_dir(), name + ".py")
+    if not os.path.exists(path):
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(module.source)
+        os.replace(tmp, path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _prod(dims, binding) -> int:
+    return int(np.prod(resolve_shape(tuple(dims), binding), dtype=np.int64))
+
+
+def _take_free(cuda, shape, dtype):
+    pool = _FREE.get((shape, dtype))
+    return pool.pop() if pool else cuda.device_array(shape, dtype)
+
+
+def _release(array) -> None:
+    """Recycle a device array once no variable uses it any more."""
+    if any(entry[1] is array for entry in _STATE.values()):
+        return
+    _FREE.setdefault((tuple(array.shape), array.dtype.name), []).append(array)
+
+
+def _event(cuda):
+    try:
+        return cuda.event(timing=False)
+    except TypeError:  # the simulator's Event takes no arguments (and records nothing)
+        return cuda.event()
+
+
+def _flat(array):
+    return array.reshape(max(1, int(np.prod(array.shape, dtype=np.int64))))
+
+
+class _Arena:
+    """The device arrays of one binding of the symbolic dims."""
+
+    def __init__(self):
+        self.flat: dict[int, object] = {}  # buffer id -> flat device array (kernel argument)
+        self.nd: dict[int, object] = {}  # buffer id -> nd device array (inputs, outputs)
+
+
+class CudaProgram:
+    """A compiled graph on the device: `run(arrays, dims)` as backends/numpy_ref.py defines."""
+
+    def __init__(self, cuda, inputs, results, check_nan: bool = False,
+                 simulate: bool = False, streams: int = 2):
+        self.cuda = cuda
+        self.inputs = list(inputs)
+        self.results = list(results)
+        self.check_nan = check_nan
+        self.program = lower(self.inputs, self.results)
+        self.module = render_program(self.program, SIM if simulate else GPU)
+        mod = import_module(self.module)
+        self.functions = {}
+        for launches in self.module.launches.values():
+            for launch in launches:
+                fn = getattr(mod, launch.func)
+                self.functions[launch.func] = (cuda.jit(fn) if simulate
+                                               else cuda.jit(fn, cache=True))
+        kernels = self.program.kernels
+        flops = {k.id: kernel_flops(k) for k in kernels}
+        moved = {k.id: float(sum(self.program.buffer(n).nbytes() for n in k.reads + k.writes
+                                 if n.id in self.program.buffer_of)) for k in kernels}
+        deps = {k.id: self.program.deps[k.id] for k in kernels}
+        workers = 1 if check_nan else max(1, streams)
+        self.schedule = critical_path_schedule(deps, costs_from_counts(flops, moved, GPU_COSTS),
+                                               workers)
+        self.lane = {s.kernel: s.worker for s in self.schedule.placement().values()}
+        self.deps = deps
+        self.cross = {k: any(self.lane[k] != self.lane[s] for s in deps if k in deps[s])
+                      for k in deps}
+        self.streams = [cuda.stream() for _ in range(workers)]
+        self.events = {k: _event(cuda) for k in deps}
+        self._arenas: dict[tuple, _Arena] = {}
+        self._constants: dict[int, object] = {}
+        self._handed: list[int] = []  # ids in _RETURNED this program handed out last call
+
+    # --- memory -----------------------------------------------------------------------------
+
+    def _arena(self, dims: dict) -> _Arena:
+        key = tuple(sorted(dims.items()))
+        arena = self._arenas.get(key)
+        if arena is not None:
+            return arena
+        arena = self._arenas[key] = _Arena()
+        prog = self.program
+        writer = {n.id: k.id for k in prog.kernels for n in k.writes}
+        readers: dict[int, list] = {}
+        for k in prog.kernels:
+            for n in k.reads:
+                readers.setdefault(n.id, []).append(k.id)
+        uses = []
+        for buf in prog.buffers:
+            if buf.kind == "temp":
+                uses.append(BufferUse(buf.id, buf.nbytes(dims), writer.get(buf.node.id),
+                                      tuple(readers.get(buf.node.id, ())), pinned=False))
+        plan = plan_memory(uses, self.schedule.order, self.deps, binding=dims)
+        slots = [self.cuda.device_array(max(n, 64), np.uint8) for n in plan.slot_bytes]
+        self.memory_plan = plan
+        for buf in prog.buffers:
+            shape = resolve_shape(buf.shape, dims)
+            if buf.kind == "temp":
+                size = max(1, int(np.prod(shape, dtype=np.int64)))
+                nbytes = size * np.dtype(buf.dtype).itemsize
+                arena.flat[buf.id] = slots[plan.slot_of[buf.id]][:nbytes].view(buf.dtype)
+            elif buf.kind in ("input", "output"):
+                arena.nd[buf.id] = self.cuda.device_array(shape, buf.dtype)
+                arena.flat[buf.id] = _flat(arena.nd[buf.id])
+        return arena
+
+    def _variable(self, var, stream):
+        entry = _STATE.get(id(var))
+        host = var._value
+        if entry is not None and entry[0] is host:
+            return entry[1]
+        returned = _RETURNED.pop(id(host), None)
+        if returned is not None and returned[0] is host:
+            device = returned[1]  # the runtime swapped in what we returned: adopt, no upload
+        else:
+            device = _take_free(self.cuda, tuple(host.shape), host.dtype.name)
+            device.copy_to_device(np.ascontiguousarray(host), stream=stream)
+        if entry is None:
+            weakref.finalize(var, _STATE.pop, id(var), None)
+        _STATE[id(var)] = (host, device)
+        if entry is not None:
+            _release(entry[1])
+        return device
+
+    # --- running ----------------------------------------------------------------------------
+
+    def _geometry(self, launch, dims):
+        t = self.module.target
+        if launch.shape == "matmul":
+            m, n = _prod(launch.work[0], dims), _prod(launch.work[1], dims)
+            batch = _prod(launch.work[2], dims)
+            if m * n * batch == 0:
+                return None
+            return (_cdiv(n, t.bn), _cdiv(m, t.bm), batch), launch.threads
+        work = _prod(launch.work[0], dims)
+        if work == 0:
+            return None
+        per_block = 1 if launch.shape == "rows" else launch.threads
+        return min(_cdiv(work, per_block), t.max_blocks), launch.threads
+
+    def _args(self, launch, arena, state, dims):
+        args = []
+        for arg in launch.args:
+            if arg[0] == "int":
+                args.append(int(np.prod([dims[s] for s in arg[1]], dtype=np.int64)))
+            else:
+                bid = arg[1]
+                args.append(arena.flat[bid] if bid in arena.flat else state[bid])
+        return args
+
+    def run(self, arrays, dims: dict) -> list:
+        prog, cuda = self.program, self.cuda
+        s0 = self.streams[0]
+        state: dict[int, object] = {}
+        for buf in prog.buffers:
+            if buf.kind == "variable":
+                state[buf.id] = _flat(self._variable(buf.node, s0))
+            elif buf.kind == "constant":
+                if buf.id not in self._constants:
+                    self._constants[buf.id] = cuda.to_device(
+                        np.ascontiguousarray(buf.node.attr["value"].array).reshape(-1))
+                state[buf.id] = self._constants[buf.id]
+        for key in self._handed:  # what we handed out last call and nobody adopted
+            _RETURNED.pop(key, None)
+        self._handed = []
+        arena = self._arena(dims)
+        owned = {id(entry[1]) for entry in _STATE.values()}
+        for buf in prog.buffers:
+            if buf.kind == "output" and id(arena.nd[buf.id]) in owned:
+                shape = resolve_shape(buf.shape, dims)
+                arena.nd[buf.id] = _take_free(cuda, shape, buf.dtype)
+                arena.flat[buf.id] = _flat(arena.nd[buf.id])
+        for node, array in zip(self.inputs, arrays):
+            if node.id in prog.buffer_of:
+                arena.nd[prog.buffer_of[node.id]].copy_to_device(
+                    np.ascontiguousarray(array), stream=s0)
+        start = _event(cuda)
+        start.record(s0)
+        for s in self.streams[1:]:
+            start.wait(s)
+        for kid in self.schedule.order:
+            stream = self.streams[self.lane[kid]]
+            for p in self.deps[kid]:
+                if self.lane[p] != self.lane[kid]:
+                    self.events[p].wait(stream)
+            for launch in self.module.launches[kid]:
+                geometry = self._geometry(launch, dims)
+                if geometry is not None:
+                    fn = self.functions[launch.func]
+                    fn[geometry[0], geometry[1], stream](*self._args(launch, arena, state, dims))
+            if self.cross[kid]:
+                self.events[kid].record(stream)
+            if self.check_nan:
+                self._check(prog.kernels[kid], arena, stream)
+        for s in self.streams[1:]:
+            done = _event(cuda)
+            done.record(s)
+            done.wait(s0)
+        return self._download(arena, state, dims, s0)
+
+    def _download(self, arena, state, dims, stream) -> list:
+        prog = self.program
+        out = []
+        for node in self.results:
+            buf = prog.buffer(node)
+            host = np.empty(resolve_shape(node.shape, dims), node.dtype)
+            flat = arena.flat[buf.id] if buf.id in arena.flat else state[buf.id]
+            flat.copy_to_host(host.reshape(-1), stream=stream)
+            if buf.kind == "output":
+                _RETURNED[id(host)] = (host, arena.nd[buf.id])
+                self._handed.append(id(host))
+            out.append(host)
+        stream.synchronize()
+        return out
+
+    def _check(self, kernel, arena, stream) -> None:
+        stream.synchronize()
+        for node in kernel.writes:
+            bid = self.program.buffer_of[node.id]
+            if not node.dtype.startswith("float") or bid not in arena.flat:
+                continue
+            values = arena.flat[bid].copy_to_host()
+            if not np.isfinite(values).all():
+                bad = "NaN" if np.isnan(values).any() else "inf"
+                raise SymgraphError(f"{bad} first produced by {node.describe()} (CUDA kernel "
+                                    f"k{kernel.id}: {kernel.ops()})")
