@@ -25,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Hashable, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from symgraph.errors import SymgraphError
 
 KernelId = Hashable
@@ -330,3 +332,37 @@ def plan_program(program, dims: Mapping[str, int] | None = None, schedule=None,
 
 
 plan_program_memory = plan_program
+
+
+def allocate_slots(program, plan: MemoryPlan, dims: Mapping[str, int] | None = None) -> dict:
+    """node id -> an array view into its slot, for every planned (unpinned) buffer.
+
+    Fresh slots per call, so a compiled function stays reentrant; np.empty does not touch the
+    memory, so this costs a few allocator calls, not the bytes.
+    """
+    dims = dict(dims or {})
+    arenas = [np.empty(n, dtype=np.uint8) for n in plan.slot_bytes]
+    views = {}
+    for b in program.buffers:
+        slot = plan.slot_of.get(b.id)
+        if slot is None:
+            continue
+        shape = tuple(d if isinstance(d, int) else dims[d] for d in b.shape)
+        views[b.node.id] = arenas[slot][:b.nbytes(dims)].view(b.dtype).reshape(shape)
+    return views
+
+
+def program_summary(program, workers: int = 2, dims: Mapping[str, int] | None = None) -> dict:
+    """The compile report's schedule and memory fields for a lowered Program.
+
+    Keys match symgraph.passes.report.CompileReport (peak_bytes, naive_peak_bytes,
+    schedule_depth, schedule_width) plus the binding the sizes were computed for.
+    """
+    from symgraph.schedule import schedule_program
+
+    schedule = schedule_program(program, workers, dims)
+    plan = plan_program(program, dims, schedule)
+    return {"peak_bytes": plan.peak_bytes, "naive_peak_bytes": plan.naive_bytes,
+            "schedule_depth": schedule.depth, "schedule_width": schedule.width,
+            "memory_binding": dict(dims or {}), "workers": workers,
+            "estimated_speedup": schedule.estimated_speedup}

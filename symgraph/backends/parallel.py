@@ -26,6 +26,7 @@ from typing import Callable, Hashable, Mapping, Sequence
 import numpy as np
 
 from symgraph.errors import SymgraphError
+from symgraph.memplan import allocate_slots, plan_program
 from symgraph.schedule import Schedule, critical_path_schedule
 
 KernelId = Hashable
@@ -230,7 +231,6 @@ class ProgramRunner:
         key = tuple(sorted(dims.items()))
         found = self._bindings.get(key)
         if found is None:
-            from symgraph.memplan import plan_program
             from symgraph.schedule import schedule_program
 
             schedule = schedule_program(self.program, self.workers, dims)
@@ -252,7 +252,7 @@ class ProgramRunner:
                 env[leaf.id] = leaf._value  # read once: every kernel sees the same state
             else:
                 env[leaf.id] = leaf.attr["value"].array
-        slots = self._slot_views(bound.plan, dims) if bound.plan is not None else None
+        slots = (allocate_slots(prog, bound.plan, dims) if bound.plan is not None else None)
         remaining = dict(self.readers)
         kernels = prog.kernels
 
@@ -308,19 +308,6 @@ class ProgramRunner:
                 np.copyto(target, val)
                 val = target
             env[node.id] = val
-
-    def _slot_views(self, plan, dims: dict) -> dict[int, np.ndarray]:
-        """node id -> an array view into its slot of a fresh arena (one per call: reentrant)."""
-        arenas = [np.empty(n, dtype=np.uint8) for n in plan.slot_bytes]
-        views = {}
-        for b in self.program.buffers:
-            slot = plan.slot_of.get(b.id)
-            if slot is None:
-                continue
-            shape = tuple(d if isinstance(d, int) else dims[d] for d in b.shape)
-            nbytes = b.nbytes(dims)
-            views[b.node.id] = arenas[slot][:nbytes].view(b.dtype).reshape(shape)
-        return views
 
 
 def compile_program(inputs, results, workers: int = 2, memory_plan: bool = False,
