@@ -73,8 +73,8 @@ def torch_m2(state: dict, threads: int):
     betas = [torch.tensor(state[f"beta{i}"], requires_grad=True) for i in range(n - 1)]
     means = [torch.tensor(state[f"moving_mean{i}"]) for i in range(n - 1)]
     variances = [torch.tensor(state[f"moving_var{i}"]) for i in range(n - 1)]
-    opt, _ = _torch_adam(torch, weights + [bias] + gammas + betas, ADAM["lr"], ADAM["beta1"],
-                         ADAM["beta2"], ADAM["eps"])
+    opt, mode = _torch_adam(torch, weights + [bias] + gammas + betas, ADAM["lr"],
+                            ADAM["beta1"], ADAM["beta2"], ADAM["eps"])
 
     def step(x, y):
         h = torch.from_numpy(x)
@@ -89,6 +89,7 @@ def torch_m2(state: dict, threads: int):
         opt.step()
         return loss.detach()
 
+    step.info = {"optimizer": f"torch.optim.Adam ({mode})"}
     return step, lambda loss: float(loss)
 
 

@@ -77,12 +77,17 @@ def run(args) -> dict:
     start = time.perf_counter()
     version = import_system(args.system)
     import_s = time.perf_counter() - start
-    batches = [make_batch(args.batch, args.sizes[0], args.sizes[-1], seed=k) for k in range(4)]
+    # Enough distinct random batches that no system memorizes them during the run: a loss
+    # driven to ~0 gives denormal gradients, which slow every system by different amounts.
+    n_batches = max(4, min(64, args.warmup + args.repeats * args.steps))
+    batches = [make_batch(args.batch, args.sizes[0], args.sizes[-1], seed=k)
+               for k in range(n_batches)]
     start = time.perf_counter()
     step, sync, info = make_step(args.system, args.model, args.sizes, args.threads,
                                  args.jax_cache)
     loss = sync(step(*batches[0]))
     first_step_s = time.perf_counter() - start
+    info = {**getattr(step, "info", {}), **info}
     result = {"system": args.system, "model": args.model, "version": version,
               "import_s": import_s, "first_step_s": first_step_s, "first_loss": loss,
               "batch": args.batch, "sizes": list(args.sizes), "threads": args.threads}
@@ -93,11 +98,12 @@ def run(args) -> dict:
     if not args.first_step_only:
         for k in range(args.warmup):
             sync(step(*batches[k % len(batches)]))
-        samples = []
+        samples, done = [], args.warmup
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            for k in range(args.steps):
-                out = step(*batches[k % len(batches)])
+            for _ in range(args.steps):
+                out = step(*batches[done % len(batches)])
+                done += 1
             loss = sync(out)
             samples.append(args.batch * args.steps / (time.perf_counter() - t0))
         result.update({"samples_per_s": samples, "last_loss": loss})
