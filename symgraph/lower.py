@@ -195,9 +195,11 @@ def array_view_ok(node: Node, allow_transpose: bool) -> bool:
     """Can a backend hand this view to BLAS / an index kernel as an array without a copy?
 
     Reshapes of a contiguous buffer are free; a matmul also takes the swap of the last two axes
-    of a 2-D buffer (BLAS's transpose flag).
+    of a buffer (BLAS's transpose flag).
     """
-    if node.op == "transpose" and allow_transpose and node.ndim == 2:
+    perm = tuple(node.attr.get("perm", ()))
+    swap_last = tuple(range(node.ndim - 2)) + (node.ndim - 1, node.ndim - 2)
+    if node.op == "transpose" and allow_transpose and perm == swap_last:
         node = node.inputs[0]
     while node.op == "reshape":
         node = node.inputs[0]

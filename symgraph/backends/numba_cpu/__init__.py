@@ -1,0 +1,172 @@
+"""The Numba CPU backend (`backend="numba"`): lowered Program -> generated njit module -> run.
+
+`compile(inputs, results, check_nan)` lowers the graph (symgraph/lower.py), renders one Python
+module (codegen.py), writes it into the cache directory under a hash of its source and imports
+it (cache.py), so Numba's own disk cache makes a second process skip compilation. The module's
+`entry` function allocates every buffer and calls the kernels in order: one dispatch per call.
+Symbolic dims are plain int arguments, so a new batch size never recompiles.
+
+Errors: anything the backend cannot generate raises SymgraphError at compile time. At run
+time, an out-of-range label (IndexError inside a kernel) or a NaN with `check_nan=True` makes
+the driver re-run the NumPy reference on the same inputs, whose error names the exact node.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from symgraph.backends.numba_cpu.cache import load_module, reload_module
+from symgraph.backends.numba_cpu.codegen import computed_results, generate
+from symgraph.errors import SymgraphError
+from symgraph.graph import Node, resolve_shape
+from symgraph.lower import Program, lower
+
+
+def _debug(message: str) -> None:
+    if os.environ.get("SYMGRAPH_DEBUG"):
+        print(f"[symgraph numba] {message}", file=sys.stderr)
+
+
+class CompiledProgram:
+    """The driver around one generated module: binds arguments, calls `entry`, shapes results."""
+
+    def __init__(self, program: Program, module, arg_buffers, symbols, check_nan: bool):
+        self.program = program
+        self.module = module
+        self.entry = module.entry
+        self.check_nan = check_nan
+        self.symbols = [name for name, _ in symbols]
+        inputs = {n.id: i for i, n in enumerate(program.inputs)}
+        # Each entry argument: ("input", position) | ("variable", node) | ("constant", array).
+        self.arg_plan = []
+        for b in arg_buffers:
+            n = b.node
+            if b.kind == "input":
+                self.arg_plan.append((0, inputs[n.id]))
+            elif b.kind == "variable":
+                self.arg_plan.append((1, n))
+            else:
+                self.arg_plan.append((2, np.ascontiguousarray(n.attr["value"].array).reshape(-1)))
+        computed = computed_results(program)
+        slot = {b.id: i for i, b in enumerate(computed)}
+        self.result_plan = []
+        for r in program.results:
+            buf = program.buffer(r)
+            if buf.node.is_leaf():
+                src = buf.node
+                kind = 0 if src.op == "placeholder" else 1 if src.op == "variable" else 2
+                ref = inputs.get(src.id) if kind == 0 else src
+                self.result_plan.append((kind, ref, tuple(r.shape)))
+            else:
+                self.result_plan.append((3, slot[buf.id], tuple(r.shape)))
+        self.first_call = True
+
+    def __call__(self, arrays: Sequence[np.ndarray], dims: dict) -> list:
+        args = []
+        for kind, ref in self.arg_plan:
+            if kind == 0:
+                a = arrays[ref]
+                if not a.flags.c_contiguous:
+                    a = np.ascontiguousarray(a)
+                args.append(a.reshape(-1))
+            elif kind == 1:
+                args.append(ref._value.reshape(-1))
+            else:
+                args.append(ref)
+        for s in self.symbols:
+            args.append(dims[s])
+        if self.first_call:
+            start = time.perf_counter()
+            try:
+                outs = self._call(args, arrays, dims)
+            except (EOFError, OSError, AttributeError, ModuleNotFoundError, pickle.PickleError,
+                    ValueError) as exc:
+                if isinstance(exc, SymgraphError):
+                    raise
+                # A cache entry that passed the checks but still fails to load: rebuild.
+                _debug(f"{self.module.__name__}: cache load failed ({exc!r}); recompiling")
+                self.module = reload_module(self.module)
+                self.entry = self.module.entry
+                outs = self._call(args, arrays, dims)
+            stats = self.entry.stats
+            how = "loaded from Numba's disk cache" if stats.cache_hits else "compiled"
+            _debug(f"{self.module.__name__}: {how} on first call in "
+                   f"{(time.perf_counter() - start) * 1e3:.1f} ms "
+                   f"(cache hits {stats.cache_hits}, misses {stats.cache_misses})")
+            self.first_call = False
+        else:
+            outs = self._call(args, arrays, dims)
+        results = []
+        for kind, ref, shape in self.result_plan:
+            if kind == 3:
+                a = outs[ref]
+            elif kind == 0:
+                a = arrays[ref]
+            elif kind == 1:
+                a = ref._value
+            else:
+                a = ref.attr["value"].array
+            if a.ndim != len(shape) or (kind == 3 and len(shape) != 1):
+                a = a.reshape(resolve_shape(shape, dims))
+            results.append(a)
+        if self.check_nan:
+            self._check_finite(results, arrays, dims)
+        return results
+
+    def _call(self, args, arrays, dims):
+        try:
+            return self.entry(*args)
+        except (IndexError, ZeroDivisionError) as exc:
+            self._reference(arrays, dims)  # raises a SymgraphError naming the node
+            raise SymgraphError(f"numba backend: a kernel failed ({exc}) where the NumPy "
+                                "reference did not") from None
+
+    def _check_finite(self, results, arrays, dims) -> None:
+        for a in results:
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                self._reference(arrays, dims, check_nan=True)
+                return
+
+    def _reference(self, arrays, dims, check_nan: bool = False) -> list:
+        from symgraph.backends.numpy_ref import Evaluation
+
+        plan = Evaluation(self.program.inputs, self.program.results)
+        return plan.run(arrays, dims, check_nan=check_nan)
+
+
+def _check_supported(program: Program) -> None:
+    for k in program.kernels:
+        for n in k.nodes:
+            if n.dtype not in ("bool", "int32", "int64", "float32", "float64"):
+                raise SymgraphError(f"numba backend: dtype {n.dtype} of {n.describe()} is not "
+                                    "supported")
+
+
+class NumbaBackend:
+    """Backend protocol: `compile(inputs, results, check_nan) -> run(arrays, dims) -> arrays`."""
+
+    name = "numba"
+
+    def compile(self, inputs: Sequence[Node], results: Sequence[Node], check_nan: bool = False):
+        start = time.perf_counter()
+        program = lower(inputs, results)
+        _check_supported(program)
+        source, arg_buffers, symbols = generate(program)
+        module, reason = load_module(source)
+        compiled = CompiledProgram(program, module, arg_buffers, symbols, check_nan)
+        _debug(f"{module.__name__}: {len(program.kernels)} kernels, {reason}, generated and "
+               f"imported in {(time.perf_counter() - start) * 1e3:.1f} ms")
+
+        def run(arrays, dims):
+            return compiled(arrays, dims)
+
+        run.program = program
+        run.compiled = compiled
+        run.source = source
+        return run
