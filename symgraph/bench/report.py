@@ -252,8 +252,12 @@ def markdown(doc: dict) -> str:
         "batch 128, fp32; 'of GEMM roof' is the step's matmul FLOPs per second over the "
         "machine's measured fp32 GEMM peak (1.0 = a step doing nothing but GEMMs at peak). "
         "'First step' is the wall time from building the model to the end of its first step "
-        "in a fresh process (imports excluded): cold with empty caches, warm with the caches the "
-        "cold run left. 'Compile' is symgraph's `Function.compile_seconds` (passes + backend).",
+        "in a fresh process (imports excluded): cold with empty caches, warm (median of the "
+        "later rounds) with the caches the cold run left. 'Compile' is symgraph's "
+        "`Function.compile_seconds` (passes + backend). Systems run in fresh processes, "
+        "interleaved in rounds. 'gemm-only' does nothing but the step's GEMMs through NumPy's "
+        "BLAS: the measured ceiling. Peak RSS is the whole process (interpreter, libraries, "
+        "64 random batches of data).",
         "Kernels": "Each kernel is a graph through the O2 passes and a backend, against the "
         "NumPy a user would write (one op per call). 'Of roof' is GFLOP/s over the GEMM peak "
         "for compute-bound kernels and GB/s over the STREAM peak for memory-bound ones, with the "

@@ -1,9 +1,10 @@
 """Suite `train`: M1 and M2 training throughput, compile times and peak RSS, system by system.
 
-Every (system, model) pair runs twice in fresh processes (train_worker.py) with the same new
-cache directories: the first run is cold (nothing cached) and measures throughput too; the
-second only times the first step, which is then the warm (cached) compile. Thread pools are
-pinned to the same count for every system through the environment.
+Every (system, model) pair runs in fresh processes (train_worker.py), interleaved in rounds,
+with its own new cache directories: the first round is cold (nothing cached), later rounds
+start warm from what it left; every round adds throughput samples. Thread pools are pinned to
+the same count for every system through the environment and, when that is fewer than the
+cores, by CPU affinity too. System "gemm-only" runs just the step's GEMMs (the measured bound).
 """
 
 from __future__ import annotations
@@ -39,10 +40,22 @@ def available_systems(requested=None) -> list[str]:
     return found
 
 
-def _worker(args: list[str], env: dict, timeout: float) -> dict:
-    cmd = [sys.executable, "-m", "symgraph.bench.train_worker", *args]
+def _cpu_set(threads: int) -> list[int] | None:
+    """The CPUs a worker is confined to when it may use fewer threads than there are cores."""
     try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux: thread counts alone pin the pools
+        return None
+    return cpus[:threads] if threads < len(cpus) else None
+
+
+def _worker(args: list[str], env: dict, timeout: float, cpus: list[int] | None = None) -> dict:
+    cmd = [sys.executable, "-m", "symgraph.bench.train_worker", *args]
+    # affinity set before exec: every thread of every pool the worker starts inherits it
+    pre = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
+                              preexec_fn=pre)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     for line in proc.stdout.splitlines():
@@ -52,19 +65,28 @@ def _worker(args: list[str], env: dict, timeout: float) -> dict:
     return {"error": f"worker exited {proc.returncode} without a result: {tail}"}
 
 
-def _summary(cold: dict, warm: dict, model: str, sizes, batch: int,
-             roof_gflops: float | None) -> dict:
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _summary(runs: list[dict], model: str, sizes, batch: int, roof_gflops: float | None) -> dict:
+    """One row from a system's runs: runs[0] started cold, the others warm."""
+    cold, warm = runs[0], [r for r in runs[1:] if "error" not in r]
     row = {"suite": "train", "model": model, "system": cold.get("system"), "sizes": list(sizes),
-           "batch": batch, "cold": cold, "warm": warm}
+           "batch": batch, "runs": runs}
     if "error" in cold:
         row["error"] = cold["error"]
         return row
-    samples = cold.get("samples_per_s", [])
+    good = [cold] + warm
+    samples = [x for r in good for x in r.get("samples_per_s", [])]
     row.update({"first_step_cold_s": cold.get("first_step_s"),
-                "first_step_warm_s": warm.get("first_step_s"),
-                "compile_cold_s": cold.get("compile_s"), "compile_warm_s": warm.get("compile_s"),
-                "peak_rss_mb": cold.get("peak_rss_mb"), "import_s": cold.get("import_s"),
-                "version": cold.get("version")})
+                "first_step_warm_s": _median(r.get("first_step_s") for r in warm),
+                "compile_cold_s": cold.get("compile_s"),
+                "compile_warm_s": _median(r.get("compile_s") for r in warm),
+                "peak_rss_mb": max(r.get("peak_rss_mb") or 0 for r in good),
+                "import_s": cold.get("import_s"), "version": cold.get("version"),
+                "optimizer": cold.get("optimizer")})
     if samples:
         median = statistics.median(samples)
         row.update({"samples_per_s": samples, "median": median, "min": min(samples),
@@ -80,28 +102,37 @@ def _summary(cold: dict, warm: dict, model: str, sizes, batch: int,
 
 
 def run_train(threads: int, quick: bool = False, roof_gflops: float | None = None,
-              systems=None, models=("M1", "M2"), log=print) -> list[dict]:
-    """Run every available system on each model; one row per (model, system)."""
+              systems=None, models=("M1", "M2"), rounds: int | None = None,
+              log=print) -> list[dict]:
+    """Every available system on each model, interleaved in rounds; one row per pair.
+
+    Round 1 starts each system from empty caches (cold); later rounds reuse them (warm) and add
+    throughput samples, so a burst of load on the shared machine hits every system alike.
+    """
     sizes_of = QUICK_SIZES if quick else FULL_SIZES
     batch = 16 if quick else BATCH
+    rounds = rounds or (2 if quick else 3)
     counts = ["--steps", "2", "--repeats", "1", "--warmup", "1"] if quick else \
-        ["--steps", "20", "--repeats", "7", "--warmup", "5"]
+        ["--steps", "20", "--repeats", "3", "--warmup", "5"]
     timeout = 300.0 if quick else 900.0
-    rows = []
+    cpus = _cpu_set(threads)
+    chosen = available_systems(systems)
+    runs: dict[tuple[str, str], list[dict]] = {(m, s): [] for m in models for s in chosen}
     with tempfile.TemporaryDirectory(prefix="symgraph-bench-") as root:
-        for model in models:
-            sizes = sizes_of[model]
-            for system in available_systems(systems):
-                cache = os.path.join(root, f"{system}-{model}")
-                env = dict(os.environ, **pin_threads_env(threads), SYMGRAPH_CACHE_DIR=cache,
-                           NUMBA_CACHE_DIR=os.path.join(cache, "numba"))
-                common = ["--system", system, "--model", model, "--sizes", json.dumps(sizes),
-                          "--batch", str(batch), "--threads", str(threads),
-                          "--jax-cache", os.path.join(cache, "jax")]
-                log(f"  train {model} {system}: cold run")
-                cold = _worker(common + counts, env, timeout)
-                log(f"  train {model} {system}: warm start")
-                warm = _worker(common + ["--first-step-only"], env, timeout) \
-                    if "error" not in cold else {}
-                rows.append(_summary(cold, warm, model, sizes, batch, roof_gflops))
-    return rows
+        for k in range(rounds):
+            for model in models:
+                for system in chosen:
+                    done = runs[model, system]
+                    if done and "error" in done[0]:
+                        continue  # a system that failed cold is not retried
+                    cache = os.path.join(root, f"{system}-{model}")
+                    env = dict(os.environ, **pin_threads_env(threads), SYMGRAPH_CACHE_DIR=cache,
+                               NUMBA_CACHE_DIR=os.path.join(cache, "numba"))
+                    args = ["--system", system, "--model", model, "--sizes",
+                            json.dumps(sizes_of[model]), "--batch", str(batch), "--threads",
+                            str(threads), "--jax-cache", os.path.join(cache, "jax"), *counts]
+                    log(f"  train round {k + 1}/{rounds} {model} {system}"
+                        f" ({'cold' if k == 0 else 'warm'})")
+                    done.append(_worker(args, env, timeout, cpus))
+    return [_summary(runs[m, s], m, sizes_of[m], batch, roof_gflops)
+            for m in models for s in chosen]

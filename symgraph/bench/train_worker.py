@@ -18,7 +18,8 @@ import sys
 import time
 
 RESULT_MARK = "@@RESULT "
-SYSTEMS = ("symgraph-numba", "symgraph-numpy", "numpy-hand", "torch-eager", "jax-jit")
+SYSTEMS = ("symgraph-numba", "symgraph-numpy", "numpy-hand", "torch-eager", "jax-jit",
+           "gemm-only")
 
 
 def import_system(system: str) -> str:
@@ -42,7 +43,8 @@ def import_system(system: str) -> str:
     return numpy.__version__
 
 
-def make_step(system: str, model: str, sizes, threads: int, jax_cache: str | None):
+def make_step(system: str, model: str, sizes, threads: int, jax_cache: str | None,
+              batch: int):
     """Build the step for `system`; returns (step(x, y), sync(out) -> float, info dict)."""
     from symgraph.bench import peers
     from symgraph.bench import workloads as W
@@ -58,6 +60,8 @@ def make_step(system: str, model: str, sizes, threads: int, jax_cache: str | Non
     if system == "numpy-hand":
         step = W.NumpyM1(state) if model == "M1" else W.NumpyM2(state)
         return step, float, {}
+    if system == "gemm-only":
+        return W.GemmOnly(sizes, batch), float, {}
     if system == "torch-eager":
         if model == "M1":
             return (*peers.torch_m1(state, threads), {})
@@ -84,7 +88,7 @@ def run(args) -> dict:
                for k in range(n_batches)]
     start = time.perf_counter()
     step, sync, info = make_step(args.system, args.model, args.sizes, args.threads,
-                                 args.jax_cache)
+                                 args.jax_cache, args.batch)
     loss = sync(step(*batches[0]))
     first_step_s = time.perf_counter() - start
     info = {**getattr(step, "info", {}), **info}

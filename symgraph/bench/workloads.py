@@ -171,6 +171,35 @@ def state_arrays(graph_step: GraphStep) -> dict[str, np.ndarray]:
 # --- hand-written NumPy ---------------------------------------------------------------------
 
 
+class GemmOnly:
+    """A step doing nothing but a dense MLP step's GEMMs, same shapes: the measured bound.
+
+    Forward (batch, n_in) @ (n_in, n_out), weight gradient (n_in, batch) @ (batch, n_out) and
+    input gradient (batch, n_out) @ (n_out, n_in) except for the first layer, through NumPy's
+    BLAS into preallocated outputs.
+    """
+
+    def __init__(self, sizes, batch: int = BATCH, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.layers = []
+        for i, (n_in, n_out) in enumerate(pairwise(sizes)):
+            a = rng.random((batch, n_in), dtype=np.float32)
+            w = rng.random((n_in, n_out), dtype=np.float32)
+            d = rng.random((batch, n_out), dtype=np.float32)
+            outs = (np.empty((batch, n_out), np.float32), np.empty((n_in, n_out), np.float32),
+                    np.empty((batch, n_in), np.float32) if i > 0 else None)
+            self.layers.append((a, w, d, outs))
+
+    def __call__(self, x=None, y=None) -> np.float32:
+        for a, w, d, (fwd, dw, dx) in self.layers:
+            np.matmul(a, w, out=fwd)
+            np.matmul(a.T, d, out=dw)
+            if dx is not None:
+                np.matmul(d, w.T, out=dx)
+        return np.float32(0.0)
+
+
+
 def _keep_mask(shape, rate: float, seed: int, step: int, masks: str, rng) -> np.ndarray:
     if masks == "hash":  # the graph's own counter-based bits (bit-identical masks)
         bits = uniform_bits(seed, step, int(np.prod(shape)))

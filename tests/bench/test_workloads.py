@@ -48,3 +48,14 @@ def test_matmul_flops_counts_forward_and_backward_gemms():
     # M1 per the notes: 2.03 GFLOP per step (no input gradient for the first layer)
     assert W.matmul_flops(W.M1_SIZES, 128) == pytest.approx(2.03e9, rel=5e-3)
     assert W.matmul_flops((3, 5), 2) == 2 * (2 * 2 * 3 * 5)
+
+
+def test_gemm_only_step_does_exactly_the_counted_gemms():
+    step = W.GemmOnly((6, 5, 4, 3), batch=2)
+    step()
+    flops = sum(2 * a.shape[0] * a.shape[1] * w.shape[1] * (2 if dx is None else 3)
+                for a, w, _, (_, _, dx) in step.layers)
+    assert flops == W.matmul_flops((6, 5, 4, 3), 2)
+    a, w, d, (fwd, dw, _) = step.layers[0]
+    np.testing.assert_allclose(fwd, a @ w, rtol=1e-5)
+    np.testing.assert_allclose(dw, a.T @ d, rtol=1e-5)
