@@ -185,7 +185,10 @@ def critical_path_schedule(deps: Mapping[KernelId, Sequence[KernelId]],
     """List-schedule the kernel DAG on `workers` workers with critical-path priority.
 
     Event-driven: time advances to the next kernel finish; each idle worker (lowest index first)
-    takes the ready kernel with the largest bottom level (ties: first in `deps`).
+    takes the ready kernel with the largest bottom level (ties: first in `deps`). One worker
+    has the same makespan in every topological order, so there the order is depth-first
+    instead (the kernel released last runs next): a consumer runs right after its producer,
+    while the producer's output is still in cache, and fewer buffers are alive at once.
     """
     if not isinstance(workers, int) or workers < 1:
         raise SymgraphError(f"workers must be a positive integer, got {workers!r}")
@@ -195,7 +198,12 @@ def critical_path_schedule(deps: Mapping[KernelId, Sequence[KernelId]],
     bottom = bottom_levels(deps, cost)
     rank = {k: i for i, k in enumerate(deps)}
     missing = {k: len(deps[k]) for k in deps}
-    ready = [(-bottom[k], rank[k], k) for k in deps if missing[k] == 0]
+    released = 0
+
+    def key(k):
+        return (-released, rank[k], k) if workers == 1 else (-bottom[k], rank[k], k)
+
+    ready = [key(k) for k in deps if missing[k] == 0]
     heapq.heapify(ready)
     idle = list(range(workers))  # a heap of worker indices
     running: list[tuple[float, int, int, KernelId]] = []  # (finish, seq, worker, kernel)
@@ -220,7 +228,8 @@ def critical_path_schedule(deps: Mapping[KernelId, Sequence[KernelId]],
             for s in succ[k]:
                 missing[s] -= 1
                 if missing[s] == 0:
-                    heapq.heappush(ready, (-bottom[s], rank[s], s))
+                    released += 1
+                    heapq.heappush(ready, key(s))
     makespan = max((lane[-1].finish for lane in lanes if lane), default=0.0)
     return Schedule(workers=workers, lanes=tuple(tuple(lane) for lane in lanes),
                     order=tuple(order), levels=tuple(tuple(level) for level in levels),

@@ -33,7 +33,10 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import symgraph as sg
 from symgraph.backends.numpy_ref import NumpyBackend
 from symgraph.backends.parallel import compile_program
+from symgraph.lower import lower
+from symgraph.memplan import plan_program
 from symgraph.passes.pipeline import optimize
+from symgraph.schedule import schedule_program
 
 
 def matmul_chains(n: int = 512, depth: int = 4, seed: int = 0):
@@ -183,6 +186,24 @@ def run_workload(name: str, repeats: int = 15, inner: int = 3, quick: bool = Fal
             "blas_during_1_thread_runs": blas}
 
 
+def memory_report(batch: int = 128) -> dict:
+    """The MLP step's memory plan at `batch`: naive vs serial vs parallel-safe, in bytes."""
+    inputs, outputs, updates, _, _ = mlp_step(batch=batch)
+    results, _ = optimize(list(outputs) + list(updates.values()), 2)
+    program = lower(inputs, results)
+    dims = {"batch": batch}
+    temps = sum(b.nbytes(dims) for b in program.buffers if b.kind == "temp")
+    out = {"binding": dims, "kernels": len(program.kernels), "buffers": len(program.buffers),
+           "naive": {"temps_bytes": temps}}
+    for label, workers in (("serial", 1), ("parallel_2", 2)):
+        plan = plan_program(program, dims, schedule_program(program, workers, dims))
+        out[label] = {"temps_bytes": plan.arena_bytes, "peak_bytes": plan.peak_bytes,
+                      "live_peak_bytes": plan.live_peak_bytes, "inplace": len(plan.inplace),
+                      "slots": len(plan.slot_bytes)}
+        out["naive"]["peak_bytes"] = plan.naive_bytes
+    return out
+
+
 def run(quick: bool = False, repeats: int = 15) -> dict:
     """Every workload; returns (and is printed as) one dict."""
     result = {"cpu_count": os.cpu_count(), "loadavg_before": os.getloadavg(),
@@ -190,6 +211,7 @@ def run(quick: bool = False, repeats: int = 15) -> dict:
               "quick": quick, "workloads": {}}
     for name in WORKLOADS:
         result["workloads"][name] = run_workload(name, repeats=repeats, quick=quick)
+    result["memory"] = memory_report(batch=64 if quick else 128)
     result["loadavg_after"] = os.getloadavg()
     return result
 
@@ -211,6 +233,14 @@ def format_summary(result: dict) -> str:
                          f"ms, 2 threads {m['numpy_threads_2'] * 1e3:.2f} ms -> "
                          f"x{m['numpy_serial'] / m['numpy_threads_2']:.2f} (the machine's ceiling "
                          "at that moment)")
+    mem = result["memory"]
+    mib = 1 << 20
+    lines.append(f"  memory, MLP step at {mem['binding']} (temporaries / whole step): naive "
+                 f"{mem['naive']['temps_bytes'] / mib:.2f} / {mem['naive']['peak_bytes'] / mib:.2f}"
+                 f" MiB, serial plan {mem['serial']['temps_bytes'] / mib:.2f} / "
+                 f"{mem['serial']['peak_bytes'] / mib:.2f} MiB, parallel-safe plan "
+                 f"{mem['parallel_2']['temps_bytes'] / mib:.2f} / "
+                 f"{mem['parallel_2']['peak_bytes'] / mib:.2f} MiB")
     return "\n".join(lines)
 
 
