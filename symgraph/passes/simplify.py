@@ -184,6 +184,27 @@ def absorb_broadcast(node):
     return (build(node.op, inputs, node, **node.attr), "absorb_broadcast") if changed else None
 
 
+def unary_through_broadcast(node):
+    """f(broadcast_to(x)) -> broadcast_to(f(x)): the same values, computed on the small x."""
+    src = node.inputs[0]
+    if src.op != "broadcast_to":
+        return None
+    inner = build(node.op, (src.inputs[0],), node, **node.attr)
+    return B.broadcast_to(inner, node.shape), "unary_through_broadcast"
+
+
+def reshape_of_broadcast_scalar(node):
+    """reshape(broadcast_to(x, S), T) with x of one element -> broadcast_to(x', T)."""
+    src = node.inputs[0]
+    if src.op != "broadcast_to":
+        return None
+    x = src.inputs[0]
+    if not is_static(x.shape) or int(np.prod(x.shape, dtype=np.int64)) != 1:
+        return None
+    ones = B.reshape(x, (1,) * node.ndim)
+    return B.broadcast_to(ones, node.shape), "reshape_of_broadcast_scalar"
+
+
 def _broadcast_axes(node: Node) -> set[int] | None:
     """Axes of broadcast_to(x, S) along which x is repeated (x's dim absent or 1 and S's not)."""
     x = node.inputs[0]
@@ -289,9 +310,9 @@ RULES = {
     "mul": [mul_one, mul_minus_one, mul_zero_int, mul_neg_neg, absorb_broadcast],
     "div": [div_one, div_power_of_two, absorb_broadcast],
     "pow": [pow_one, absorb_broadcast],
-    "neg": [neg_neg],
+    "neg": [neg_neg, unary_through_broadcast],
     "transpose": [transpose_transpose],
-    "reshape": [reshape_reshape],
+    "reshape": [reshape_reshape, reshape_of_broadcast_scalar],
     "broadcast_to": [broadcast_broadcast],
     "sum": [reduce_unit_axes],
     "max": [max_broadcast, reduce_unit_axes],
@@ -303,6 +324,9 @@ RULES = {
 }
 for _op in ("maximum", "minimum", "lt", "le", "gt", "ge", "eq", "ne"):
     RULES[_op] = [absorb_broadcast]
+for _op in ("exp", "log", "sqrt", "tanh", "sigmoid", "abs", "sign", "log1p", "expm1",
+            "reciprocal", "cast"):
+    RULES.setdefault(_op, []).append(unary_through_broadcast)
 
 
 # Rewrites that change rounding (never NaN/inf behaviour): O3 only.

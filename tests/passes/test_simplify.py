@@ -90,6 +90,22 @@ def test_broadcast_absorbed_and_chains_collapsed():
     _check_same([x, b], expr + sg.sum(chain, axis=0), [SPECIAL, np.arange(4.0)])
 
 
+def test_unary_and_reshape_move_through_scalar_broadcasts():
+    # the shape autodiff gives the gradient of a mean: reshape(neg(broadcast(reshape(1/n))))
+    n = sg.placeholder((), "float64", name="n")
+    g = sg.broadcast_to(sg.reshape(1.0 / n, (1,)), ("batch",))
+    expr = sg.reshape(-g, ("batch", 1))
+    (out,), stats = simplify([expr])
+    assert stats["rules"]["unary_through_broadcast"] == 1
+    assert stats["rules"]["reshape_of_broadcast_scalar"] == 1
+    assert out.op == "broadcast_to" and out.shape == ("batch", 1)
+    assert all(n.shape in ((), (1,), (1, 1)) for n in topo_order([out]) if n is not out)
+    x = sg.placeholder(("batch", 3), "float64", name="x")
+    want = sg.function([x, n], expr * x, optimize=0)(np.ones((4, 3)), 8.0)
+    got = sg.function([x, n], expr * x, optimize=2)(np.ones((4, 3)), 8.0)
+    np.testing.assert_array_equal(want, got)
+
+
 def test_max_over_broadcast_is_exact_and_sum_is_o3():
     b = sg.placeholder((4,), "float64", name="b")
     big = sg.broadcast_to(b, (3, 4))
