@@ -6,7 +6,15 @@ import pytest
 
 import symgraph as sg
 from symgraph.errors import SymgraphError
-from symgraph.nn import BatchNormalization, Dense, Dropout, Input, Sequential, optimizers
+from symgraph.nn import (
+    BatchNormalization,
+    Dense,
+    Dropout,
+    Input,
+    Sequential,
+    optimizers,
+    set_random_seed,
+)
 
 RNG = np.random.default_rng(2)
 
@@ -16,7 +24,22 @@ def _two_class(n=200):
     return x, (x[:, 0] * x[:, 1] > 0).astype(np.float32)
 
 
-def test_seed_snippet_learns_two_class_problem():
+def test_seed_snippet_verbatim_learns_two_blobs():
+    set_random_seed(3)
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(-1.5, 1, (100, 2)), rng.normal(1.5, 1, (100, 2))])
+    y = np.repeat([0, 1], 100)
+    # the seed material's snippet, unchanged but for the backend (tests run on NumPy)
+    model = Sequential()
+    model.add(Dense(4, input_dim=2, activation='relu'))
+    model.add(Dense(1, activation='sigmoid'))
+    model.compile(loss='binary_crossentropy', optimizer='adam', metrics=['accuracy'],
+                  backend="numpy")
+    model.fit(X, y, epochs=50, verbose=0)
+    assert model.evaluate(X, y, verbose=0)[1] > 0.9
+
+
+def test_wider_seed_model_learns_xor_quadrants():
     X, y = _two_class()
     model = Sequential()
     model.add(Dense(16, input_dim=2, activation='relu'))
