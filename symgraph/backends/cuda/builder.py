@@ -220,7 +220,8 @@ class KernelBuilder:
         hit = self._cached(key)
         if hit is not None:
             return hit
-        if node.id in self.buffers and node.id not in self.members:
+        if (node.id in self.buffers and node.id not in self.members
+                and node.id not in self.invariants):
             buf = self.buf(self.buffers[node.id], node.dtype)
             code = f"{buf}[{self.linear(idx, node.shape)}]"
         elif node.op in VIEW_OPS:
@@ -244,7 +245,7 @@ class KernelBuilder:
         if op == "one_hot":
             (labels,) = node.inputs
             lab = self.value(labels, idx[:-1], pre)
-            return self._typed(OPS[op].template.format(lab, idx[-1]), node.dtype)
+            return self._typed(OPS[op].template, node.dtype).format(lab, idx[-1])
         if op == "take":
             x, labels = node.inputs
             k = labels.ndim
@@ -264,10 +265,11 @@ class KernelBuilder:
             raise NotImplementedError(f"the CUDA renderer cannot fuse {node.describe()}")
         args = [self.value(i, self.broadcast_index(idx, node.shape, i.shape), pre)
                 for i in node.inputs]
-        return self._typed(template.format(*args), node.dtype)
+        return self._typed(template, node.dtype).format(*args)
 
     @staticmethod
     def _typed(expr: str, dtype: str) -> str:
+        """Wrap a template in the output dtype; float32 templates get float32 literals."""
         if dtype == "bool":
             return expr
         if dtype == "float32":

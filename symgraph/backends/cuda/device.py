@@ -24,13 +24,12 @@ import weakref
 
 import numpy as np
 
+from symgraph.backends.cuda.kernels import GPU, SIM, CudaModule, render_program
 from symgraph.errors import SymgraphError
 from symgraph.graph import resolve_shape
 from symgraph.lower import kernel_flops, lower
 from symgraph.memplan import BufferUse, plan_memory
 from symgraph.schedule import CostModel, costs_from_counts, critical_path_schedule
-
-from symgraph.backends.cuda.kernels import GPU, SIM, CudaModule, render_program
 
 _STATE: dict[int, tuple] = {}  # id(variable) -> (host array it mirrors, device nd array)
 _RETURNED: dict[int, tuple] = {}  # id(host array handed out) -> (host array, device array)

@@ -1,0 +1,154 @@
+"""The CUDA backend's kernels in Numba's CUDA simulator, against the NumPy reference.
+
+Runs only in its own process: `NUMBA_ENABLE_CUDASIM=1 pytest -m cudasim tests/backends/
+test_cuda_sim.py` (tests/conftest.py skips it elsewhere). The simulator runs every CUDA thread
+as a Python thread, about 1e4 times slower than a GPU, so shapes stay tiny; the real kernel
+geometry is checked by compiling to PTX (test_cuda_ptx.py).
+"""
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+from symgraph.bench.workloads import build_m1, build_m2
+
+pytestmark = [pytest.mark.cudasim,
+              pytest.mark.filterwarnings("ignore::RuntimeWarning")]  # numpy scalar 1/0
+
+RNG = np.random.default_rng(7)
+
+
+def both(inputs, outputs, arrays, updates=None, rtol=1e-5, atol=1e-5):
+    """Run on the reference and on CUDA; assert equal results; return the CUDA function."""
+    ref = sg.function(inputs, outputs, updates=updates, backend="numpy")(*arrays)
+    fn = sg.function(inputs, outputs, updates=updates, backend="cuda")
+    got = fn(*arrays)
+    for r, g in zip(ref if isinstance(ref, list) else [ref], got if isinstance(got, list)
+                    else [got]):
+        assert np.asarray(g).dtype == np.asarray(r).dtype
+        np.testing.assert_allclose(g, r, rtol=rtol, atol=atol)
+    return fn
+
+
+def kernel_kinds(fn) -> set:
+    return {k.kind for k in fn._run.plan.program.kernels}
+
+
+def test_elementwise_templates_broadcast_and_views():
+    x = sg.placeholder((5, 6), name="x")
+    v = sg.placeholder((6,), name="v")
+    a = RNG.standard_normal((5, 6)).astype(np.float32)
+    b = RNG.uniform(0.5, 2.0, 6).astype(np.float32)
+    outs = [sg.exp(x) * v + sg.tanh(x) / v, sg.sigmoid(x) - sg.log1p(sg.abs(x)),
+            sg.where(x > 0, sg.sqrt(sg.abs(x)), sg.expm1(x)), sg.maximum(x, v) ** 2.0,
+            sg.transpose(x)[1:4, ::2] + 1.0, sg.reshape(x, (-1,))[3:9], sg.sign(x),
+            sg.cast(x > 0.5, "int32") + 3, sg.concatenate([x, x * 2.0], axis=1)]
+    fn = both([x, v], outs, [a, b])
+    assert "elementwise" in kernel_kinds(fn)
+
+
+def test_row_and_column_reductions_and_argmax():
+    x = sg.placeholder(("batch", 70), name="x")
+    a = RNG.standard_normal((3, 70)).astype(np.float32)
+    outs = [sg.sum(sg.exp(x), axis=1), sg.max(x, axis=1, keepdims=True), sg.sum(x * x, axis=0),
+            sg.mean(x), sg.max(x, axis=0), sg.argmax(x, axis=1), sg.logsumexp(x, axis=-1)]
+    fn = both([x], outs, [a], rtol=1e-5, atol=1e-4)
+    assert "reduce" in kernel_kinds(fn)
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True)])
+def test_tiled_matmul_and_transposed_operands(ta, tb):
+    m, k, n = 19, 21, 23  # not multiples of the tile: edge padding is exercised
+    a = RNG.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    b = RNG.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    pa, pb = sg.placeholder(a.shape, name="a"), sg.placeholder(b.shape, name="b")
+    bias = sg.placeholder((n,), name="bias")
+    lhs = sg.transpose(pa) if ta else pa
+    rhs = sg.transpose(pb) if tb else pb
+    out = sg.relu(lhs @ rhs + bias)  # the bias/activation epilogue is fused
+    fn = both([pa, pb, bias], [out], [a, b, RNG.standard_normal(n).astype(np.float32)],
+              rtol=1e-4, atol=1e-4)
+    matmuls = [k for k in fn._run.plan.program.kernels if k.kind == "matmul"]
+    assert len(matmuls) == 1 and len(matmuls[0].nodes) > 1
+
+
+def test_gather_scatter_add_and_one_hot():
+    table = sg.placeholder((6, 4), name="table")
+    labels = sg.placeholder(("batch",), dtype="int32", name="labels")
+    rows = sg.take(table, labels)
+    g = sg.grad(sg.sum(rows * rows), table)  # scatter_add of the gathered rows (atomics)
+    hot = sg.one_hot(labels, 6)
+    t = RNG.standard_normal((6, 4)).astype(np.float32)
+    lab = np.array([1, 3, 1, 5, 1, 0, 3], np.int32)  # repeats: atomics must add them all
+    both([table, labels], [rows, g, hot], [t, lab])
+
+
+def test_counter_random_is_bit_identical():
+    step = sg.variable(np.int64(41), name="step", trainable=False)
+    u = sg.random.uniform((7, 33), seed=5, step=step) if hasattr(sg, "random") and hasattr(
+        sg.random, "uniform") else sg.composites.uniform((7, 33), seed=5, step=step)
+    fn = sg.function([], [u], updates={step: step + np.int64(1)}, backend="cuda")
+    ref = sg.function([], [u], backend="numpy")
+    for _ in range(2):
+        want = ref()[0]
+        got = fn()[0]
+        assert np.array_equal(got, want)  # same bits, not just close
+    assert int(step.value) == 43
+
+
+def test_state_stays_on_device_and_host_writes_invalidate():
+    w = sg.variable(np.ones(4, np.float32), name="w")
+    x = sg.placeholder((4,), name="x")
+    fn = sg.function([x], [sg.sum(w * x)], updates={w: w * 2.0}, backend="cuda")
+    one = np.ones(4, np.float32)
+    assert fn(one)[0] == 4.0
+    assert fn(one)[0] == 8.0
+    from symgraph.backends.cuda import device
+
+    host = w._value
+    assert id(host) in device._RETURNED or device._STATE[id(w)][0] is host
+    w.value = np.full(4, 10.0, np.float32)  # a host write: the device copy must be refreshed
+    assert fn(one)[0] == 40.0
+    np.testing.assert_array_equal(w.value, np.full(4, 20.0, np.float32))
+
+
+def _train(builder, backend, x, y, steps):
+    graph = builder()
+    fn = sg.function(graph.inputs, graph.loss, updates=graph.updates, backend=backend)
+    losses = [float(fn(x, y)) for _ in range(steps)]
+    return losses, {k: v.value for k, v in graph.state.items()}
+
+
+@pytest.mark.parametrize("builder", ["m1", "m2"])
+def test_small_mlp_training_steps_match_reference(builder):
+    """Dropout (M1: SGD momentum) and batch norm (M2: Adam) steps equal the reference."""
+    if builder == "m1":
+        make = lambda: build_m1(sizes=(12, 16, 16, 10), seed=3)  # noqa: E731
+    else:
+        make = lambda: build_m2(sizes=(12, 16, 16, 10), seed=3)  # noqa: E731
+    x = RNG.standard_normal((8, 12)).astype(np.float32)
+    y = RNG.integers(0, 10, 8).astype(np.int32)
+    ref_loss, ref_state = _train(make, "numpy", x, y, 2)
+    got_loss, got_state = _train(make, "cuda", x, y, 2)
+    np.testing.assert_allclose(got_loss, ref_loss, rtol=1e-5, atol=1e-6)
+    for name, want in ref_state.items():
+        np.testing.assert_allclose(got_state[name], want, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_dropout_masks_bit_identical():
+    x = sg.placeholder((9, 31), name="x")
+    step = sg.variable(np.int64(3), name="step", trainable=False)
+    out = sg.dropout(x, 0.5, seed=11, step=step)
+    a = RNG.uniform(1.0, 2.0, (9, 31)).astype(np.float32)
+    got = sg.function([x], out, backend="cuda")(a)
+    want = sg.function([x], out, backend="numpy")(a)
+    assert np.array_equal(got == 0, want == 0) and (got == 0).any()
+
+
+def test_nan_check_names_the_node():
+    x = sg.placeholder((4,), name="x")
+    # (not log(-1): the simulator runs Python's math, which raises where a GPU gives NaN)
+    out = (x * 2.0) / sg.maximum(x, 0.0)
+    fn = sg.function([x], out, backend="cuda", check_nan=True)
+    with pytest.raises(sg.SymgraphError, match="(NaN|inf) first produced by div"):
+        fn(np.array([1.0, -1.0, 2.0, 3.0], np.float32))
