@@ -35,7 +35,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[list[str]]:
 
 def limits_table(doc: dict) -> list[list[str]]:
     lim = doc.get("limits") or {}
-    rows = [[f"fp32 GEMM {'x'.join(map(str, g['shape']))}", f"{g['gflops']:.0f} GFLOP/s",
+    rows = [[f"fp32 GEMM {'x'.join(map(str, g['shape']))}",
+             f"{g['gflops']:.0f} GFLOP/s (best {g.get('gflops_best', 0):.0f})",
              f"{_fmt_time(g['median_s'])} (min {_fmt_time(g['min_s'])})"]
             for g in lim.get("gemm", [])]
     stream = lim.get("stream") or {}
@@ -44,8 +45,13 @@ def limits_table(doc: dict) -> list[list[str]]:
             s = stream[name]
             how = f" [{s['how']}]" if "how" in s else ""
             rows.append([f"STREAM {name}, {stream['elements']} fp32{how}",
-                         f"{s['gbps']:.1f} GB/s", _fmt_time(s["median_s"])])
-    return _table(["roof", "rate", "median time"], rows)
+                         f"{s['gbps']:.1f} GB/s (best {s.get('gbps_best', 0):.1f})",
+                         f"{_fmt_time(s['median_s'])} (min {_fmt_time(s['min_s'])})"])
+    roofs = lim.get("roofs")
+    if roofs:
+        rows.append(["roofs used below (best samples)", f"{roofs['gflops']:.0f} GFLOP/s, "
+                     f"{roofs['gbps']:.1f} GB/s", "-"])
+    return _table(["roof", "median rate (best)", "median time (min)"], rows)
 
 
 def kernels_table(doc: dict) -> list[list[str]]:
