@@ -37,7 +37,7 @@ class EpochDiagnostics:
     def summary(self) -> dict:
         logs = {}
         for name, total in zip(self.step.grad_layers, self.norm_sums):
-            logs[f"grad_norm/{name}"] = total / max(self.batches, 1)
+            logs[f"grad_norm/{name}"] = float(total) / max(self.batches, 1)
         for name, alive in zip(self.step.relu_layers, self.alive):
             if alive is not None:
                 logs[f"dead_relu/{name}"] = float(1.0 - alive.mean())

@@ -18,7 +18,6 @@ from symgraph.errors import SymgraphError
 from symgraph.nn import activations, constraints, initializers, regularizers
 
 _name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
-_dropout_seeds = itertools.count(1)
 
 
 def _snake(name: str) -> str:
@@ -242,7 +241,9 @@ class Dropout(Layer):
         if noise_shape is not None:
             raise SymgraphError("Dropout: noise_shape is not supported")
         self.rate = float(rate)
-        self.seed = int(seed) if seed is not None else next(_dropout_seeds) * 7919
+        # unseeded layers draw their seed from the global RNG: set_random_seed reproduces them
+        rng = initializers.global_rng()
+        self.seed = int(seed) if seed is not None else int(rng.integers(1, 2**31))
 
     def call(self, x, ctx):
         if not ctx.training or self.rate == 0:

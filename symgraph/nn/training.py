@@ -8,6 +8,7 @@ and shapes and changes no state; the runtime swaps variables only after a step s
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 
@@ -39,6 +40,7 @@ class Trainer:
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
         self.metric_fns = [metrics_get(m, self.loss.name) for m in (metrics or [])]
+        self._auto_backend = backend in (None, "auto")
         self.backend = choose_backend(backend)
         self._functions = {}
         self.compiled = True
@@ -98,25 +100,42 @@ class Trainer:
     def _trainable_key(self) -> tuple:
         return tuple(v.id for v in self.trainable_weights)
 
+    def _compiled(self, key: tuple, builder):
+        """The cached step function for `key`, built by `builder(backend)` on first use.
+
+        With backend="auto", a backend that fails to compile this model's graph (Numba
+        is young) falls back to the NumPy reference, with a warning, instead of failing fit.
+        """
+        full_key = key + (self.backend,)
+        if full_key not in self._functions:
+            try:
+                self._functions[full_key] = builder(self.backend)
+            except Exception as exc:
+                if not self._auto_backend or self.backend == "numpy":
+                    raise
+                warnings.warn(f"backend {self.backend!r} could not compile {key[0]} step "
+                              f"({type(exc).__name__}: {exc}); using the numpy backend",
+                              RuntimeWarning, stacklevel=3)
+                self.backend = "numpy"
+                return self._compiled(key, builder)
+        return self._functions[full_key]
+
     def _train_step(self, target: TargetSpec, diagnostics=False, backend=None, check_nan=False):
-        backend = backend or self.backend
-        key = ("train", target, diagnostics, self._trainable_key(), backend, check_nan)
-        if key not in self._functions:
-            self._functions[key] = build_train_step(self, target, backend, diagnostics,
-                                                    check_nan)
-        return self._functions[key]
+        key = ("train", target, diagnostics, self._trainable_key(), check_nan)
+        if backend is not None and backend != self.backend:  # the NaN hunt's numpy re-run
+            full = key + (backend,)
+            if full not in self._functions:
+                self._functions[full] = build_train_step(self, target, backend, diagnostics,
+                                                         check_nan)
+            return self._functions[full]
+        return self._compiled(key, lambda b: build_train_step(self, target, b, diagnostics,
+                                                              check_nan))
 
     def _eval_step(self, target: TargetSpec):
-        key = ("eval", target, self.backend)
-        if key not in self._functions:
-            self._functions[key] = build_eval_step(self, target, self.backend)
-        return self._functions[key]
+        return self._compiled(("eval", target), lambda b: build_eval_step(self, target, b))
 
     def _predict_step(self):
-        key = ("predict", self.backend)
-        if key not in self._functions:
-            self._functions[key] = build_predict_step(self, self.backend)
-        return self._functions[key]
+        return self._compiled(("predict",), lambda b: build_predict_step(self, b))
 
     def _metric_names(self) -> list:
         return [name for name, _ in self.metric_fns]
@@ -267,6 +286,7 @@ class Trainer:
         x = self._check_x(x)
         if not hasattr(self, "backend"):
             self.backend, self._functions = choose_backend(None), {}
+            self._auto_backend = True
         fn = self._predict_step()
         batch_size = int(batch_size or 32)
         steps = max(1, -(-len(x) // batch_size))
