@@ -193,6 +193,21 @@ def _evaluate(node, dims: dict, args: list, check_nan: bool):
     return value
 
 
+def _lookup(node, local: dict, env: dict, dims: dict, check_nan: bool):
+    """A node's value in this kernel: computed here, in a buffer, or recomputed through views.
+
+    Views (reshape, transpose, ...) and loop invariants have no buffer of their own: a compiled
+    kernel indexes through them, and here they are re-evaluated from their buffered source.
+    """
+    found = local.get(node.id)
+    if found is None:
+        found = env.get(node.id)
+    if found is None:
+        args = [_lookup(i, local, env, dims, check_nan) for i in node.inputs]
+        found = local[node.id] = _evaluate(node, dims, args, check_nan)
+    return found
+
+
 class _Binding:
     """What a ProgramRunner prepares once per binding of the symbolic dims."""
 
@@ -223,6 +238,10 @@ class ProgramRunner:
             for n in k.reads:
                 self.readers[n.id] = self.readers.get(n.id, 0) + 1
         self.result_ids = {r.id for r in program.results}
+        # Only temporaries are dropped after their last reader; outputs may be read later
+        # through a view (a result that is a reshape of an output buffer).
+        self.temps = {b.node.id for b in program.buffers
+                      if b.kind == "temp" and b.node.id not in self.result_ids}
         self.leaves = [b.node for b in program.buffers if b.node.is_leaf()]
         self.leaves += [r for r in program.results if r.is_leaf() and r.id not in program.buffer_of]
 
@@ -260,31 +279,29 @@ class ProgramRunner:
             kernel = kernels[kid]
             local: dict[int, np.ndarray] = {}
 
-            def value(node):
-                found = local.get(node.id)
-                if found is None:
-                    found = env.get(node.id)
-                if found is None:  # a view or invariant this kernel reads through
-                    args = [value(i) for i in node.inputs]
-                    found = local[node.id] = _evaluate(node, dims, args, self.check_nan)
-                return found
-
             with np.errstate(all="ignore"):
                 for node in kernel.nodes:
-                    args = [value(i) for i in node.inputs]
+                    args = [_lookup(i, local, env, dims, self.check_nan) for i in node.inputs]
                     local[node.id] = _evaluate(node, dims, args, self.check_nan)
-                outs = [(n, value(n)) for n in kernel.writes]
+                outs = [(n, _lookup(n, local, env, dims, self.check_nan)) for n in kernel.writes]
             self._publish(outs, env, slots)
             if slots is None:
                 with self._lock:
                     for n in kernel.reads:
                         remaining[n.id] -= 1
-                        if remaining[n.id] == 0 and n.id not in self.result_ids \
-                                and not n.is_leaf():
+                        if remaining[n.id] == 0 and n.id in self.temps:
                             env.pop(n.id, None)
 
         bound.runner.run(execute)
-        return [env[r.id] for r in prog.results]
+        outs = []
+        for r in prog.results:
+            val = env.get(r.id)
+            if val is None:  # a view of an output buffer: lowering leaves it to the runtime
+                val = _lookup(r, {}, env, dims, self.check_nan)
+                if slots is not None and val.base is not None:
+                    val = val.copy()  # never hand out memory a later call's plan reuses
+            outs.append(val)
+        return outs
 
     def _publish(self, outs, env, slots) -> None:
         """Make a kernel's written values visible; with a plan, temps go into their slots."""
