@@ -98,7 +98,7 @@ def optimize(outputs, level: int = 2):
     if level == 0:
         return (outs[0] if single else _restructure(outputs, outs)), report
     # Passes allocate many long-lived nodes, which makes CPython's cyclic collector rescan the
-    # whole graph again and again (30-50% of pass time at 10k+ nodes, growing with size); nodes
+    # whole graph again and again (a third of pass time at 10k-30k nodes, growing with size); nodes
     # form no cycles the passes create, so collection is paused while they run.
     collecting = gc.isenabled()
     gc.disable()

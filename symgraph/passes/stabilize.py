@@ -25,14 +25,30 @@ from typing import Sequence
 
 from symgraph.graph import Node
 from symgraph.ops import build as B
+from symgraph.ops.shapes import reduced_shape
 from symgraph.passes.rewrite import build, fit, is_value, rewrite, rule_table
 
 
-def _unwrap(node: Node) -> Node:
-    """Look through broadcast_to and reshape (keepdims bookkeeping around a reduction)."""
-    while node.op in ("broadcast_to", "reshape"):
+def _keepdims_reduction(node: Node, op: str, of: Node) -> tuple | None:
+    """The axes of `op`(of, axes) when `node` is that reduction laid out in keepdims form.
+
+    Accepts the reduction with keepdims=True, or with keepdims=False reshaped back to the
+    keepdims shape, either one possibly broadcast: exactly the layouts in which dividing by (or
+    subtracting) it acts along the reduced axes. Anything else returns None.
+    """
+    while node.op == "broadcast_to":
         node = node.inputs[0]
-    return node
+    if node.op == "reshape":
+        inner = node.inputs[0]
+        if inner.op != op or inner.attr["keepdims"]:
+            return None
+        axes = tuple(inner.attr["axes"])
+        if tuple(node.shape) != reduced_shape(of.shape, axes, True):
+            return None
+        node = inner
+    elif node.op != op or not node.attr["keepdims"]:
+        return None
+    return tuple(node.attr["axes"]) if node.inputs[0] is of else None
 
 
 def _shift_of(a: Node, axes: tuple) -> bool:
@@ -40,11 +56,11 @@ def _shift_of(a: Node, axes: tuple) -> bool:
     if a.op != "sub":
         return False
     x, m = a.inputs
-    m = _unwrap(m)
+    while m.op == "broadcast_to":
+        m = m.inputs[0]
     if m.op != "stop_gradient":
         return False
-    mx = _unwrap(m.inputs[0])
-    return mx.op == "max" and mx.inputs[0] is x and tuple(mx.attr["axes"]) == tuple(axes)
+    return _keepdims_reduction(m.inputs[0], "max", x) == tuple(axes)
 
 
 def _log_sum_exp_shifted(d: Node, axes: tuple, like: Node) -> Node:
@@ -59,10 +75,10 @@ def log_softmax(node: Node):
     if q.op != "div":
         return None
     e, s = q.inputs
-    s = _unwrap(s)
-    if e.op != "exp" or s.op != "sum" or s.inputs[0] is not e:
+    axes = _keepdims_reduction(s, "sum", e) if e.op == "exp" else None
+    if axes is None:
         return None
-    a, axes = e.inputs[0], tuple(s.attr["axes"])
+    a = e.inputs[0]
     if _shift_of(a, axes):
         d = a
     else:

@@ -190,3 +190,13 @@ def test_apply_keeps_integer_identities_exact():
     expr = apply("add", (apply("mul", (xi, sg.constant(np.array(1)))), sg.constant(np.array(0))))
     (out,), _ = simplify([expr])
     assert out is xi
+
+
+def test_transpose_chain_composes_permutations():
+    x = sg.placeholder((2, 3, 4), "float64")
+    expr = sg.transpose(sg.transpose(x, (1, 0, 2)), (2, 0, 1))
+    (out,), stats = simplify([expr])
+    assert out.op == "transpose" and out.inputs[0] is x
+    xs = np.arange(24.0).reshape(2, 3, 4)
+    np.testing.assert_array_equal(sg.function([x], expr, optimize=2)(xs),
+                                  np.transpose(np.transpose(xs, (1, 0, 2)), (2, 0, 1)))

@@ -107,3 +107,17 @@ def test_gradient_of_stabilized_graph_matches_reference():
     got = _run([x], [loss, g], [xs], 2)
     for w, v in zip(want, got):
         np.testing.assert_allclose(v, w, rtol=1e-12)
+
+
+def test_division_by_a_differently_laid_out_sum_is_not_softmax():
+    # column sums reshaped into a column: row i divided by column-sum i, which is no softmax
+    x = sg.placeholder((3, 3), "float64")
+    e = sg.exp(x)
+    odd = sg.log(e / sg.reshape(sg.sum(e, axis=0), (3, 1)))
+    keep = sg.log(e / sg.reshape(sg.sum(e, axis=1), (3, 1)))  # row sums: a real softmax
+    outs, stats = stabilize([odd, keep])
+    assert stats["rules"] == {"log_softmax": 1}
+    xs = np.arange(9.0).reshape(3, 3) / 4
+    got = _run([x], [odd, keep], [xs], 2)
+    np.testing.assert_allclose(got[0], np.log(np.exp(xs) / np.exp(xs).sum(0)[:, None]))
+    np.testing.assert_allclose(got[1], scipy.special.log_softmax(xs, axis=1))
