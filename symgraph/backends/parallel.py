@@ -229,6 +229,10 @@ class ProgramRunner:
 
     def __init__(self, program, workers: int = 2, mode: str = "dynamic",
                  memory_plan: bool = False, check_nan: bool = False):
+        if not isinstance(workers, int) or workers < 1:  # fail at compile time, not first call
+            raise SymgraphError(f"workers must be a positive integer, got {workers!r}")
+        if mode not in ("dynamic", "static"):
+            raise SymgraphError(f"mode must be 'dynamic' or 'static', got {mode!r}")
         self.program, self.workers, self.mode = program, workers, mode
         self.memory_plan, self.check_nan = memory_plan, check_nan
         self._bindings: dict[tuple, _Binding] = {}

@@ -251,3 +251,9 @@ def test_random_graphs_match_reference(steps, mode):
         got = ProgramRunner(program, workers, mode, planned).run(feed, {})
         for g, r in zip(got, want, strict=True):
             np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
+
+
+def test_bad_worker_count_fails_at_compile_time():
+    x = sg.placeholder((2,), name="x")
+    with pytest.raises(SymgraphError, match="workers"):
+        sg.function([x], sg.exp(x), workers=2.5)
