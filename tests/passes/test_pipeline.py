@@ -196,3 +196,22 @@ def test_pass_scale_benchmark_runs_at_tiny_sizes():
     assert {"cse", "fold", "simplify", "stabilize", "dce"} <= set(rows[0]["pass_seconds"])
     assert "O2 total" in pass_scale.format_table(result)
     assert pass_scale.run(sizes=(200, 20000, 200000), quick=True)["results"][-1]["nodes"] < 20000
+
+
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_training_step_with_symbolic_batch_matches_at_every_level(level):
+    rng = np.random.default_rng(3)
+    x = sg.placeholder(("batch", 5), "float64", name="x")
+    y = sg.placeholder(("batch",), "int64", name="y")
+    w1 = sg.variable(rng.normal(size=(5, 6)), name="W1", dtype="float64")
+    w2 = sg.variable(rng.normal(size=(6, 3)), name="W2", dtype="float64")
+    step = sg.constant(np.int64(5))
+    h = sg.dropout(sg.elu(x @ w1), 0.3, seed=4, step=step)
+    logits = h @ w2
+    loss = sg.mean(-sg.sum(sg.one_hot(y, 3, "float64") * sg.log(sg.softmax(logits)), axis=-1))
+    outs = [loss] + sg.grad(loss, [w1, w2])
+    xs, ys = rng.normal(size=(7, 5)) * 3, rng.integers(0, 3, 7)
+    want = sg.function([x, y], outs, optimize=0)(xs, ys)
+    got = sg.function([x, y], outs, optimize=level)(xs, ys)
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
