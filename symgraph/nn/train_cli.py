@@ -82,6 +82,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="train on the first N training images only (smoke tests)")
     p.add_argument("--augment", type=int, default=0, metavar="PIXELS",
                    help="random shifts of up to PIXELS on training batches (default 0)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads (default: the library's own; 1 on a busy machine)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     p.set_defaults(run=run_train)
@@ -125,6 +127,15 @@ def _plot(history: dict, path: str) -> None:
 
 def run_train(args) -> int:
     """Train, evaluate, and write weights.npz, curves.png and report.json to the out folder."""
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=args.threads, user_api="blas"):
+            return _train(args)
+    return _train(args)
+
+
+def _train(args) -> int:
     from symgraph.data import RandomShift, mnist
     from symgraph.nn import callbacks, set_random_seed
     from symgraph.nn.weights_io import atomic_write
@@ -175,6 +186,7 @@ def run_train(args) -> int:
         "seconds_per_epoch": train_seconds / max(len(history.epoch), 1),
         "history": history.history, "nan_report": history.nan_report,
         "params": model.count_params(), "python": platform.python_version(),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("run", "command")},
         "full": args.full,
     }
     text = json.dumps(report, indent=2, default=float)

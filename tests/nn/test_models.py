@@ -231,3 +231,18 @@ def test_compile_required_and_unknown_names():
         model.compile(loss="hinge2")
     with pytest.raises(SymgraphError, match="unknown activation"):
         Dense(3, activation="relu7")
+
+
+def test_auto_backend_falls_back_to_numpy_when_a_step_cannot_compile():
+    x = np.ones((4, 2), np.float32)
+    model = Sequential([Dense(1, input_dim=2)])
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    model._auto_backend, model.backend = True, "no-such-backend"  # as if auto had picked it
+    with pytest.warns(RuntimeWarning, match="using the numpy backend"):
+        model.fit(x, x[:, :1], verbose=0)
+    assert model.backend == "numpy"
+    explicit = Sequential([Dense(1, input_dim=2)])
+    explicit.compile(optimizer="sgd", loss="mse", backend="numpy")
+    explicit.backend = "no-such-backend"  # an explicit choice never falls back silently
+    with pytest.raises(SymgraphError, match="unknown backend"):
+        explicit.fit(x, x[:, :1], verbose=0)
