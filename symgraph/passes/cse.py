@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Sequence
 
-from symgraph.graph import Node, topo_order
+from symgraph.graph import Node
 from symgraph.ops import rebuild
+from symgraph.passes.rewrite import ordered
 
 COMMUTATIVE = frozenset({"add", "mul", "maximum", "minimum", "eq", "ne", "logical_and",
                          "logical_or"})
@@ -41,7 +42,7 @@ def cse(outputs: Sequence[Node]) -> tuple[list[Node], dict]:
     memo: dict[int, Node] = {}
     by_op: Counter = Counter()
     reused_forward = 0
-    for node in topo_order(outputs):
+    for node in ordered(outputs):
         inputs = [memo[i.id] for i in node.inputs]
         key = value_number(node, tuple(number[i.id] for i in inputs))
         rep = table.get(key)

@@ -30,7 +30,7 @@ from symgraph.passes.cse import cse
 from symgraph.passes.dce import dce
 from symgraph.passes.fold import fold
 from symgraph.passes.report import CompileReport, PassStats
-from symgraph.passes.rewrite import count_nodes
+from symgraph.passes.rewrite import clear_order_cache, count_nodes
 from symgraph.passes.simplify import reassociate, simplify
 from symgraph.passes.stabilize import stabilize
 
@@ -109,6 +109,7 @@ def optimize(outputs, level: int = 2):
             if spec.builds_nodes and changed:
                 outs, size, _ = _run("cse", cse, outs, size, report)
     finally:
+        clear_order_cache()
         if collecting:
             gc.enable()
     return (outs[0] if single else _restructure(outputs, outs)), report

@@ -26,14 +26,34 @@ Rule = Callable[[Node], "tuple[Node, str] | None"]
 _MAX_CHAIN = 16
 
 
+# The last topological order computed, keyed by its outputs' ids (node ids are never reused):
+# the pipeline counts a pass's result and the next pass walks the same graph, so one order
+# serves both. `clear_order_cache` drops it (and the graph it keeps alive) after a pipeline run.
+_last_order: list = []
+
+
+def ordered(outputs: Sequence[Node]) -> list[Node]:
+    """topo_order(outputs), re-used when asked twice in a row for the same outputs."""
+    key = tuple(o.id for o in outputs)
+    if _last_order and _last_order[0] == key:
+        return _last_order[1]
+    order = topo_order(outputs)
+    _last_order[:] = [key, order]
+    return order
+
+
+def clear_order_cache() -> None:
+    _last_order.clear()
+
+
 def count_nodes(outputs: Sequence[Node]) -> int:
-    return len(topo_order(outputs))
+    return len(ordered(outputs))
 
 
 def rewrite_once(outputs: Sequence[Node], rule: Rule, fired: Counter) -> list[Node]:
     """One bottom-up sweep of `rule` over the graph; counts each firing in `fired`."""
     memo: dict[int, Node] = {}
-    for node in topo_order(outputs):
+    for node in ordered(outputs):
         if not node.inputs:
             memo[node.id] = node
             continue
