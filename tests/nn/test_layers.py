@@ -196,3 +196,13 @@ def test_set_weights_checks_shapes_first():
         layer.set_weights([np.ones((2, 3)), np.ones(4)])
     for a, b in zip(before, layer.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_flatten_images_into_dense():
+    from symgraph.nn import Flatten, Input
+
+    x = RNG.normal(size=(5, 4, 3)).astype(np.float32)
+    model = Sequential([Input((4, 3)), Flatten(), Dense(2, use_bias=False)])
+    assert model.layers[0].output_shape == (12,)  # Input is not a layer of the stack
+    k = model.layers[1].kernel.value
+    np.testing.assert_allclose(model.predict(x, verbose=0), x.reshape(5, 12) @ k, rtol=1e-5)
