@@ -27,7 +27,7 @@ import numpy as np
 
 from symgraph.errors import SymgraphError
 from symgraph.memplan import allocate_slots, plan_program
-from symgraph.schedule import Schedule, critical_path_schedule
+from symgraph.schedule import Schedule, critical_path_schedule, schedule_program
 
 KernelId = Hashable
 
@@ -254,8 +254,6 @@ class ProgramRunner:
         key = tuple(sorted(dims.items()))
         found = self._bindings.get(key)
         if found is None:
-            from symgraph.schedule import schedule_program
-
             schedule = schedule_program(self.program, self.workers, dims)
             runner = DagRunner(schedule.deps, self.workers, schedule, self.mode)
             plan = plan_program(self.program, dims, schedule) if self.memory_plan else None
@@ -275,7 +273,7 @@ class ProgramRunner:
                 env[leaf.id] = leaf._value  # read once: every kernel sees the same state
             else:
                 env[leaf.id] = leaf.attr["value"].array
-        slots = (allocate_slots(prog, bound.plan, dims) if bound.plan is not None else None)
+        slots = allocate_slots(prog, bound.plan, dims) if bound.plan is not None else None
         remaining = dict(self.readers)
         kernels = prog.kernels
 
