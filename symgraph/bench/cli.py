@@ -41,6 +41,8 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--backends", nargs="+", default=None,
                         help="kernels/compile suites: only these symgraph backends")
     parser.add_argument("--models", nargs="+", default=["M1", "M2"], choices=["M1", "M2"])
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="train suite: interleaved rounds, the first cold (default 3; 2 quick)")
     parser.add_argument("--from-json", default=None,
                         help="render a saved run (table, chart, markdown) without measuring")
     parser.set_defaults(run=run_bench)
@@ -76,7 +78,8 @@ def measure_all(args, command: str) -> dict:
 
         _log("train (a fresh process per system and model)")
         doc["train"] = run_train(threads, quick=args.quick, roof_gflops=roofs.gflops,
-                                 systems=args.systems, models=tuple(args.models), log=_log)
+                                 systems=args.systems, models=tuple(args.models),
+                                 rounds=args.rounds, log=_log)
     if "compile" in suites:
         from symgraph.bench.compile_time import run_compile
 

@@ -112,7 +112,19 @@ def thread_pools() -> list[dict]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    """Peak resident set size of this process so far, in MiB.
+
+    On Linux this is VmHWM of /proc/self/status: getrusage's ru_maxrss would also count the
+    parent's memory at fork time (the kernel carries the old high-water mark across exec),
+    which made every benchmark worker look as large as the bench driver.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
