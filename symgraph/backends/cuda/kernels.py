@@ -84,6 +84,7 @@ class Launch:
     args: list
     kernel: int
     note: str
+    source: str = ""
 
 
 @dataclass
@@ -106,10 +107,11 @@ def render_program(program, target: Target = GPU) -> CudaModule:
     for kernel in program.kernels:
         launches = []
         for fname, builder, shape, work, threads in _render(kernel, program, target):
-            chunks.append(_assemble(fname, builder, kernel))
+            text = _assemble(fname, builder, kernel)
+            chunks.append(text)
             launches.append(Launch(fname, shape, work, threads, list(builder.args), kernel.id,
                                    f"{kernel.kind}[{','.join(map(str, kernel.domain))}] "
-                                   f"{kernel.ops()}"))
+                                   f"{kernel.ops()}", text))
         module.launches[kernel.id] = launches
     module.source = "\n\n".join(chunks) + "\n"
     return module
@@ -392,10 +394,14 @@ def _matmul(kernel, program, target, name, members):
     b.emit(f"bm = cuda.blockIdx.y * {t.bm}")
     b.emit(f"bn = cuda.blockIdx.x * {t.bn}")
     bidx = b.decompose("cuda.blockIdx.z", batch, "z") if batch else ()
-    accs = [[f"acc{i}_{j}" for j in range(t.tn)] for i in range(t.tm)]
-    for row in accs:
-        for acc in row:
-            b.emit(f"{acc} = {zero}")
+    # Loops with constant trip counts over local arrays: LLVM unrolls them and keeps the
+    # accumulators in registers (ptxas reports no stack), and the source stays small.
+    b.emit(f"acc = cuda.local.array(({t.tm}, {t.tn}), np.{dtype})")
+    b.emit(f"ra = cuda.local.array({t.tm}, np.{dtype})")
+    b.emit(f"rb = cuda.local.array({t.tn}, np.{dtype})")
+    b.emit(f"for ii in range({t.tm}):")
+    b.emit(f"    for jj in range({t.tn}):")
+    b.emit(f"        acc[ii, jj] = {zero}")
     b.emit(f"for kt in range(0, {k_size}, {t.bk}):")
     b.indent += 1
     a_idx = b.broadcast_index(bidx, batch, a.shape[:-2]) if batch else ()
@@ -405,26 +411,25 @@ def _matmul(kernel, program, target, name, members):
                k_size, False)
     b.emit("cuda.syncthreads()")
     b.emit(f"for kk in range({t.bk}):")
-    for i in range(t.tm):
-        b.emit(f"    ra{i} = As[kk, trow + {i * (t.bm // t.tm)}]")
-    for j in range(t.tn):
-        b.emit(f"    rb{j} = Bs[kk, tcol + {j * (t.bn // t.tn)}]")
-    for i in range(t.tm):
-        for j in range(t.tn):
-            b.emit(f"    {accs[i][j]} += ra{i} * rb{j}")
+    b.emit(f"    for ii in range({t.tm}):")
+    b.emit(f"        ra[ii] = As[kk, trow + ii * {t.bm // t.tm}]")
+    b.emit(f"    for jj in range({t.tn}):")
+    b.emit(f"        rb[jj] = Bs[kk, tcol + jj * {t.bn // t.tn}]")
+    b.emit(f"    for ii in range({t.tm}):")
+    b.emit(f"        for jj in range({t.tn}):")
+    b.emit("            acc[ii, jj] += ra[ii] * rb[jj]")
     b.emit("cuda.syncthreads()")
     b.indent -= 1
     written = {n.id for n in kernel.writes}
-    for i in range(t.tm):
-        for j in range(t.tn):
-            gm, gn = f"gm{i}", f"gn{j}"
-            b.emit(f"{gm} = bm + trow + {i * (t.bm // t.tm)}")
-            b.emit(f"{gn} = bn + tcol + {j * (t.bn // t.tn)}")
-            b.emit(f"if {gm} < {m_size} and {gn} < {n_size}:")
-            b.push(1)
-            idx = tuple(bidx) + (gm, gn)
-            _finish_matmul(b, kernel, root, idx, accs[i][j], written)
-            b.pop(1)
+    b.emit(f"for ii in range({t.tm}):")
+    b.emit(f"    gm = bm + trow + ii * {t.bm // t.tm}")
+    b.emit(f"    for jj in range({t.tn}):")
+    b.emit(f"        gn = bn + tcol + jj * {t.bn // t.tn}")
+    b.emit(f"        if gm < {m_size} and gn < {n_size}:")
+    b.push(3)
+    b.emit("accv = acc[ii, jj]")
+    _finish_matmul(b, kernel, root, tuple(bidx) + ("gm", "gn"), "accv", written)
+    b.pop(3)
     work = ((shape[-2],), (shape[-1],), batch)
     return b, "matmul", work, threads
 
@@ -445,24 +450,24 @@ def _load_tile(b, node, tile, width, t, threads, k_inner, batch_idx, outer, k_si
     (else consecutive rows/columns): either way a warp's loads are one contiguous run.
     """
     per_thread = t.bk * width // threads
-    for step in range(per_thread):
-        e = f"(tid + {step * threads})"
-        kk, w = b.fresh("kk"), b.fresh("w")
-        if k_inner:
-            b.emit(f"{kk} = {e} % {t.bk}")
-            b.emit(f"{w} = {e} // {t.bk}")
-        else:
-            b.emit(f"{w} = {e} % {width}")
-            b.emit(f"{kk} = {e} // {width}")
-        go, gk = b.fresh("g"), b.fresh("g")
-        b.emit(f"{go} = {'bm' if is_a else 'bn'} + {w}")
-        b.emit(f"{gk} = kt + {kk}")
-        val = b.fresh("t")
-        b.emit(f"if {go} < {outer} and {gk} < {k_size}:")
-        b.push(1)
-        idx = tuple(batch_idx) + ((go, gk) if is_a else (gk, go))
-        b.emit(f"{val} = {b.value(node, idx)}")
-        b.pop(1)
-        b.emit("else:")
-        b.emit(f"    {val} = {literal(0, node.dtype)}")
-        b.emit(f"{tile}[{kk}, {w}] = {val}")
+    kk, w, go, gk, val = (b.fresh(stem) for stem in ("kk", "w", "g", "g", "t"))
+    b.emit(f"for step in range({per_thread}):")
+    b.push(1)
+    e = f"(tid + step * {threads})"
+    if k_inner:
+        b.emit(f"{kk} = {e} % {t.bk}")
+        b.emit(f"{w} = {e} // {t.bk}")
+    else:
+        b.emit(f"{w} = {e} % {width}")
+        b.emit(f"{kk} = {e} // {width}")
+    b.emit(f"{go} = {'bm' if is_a else 'bn'} + {w}")
+    b.emit(f"{gk} = kt + {kk}")
+    b.emit(f"if {go} < {outer} and {gk} < {k_size}:")
+    b.push(1)
+    idx = tuple(batch_idx) + ((go, gk) if is_a else (gk, go))
+    b.emit(f"{val} = {b.value(node, idx)}")
+    b.pop(1)
+    b.emit("else:")
+    b.emit(f"    {val} = {literal(0, node.dtype)}")
+    b.emit(f"{tile}[{kk}, {w}] = {val}")
+    b.pop(1)
