@@ -235,20 +235,38 @@ class _Grouper:
         self.group[node.id] = group
 
     def convex_after_merge(self, g1: _Group, g2: _Group) -> bool:
-        """No path leaves g1 | g2 and comes back (the merged kernel must not wait on itself)."""
+        """No path leaves g1 | g2 and comes back, counting a path that enters another group
+        as leaving from every member of it (a kernel's outputs all wait for all its inputs)."""
         inside = {n.id for n in g1.members} | {n.id for n in g2.members}
         last = max(self.index[i] for i in inside)
         stack = [u for i in inside for u in self.users[i] if u.id not in inside]
         seen: set[int] = set()
+        expanded: set[int] = set()
         while stack:
             n = stack.pop()
-            if n.id in seen or self.index[n.id] > last:
+            if n.id in seen:
                 continue
             seen.add(n.id)
+            g = self.group.get(n.id)
+            if g is not None and id(g) not in expanded:
+                expanded.add(id(g))
+                stack.extend(m for m in g.members if m.id not in seen)
+            if self.index[n.id] > last:
+                continue
             for u in self.users[n.id]:
                 if u.id in inside:
                     return False
                 stack.append(u)
+        return True
+
+    def phases_ok(self, rooted: _Group, pure: _Group, phase: str) -> bool:
+        """A prologue node must not read the reduction's result (it runs inside the loop)."""
+        phases = dict(rooted.phase)
+        phases.update({m.id: phase for m in pure.members})
+        for m in rooted.members + pure.members:
+            if phases[m.id] == "pro":
+                if any(phases.get(i.id) in ("root", "epi") for i in m.inputs):
+                    return False
         return True
 
     def merge(self, keep: _Group, other: _Group, phase: str) -> _Group:
@@ -260,6 +278,8 @@ class _Grouper:
         """Merge the group of `inp` (a same-shape elementwise input) into `mine` if legal."""
         theirs = self.group.get(inp.id)
         if theirs is None or theirs is mine or tuple(inp.shape) != tuple(node.shape):
+            return mine
+        if theirs.kind in ("index", "movement"):
             return mine
         if mine.root is not None and theirs.root is not None:
             return mine
@@ -278,6 +298,8 @@ class _Grouper:
             return mine
         if not self.convex_after_merge(mine, theirs):
             return mine
+        if rooted.root is not None and not self.phases_ok(rooted, pure, phase):
+            return mine
         if rooted is mine:
             return self.merge(mine, theirs, phase)
         if node.id in mine.phase:
@@ -293,7 +315,7 @@ class _Grouper:
                 self.add(node, g, "root")
                 x = node.inputs[0]
                 theirs = self.group.get(x.id)
-                if (theirs is not None and theirs.root is None and x.id not in self.inv
+                if (theirs is not None and theirs.kind == "elementwise" and x.id not in self.inv
                         and theirs.domain == tuple(x.shape) and self.convex_after_merge(g, theirs)):
                     self.merge(g, theirs, "pro")
             elif node.op == "matmul":

@@ -145,7 +145,8 @@ class KernelWriter:
             self.compute(n, ["0"] * n.ndim, depth, "0")
         for n in self.k.invariants:  # a view of an invariant has the invariant's value
             if n.op in VIEW_OPS:
-                self.emit(depth, f"v{n.id} = v{view_source(n).id}")
+                src = view_source(n)
+                self.emit(depth, f"v{n.id} = {self.value(src, ['0'] * src.ndim, depth)}")
                 self.local.add(n.id)
 
     def store(self, node, flat: str, depth: int) -> None:

@@ -1,0 +1,193 @@
+"""Numba CPU backend vs the NumPy reference: every primitive and composite, forward and gradient.
+
+Numba compile time dominates, so many ops share one compiled graph per dtype: each test builds
+a list of outputs plus the gradients of a random projection of all of them, and compares every
+value with the NumPy backend running the same (optimized) graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+
+TOL = {"float32": dict(rtol=2e-4, atol=2e-5), "float64": dict(rtol=1e-9, atol=1e-11)}
+
+
+def compare(inputs, outputs, feeds, dtype, wrt=None, seed=0):
+    """Outputs (and grads of a projection wrt `wrt`) agree between numba and numpy."""
+    outputs = list(outputs)
+    if wrt:
+        rng = np.random.default_rng(seed)
+        cost = None
+        for o in outputs:
+            if not o.dtype.startswith("float"):
+                continue
+            proj = sg.constant(rng.standard_normal(tuple(
+                d if isinstance(d, int) else 1 for d in o.shape)).astype(dtype))
+            term = sg.sum(o * proj)
+            cost = term if cost is None else cost + term
+        outputs = outputs + list(sg.grad(cost, wrt))
+    ref = sg.function(inputs, outputs, backend="numpy")(*feeds)
+    got = sg.function(inputs, outputs, backend="numba")(*feeds)
+    for i, (r, g) in enumerate(zip(ref, got)):
+        assert g.shape == r.shape and g.dtype == r.dtype, (i, outputs[i], g.shape, r.shape)
+        if r.dtype.kind == "f":
+            np.testing.assert_allclose(g, r, err_msg=f"output {i}: {outputs[i]}", **TOL[dtype])
+        else:
+            np.testing.assert_array_equal(g, r, err_msg=f"output {i}: {outputs[i]}")
+    return got
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_elementwise_primitives_forward_and_grad(dtype):
+    rng = np.random.default_rng(1)
+    a = sg.placeholder(("n", 5), dtype, name="a")  # any sign
+    p = sg.placeholder(("n", 5), dtype, name="p")  # positive
+    r = sg.placeholder((5,), dtype, name="r")  # broadcast row
+    outs = [-a, sg.exp(a), sg.log(p), sg.sqrt(p), sg.tanh(a), sg.sigmoid(a), sg.abs(a),
+            sg.sign(a), sg.log1p(p), sg.expm1(a), sg.reciprocal(p), a + r, a - r, a * p,
+            a / p, p ** r, sg.maximum(a, r), sg.minimum(a, r),
+            sg.where(a > r, a, p), sg.cast(a < p, dtype), sg.cast(a, "int32"),
+            sg.logical_and(a >= r, a <= p), sg.logical_or(sg.equal(a, a), sg.not_equal(a, p)),
+            sg.cast(sg.cast(a, "float64" if dtype == "float32" else "float32"), dtype),
+            sg.stop_gradient(a) * a, a * 2.5 + 1.0]
+    feeds = [rng.standard_normal((4, 5)).astype(dtype),
+             rng.uniform(0.5, 2.0, (4, 5)).astype(dtype),
+             rng.uniform(0.5, 1.5, 5).astype(dtype)]
+    compare([a, p, r], outs, feeds, dtype, wrt=[a, p, r])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_reductions_movement_matmul_index(dtype):
+    rng = np.random.default_rng(2)
+    x = sg.placeholder((3, 3, 4), dtype, name="x")  # static: reshape(-1) needs known dims
+    w = sg.placeholder((4, 6), dtype, name="w")
+    m = sg.placeholder((3, 4, 2), dtype, name="m")
+    t = sg.placeholder((7, 4), dtype, name="t")
+    idx = sg.placeholder(("n",), "int32", name="idx")
+    x2 = sg.reshape(x, (3, 12))
+    outs = [sg.sum(x), sg.sum(x, 0), sg.sum(x, (1, 2), keepdims=True), sg.sum(x, 1),
+            sg.max(x, 2), sg.max(x, (0, 1), keepdims=True), sg.min(x, 1), sg.mean(x, -1),
+            sg.argmax(x, 1), sg.argmax(x), sg.transpose(x, (2, 0, 1)) * 1.0,
+            sg.reshape(x, (-1, 4)) @ w, sg.transpose(x2) @ x2, x @ m,
+            sg.transpose(sg.reshape(x, (3, 12)))[2:9:3, :],
+            sg.concatenate([x, x * 2.0], axis=2), sg.concatenate([x[:, :1], x], axis=1),
+            sg.broadcast_to(sg.reshape(sg.sum(x, 2), (3, 3, 1)), (3, 3, 5)) * 1.0,
+            x[:, 1:, ::2], sg.one_hot(idx, 4, dtype), sg.take(t, idx),
+            sg.take(t, sg.concatenate([sg.reshape(idx, ("n", 1))] * 2, 1)),
+            sg.var(x, 0), sg.matmul(sg.transpose(w), sg.transpose(sg.reshape(x, (-1, 4))))]
+    feeds = [rng.standard_normal((3, 3, 4)).astype(dtype),
+             rng.standard_normal((4, 6)).astype(dtype),
+             rng.standard_normal((3, 4, 2)).astype(dtype),
+             rng.standard_normal((7, 4)).astype(dtype),
+             np.array([6, 0, -1], np.int32)]
+    compare([x, w, m, t, idx], outs, feeds, dtype, wrt=[x, w, m, t])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_composites_forward_and_grad(dtype):
+    rng = np.random.default_rng(3)
+    z = sg.placeholder(("n", 6), dtype, name="z")
+    y = sg.placeholder(("n",), "int64", name="y")
+    q = sg.placeholder(("n", 6), dtype, name="q")  # probabilities-like targets
+    g = sg.placeholder((6,), dtype, name="gamma")
+    outs = [sg.relu(z), sg.leaky_relu(z), sg.elu(z), sg.selu(z), sg.relu6(z * 4.0),
+            sg.softplus(z), sg.hard_sigmoid(z), sg.maxout(z, 3), sg.prelu(z, g),
+            sg.softmax(z), sg.log_softmax(z), sg.logsumexp(z), sg.logsumexp(z, 0, True),
+            sg.sparse_softmax_cross_entropy(z, y), sg.softmax_cross_entropy(z, q),
+            sg.sigmoid_cross_entropy(z, sg.sigmoid(q)),
+            sg.categorical_crossentropy(q, sg.softmax(z)),
+            sg.sparse_categorical_crossentropy(y, sg.softmax(z)),
+            sg.binary_crossentropy(sg.sigmoid(q), sg.sigmoid(z)),
+            sg.mean_squared_error(q, z), sg.mean_absolute_error(q, z),
+            sg.batch_norm(z, g, g * 0.5), sg.batch_norm(z * 2.0 + 1.0),
+            sg.batch_norm(z, g, None, running_mean=g, running_var=g * g, training=False)]
+    feeds = [rng.standard_normal((5, 6)).astype(dtype), rng.integers(0, 6, 5),
+             rng.uniform(0.05, 1.0, (5, 6)).astype(dtype), rng.uniform(0.5, 1.5, 6).astype(dtype)]
+    compare([z, y, q, g], outs, feeds, dtype, wrt=[z, q, g])
+
+
+def test_dropout_masks_bit_identical_and_step_dependent():
+    x = sg.placeholder(("n", 37), "float32", name="x")
+    step = sg.variable(np.int64(5), name="step", trainable=False)
+    outs = [sg.dropout(x, 0.3, seed=11, step=step), sg.random.uniform((3, 129), seed=4),
+            sg.random.uniform((2, 7), seed=9, step=step, dtype="float64")]
+    feeds = [np.ones((6, 37), np.float32)]
+    ref = sg.function([x], outs, backend="numpy")
+    got = sg.function([x], outs, backend="numba")
+    counter = sg.random.default_step()  # the draw without `step` uses the global counter
+    step.value, counter.value = np.int64(5), np.int64(2)
+    r1 = ref(*feeds)
+    step.value, counter.value = np.int64(5), np.int64(2)
+    g1 = got(*feeds)
+    for r, g in zip(r1, g1):
+        np.testing.assert_array_equal(g, r)  # bit-identical, not merely close
+    step.value = np.int64(6)
+    g2 = got(*feeds)
+    assert not np.array_equal(g2[0], g1[0])  # a new step draws a new mask
+
+
+def test_batch_norm_training_and_inference_equal_reference():
+    rng = np.random.default_rng(4)
+    x = sg.placeholder(("batch", 8), "float32", name="x")
+    gamma = sg.variable(rng.uniform(0.5, 1.5, 8).astype(np.float32), name="gamma")
+    beta = sg.variable(rng.standard_normal(8).astype(np.float32), name="beta")
+    mean = sg.variable(np.zeros(8, np.float32), name="moving_mean", trainable=False)
+    var = sg.variable(np.ones(8, np.float32), name="moving_var", trainable=False)
+    mu, v = sg.batch_moments(x)
+    train = sg.batch_norm(x, gamma, beta, training=True)
+    infer = sg.batch_norm(x, gamma, beta, mean, var, training=False)
+    updates = {mean: mean * 0.9 + mu * 0.1, var: var * 0.9 + v * 0.1}
+    xb = rng.standard_normal((16, 8)).astype(np.float32) * 3 + 1
+    results = {}
+    for backend in ("numpy", "numba"):
+        mean.value, var.value = np.zeros(8, np.float32), np.ones(8, np.float32)
+        step = sg.function([x], train, updates=updates, backend=backend)
+        out_train = step(xb)
+        results[backend] = (out_train, sg.function([x], infer, backend=backend)(xb),
+                            mean.value, var.value)
+    for r, g in zip(results["numpy"], results["numba"]):
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5)
+
+
+def test_new_batch_size_does_not_recompile():
+    x = sg.placeholder(("batch", 3), "float32", name="x")
+    f = sg.function([x], sg.sum(sg.exp(x) * 2.0, 1), backend="numba")
+    for n in (1, 4, 9):
+        xb = np.arange(3 * n, dtype=np.float32).reshape(n, 3) / 10
+        np.testing.assert_allclose(f(xb), (np.exp(xb) * 2).sum(1), rtol=1e-6)
+    assert len(f._run.compiled.entry.signatures) == 1
+
+
+def test_out_of_range_label_raises_symgraph_error():
+    t = sg.placeholder((4, 2), "float32", name="table")
+    i = sg.placeholder(("n",), "int32", name="labels")
+    f = sg.function([t, i], sg.take(t, i) * 2.0, backend="numba")
+    np.testing.assert_array_equal(f(np.ones((4, 2), np.float32), np.array([3, -4], np.int32)),
+                                  np.full((2, 2), 2, np.float32))
+    with pytest.raises(sg.SymgraphError, match="take"):
+        f(np.ones((4, 2), np.float32), np.array([0, 4], np.int32))
+
+
+def test_check_nan_names_the_node():
+    x = sg.placeholder((3,), "float32", name="x")
+    bad = sg.log(x)
+    f = sg.function([x], bad * 2.0, backend="numba", check_nan=True)
+    np.testing.assert_allclose(f(np.ones(3, np.float32)), 0.0)
+    with pytest.raises(sg.SymgraphError, match="log"):
+        f(np.array([1.0, -1.0, 2.0], np.float32))
+
+
+def test_updates_and_scalar_results():
+    w = sg.variable(np.arange(4, dtype=np.float32), name="w")
+    t = sg.variable(np.float32(0), name="t", trainable=False)
+    t1 = t + 1.0
+    f = sg.function([], [sg.sum(w), t1, sg.constant(2.0)], updates={w: w * t1, t: t1},
+                    backend="numba")
+    s, t_new, two = f()
+    assert s == 6 and t_new == 1 and two == 2
+    f()
+    np.testing.assert_array_equal(w.value, np.arange(4) * 2)
+    assert t.value == 2
