@@ -72,20 +72,60 @@ def kernels_table(doc: dict) -> list[list[str]]:
                    "of roof", "vs NumPy"], rows)
 
 
+def _train_row(doc: dict, model: str, system: str) -> dict | None:
+    return next((r for r in doc.get("train", []) if r["model"] == model
+                 and r["system"] == system and "median" in r), None)
+
+
 def train_table(doc: dict) -> list[list[str]]:
     rows = []
     for r in doc.get("train", []):
         if "error" in r:
-            rows.append([r["model"], r["system"], "error: " + r["error"][:70]] + ["-"] * 6)
+            rows.append([r["model"], r["system"], "error: " + r["error"][:70]] + ["-"] * 7)
             continue
         rate = f"{r['median']:,.0f} ({r['min']:,.0f}-{r['max']:,.0f})" if "median" in r else "-"
-        rows.append([r["model"], r["system"], rate, _pct(r.get("fraction_of_roof")),
+        base = _train_row(doc, r["model"], "numpy-hand")
+        ratio = f"{r['median'] / base['median']:.2f}x" if base and "median" in r else "-"
+        rows.append([r["model"], r["system"], rate, ratio, _pct(r.get("fraction_of_roof")),
                      _fmt_time(r.get("first_step_cold_s")), _fmt_time(r.get("first_step_warm_s")),
                      _fmt_time(r.get("compile_cold_s")), _fmt_time(r.get("compile_warm_s")),
                      _fmt(r.get("peak_rss_mb"), ".0f")])
-    return _table(["model", "system", "samples/s median (min-max)", "of GEMM roof",
-                   "first step cold", "first step warm", "compile cold", "compile warm",
-                   "peak RSS MiB"], rows)
+    return _table(["model", "system", "samples/s median (min-max)", "vs numpy-hand",
+                   "of GEMM roof", "first step cold", "first step warm", "compile cold",
+                   "compile warm", "peak RSS MiB"], rows)
+
+
+def targets_table(doc: dict) -> list[list[str]]:
+    """Issue 4's targets for symgraph-numba, checked against this run (ratios in one run)."""
+    ours = {m: _train_row(doc, m, "symgraph-numba") for m in ("M1", "M2")}
+    rows = []
+
+    def check(name, value, target, ok, show):
+        rows.append([name, show(value) if value is not None else "not measured", target,
+                     "-" if value is None else ("met" if ok(value) else "missed")])
+
+    def rate(v):
+        return f"{v:,.0f} samples/s"
+
+    def ratio(v):
+        return f"{v:.2f}x"
+
+    for model, floor, peer, factor in (("M1", 15000, "jax-jit", 1.3),
+                                       ("M2", 70000, "torch-eager", 1.3)):
+        r = ours[model]
+        check(f"{model} throughput", r and r["median"], f">= {floor:,} samples/s",
+              lambda v, f=floor: v >= f, rate)
+        p = _train_row(doc, model, peer)
+        check(f"{model} vs {peer}", r and p and r["median"] / p["median"], f">= {factor}x",
+              lambda v, f=factor: v >= f, ratio)
+        check(f"{model} cold compile (first step)", r and r.get("first_step_cold_s"), "<= 2 s",
+              lambda v: v <= 2.0, _fmt_time)
+        check(f"{model} warm compile (first step)", r and r.get("first_step_warm_s"),
+              "<= 0.2 s", lambda v: v <= 0.2, _fmt_time)
+        t = _train_row(doc, model, "torch-eager")
+        check(f"{model} peak RSS vs PyTorch", r and t and r["peak_rss_mb"] / t["peak_rss_mb"],
+              "< 1.00x", lambda v: v < 1.0, ratio)
+    return _table(["target (issue 4)", "this run", "target", "status"], rows)
 
 
 def compile_table(doc: dict) -> list[list[str]]:
@@ -109,7 +149,8 @@ def pass_scale_table(doc: dict) -> list[list[str]]:
     return _table(["nodes", "after", "O2 passes", "time/node vs smallest"], rows)
 
 
-TABLES = (("Machine limits", limits_table), ("Training steps", train_table),
+TABLES = (("Machine limits", limits_table), ("Targets", targets_table),
+          ("Training steps", train_table),
           ("Kernels", kernels_table), ("Compile time", compile_table),
           ("Pass scaling", pass_scale_table))
 
@@ -133,7 +174,7 @@ def terminal_report(doc: dict) -> str:
     parts = []
     for title, make in TABLES:
         table = make(doc)
-        if len(table) > 1:
+        if len(table) > 1 and not (title == "Targets" and not doc.get("train")):
             parts.append(f"== {title} ==\n{text_table(table)}")
     return "\n\n".join(parts)
 
@@ -254,6 +295,9 @@ def markdown(doc: dict) -> str:
              "ratios within this run, not absolute numbers across runs. Times are medians of "
              "repeats after warm-up, with min-max.", ""]
     explain = {
+        "Targets": "Issue 4's goals for the Numba backend. Cold and warm compile are judged by "
+        "the time to the first finished step in a fresh process, which includes every "
+        "compilation symgraph does (passes, code generation, Numba).",
         "Training steps": "Samples/s of a full training step (forward, backward, update) at "
         "batch 128, fp32; 'of GEMM roof' is the step's matmul FLOPs per second over the "
         "machine's measured fp32 GEMM peak (1.0 = a step doing nothing but GEMMs at peak). "
@@ -271,7 +315,7 @@ def markdown(doc: dict) -> str:
     }
     for title, make in TABLES:
         table = make(doc)
-        if len(table) > 1:
+        if len(table) > 1 and not (title == "Targets" and not doc.get("train")):
             lines += [f"## {title}", ""]
             if title in explain:
                 lines += [explain[title], ""]
