@@ -1,0 +1,152 @@
+"""Lowering (symgraph/lower.py): kernel counts of known graphs and structural invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import symgraph as sg
+from symgraph.lower import Program, lower
+from symgraph.passes.pipeline import optimize
+
+
+def dense_relu_dropout():
+    x = sg.placeholder(("batch", 8), name="x")
+    W = sg.variable(np.zeros((8, 4), np.float32), name="W")
+    b = sg.variable(np.zeros(4, np.float32), name="b")
+    return [x], [sg.dropout(sg.relu(x @ W + b), 0.5, seed=1)]
+
+
+def softmax_ce_forward_backward():
+    x = sg.placeholder(("batch", 8), name="x")
+    y = sg.placeholder(("batch",), dtype="int32", name="y")
+    W = sg.variable(np.zeros((8, 4), np.float32), name="W")
+    b = sg.variable(np.zeros(4, np.float32), name="b")
+    loss = sg.mean(sg.sparse_softmax_cross_entropy(x @ W + b, y))
+    return [x, y], [loss] + sg.grad(loss, [W, b])
+
+
+def batch_norm_forward():
+    x = sg.placeholder(("batch", 8), name="x")
+    gamma = sg.variable(np.ones(8, np.float32), name="gamma")
+    beta = sg.variable(np.zeros(8, np.float32), name="beta")
+    return [x], [sg.batch_norm(x, gamma, beta)]
+
+
+def adam_update():
+    w = sg.variable(np.ones(5, np.float32), name="w")
+    m = sg.variable(np.zeros(5, np.float32), name="m")
+    v = sg.variable(np.zeros(5, np.float32), name="v")
+    t = sg.variable(np.zeros((), np.float32), name="t")
+    g = sg.placeholder((5,), name="g")
+    t1 = t + 1.0
+    lr = 0.001 * sg.sqrt(1.0 - 0.999 ** t1) / (1.0 - 0.9 ** t1)
+    m1 = 0.9 * m + 0.1 * g
+    v1 = 0.999 * v + 0.001 * g * g
+    return [g], [w - lr * m1 / (sg.sqrt(v1) + 1e-7), m1, v1, t1]
+
+
+# (graph, kernels): Dense+ReLU+Dropout is one GEMM with the bias, relu and mask in its
+# epilogue; softmax CE fwd+bwd = 2 GEMMs + max + sum(exp) + CE row sum + batch mean + the
+# softmax-gradient row sum + bias-gradient column sum; batch norm = mean, variance (with the
+# scale in its epilogue), normalize; Adam = one loop (the lr schedule and t+1 are invariants
+# computed before it, t+1 written from the same kernel).
+PINNED = [(dense_relu_dropout, 1), (softmax_ce_forward_backward, 8), (batch_norm_forward, 3),
+          (adam_update, 1)]
+
+
+@pytest.mark.parametrize("build,kernels", PINNED, ids=[b.__name__ for b, _ in PINNED])
+@pytest.mark.parametrize("level", [0, 2])
+def test_pinned_kernel_counts(build, kernels, level):
+    inputs, outputs = build()
+    program = lower(inputs, optimize(outputs, level)[0])
+    assert len(program.kernels) == kernels, program.dump()
+    check_structure(program)
+
+
+def test_dense_relu_dropout_is_one_matmul_with_epilogue():
+    inputs, outputs = dense_relu_dropout()
+    (k,) = lower(inputs, outputs).kernels
+    assert k.kind == "matmul" and k.root.op == "matmul"
+    assert {"add", "where", "random_uniform"} <= {n.op for n in k.epilogue}
+    assert [n.op for n in k.writes] == ["where"]  # only the layer output is materialized
+
+
+def check_structure(program: Program) -> None:
+    """Kernels in dependency order; each read is a leaf or written by an earlier kernel."""
+    written_by = {}
+    for k in program.kernels:
+        for n in k.writes:
+            assert n.id in program.buffer_of
+            written_by[n.id] = k.id
+    for k in program.kernels:
+        for n in k.reads:
+            if not n.is_leaf():
+                assert n.id in written_by, f"k{k.id} reads unwritten %{n.id}"
+                assert written_by[n.id] < k.id
+                assert written_by[n.id] in program.deps[k.id] or written_by[n.id] == k.id
+        assert all(d < k.id for d in program.deps[k.id])
+    for r in program.results:
+        program.buffer(r)  # every result has a buffer (or aliases one)
+
+
+def test_dump_and_stats():
+    inputs, outputs = softmax_ce_forward_backward()
+    program = lower(inputs, outputs)
+    text = program.dump()
+    assert text.count("\nk") + text.startswith("k") == len(program.kernels)
+    assert "matmul" in text and text.splitlines()[-1].startswith("return")
+    stats = program.stats({"batch": 128})
+    assert stats["kernels"] == 8 and stats["buffers"] == len(program.buffers)
+    assert stats["flops"] >= 2 * 2 * 128 * 8 * 4  # the two GEMMs alone
+    assert stats["bytes_moved"] > 128 * 8 * 4
+
+
+def test_schedule_and_memory_plan_accept_the_program():
+    inputs, outputs = softmax_ce_forward_backward()
+    program = lower(inputs, outputs)
+    sched = program.schedule(2)
+    assert sched.depth >= 1
+    plan = program.memory()
+    assert plan.peak_bytes > 0
+
+
+UNARY = ["exp", "tanh", "sigmoid", "abs", "neg"]
+
+
+@st.composite
+def random_graphs(draw):
+    """A random mix of elementwise ops, reductions, broadcasts and matmuls over one input."""
+    x = sg.placeholder(("n", 4), "float64", name="x")
+    nodes = [x]
+    for _ in range(draw(st.integers(2, 12))):
+        a = draw(st.sampled_from(nodes))
+        kind = draw(st.integers(0, 5))
+        if kind == 0:
+            nodes.append(getattr(sg, {"neg": "negative"}.get(u := draw(st.sampled_from(UNARY)),
+                                                             u))(a))
+        elif kind == 1:
+            b = draw(st.sampled_from([n for n in nodes if n.shape == a.shape] or [a]))
+            nodes.append(a * b + a)
+        elif kind == 2 and a.ndim == 2:
+            nodes.append(a - sg.max(a, 1, keepdims=True))
+        elif kind == 3 and a.ndim == 2:
+            nodes.append(sg.sum(a, 0) + a)
+        elif kind == 4 and a.ndim == 2 and a.shape[1] == 4:
+            nodes.append(a @ sg.constant(np.ones((4, 4))))
+        else:
+            nodes.append(sg.sum(a) * 0.5)
+    outs = draw(st.lists(st.sampled_from(nodes[1:]), min_size=1, max_size=3))
+    return x, outs
+
+
+@settings(max_examples=40, deadline=None)
+@given(random_graphs())
+def test_random_graphs_lower_to_valid_programs(graph):
+    x, outs = graph
+    program = lower([x], outs)
+    check_structure(program)
+    grads = sg.grad(sg.sum(sum(sg.sum(o) for o in outs)), x)
+    check_structure(lower([x], outs + [grads]))
