@@ -49,8 +49,11 @@ def fold_rule(node: Node):
     if not _foldable(node):
         return None
     arrays = [const_array(i) for i in node.inputs]
-    with np.errstate(all="ignore"):  # inf/NaN results fold as they would compute at run time
-        value = np.asarray(OPS[node.op].impl(node.attr, {}, *arrays))
+    try:
+        with np.errstate(all="ignore"):  # inf/NaN results fold as they compute at run time
+            value = np.asarray(OPS[node.op].impl(node.attr, {}, *arrays))
+    except (ValueError, IndexError, TypeError, FloatingPointError):
+        return None  # left for run time, where the backend reports it naming the node
     if value.shape != tuple(node.shape):
         return None
     return make_constant(value, node), f"fold_{node.op}"

@@ -61,3 +61,12 @@ def test_folded_function_matches_unfolded():
     want = sg.function([x], expr, optimize=0)(xs)
     got = sg.function([x], expr, optimize=1)(xs)
     np.testing.assert_array_equal(want, got)
+
+
+def test_failing_constant_op_is_left_for_run_time():
+    rows = sg.constant(np.arange(6.0).reshape(3, 2))
+    bad = sg.take(rows, sg.constant(np.array([0, 7])))  # index 7 is out of range
+    (out,), stats = fold([bad])
+    assert out is bad and stats["folded"] == 0
+    with np.testing.assert_raises(sg.SymgraphError):
+        sg.function([], bad, optimize=2)()
