@@ -1,0 +1,205 @@
+"""Tests for symgraph/viz.py: DOT text, rendering through `dot`, networkx export."""
+
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+from symgraph import viz
+from symgraph.errors import SymgraphError
+
+HAVE_DOT = shutil.which("dot") is not None
+needs_dot = pytest.mark.skipif(not HAVE_DOT, reason="Graphviz `dot` not installed "
+                               "(apt-get install graphviz)")
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+def small_mlp():
+    """A Dense+ReLU -> softmax cross-entropy graph and its gradient wrt (W, b)."""
+    x = sg.placeholder(("batch", 3), name="x")
+    y = sg.placeholder(("batch",), dtype="int32", name="y")
+    W = sg.variable(np.ones((3, 4), np.float32), name="W")
+    b = sg.variable(np.zeros(4, np.float32), name="b")
+    h = sg.relu(x @ W + b)
+    loss = sg.mean(sg.sparse_softmax_cross_entropy(h, y))
+    gW, gb = sg.grad(loss, [W, b])
+    return SimpleNamespace(x=x, y=y, W=W, b=b, h=h, loss=loss, gW=gW, gb=gb)
+
+
+def dot_node_ids(source: str) -> list[int]:
+    """Ids of the node statements (`nID [label=...]`) in DOT text."""
+    return [int(m) for m in re.findall(r"^\s*n(\d+) \[label=", source, flags=re.M)]
+
+
+def dot_edges(source: str) -> list[tuple[int, int]]:
+    return [(int(a), int(b)) for a, b in re.findall(r"^\s*n(\d+) -> n(\d+)", source, flags=re.M)]
+
+
+def test_dot_has_every_node_and_edge_once():
+    g = small_mlp()
+    order = sg.topo_order([g.loss, g.gW])
+    source = sg.to_dot([g.loss, g.gW], title="mlp")
+    assert sorted(dot_node_ids(source)) == sorted(n.id for n in order)
+    want = sorted((i.id, n.id) for n in order for i in n.inputs)
+    assert sorted(dot_edges(source)) == want
+    assert source.startswith("digraph symgraph {") and source.rstrip().endswith("}")
+    assert 'label="mlp"' in source
+
+
+def test_labels_show_op_shape_dtype_and_leaves_are_styled_apart():
+    g = small_mlp()
+    source = sg.to_dot(g.loss)
+    lines = {int(m.group(1)): m.group(0) for m in re.finditer(r"^\s*n(\d+) \[.*$", source, re.M)}
+    assert 'label="x\\nfloat32[batch,3]"' in lines[g.x.id]
+    assert "shape=ellipse" in lines[g.x.id]
+    assert "shape=cylinder" in lines[g.W.id]
+    const = next(n for n in sg.topo_order([g.loss]) if n.op == "constant")
+    assert "shape=note" in lines[const.id]
+    matmul = next(n for n in sg.topo_order([g.loss]) if n.op == "matmul")
+    assert "shape=box" in lines[matmul.id] and "matmul\\nfloat32[batch,4]" in lines[matmul.id]
+    # the tooltip names this file and the creating line
+    assert "test_viz.py" in lines[matmul.id] and "relu(x @ W + b)" in lines[matmul.id]
+    # outputs are marked
+    assert "peripheries=2" in lines[g.loss.id]
+
+
+def test_grad_nodes_are_coloured_and_forward_nodes_are_not():
+    g = small_mlp()
+    source = sg.to_dot([g.loss, g.gW])
+    lines = {int(m.group(1)): m.group(0) for m in re.finditer(r"^\s*n(\d+) \[.*$", source, re.M)}
+    order = sg.topo_order([g.loss, g.gW])
+    grads = [n for n in order if "grad" in n.tags]
+    assert grads and g.gW in grads
+    for node in order:
+        coloured = viz._GRAD_FILL in lines[node.id]
+        assert coloured == ("grad" in node.tags), node
+    # the forward-only graph has no grad node at all
+    assert viz._GRAD_FILL not in sg.to_dot(g.loss)
+
+
+def test_program_kernels_become_clusters():
+    g = small_mlp()
+    order = sg.topo_order([g.loss])
+    add = next(n for n in order if n.op == "add")
+    relu_nodes = [n for n in order if n.op in ("gt", "where")]
+    fused = [add] + relu_nodes
+    program = SimpleNamespace(kernels=[
+        SimpleNamespace(name="fused_add_relu", kind="elementwise", nodes=fused),
+        SimpleNamespace(name="single", nodes=[g.loss]),
+    ])
+    source = sg.to_dot(g.loss, program=program)
+    assert source.count("subgraph cluster_") == 1  # a one-node kernel is not drawn as a box
+    body = source.split("subgraph cluster_k0 {")[1].split("}")[0]
+    assert "fused_add_relu (elementwise)" in body
+    assert sorted(dot_node_ids(body)) == sorted(n.id for n in fused)
+    assert sorted(dot_node_ids(source)) == sorted(n.id for n in order)  # nobody drawn twice
+    nxg = sg.to_networkx(g.loss, program=program)
+    assert {n for n, k in nxg.nodes(data="kernel") if k == 0} == {n.id for n in fused}
+
+
+def test_schedule_levels_become_ranks_without_clusters():
+    g = small_mlp()
+    program = SimpleNamespace(kernels=[SimpleNamespace(nodes=[g.x], level=0),
+                                       SimpleNamespace(nodes=[g.W], level=0),
+                                       SimpleNamespace(nodes=[g.b], level=1)])
+    source = sg.to_dot(g.loss, program=program)
+    assert f"{{ rank=same; n{g.x.id}; n{g.W.id}; }}" in source
+    assert "subgraph cluster_" not in source
+
+
+def test_quotes_and_backslashes_in_names_are_escaped():
+    x = sg.placeholder((2,), name='we"ird\\name')
+    source = sg.to_dot(sg.exp(x))
+    assert 'we\\"ird\\\\name' in source
+
+
+@needs_dot
+def test_svg_renders_well_formed_with_one_svg_node_per_graph_node(tmp_path):
+    g = small_mlp()
+    outs = [g.loss, g.gW, g.gb]
+    path = sg.render(outs, str(tmp_path / "g.svg"), title="grad")
+    root = ET.parse(path).getroot()
+    assert root.tag == SVG_NS + "svg"
+    svg_nodes = [e for e in root.iter(SVG_NS + "g") if e.get("class") == "node"]
+    svg_edges = [e for e in root.iter(SVG_NS + "g") if e.get("class") == "edge"]
+    order = sg.topo_order(outs)
+    assert len(svg_nodes) == len(order)
+    assert len(svg_edges) == sum(len(n.inputs) for n in order)
+    titles = {e.find(SVG_NS + "title").text for e in svg_nodes}
+    assert titles == {f"n{n.id}" for n in order}
+
+
+@needs_dot
+def test_dot_program_accepts_the_text_and_png_pdf_render(tmp_path):
+    g = small_mlp()
+    source = sg.to_dot([g.loss, g.gW])
+    done = subprocess.run(["dot", "-Tsvg"], input=source.encode(), capture_output=True)
+    assert done.returncode == 0 and b"Warning" not in done.stderr, done.stderr
+    png = sg.render(g.loss, str(tmp_path / "sub" / "g.png"))
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    pdf = sg.render(g.loss, str(tmp_path / "g.pdf"))
+    assert open(pdf, "rb").read(5) == b"%PDF-"
+
+
+def test_missing_dot_raises_with_install_hint(monkeypatch, tmp_path):
+    import graphviz
+
+    def no_dot(*args, **kwargs):
+        raise graphviz.ExecutableNotFound(("dot",))
+
+    monkeypatch.setattr(graphviz.Source, "pipe", no_dot)
+    x = sg.placeholder((2,), name="x")
+    with pytest.raises(SymgraphError, match="apt-get install graphviz"):
+        sg.render(sg.exp(x), str(tmp_path / "g.svg"))
+
+
+def test_bad_format_and_bad_outputs_raise():
+    x = sg.placeholder((2,), name="x")
+    with pytest.raises(SymgraphError, match="unsupported format"):
+        sg.render(x, "graph.gif")
+    with pytest.raises(SymgraphError, match="not a symgraph node"):
+        sg.to_dot([x, 3])
+
+
+def test_networkx_round_trips_nodes_edges_and_attributes():
+    import networkx as nx
+
+    g = small_mlp()
+    outs = {"loss": g.loss, "gW": g.gW, "gb": g.gb}
+    order = sg.topo_order(list(outs.values()))
+    nxg = sg.to_networkx(outs)
+    assert isinstance(nxg, nx.DiGraph)
+    assert nxg.number_of_nodes() == len(order)
+    want = {(i.id, n.id) for n in order for i in n.inputs}
+    assert set(nxg.edges) == want
+    assert nx.is_directed_acyclic_graph(nxg)
+    for node in order:
+        data = nxg.nodes[node.id]
+        assert (data["op"], data["shape"], data["dtype"]) == (node.op, tuple(node.shape),
+                                                              node.dtype)
+        assert data["name"] == node.name and data["trace"] == node.trace
+        assert ("grad" in data["tags"]) == ("grad" in node.tags)
+        for position, inp in enumerate(node.inputs):
+            assert position in nxg.edges[inp.id, node.id]["positions"]
+    assert nxg.nodes[g.loss.id]["outputs"] == ["loss"]
+    # topological order of the export agrees with the graph's
+    rank = {n: i for i, n in enumerate(nx.topological_sort(nxg))}
+    assert all(rank[i.id] < rank[n.id] for n in order for i in n.inputs)
+
+
+def test_networkx_keeps_both_slots_of_a_repeated_input():
+    x = sg.placeholder((2,), name="x")
+    sq = x * x
+    nxg = sg.to_networkx(sq)
+    assert nxg.edges[x.id, sq.id]["positions"] == [0, 1]
+
+
+def test_function_objects_draw_their_optimized_graph():
+    g = small_mlp()
+    fn = sg.function([g.x, g.y], g.loss)
+    assert sorted(dot_node_ids(sg.to_dot(fn))) == sorted(n.id for n in sg.topo_order(fn.graph))
