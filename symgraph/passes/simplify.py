@@ -2,8 +2,9 @@
 
 NaN/inf and signed-zero policy (the one place where "the same result" needs a definition):
 - kept exact, NaN and inf included: x*1, x/1, x-0, x*(-1) -> -x, x/(-1) -> -x, neg(neg x),
-  x+(-y) -> x-y, x-(-y) -> x+y, (-x)*(-y) -> x*y, x/c -> x*(1/c) for c a power of two (1/c is
-  exact, so both are the correctly rounded x/c), transpose/reshape/broadcast chains, casts that
+  x+(-y) -> x-y, x-(-y) -> x+y, (-x)*(-y) -> x*y, -(c*y) -> (-c)*y for one-element c,
+  sum(-x) -> -sum(x), x/c -> x*(1/c) for c a power of two (1/c is exact, so both are the
+  correctly rounded x/c), transpose/reshape/broadcast chains, casts that
   round-trip exactly, where with a constant condition, max over broadcast copies;
 - x+0 -> x and 0-x -> -x may turn -0.0 into +0.0 or back: the values compare equal and only 1/x
   tells them apart, which we accept (every numeric library's simplifier does);
@@ -125,6 +126,29 @@ def div_power_of_two(node):
 def neg_neg(node):
     x = node.inputs[0]
     return (x.inputs[0], "neg_neg") if x.op == "neg" else None
+
+
+def neg_into_scalar_factor(node):
+    """-(c * y) -> (-c) * y when c holds one element: negate one number, not a tensor (exact)."""
+    x = node.inputs[0]
+    if x.op != "mul":
+        return None
+    for i, c in enumerate(x.inputs):
+        if c.type.shape != node.shape and is_static(c.shape) and \
+                int(np.prod(c.shape, dtype=np.int64)) == 1:
+            inputs = list(x.inputs)
+            inputs[i] = build("neg", (c,), c)
+            return build("mul", inputs, x), "neg_into_scalar_factor"
+    return None
+
+
+def sum_of_neg(node):
+    """sum(-x) -> -sum(x): negation commutes with every rounding, so this is exact."""
+    x = node.inputs[0]
+    if x.op != "neg":
+        return None
+    inner = build("sum", (x.inputs[0],), node, **node.attr)
+    return build("neg", (inner,), node), "sum_of_neg"
 
 
 def pow_one(node):
@@ -310,11 +334,11 @@ RULES = {
     "mul": [mul_one, mul_minus_one, mul_zero_int, mul_neg_neg, absorb_broadcast],
     "div": [div_one, div_power_of_two, absorb_broadcast],
     "pow": [pow_one, absorb_broadcast],
-    "neg": [neg_neg, unary_through_broadcast],
+    "neg": [neg_neg, unary_through_broadcast, neg_into_scalar_factor],
     "transpose": [transpose_transpose],
     "reshape": [reshape_reshape, reshape_of_broadcast_scalar],
     "broadcast_to": [broadcast_broadcast],
-    "sum": [reduce_unit_axes],
+    "sum": [reduce_unit_axes, sum_of_neg],
     "max": [max_broadcast, reduce_unit_axes],
     "cast": [cast_roundtrip],
     "where": [where_constant, absorb_broadcast],

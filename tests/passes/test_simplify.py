@@ -200,3 +200,20 @@ def test_transpose_chain_composes_permutations():
     xs = np.arange(24.0).reshape(2, 3, 4)
     np.testing.assert_array_equal(sg.function([x], expr, optimize=2)(xs),
                                   np.transpose(np.transpose(xs, (1, 0, 2)), (2, 0, 1)))
+
+
+def test_negation_moves_to_the_small_side():
+    x = sg.placeholder(("batch", 3), "float64", name="x")
+    c = sg.placeholder((1, 1), "float64", name="c")
+    expr = sg.sum(-(c * x), axis=0)
+    (out,), stats = simplify([expr])
+    assert stats["rules"]["neg_into_scalar_factor"] == 1
+    # after the rewrite the negation sits on c, and sum(-x) never forms
+    negs = [n for n in topo_order([out]) if n.op == "neg"]
+    assert len(negs) == 1 and negs[0].inputs[0] is c
+    (out,), stats = simplify([sg.sum(-x, axis=0)])
+    assert stats["rules"] == {"sum_of_neg": 1} and out.op == "neg" and out.shape == (3,)
+    xs, cs = np.random.default_rng(0).normal(size=(5, 3)), np.array([[-2.5]])
+    for e in (expr, sg.sum(-x, axis=0)):
+        np.testing.assert_array_equal(sg.function([x, c], e, optimize=0)(xs, cs),
+                                      sg.function([x, c], e, optimize=2)(xs, cs))
