@@ -29,9 +29,10 @@ from symgraph.graph import Node, dump
 from symgraph.passes.cse import cse
 from symgraph.passes.dce import dce
 from symgraph.passes.fold import fold
+from symgraph.passes.reassociate import reassociate
 from symgraph.passes.report import CompileReport, PassStats
 from symgraph.passes.rewrite import clear_order_cache, count_nodes
-from symgraph.passes.simplify import reassociate, simplify
+from symgraph.passes.simplify import simplify
 from symgraph.passes.stabilize import stabilize
 
 LEVELS = (0, 1, 2, 3)

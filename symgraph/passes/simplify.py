@@ -12,6 +12,7 @@ NaN/inf and signed-zero policy (the one place where "the same result" needs a de
 - sum over broadcast copies -> x*count and pow(x, 2) -> x*x round differently from the
   original (one rounding instead of n): they are the O3 pass `reassociate`.
 Each rule is one small function; the table at the bottom maps an op to its rules in order.
+The shape rules (movement chains, broadcasts, reductions of broadcasts) are in shape_rules.py.
 """
 
 from __future__ import annotations
@@ -20,13 +21,19 @@ from typing import Sequence
 
 import numpy as np
 
-from symgraph.errors import SymgraphError
 from symgraph.graph import INT_DTYPES, Node, is_static
-from symgraph.ops import OPS, apply
 from symgraph.ops import build as B
-from symgraph.ops.shapes import broadcast_shapes
-from symgraph.ops.table import ELEMENTWISE
 from symgraph.passes.rewrite import build, fit, is_value, rewrite, rule_table, uniform_value
+from symgraph.passes.shape_rules import (
+    absorb_broadcast,
+    broadcast_broadcast,
+    max_broadcast,
+    reduce_unit_axes,
+    reshape_of_broadcast_scalar,
+    reshape_reshape,
+    transpose_transpose,
+    unary_through_broadcast,
+)
 
 
 def _fitted(x: Node, node: Node, name: str):
@@ -156,139 +163,6 @@ def pow_one(node):
     return _fitted(a, node, "pow_one") if is_value(b, 1) else None
 
 
-def pow_two(node):
-    """x ** 2 -> x * x (O3: libm's pow may round differently from one multiply)."""
-    a, b = node.inputs
-    return _fitted(build("mul", (a, a), node), node, "pow_two") if is_value(b, 2) else None
-
-
-# --- movement chains -----------------------------------------------------------------------
-
-
-def transpose_transpose(node):
-    x = node.inputs[0]
-    if x.op != "transpose":
-        return None
-    inner, outer = x.attr["perm"], node.attr["perm"]
-    perm = tuple(inner[q] for q in outer)
-    return B.transpose(x.inputs[0], perm), "transpose_transpose"
-
-
-def reshape_reshape(node):
-    x = node.inputs[0]
-    if x.op != "reshape":
-        return None
-    try:
-        return B.reshape(x.inputs[0], node.shape), "reshape_reshape"
-    except SymgraphError:  # symbolic dims the direct reshape cannot express: keep the chain
-        return None
-
-
-def broadcast_broadcast(node):
-    x = node.inputs[0]
-    return (B.broadcast_to(x.inputs[0], node.shape), "broadcast_broadcast") \
-        if x.op == "broadcast_to" else None
-
-
-def absorb_broadcast(node):
-    """An elementwise op broadcasts its operands itself: drop explicit broadcast_to inputs."""
-    if OPS[node.op].kind != ELEMENTWISE or len(node.inputs) < 2:
-        return None
-    inputs = list(node.inputs)
-    changed = False
-    for i, inp in enumerate(inputs):
-        if inp.op != "broadcast_to":
-            continue
-        trial = inputs[:i] + [inp.inputs[0]] + inputs[i + 1:]
-        try:
-            if broadcast_shapes(*(t.shape for t in trial)) == tuple(node.shape):
-                inputs, changed = trial, True
-        except SymgraphError:
-            continue
-    return (build(node.op, inputs, node, **node.attr), "absorb_broadcast") if changed else None
-
-
-def unary_through_broadcast(node):
-    """f(broadcast_to(x)) -> broadcast_to(f(x)): the same values, computed on the small x."""
-    src = node.inputs[0]
-    if src.op != "broadcast_to":
-        return None
-    inner = build(node.op, (src.inputs[0],), node, **node.attr)
-    return B.broadcast_to(inner, node.shape), "unary_through_broadcast"
-
-
-def reshape_of_broadcast_scalar(node):
-    """reshape(broadcast_to(x, S), T) with x of one element -> broadcast_to(x', T)."""
-    src = node.inputs[0]
-    if src.op != "broadcast_to":
-        return None
-    x = src.inputs[0]
-    if not is_static(x.shape) or int(np.prod(x.shape, dtype=np.int64)) != 1:
-        return None
-    ones = B.reshape(x, (1,) * node.ndim)
-    return B.broadcast_to(ones, node.shape), "reshape_of_broadcast_scalar"
-
-
-def _broadcast_axes(node: Node) -> set[int] | None:
-    """Axes of broadcast_to(x, S) along which x is repeated (x's dim absent or 1 and S's not)."""
-    x = node.inputs[0]
-    lead = node.ndim - x.ndim
-    axes = set(range(lead))
-    for i, d in enumerate(x.shape):
-        if d == 1 and node.shape[lead + i] != 1:
-            axes.add(lead + i)
-    return axes
-
-
-def _reduced_input(node: Node) -> Node:
-    """x of reduce(broadcast_to(x, S), axes) placed in the reduction's result shape."""
-    src = node.inputs[0]
-    x = src.inputs[0]
-    axes = node.attr["axes"]
-    padded = B.reshape(x, (1,) * (src.ndim - x.ndim) + tuple(x.shape))
-    kept = tuple(1 if i in axes else d for i, d in enumerate(src.shape))
-    out = B.broadcast_to(padded, kept)
-    return out if node.attr["keepdims"] else B.reshape(out, node.shape)
-
-
-def _reduced_broadcast_input(node: Node) -> Node | None:
-    src = node.inputs[0]
-    if src.op != "broadcast_to" or not set(node.attr["axes"]) <= _broadcast_axes(src):
-        return None
-    try:
-        return _reduced_input(node)
-    except SymgraphError:
-        return None
-
-
-def max_broadcast(node):
-    """max over axes that only hold broadcast copies of x is x (exact)."""
-    x = _reduced_broadcast_input(node)
-    return None if x is None else (x, "max_broadcast")
-
-
-def sum_broadcast(node):
-    """sum over n broadcast copies of x -> x * n (O3: one rounding instead of n)."""
-    x = _reduced_broadcast_input(node)
-    if x is None:
-        return None
-    src = node.inputs[0]
-    dims = tuple(src.shape[a] for a in node.attr["axes"])
-    if is_static(dims):
-        count = B.const(int(np.prod(dims, dtype=np.int64)), node.dtype)
-    else:
-        count = apply("dim_size", (), dims=dims, dtype=node.dtype, trace=node.trace)
-    return build("mul", (x, count), node), "sum_broadcast"
-
-
-def reduce_unit_axes(node):
-    """A reduction over size-1 axes only is a reshape."""
-    x = node.inputs[0]
-    if not all(x.shape[a] == 1 for a in node.attr["axes"]):
-        return None
-    return B.reshape(x, node.shape), f"{node.op}_unit_axes"
-
-
 # --- casts, selection, logic ---------------------------------------------------------------
 
 _EXACT_WIDENING = {("float32", "float64"), ("int32", "int64"), ("int32", "float64"),
@@ -353,22 +227,8 @@ for _op in ("exp", "log", "sqrt", "tanh", "sigmoid", "abs", "sign", "log1p", "ex
     RULES.setdefault(_op, []).append(unary_through_broadcast)
 
 
-# Rewrites that change rounding (never NaN/inf behaviour): O3 only.
-REASSOCIATE_RULES = {"sum": [sum_broadcast], "pow": [pow_two]}
-
-
-def _stats(fired) -> dict:
-    return {"rewrites": sum(n for k, n in fired.items() if not k.startswith("rejected")),
-            "rules": dict(fired.most_common())}
-
-
 def simplify(outputs: Sequence[Node]) -> tuple[list[Node], dict]:
     """Apply the identity table until nothing changes; stats: rewrites by rule."""
     outs, fired = rewrite(outputs, rule_table(RULES))
-    return outs, _stats(fired)
-
-
-def reassociate(outputs: Sequence[Node]) -> tuple[list[Node], dict]:
-    """The O3 rewrites that may round differently; stats: rewrites by rule."""
-    outs, fired = rewrite(outputs, rule_table(REASSOCIATE_RULES))
-    return outs, _stats(fired)
+    return outs, {"rewrites": sum(n for k, n in fired.items() if not k.startswith("rejected")),
+                  "rules": dict(fired.most_common())}

@@ -7,7 +7,8 @@ import pytest
 import symgraph as sg
 from symgraph.graph import topo_order
 from symgraph.ops import apply
-from symgraph.passes.simplify import reassociate, simplify
+from symgraph.passes.reassociate import reassociate
+from symgraph.passes.simplify import simplify
 
 SPECIAL = np.array([[0.0, -0.0, 1.5, -2.0], [np.inf, -np.inf, np.nan, 3.0], [1e300, -1e-300, 7.0,
                                                                               0.25]])
