@@ -100,10 +100,11 @@ def is_grad(node: Node) -> bool:
 
 
 def program_clusters(program) -> list[tuple[str, list[Node]]]:
-    """(label, nodes) per fused kernel of a lowered Program; [] when it has none.
+    """(label, nodes) per kernel of a lowered Program; [] when there is no program.
 
-    Works on anything with `kernels`, each having `nodes` (and optionally `name`/`kind`), so a
-    Program from symgraph.lower or a stand-in with the same shape both draw.
+    Works on anything with `kernels`, each having `nodes` (and optionally `id`/`name`, `kind`),
+    so a Program from symgraph.lower or a stand-in with the same shape both draw. The label
+    names the kernel, its kind and, when the program can be scheduled, its schedule level.
     """
     if program is None:
         return []
@@ -111,34 +112,51 @@ def program_clusters(program) -> list[tuple[str, list[Node]]]:
     if kernels is None:
         raise SymgraphError(f"viz: program must be a lowered Program with .kernels, got "
                             f"{type(program).__name__}")
+    level_of = _kernel_levels(program)
     clusters = []
     for index, kernel in enumerate(kernels):
         nodes = list(getattr(kernel, "nodes", ()) or ())
-        name = getattr(kernel, "name", None) or f"kernel {index}"
+        kid = getattr(kernel, "id", index)
+        name = getattr(kernel, "name", None) or f"k{kid}"
         kind = getattr(kernel, "kind", None)
-        clusters.append((f"{name} ({kind})" if kind else str(name), nodes))
+        label = f"{name} {kind}" if kind else str(name)
+        if kid in level_of:
+            label += f" | level {level_of[kid]}"
+        clusters.append((label, nodes))
     return clusters
 
 
-def program_levels(program) -> list[list[Node]]:
-    """Schedule levels of a Program as lists of nodes (one rank each); [] when unknown.
-
-    Looks for `program.levels` (lists of kernels or kernel indices) or `kernel.level`.
-    """
-    if program is None:
-        return []
+def _kernel_levels(program) -> dict:
+    """kernel id -> schedule level: `program.levels`, `kernel.level`, or `program.schedule()`."""
     kernels = list(getattr(program, "kernels", ()) or ())
-    by_level: dict[int, list] = {}
     levels = getattr(program, "levels", None)
+    if levels is None and hasattr(program, "schedule") and callable(program.schedule):
+        try:
+            levels = program.schedule().levels
+        except Exception:  # a picture must not fail because the scheduler did
+            levels = None
+    level_of = {}
     if levels:
         for level, group in enumerate(levels):
             for k in group:
-                by_level.setdefault(level, []).append(kernels[k] if isinstance(k, int) else k)
-    else:
-        for k in kernels:
-            if isinstance(getattr(k, "level", None), int):
-                by_level.setdefault(k.level, []).append(k)
-    return [[n for k in by_level[lv] for n in getattr(k, "nodes", ())] for lv in sorted(by_level)]
+                level_of[k if isinstance(k, int) else getattr(k, "id", id(k))] = level
+    for index, k in enumerate(kernels):
+        if isinstance(getattr(k, "level", None), int):
+            level_of[getattr(k, "id", index)] = k.level
+    return level_of
+
+
+def program_levels(program) -> list[list[Node]]:
+    """Schedule levels of a Program as lists of nodes (one rank each); [] when unknown."""
+    if program is None:
+        return []
+    level_of = _kernel_levels(program)
+    by_level: dict[int, list[Node]] = {}
+    for index, k in enumerate(getattr(program, "kernels", ()) or ()):
+        level = level_of.get(getattr(k, "id", index))
+        if level is not None:
+            by_level.setdefault(level, []).extend(getattr(k, "nodes", ()))
+    return [by_level[lv] for lv in sorted(by_level)]
 
 
 def to_dot(outputs, program=None, title: str | None = None, clusters=None, ranks=None,

@@ -95,7 +95,7 @@ def test_program_kernels_become_clusters():
     source = sg.to_dot(g.loss, program=program)
     assert source.count("subgraph cluster_") == 1  # a one-node kernel is not drawn as a box
     body = source.split("subgraph cluster_k0 {")[1].split("}")[0]
-    assert "fused_add_relu (elementwise)" in body
+    assert "fused_add_relu elementwise" in body
     assert sorted(dot_node_ids(body)) == sorted(n.id for n in fused)
     assert sorted(dot_node_ids(source)) == sorted(n.id for n in order)  # nobody drawn twice
     nxg = sg.to_networkx(g.loss, program=program)
@@ -203,3 +203,20 @@ def test_function_objects_draw_their_optimized_graph():
     g = small_mlp()
     fn = sg.function([g.x, g.y], g.loss)
     assert sorted(dot_node_ids(sg.to_dot(fn))) == sorted(n.id for n in sg.topo_order(fn.graph))
+
+
+def test_lowered_program_fused_kernels_are_clusters():
+    lower = pytest.importorskip("symgraph.lower")
+    g = small_mlp()
+    opt, _ = sg.optimize([g.loss, g.gW, g.gb])
+    program = lower.lower([g.x, g.y], opt)
+    source = sg.to_dot(opt, program=program)
+    fused = [k for k in program.kernels if len(k.nodes) > 1]
+    assert fused, "this graph is expected to fuse (relu into the matmul, softmax into reductions)"
+    assert source.count("subgraph cluster_") == len(fused)
+    for k in fused:
+        body = source.split(f"subgraph cluster_k{program.kernels.index(k)} {{")[1].split("}")[0]
+        assert f"k{k.id} {k.kind}" in body
+        assert set(dot_node_ids(body)) <= {n.id for n in k.nodes}
+    # gradient nodes keep their colour after the passes
+    assert viz._GRAD_FILL in source
