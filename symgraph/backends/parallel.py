@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Hashable, Mapping, Sequence
 
@@ -59,6 +60,24 @@ class _RunState:
         self.error: BaseException | None = None
 
 
+def _traced(execute: Callable[[KernelId], None], trace: list) -> Callable[[KernelId], None]:
+    def run_and_record(kernel: KernelId) -> None:
+        start = time.perf_counter()
+        execute(kernel)
+        trace.append((kernel, threading.get_ident(), start, time.perf_counter()))  # atomic
+
+    return run_and_record
+
+
+def overlap(trace: list) -> float:
+    """Kernel-busy seconds over wall seconds: 1.0 is serial, k is k workers always busy."""
+    if not trace:
+        return 0.0
+    wall = max(t[3] for t in trace) - min(t[2] for t in trace)
+    busy = sum(t[3] - t[2] for t in trace)
+    return busy / wall if wall > 0 else 1.0
+
+
 class DagRunner:
     """Executes a kernel DAG on `workers` threads; see the module docstring."""
 
@@ -87,8 +106,14 @@ class DagRunner:
         self.serial = [index[k] for k in schedule.order]
         self.lanes = [[index[s.kernel] for s in lane] for lane in schedule.lanes]
 
-    def run(self, execute: Callable[[KernelId], None]) -> None:
-        """Call `execute(kernel)` for every kernel, each after its predecessors; raise on error."""
+    def run(self, execute: Callable[[KernelId], None], trace: list | None = None) -> None:
+        """Call `execute(kernel)` for every kernel, each after its predecessors; raise on error.
+
+        With a `trace` list, each finished kernel appends (kernel, thread id, start, end) in
+        perf_counter seconds: the timeline that shows how much the workers overlapped.
+        """
+        if trace is not None:
+            execute = _traced(execute, trace)
         if self.workers == 1 or len(self.kernels) <= 1:
             for i in self.serial:
                 execute(self.kernels[i])
@@ -260,8 +285,11 @@ class ProgramRunner:
             found = self._bindings[key] = _Binding(runner, schedule, plan)
         return found
 
-    def run(self, arrays: Sequence[np.ndarray], dims: dict) -> list:
-        """Values of the program's results for these inputs (state read from the variables)."""
+    def run(self, arrays: Sequence[np.ndarray], dims: dict, trace: list | None = None) -> list:
+        """Values of the program's results for these inputs (state read from the variables).
+
+        `trace`: see DagRunner.run (per-kernel thread and timing, for `overlap`).
+        """
         prog = self.program
         bound = self.binding(dims)
         env: dict[int, np.ndarray] = {}
@@ -294,7 +322,7 @@ class ProgramRunner:
                         if remaining[n.id] == 0 and n.id in self.temps:
                             env.pop(n.id, None)
 
-        bound.runner.run(execute)
+        bound.runner.run(execute, trace)
         outs = []
         for r in prog.results:
             val = env.get(r.id)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import symgraph as sg
 from symgraph.backends.numpy_ref import NumpyBackend
-from symgraph.backends.parallel import DagRunner, ProgramRunner, compile_program, run_dag
+from symgraph.backends.parallel import DagRunner, ProgramRunner, compile_program, overlap, run_dag
 from symgraph.errors import SymgraphError
 from symgraph.lower import lower
 from symgraph.memplan import MemoryPlan, plan_program
@@ -71,6 +71,17 @@ def test_exception_propagates_and_stops_dispatch(mode):
         DagRunner(deps, 2, sched, mode).run(execute)
     assert "after_bad" not in done
     assert "slow" in done  # the running kernel was waited for, not abandoned mid-write
+
+
+def test_trace_measures_overlap():
+    deps = {"a": [], "b": [], "c": ["a", "b"]}
+    sleepy = lambda k: time.sleep(0.03 if k != "c" else 0.0)  # sleep releases the GIL
+    for workers, low, high in ((1, 0.9, 1.05), (2, 1.5, 2.05)):
+        trace = []
+        DagRunner(deps, workers).run(sleepy, trace)
+        assert sorted(t[0] for t in trace) == ["a", "b", "c"]
+        assert low <= overlap(trace) <= high
+        assert len({t[1] for t in trace}) <= workers
 
 
 def test_runner_errors():
