@@ -43,8 +43,9 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--models", nargs="+", default=["M1", "M2"], choices=["M1", "M2"])
     parser.add_argument("--rounds", type=int, default=None,
                         help="train suite: interleaved rounds, the first cold (default 3; 2 quick)")
-    parser.add_argument("--from-json", default=None,
-                        help="render a saved run (table, chart, markdown) without measuring")
+    parser.add_argument("--from-json", nargs="+", default=None,
+                        help="render saved runs (table, chart, markdown) without measuring; "
+                        "several files are merged suite by suite, later files winning")
     parser.set_defaults(run=run_bench)
     return parser
 
@@ -91,6 +92,22 @@ def measure_all(args, command: str) -> dict:
     return doc
 
 
+def merge_runs(paths: list[str]) -> dict:
+    """Several saved runs as one document: each suite from the last file that has it."""
+    doc: dict = {}
+    commands = []
+    for path in paths:
+        with open(path) as f:
+            run = json.load(f)
+        commands.append(run.get("command", "symgraph bench"))
+        for key, value in run.items():
+            if key in SUITES or key not in doc:
+                doc[key] = value
+    doc["suites"] = sorted(k for k in SUITES if k in doc)
+    doc["command"] = "\n    ".join(dict.fromkeys(commands))
+    return doc
+
+
 def run_bench(args) -> int:
     """The `symgraph bench` command."""
     from symgraph.bench import report
@@ -103,8 +120,7 @@ def run_bench(args) -> int:
     command = "symgraph bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 1 and sys.argv[1] == "bench" else "symgraph bench"
     if args.from_json:
-        with open(args.from_json) as f:
-            doc = json.load(f)
+        doc = merge_runs(args.from_json)
     else:
         doc = measure_all(args, command)
         os.makedirs(args.out, exist_ok=True)

@@ -28,7 +28,7 @@ def _pass_seconds(report: dict | None) -> dict:
 
 def run_compile(threads: int, quick: bool = False, backends=None, log=print) -> dict:
     """Compile times per backend and depth, plus the pass-scaling benchmark."""
-    depths = (1, 2) if quick else (1, 2, 4, 8, 16)
+    depths = (1, 2) if quick else (1, 2, 4, 8)
     width = 16 if quick else 64
     rows = []
     with tempfile.TemporaryDirectory(prefix="symgraph-compile-") as root:

@@ -79,6 +79,11 @@ def test_chart_and_markdown_are_written_and_regenerate_from_json(quick_run, tmp_
     assert cli.main(["--from-json", str(out / "bench.json"), "--no-chart",
                      "--markdown", str(tmp_path / "again.md")]) == 0
     assert (tmp_path / "again.md").read_text() == page
+    other = dict(doc, train=[], command="symgraph bench train")
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    merged = cli.merge_runs([str(out / "bench.json"), str(tmp_path / "other.json")])
+    assert merged["train"] == [] and merged["kernels"] == doc["kernels"]
+    assert "symgraph bench train" in merged["command"]
     assert "Kernels" in report.terminal_report(doc)
 
 
