@@ -1,5 +1,6 @@
 """Tests for symgraph/viz.py: DOT text, rendering through `dot`, networkx export."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -220,3 +221,47 @@ def test_lowered_program_fused_kernels_are_clusters():
         assert set(dot_node_ids(body)) <= {n.id for n in k.nodes}
     # gradient nodes keep their colour after the passes
     assert viz._GRAD_FILL in source
+
+
+def test_viz_command_writes_three_views_report_and_index(tmp_path):
+    from symgraph import viz_cli
+    from symgraph.cli import main
+
+    out = tmp_path / "viz"
+    assert main(["viz", "-o", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"forward.dot", "gradient.dot", "optimized.dot", "report.txt", "index.html"} <= names
+    views = viz_cli.build_views("demo")
+    n_forward = len(sg.topo_order(views.forward))
+    n_gradient = len(sg.topo_order(views.gradient))
+    assert n_gradient > n_forward
+    # the command built its own copy of the demo graph: same size, other node ids
+    assert len(dot_node_ids((out / "gradient.dot").read_text())) == n_gradient
+    report = (out / "report.txt").read_text()
+    assert "compile report" in report and "gradient:" in report
+    page = (out / "index.html").read_text()
+    if HAVE_DOT:
+        assert names >= {"forward.svg", "gradient.svg", "optimized.svg"}
+        for name in ("forward", "gradient", "optimized"):
+            assert f'data="{name}.svg"' in page
+            ET.parse(out / f"{name}.svg")
+        svg = ET.parse(out / "gradient.svg").getroot()
+        assert sum(e.get("class") == "node" for e in svg.iter(SVG_NS + "g")) == n_gradient
+
+
+def test_viz_command_reads_a_python_file(tmp_path):
+    from symgraph import viz_cli
+
+    src = tmp_path / "graph.py"
+    src.write_text("import numpy as np\nimport symgraph as sg\n"
+                   "x = sg.placeholder((5,), name='x')\n"
+                   "w = sg.variable(np.ones(5, np.float32), name='w')\n"
+                   "outputs = {'y': sg.sum(sg.tanh(x * w))}\n")
+    views = viz_cli.build_views(str(src), level=1)
+    assert [n.name for n in sg.topo_order(views.forward) if n.op == "variable"] == ["w"]
+    assert any("grad" in n.tags for n in sg.topo_order(views.gradient))
+    written = viz_cli.write_views(views, str(tmp_path / "out"), fmt="svg")
+    assert os.path.exists(written["index"])
+    with pytest.raises(SymgraphError, match="must define"):
+        (tmp_path / "empty.py").write_text("a = 1\n")
+        viz_cli.build_views(str(tmp_path / "empty.py"))
