@@ -1,5 +1,5 @@
 """Algebraic simplification: each identity fires on its pattern, keeps NaN/inf semantics, and
-leaves results unchanged; the O3 reassociation rules round within tolerance."""
+leaves results unchanged."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,6 @@ import pytest
 import symgraph as sg
 from symgraph.graph import topo_order
 from symgraph.ops import apply
-from symgraph.passes.reassociate import reassociate
 from symgraph.passes.simplify import simplify
 
 SPECIAL = np.array([[0.0, -0.0, 1.5, -2.0], [np.inf, -np.inf, np.nan, 3.0], [1e300, -1e-300, 7.0,
@@ -80,58 +79,6 @@ def test_division_by_power_of_two_becomes_exact_multiply():
     _check_same([x], x / 4.0, [SPECIAL * 1.2345])
 
 
-def test_broadcast_absorbed_and_chains_collapsed():
-    x, b = _x(), sg.placeholder((4,), "float64", name="b")
-    expr = x * sg.broadcast_to(b, (3, 4))
-    (out,), stats = simplify([expr])
-    assert out.inputs[1] is b and stats["rules"]["absorb_broadcast"] == 1
-    chain = sg.broadcast_to(sg.broadcast_to(b, (1, 4)), (2, 3, 4))
-    (out,), stats = simplify([chain])
-    assert out.op == "broadcast_to" and out.inputs[0] is b
-    _check_same([x, b], expr + sg.sum(chain, axis=0), [SPECIAL, np.arange(4.0)])
-
-
-def test_unary_and_reshape_move_through_scalar_broadcasts():
-    # the shape autodiff gives the gradient of a mean: reshape(neg(broadcast(reshape(1/n))))
-    n = sg.placeholder((), "float64", name="n")
-    g = sg.broadcast_to(sg.reshape(1.0 / n, (1,)), ("batch",))
-    expr = sg.reshape(-g, ("batch", 1))
-    (out,), stats = simplify([expr])
-    assert stats["rules"]["unary_through_broadcast"] == 1
-    assert stats["rules"]["reshape_of_broadcast_scalar"] == 1
-    assert out.op == "broadcast_to" and out.shape == ("batch", 1)
-    assert all(n.shape in ((), (1,), (1, 1)) for n in topo_order([out]) if n is not out)
-    x = sg.placeholder(("batch", 3), "float64", name="x")
-    want = sg.function([x, n], expr * x, optimize=0)(np.ones((4, 3)), 8.0)
-    got = sg.function([x, n], expr * x, optimize=2)(np.ones((4, 3)), 8.0)
-    np.testing.assert_array_equal(want, got)
-
-
-def test_max_over_broadcast_is_exact_and_sum_is_o3():
-    b = sg.placeholder((4,), "float64", name="b")
-    big = sg.broadcast_to(b, (3, 4))
-    (out,), stats = simplify([sg.max(big, axis=0)])
-    assert out is b and stats["rules"]["max_broadcast"] == 1
-    s = sg.sum(big, axis=0, keepdims=True)
-    (out,), stats = simplify([s])
-    assert out.op == "sum"  # rounding changes: not at O2
-    (out,), stats = reassociate([s])
-    assert out.op == "mul" and stats["rules"] == {"sum_broadcast": 1}
-    bs = np.array([0.1, -3.0, 1e10, 7.0])
-    np.testing.assert_allclose(sg.function([b], s, optimize=3)(bs), 3 * bs[None, :], rtol=1e-15)
-
-
-def test_sum_over_symbolic_broadcast_uses_dim_size():
-    b = sg.placeholder((4,), "float64", name="b")
-    x = sg.placeholder(("batch", 4), "float64", name="x")
-    s = sg.sum(sg.broadcast_to(b, ("batch", 4)), axis=0) + sg.sum(x, axis=0)
-    (out,), stats = reassociate([s])
-    assert stats["rules"] == {"sum_broadcast": 1}
-    assert any(n.op == "dim_size" for n in topo_order([out]))
-    bs, xs = np.arange(4.0), np.ones((5, 4))
-    np.testing.assert_allclose(sg.function([b, x], s, optimize=3)(bs, xs), 5 * bs + 5)
-
-
 def test_cast_roundtrip_only_when_exact():
     x32 = _x(dtype="float32")
     (out,), _ = simplify([sg.cast(sg.cast(x32, "float64"), "float32")])
@@ -157,50 +104,11 @@ def test_where_constant_condition_and_logical_constants():
     assert out.op in ("constant", "broadcast_to")
 
 
-def test_reduction_over_unit_axes_is_reshape():
-    x = sg.placeholder((3, 1, 4), "float64")
-    (out,), stats = simplify([sg.sum(x, axis=1)])
-    assert out.op == "reshape" and stats["rules"] == {"sum_unit_axes": 1}
-
-
-def test_pow_two_is_o3():
-    x = _x()
-    (out,), _ = simplify([x ** 2.0])
-    assert out.op == "pow"
-    (out,), stats = reassociate([x ** 2.0])
-    assert out.op == "mul" and out.inputs == (x, x)
-    xs = np.linspace(-3.3, 3.1, 12).reshape(3, 4)
-    want = sg.function([x], x ** 2.0, optimize=0)(xs)
-    np.testing.assert_allclose(sg.function([x], x ** 2.0, optimize=3)(xs), want, rtol=1e-15)
-
-
-def test_rule_that_changes_type_is_refused():
-    from collections import Counter
-
-    from symgraph.passes.rewrite import rewrite_once
-
-    x = _x()
-    fired = Counter()
-    out = rewrite_once([sg.tanh(x)], lambda n: (sg.sum(n), "bad") if n.op == "tanh" else None,
-                       fired)
-    assert out[0].op == "tanh" and fired == {"rejected:bad": 1}
-
-
 def test_apply_keeps_integer_identities_exact():
     xi = _x(dtype="int64")
     expr = apply("add", (apply("mul", (xi, sg.constant(np.array(1)))), sg.constant(np.array(0))))
     (out,), _ = simplify([expr])
     assert out is xi
-
-
-def test_transpose_chain_composes_permutations():
-    x = sg.placeholder((2, 3, 4), "float64")
-    expr = sg.transpose(sg.transpose(x, (1, 0, 2)), (2, 0, 1))
-    (out,), stats = simplify([expr])
-    assert out.op == "transpose" and out.inputs[0] is x
-    xs = np.arange(24.0).reshape(2, 3, 4)
-    np.testing.assert_array_equal(sg.function([x], expr, optimize=2)(xs),
-                                  np.transpose(np.transpose(xs, (1, 0, 2)), (2, 0, 1)))
 
 
 def test_negation_moves_to_the_small_side():

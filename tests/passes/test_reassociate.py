@@ -1,0 +1,58 @@
+"""O3 reassociation: the rewrites fire only at O3 and round within a few ulps."""
+
+import numpy as np
+
+import symgraph as sg
+from symgraph.graph import topo_order
+from symgraph.passes.reassociate import reassociate
+from symgraph.passes.simplify import simplify
+
+SPECIAL = np.array([[0.0, -0.0, 1.5, -2.0], [np.inf, -np.inf, np.nan, 3.0], [1e300, -1e-300, 7.0,
+                                                                              0.25]])
+
+
+def _x(shape=(3, 4), dtype="float64"):
+    return sg.placeholder(shape, dtype, name="x")
+
+
+def _check_same(inputs, expr, arrays, level=2):
+    """Optimized and unoptimized agree exactly, NaN and inf included."""
+    want = sg.function(inputs, expr, optimize=0)(*arrays)
+    got = sg.function(inputs, expr, optimize=level)(*arrays)
+    np.testing.assert_array_equal(want, got)
+
+
+def test_max_over_broadcast_is_exact_and_sum_is_o3():
+    b = sg.placeholder((4,), "float64", name="b")
+    big = sg.broadcast_to(b, (3, 4))
+    (out,), stats = simplify([sg.max(big, axis=0)])
+    assert out is b and stats["rules"]["max_broadcast"] == 1
+    s = sg.sum(big, axis=0, keepdims=True)
+    (out,), stats = simplify([s])
+    assert out.op == "sum"  # rounding changes: not at O2
+    (out,), stats = reassociate([s])
+    assert out.op == "mul" and stats["rules"] == {"sum_broadcast": 1}
+    bs = np.array([0.1, -3.0, 1e10, 7.0])
+    np.testing.assert_allclose(sg.function([b], s, optimize=3)(bs), 3 * bs[None, :], rtol=1e-15)
+
+
+def test_sum_over_symbolic_broadcast_uses_dim_size():
+    b = sg.placeholder((4,), "float64", name="b")
+    x = sg.placeholder(("batch", 4), "float64", name="x")
+    s = sg.sum(sg.broadcast_to(b, ("batch", 4)), axis=0) + sg.sum(x, axis=0)
+    (out,), stats = reassociate([s])
+    assert stats["rules"] == {"sum_broadcast": 1}
+    assert any(n.op == "dim_size" for n in topo_order([out]))
+    bs, xs = np.arange(4.0), np.ones((5, 4))
+    np.testing.assert_allclose(sg.function([b, x], s, optimize=3)(bs, xs), 5 * bs + 5)
+
+
+def test_pow_two_is_o3():
+    x = _x()
+    (out,), _ = simplify([x ** 2.0])
+    assert out.op == "pow"
+    (out,), stats = reassociate([x ** 2.0])
+    assert out.op == "mul" and out.inputs == (x, x)
+    xs = np.linspace(-3.3, 3.1, 12).reshape(3, 4)
+    want = sg.function([x], x ** 2.0, optimize=0)(xs)
+    np.testing.assert_allclose(sg.function([x], x ** 2.0, optimize=3)(xs), want, rtol=1e-15)
