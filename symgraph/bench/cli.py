@@ -3,6 +3,7 @@
     symgraph bench                       # every suite: limits, kernels, train, compile
     symgraph bench train --threads 2     # one suite (limits always run first: they are the roofs)
     symgraph bench --quick               # tiny sizes, one repeat (what the tests run)
+    symgraph bench parallel gpu          # extras: 1 vs 2 CPU workers; the GPU steps
     symgraph bench --markdown docs/benchmarks.md
     symgraph bench --from-json runs/bench/bench.json --markdown docs/benchmarks.md  # no measuring
 """
@@ -17,6 +18,7 @@ import sys
 import time
 
 SUITES = ("limits", "kernels", "train", "compile")
+EXTRA_SUITES = ("parallel", "gpu")  # run only when named: other engineers' benchmarks
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,7 +28,8 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # no `choices` here: argparse rejects an empty list against them (python/cpython#53584)
     parser.add_argument("suites", nargs="*", default=[],
-                        help=f"suites to run: {', '.join(SUITES)} or all (default: all)")
+                        help=f"suites to run: {', '.join(SUITES)} or all (default: all); "
+                        f"extras run only when named: {', '.join(EXTRA_SUITES)}")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for every system and BLAS (default: all cores)")
@@ -60,7 +63,9 @@ def measure_all(args, command: str) -> dict:
 
     threads = max(1, min(args.threads or os.cpu_count() or 1, os.cpu_count() or 1))
     timing.apply_thread_env(threads)  # before Numba (or a peer) is imported in this process
-    suites = set(args.suites or SUITES) if "all" not in (args.suites or []) else set(SUITES)
+    suites = set(args.suites or SUITES)
+    if "all" in suites:
+        suites = (suites - {"all"}) | set(SUITES)
     doc = {"command": command, "quick": args.quick, "suites": sorted(suites)}
     start = time.perf_counter()
     from symgraph.bench.limits import roofs_of, run_limits
@@ -87,9 +92,34 @@ def measure_all(args, command: str) -> dict:
         _log("compile")
         doc["compile"] = run_compile(threads, quick=args.quick, backends=args.backends,
                                      log=_log)
+    if "parallel" in suites:
+        from symgraph.bench import parallel
+
+        _log("parallel (symgraph.bench.parallel)")
+        doc["parallel"] = parallel.run(quick=args.quick, repeats=3 if args.quick else 15)
+    if "gpu" in suites:
+        _log("gpu (symgraph.bench.gpu)")
+        doc["gpu"] = _gpu_suite(args.quick)
     doc["environment"] = timing.environment(threads)  # after the suites: pools are loaded now
     doc["seconds"] = time.perf_counter() - start
     return doc
+
+
+def _gpu_suite(quick: bool) -> dict:
+    """symgraph.bench.gpu's result, or why there is none (no GPU, no CUDA packages)."""
+    import tempfile
+
+    try:
+        from symgraph.bench import gpu
+    except Exception as exc:  # the CUDA extra is optional
+        return {"error": f"symgraph.bench.gpu unavailable: {type(exc).__name__}: {exc}"[:300]}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "gpu.json")
+        code = gpu.main(["--json", path] + (["--quick"] if quick else []))
+        if code != 0 or not os.path.exists(path):
+            return {"error": f"no GPU benchmark on this machine (exit code {code})"}
+        with open(path) as f:
+            return json.load(f)
 
 
 def merge_runs(paths: list[str]) -> dict:
@@ -101,7 +131,7 @@ def merge_runs(paths: list[str]) -> dict:
             run = json.load(f)
         commands.append(run.get("command", "symgraph bench"))
         for key, value in run.items():
-            if key in SUITES or key not in doc:
+            if key in SUITES + EXTRA_SUITES or key not in doc:
                 doc[key] = value
     doc["suites"] = sorted(k for k in SUITES if k in doc)
     doc["command"] = "\n    ".join(dict.fromkeys(commands))
@@ -113,10 +143,10 @@ def run_bench(args) -> int:
     from symgraph.bench import report
     from symgraph.errors import SymgraphError
 
-    unknown = [s for s in args.suites if s not in SUITES + ("all",)]
+    unknown = [s for s in args.suites if s not in SUITES + EXTRA_SUITES + ("all",)]
     if unknown:
         raise SymgraphError(f"symgraph bench: unknown suite {unknown[0]!r}; choose from "
-                            f"{', '.join(SUITES)} or all")
+                            f"{', '.join(SUITES + EXTRA_SUITES)} or all")
     command = "symgraph bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 1 and sys.argv[1] == "bench" else "symgraph bench"
     if args.from_json:

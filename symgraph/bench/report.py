@@ -170,12 +170,14 @@ def markdown_table(table: list[list[str]]) -> str:
 
 
 def terminal_report(doc: dict) -> str:
-    """Every non-empty table of the run, for the terminal."""
+    """Every non-empty table of the run, then the extra suites, for the terminal."""
     parts = []
     for title, make in TABLES:
         table = make(doc)
         if len(table) > 1 and not (title == "Targets" and not doc.get("train")):
             parts.append(f"== {title} ==\n{text_table(table)}")
+    extras = "\n".join(_extra_sections(doc)).replace("```text\n", "").replace("\n```", "")
+    parts += [f"== {p.strip()}" for p in extras.split("## ") if p.strip()]
     return "\n\n".join(parts)
 
 
@@ -320,6 +322,7 @@ def markdown(doc: dict) -> str:
             if title in explain:
                 lines += [explain[title], ""]
             lines += [markdown_table(table), ""]
+    lines += _extra_sections(doc)
     notes = missing_rows(doc)
     lines += ["## Missing or failed rows", ""]
     lines += [f"- {n}" for n in notes] if notes else ["- none"]
@@ -327,6 +330,29 @@ def markdown(doc: dict) -> str:
     if doc.get("chart"):
         lines += [f"Chart of this run: `{doc['chart']}`.", ""]
     return "\n".join(lines)
+
+
+def _extra_sections(doc: dict) -> list[str]:
+    """The `parallel` and `gpu` suites, in their own modules' words."""
+    lines = []
+    for key, title, module in (("parallel", "Parallel CPU schedule", "parallel"),
+                               ("gpu", "GPU", "gpu")):
+        result = doc.get(key)
+        if not result:
+            continue
+        lines += [f"## {title}", ""]
+        if "error" in result:
+            lines += [f"Not measured: {result['error']}", ""]
+            continue
+        try:
+            import importlib
+
+            mod = importlib.import_module(f"symgraph.bench.{module}")
+            text = (mod.format_summary if key == "parallel" else mod.format_result)(result)
+        except Exception as exc:  # their formatter changed: still show the raw numbers
+            text = f"({type(exc).__name__} formatting the result) {json.dumps(result)[:2000]}"
+        lines += ["```text", text, "```", ""]
+    return lines
 
 
 def write_markdown(doc: dict, path: str) -> None:

@@ -118,3 +118,12 @@ def test_targets_are_checked_from_the_numbers_of_the_run():
     assert status["M2 cold compile (first step)"] == ("3.00 s", "missed")
     assert status["M1 peak RSS vs PyTorch"] == ("0.33x", "met")
     assert status["M2 peak RSS vs PyTorch"][1] == "missed"
+
+
+def test_extra_suites_render_in_their_modules_words_or_say_why_missing():
+    doc = {"gpu": {"error": "no GPU benchmark on this machine (exit code 2)"},
+           "parallel": {"workloads": "not the format parallel.py expects"}}
+    page = report.markdown(doc)
+    assert "## GPU" in page and "Not measured: no GPU" in page
+    assert "## Parallel CPU schedule" in page and "formatting the result" in page
+    assert "== GPU" in report.terminal_report(doc)
