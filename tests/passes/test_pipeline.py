@@ -101,6 +101,10 @@ def _matrix_ops():
         "log_softmax_naive": lambda a: sg.log(sg.exp(sg.tanh(a)) / sg.sum(sg.exp(sg.tanh(a)),
                                                                          1, keepdims=True)),
         "log_softmax": lambda a: sg.log(sg.softmax(a, axis=1)),
+        "slice_concat": lambda a: sg.concatenate([a[:, :1], a[:, 1:]], axis=1),
+        "take": lambda a: sg.take(a, sg.constant(np.array([2, 0, 2]))),
+        "one_hot": lambda a: a * sg.one_hot(sg.constant(np.array([1, 3, 0])), 4, "float64"),
+        "where_mask": lambda a: sg.where(a > 0.0, a, a * 0.0),
     }
 
 
