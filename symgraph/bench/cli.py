@@ -147,8 +147,10 @@ def run_bench(args) -> int:
     if unknown:
         raise SymgraphError(f"symgraph bench: unknown suite {unknown[0]!r}; choose from "
                             f"{', '.join(SUITES + EXTRA_SUITES)} or all")
-    command = "symgraph bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
-        if len(sys.argv) > 1 and sys.argv[1] == "bench" else "symgraph bench"
+    argv = getattr(args, "argv", None)
+    if argv is None:
+        argv = sys.argv[2:] if sys.argv[1:2] == ["bench"] else []
+    command = " ".join(["symgraph bench", *(shlex.quote(a) for a in argv)])
     if args.from_json:
         doc = merge_runs(args.from_json)
     else:
@@ -175,7 +177,9 @@ def main(argv=None) -> int:
     """`python -m symgraph.bench.cli`: the same command without the `symgraph` wrapper."""
     parser = argparse.ArgumentParser(prog="symgraph")
     add_bench_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(["bench", *argv])
+    args.argv = argv  # recorded in the JSON and the markdown as the command that made them
     return int(args.run(args) or 0)
 
 

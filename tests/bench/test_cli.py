@@ -33,6 +33,7 @@ def test_json_has_environment_limits_and_every_suite(quick_run):
     assert "numpy" in env["versions"] and env["cpu"]
     assert _finite(doc["limits"]["roofs"]["gflops"]) and _finite(doc["limits"]["roofs"]["gbps"])
     assert set(doc["suites"]) == {"limits", "kernels", "train", "compile"}
+    assert doc["command"].startswith("symgraph bench --quick --threads 1 --out ")
 
 
 def test_kernel_rows_have_samples_rates_and_roof_fractions(quick_run):
