@@ -23,6 +23,7 @@ import numpy as np
 
 from symgraph.backends.render import IndexRenderer, ScalarRenderer, broadcast_index
 from symgraph.errors import SymgraphError
+from symgraph.graph import topo_order
 from symgraph.lower import VIEW_OPS, Kernel, Program, view_source
 from symgraph.ops.special import FMIX_A, FMIX_B, GOLDEN, MASK32, STEP_SALT
 
@@ -66,8 +67,10 @@ def _uniform_bits(key, flat):
 class KernelWriter:
     """Writes the source of one kernel function."""
 
-    def __init__(self, program: Program, kernel: Kernel, symbols: dict, literals: dict):
+    def __init__(self, program: Program, kernel: Kernel, symbols: dict, literals: dict,
+                 num: dict):
         self.p = program
+        self.num = num  # node id -> position in the program (stable across processes)
         self.k = kernel
         self.scalar = ScalarRenderer(symbols)
         self.index = IndexRenderer(self.scalar)
@@ -90,7 +93,7 @@ class KernelWriter:
     def value(self, node, idx: list[str], depth: int) -> str:
         """An expression for `node` at `idx` (of node.shape), loading from buffers as needed."""
         if node.id in self.local:
-            return f"v{node.id}"
+            return f"v{self.num[node.id]}"
         if node.id in self.literals:
             return self.literals[node.id]
         if node.op in VIEW_OPS:
@@ -119,13 +122,13 @@ class KernelWriter:
             a = node.attr
             self.pre_random(node, depth)
             ctor = self.scalar.dtype_ctor(node.dtype)
-            expr = (f"{ctor}(_uniform_bits(key{node.id}, {flat})) * "
+            expr = (f"{ctor}(_uniform_bits(key{self.num[node.id]}, {flat})) * "
                     f"{self.scalar.literal(2.0 ** -24, a['dtype'])}")
         else:
             args = self.operands(node, idx, depth)
             extra = [idx[-1]] if node.op == "one_hot" else []
             expr = self.scalar.expr(node, args, extra)
-        self.emit(depth, f"v{node.id} = {expr}  # {node.op} {node.label()}")
+        self.emit(depth, f"v{self.num[node.id]} = {expr}  # {node.op}{_name(node)}")
         self.local.add(node.id)
 
     def pre_random(self, node, depth) -> None:
@@ -136,7 +139,7 @@ class KernelWriter:
             if n.op == "random_uniform":
                 step = self.value(n.inputs[0], [], depth)
                 seed_mix = (n.attr["seed"] * GOLDEN) & MASK32
-                self.emit(depth, f"key{n.id} = _random_key({seed_mix}, {step})")
+                self.emit(depth, f"key{self.num[n.id]} = _random_key({seed_mix}, {step})")
 
     def invariants(self, depth: int) -> None:
         for n in self.k.invariants:
@@ -146,12 +149,12 @@ class KernelWriter:
         for n in self.k.invariants:  # a view of an invariant has the invariant's value
             if n.op in VIEW_OPS:
                 src = view_source(n)
-                self.emit(depth, f"v{n.id} = {self.value(src, ['0'] * src.ndim, depth)}")
+                self.emit(depth, f"v{self.num[n.id]} = {self.value(src, ['0'] * src.ndim, depth)}")
                 self.local.add(n.id)
 
     def store(self, node, flat: str, depth: int) -> None:
         if node.id in {w.id for w in self.k.writes}:
-            self.emit(depth, f"{self.buf(node)}[{flat}] = v{node.id}")
+            self.emit(depth, f"{self.buf(node)}[{flat}] = v{self.num[node.id]}")
 
     def loops(self, shape, depth: int, prefix: str = "i") -> tuple[list[str], int]:
         """Open a loop nest over `shape`; returns the index names and the new depth."""
@@ -176,7 +179,7 @@ class KernelWriter:
         for w in inv_writes:  # an invariant result: fill its buffer once
             if w.id not in self.local:
                 self.compute(w, ["0"] * w.ndim, 1, "0")
-            self.emit(1, f"{self.buf(w)}[:] = v{w.id}")
+            self.emit(1, f"{self.buf(w)}[:] = v{self.num[w.id]}")
         members = [n for n in k.nodes if n not in inv_writes]
         if not members:
             return
@@ -245,7 +248,7 @@ class KernelWriter:
         self.local = inv_locals
         oidx, depth = self.loops(out_shape, 1, prefix="o")
         self.emit(depth, f"g = {self.flat_of(out_shape, oidx)}")
-        self.emit(depth, f"v{root.id} = {self.scalar.dtype_ctor(root.dtype)}(acc[g])")
+        self.emit(depth, f"v{self.num[root.id]} = {self.scalar.dtype_ctor(root.dtype)}(acc[g])")
         self.local.add(root.id)
         self.store(root, "g", depth)
         for n in k.epilogue:
@@ -280,7 +283,7 @@ class KernelWriter:
         zero = self.scalar.literal(0, root.dtype)
         if not batch:
             self.emit(1, f"{gemm}({ta}, {tb}, {m}, {n}, {kk}, {abuf}, 0, {bbuf}, 0, {out}, 0, "
-                         f"{zero})  # matmul {root.label()}")
+                         f"{zero})  # matmul{_name(root)}")
         else:
             for node in (a, b):
                 if node.ndim > 2 and tuple(node.shape[:-2]) != batch and \
@@ -292,13 +295,13 @@ class KernelWriter:
             sb = f"{kk} * {n}" if tuple(b.shape[:-2]) == batch else "0"
             self.emit(1, f"for q in range({nb}):")
             self.emit(2, f"{gemm}({ta}, {tb}, {m}, {n}, {kk}, {abuf}, q * {sa}, {bbuf}, "
-                         f"q * {sb}, {out}, q * {m} * {n}, {zero})  # matmul {root.label()}")
+                         f"q * {sb}, {out}, q * {m} * {n}, {zero})  # matmul{_name(root)}")
         if k.epilogue:
             self.invariants(1)
             self.random_keys(k.epilogue, 1)
             idx, depth = self.loops(root.shape, 1)
             self.emit(depth, f"f = {self.flat_of(root.shape, idx)}")
-            self.emit(depth, f"v{root.id} = {out}[f]")
+            self.emit(depth, f"v{self.num[root.id]} = {out}[f]")
             self.local.add(root.id)
             for node in k.epilogue:
                 self.compute(node, idx, depth, "f")
@@ -388,6 +391,11 @@ class KernelWriter:
         return head + "\n" + text + "\n"
 
 
+def _name(node) -> str:
+    """A user-given node name for comments (never the process-global id: stable source)."""
+    return f" {node.name}" if node.name else ""
+
+
 def _words(text: str) -> set[str]:
     return set(re.findall(r"[A-Za-z_]\w*", text))
 
@@ -428,10 +436,11 @@ def generate(program: Program, single_entry: bool = True) -> tuple[str, list, li
             if isinstance(d, str):
                 ScalarRenderer(symbols).dim_expr(d)
     literals = size_one_literals(program, ScalarRenderer(symbols))
+    num = {n.id: i for i, n in enumerate(topo_order(program.results))}
     parts = [PRELUDE]
     calls = []
     for k in program.kernels:
-        w = KernelWriter(program, k, symbols, literals)
+        w = KernelWriter(program, k, symbols, literals, num)
         text = w.render()
         if single_entry:
             body = text.split("\n", 2)[2]
