@@ -21,9 +21,19 @@ class PassStats:
     seconds: float
     stats: dict = field(default_factory=dict)
 
-    def summary(self) -> str:
-        """The pass's own counters as 'key=value' text, zero counters left out."""
-        parts = [f"{k}={v}" for k, v in self.stats.items() if v not in (0, None, {}, [])]
+    def summary(self, top: int = 4) -> str:
+        """The pass's counters as 'key=value' text; zeros left out, breakdowns cut to `top`."""
+        parts = []
+        for key, value in self.stats.items():
+            if value in (0, None, {}, []):
+                continue
+            if isinstance(value, dict):
+                items = sorted(value.items(), key=lambda kv: -kv[1])
+                shown = " ".join(f"{k}:{v}" for k, v in items[:top])
+                more = f" +{len(items) - top} more" if len(items) > top else ""
+                parts.append(f"{key}=({shown}{more})")
+            else:
+                parts.append(f"{key}={value}")
         return ", ".join(parts)
 
 

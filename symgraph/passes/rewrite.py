@@ -50,10 +50,35 @@ def count_nodes(outputs: Sequence[Node]) -> int:
     return len(ordered(outputs))
 
 
+# Users per node id in the graph being swept (an output counts as one more), so that a rule can
+# ask `single_use` before moving work onto a value someone else also needs.
+_uses: dict[int, int] = {}
+
+
+def single_use(node: Node) -> bool:
+    """True when `node` has one user in the graph being rewritten (nodes built by rules in this
+    sweep count as single-use)."""
+    return _uses.get(node.id, 1) <= 1
+
+
 def rewrite_once(outputs: Sequence[Node], rule: Rule, fired: Counter) -> list[Node]:
     """One bottom-up sweep of `rule` over the graph; counts each firing in `fired`."""
+    order = ordered(outputs)
+    _uses.clear()
+    for node in order:
+        for i in node.inputs:
+            _uses[i.id] = _uses.get(i.id, 0) + 1
+    for o in outputs:
+        _uses[o.id] = _uses.get(o.id, 0) + 1
+    try:
+        return _sweep(order, outputs, rule, fired)
+    finally:
+        _uses.clear()
+
+
+def _sweep(order, outputs, rule: Rule, fired: Counter) -> list[Node]:
     memo: dict[int, Node] = {}
-    for node in ordered(outputs):
+    for node in order:
         if not node.inputs:
             memo[node.id] = node
             continue
@@ -71,6 +96,8 @@ def rewrite_once(outputs: Sequence[Node], rule: Rule, fired: Counter) -> list[No
             fired[name] += 1
             current = new
         memo[node.id] = current
+        if current is not node:
+            _uses[current.id] = _uses.get(node.id, 1)
     return [memo[o.id] for o in outputs]
 
 

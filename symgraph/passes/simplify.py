@@ -23,7 +23,15 @@ import numpy as np
 
 from symgraph.graph import INT_DTYPES, Node, is_static
 from symgraph.ops import build as B
-from symgraph.passes.rewrite import build, fit, is_value, rewrite, rule_table, uniform_value
+from symgraph.passes.rewrite import (
+    build,
+    fit,
+    is_value,
+    rewrite,
+    rule_table,
+    single_use,
+    uniform_value,
+)
 from symgraph.passes.shape_rules import (
     absorb_broadcast,
     broadcast_broadcast,
@@ -138,7 +146,7 @@ def neg_neg(node):
 def neg_into_scalar_factor(node):
     """-(c * y) -> (-c) * y when c holds one element: negate one number, not a tensor (exact)."""
     x = node.inputs[0]
-    if x.op != "mul":
+    if x.op != "mul" or not single_use(x):  # else c*y stays and a second product is added
         return None
     for i, c in enumerate(x.inputs):
         if c.type.shape != node.shape and is_static(c.shape) and \
@@ -152,7 +160,7 @@ def neg_into_scalar_factor(node):
 def sum_of_neg(node):
     """sum(-x) -> -sum(x): negation commutes with every rounding, so this is exact."""
     x = node.inputs[0]
-    if x.op != "neg":
+    if x.op != "neg" or not single_use(x):
         return None
     inner = build("sum", (x.inputs[0],), node, **node.attr)
     return build("neg", (inner,), node), "sum_of_neg"

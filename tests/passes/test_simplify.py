@@ -126,3 +126,15 @@ def test_negation_moves_to_the_small_side():
     for e in (expr, sg.sum(-x, axis=0)):
         np.testing.assert_array_equal(sg.function([x, c], e, optimize=0)(xs, cs),
                                       sg.function([x, c], e, optimize=2)(xs, cs))
+
+
+def test_negation_stays_when_its_value_is_shared():
+    x = sg.placeholder((3, 2), "float64", name="x")
+    c = sg.placeholder((1, 1), "float64", name="c")
+    n = -x
+    shared = [sg.sum(n, axis=0), n]
+    outs, stats = simplify(shared)
+    assert stats["rewrites"] == 0 and outs[0] is shared[0]
+    p = c * x
+    outs, stats = simplify([-p, p])
+    assert stats["rewrites"] == 0
