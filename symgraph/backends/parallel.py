@@ -19,6 +19,7 @@ Stage: backend runtime. Two layers:
 from __future__ import annotations
 
 import heapq
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,8 @@ KernelId = Hashable
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
+# A forked child inherits the pool objects but not their threads: start fresh ones there.
+os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def _pool(helpers: int) -> ThreadPoolExecutor:
@@ -283,6 +286,9 @@ class ProgramRunner:
             runner = DagRunner(schedule.deps, self.workers, schedule, self.mode)
             plan = plan_program(self.program, dims, schedule) if self.memory_plan else None
             found = self._bindings[key] = _Binding(runner, schedule, plan)
+            if os.environ.get("SYMGRAPH_DEBUG"):
+                print(f"[symgraph] {schedule}")
+                print(f"[symgraph] {plan or plan_program(self.program, dims, schedule)}")
         return found
 
     def run(self, arrays: Sequence[np.ndarray], dims: dict, trace: list | None = None) -> list:

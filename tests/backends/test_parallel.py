@@ -268,3 +268,31 @@ def test_bad_worker_count_fails_at_compile_time():
     x = sg.placeholder((2,), name="x")
     with pytest.raises(SymgraphError, match="workers"):
         sg.function([x], sg.exp(x), workers=2.5)
+
+
+def test_debug_switch_prints_schedule_and_plan(monkeypatch, capsys):
+    monkeypatch.setenv("SYMGRAPH_DEBUG", "1")
+    x = sg.placeholder(("batch", 3), name="x")
+    f = sg.function([x], sg.sum(sg.exp(x) * 2.0), workers=2)
+    f(np.ones((5, 3), np.float32))
+    out = capsys.readouterr().out
+    assert "worker(s)" in out and "planned for batch=5" in out
+
+
+def test_static_runner_survives_fork():
+    import multiprocessing
+
+    deps = {"a": [], "b": [], "c": ["a", "b"]}
+    run_dag(deps, lambda k: None, workers=2, mode="static")  # the parent's pool exists now
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        # Without a fresh pool in the child, lane 1 never runs and this times out.
+        assert pool.apply_async(_static_run_in_child).get(timeout=20) == ["a", "b", "c"]
+
+
+def _static_run_in_child():
+    deps = {"a": [], "b": [], "c": ["a", "b"]}
+    done = []
+    run_dag(deps, done.append, workers=2,
+            schedule=critical_path_schedule(deps, dict.fromkeys(deps, 1.0), 2), mode="static")
+    return sorted(done)
