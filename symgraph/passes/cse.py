@@ -45,7 +45,10 @@ def cse(outputs: Sequence[Node]) -> tuple[list[Node], dict]:
     for node in ordered(outputs):
         inputs = [memo[i.id] for i in node.inputs]
         key = value_number(node, tuple(number[i.id] for i in inputs))
-        rep = table.get(key)
+        try:
+            rep = table.get(key)
+        except TypeError:  # an unhashable attr (a list someone passed): keep the node as is
+            key, rep = ("unhashable", node.id), None
         if rep is None:
             rep = rebuild(node, inputs) if inputs else node
             table[key] = rep

@@ -134,3 +134,11 @@ def test_rebuilt_node_keeps_type_and_trace():
     n = apply("add", (x * 2.0, x * 2.0))
     (out,), _ = cse([n])
     assert out.type == n.type and out.trace == n.trace and out.inputs[0] is out.inputs[1]
+
+
+def test_unhashable_attrs_are_kept_not_crashed_on():
+    x = sg.placeholder((2, 3), "float64")
+    a = apply("transpose", (x,), perm=[1, 0])  # a list attr, as a careless caller might pass
+    b = apply("transpose", (x,), perm=[1, 0])
+    outs, stats = cse([a, b])
+    assert outs[0] is a and outs[1] is b and stats["merges"] == 0
