@@ -84,3 +84,29 @@ def test_ptxas_output_parser():
             "ptxas info    : Used 40 registers, used 1 barriers, 2048 bytes smem\n")
     assert ptx.parse_ptxas(text) == {"registers": 40, "shared_bytes": 2048, "stack_bytes": 8,
                                      "spill_stores": 4, "spill_loads": 12}
+
+
+def test_no_gpu_is_a_clear_error():
+    x = sg.placeholder((3,), name="x")
+    with pytest.raises(sg.SymgraphError, match="no usable NVIDIA GPU"):
+        sg.function([x], x * 2.0, backend="cuda")
+
+
+def test_missing_cuda_install_says_what_to_install(monkeypatch):
+    import sys
+
+    import numba
+
+    from symgraph.backends.cuda import load_cuda
+
+    monkeypatch.delattr(numba, "cuda", raising=False)
+    monkeypatch.setitem(sys.modules, "numba.cuda", None)  # as if numba-cuda were absent
+    with pytest.raises(sg.SymgraphError, match=r"pip install 'symgraph\[cuda\]'"):
+        load_cuda()
+
+
+def test_gpu_benchmark_exits_cleanly_without_a_gpu(capsys):
+    from symgraph.bench import gpu
+
+    assert gpu.main([]) == 2
+    assert "no GPU benchmark on this machine" in capsys.readouterr().err
