@@ -239,12 +239,24 @@ def _node_statement(node: Node, outputs: list[str] | None, show_attrs: bool) -> 
     label = node_label(node) if show_attrs else f"{node.op}\n{node.type}"
     attrs = [f"label={_quote(label)}", f"shape={shape}", f'style="{style}"',
              f'fillcolor="{fill}"', f'color="{colour}"',
-             f"tooltip={_quote(describe_trace(node.trace or '<unknown>'))}"]
+             f"tooltip={_quote(_tooltip(node.trace))}"]
     if is_grad(node):
         attrs.append('fontcolor="#7b241c"')
     if outputs:
         attrs += ["peripheries=2", "penwidth=1.6", f"xlabel={_quote(', '.join(outputs))}"]
     return f"  n{node.id} [{', '.join(attrs)}];"
+
+
+def _tooltip(trace: str | None) -> str:
+    """'created at file:line: code', the file relative to the working directory when inside it
+    (pictures get committed and shared: an absolute home path helps nobody)."""
+    text = describe_trace(trace or "<unknown>")
+    filename = (trace or "").rpartition(":")[0]
+    if os.path.isabs(filename):
+        rel = os.path.relpath(filename)
+        if not rel.startswith(".."):
+            text = text.replace(filename, rel, 1)
+    return text
 
 
 def render(outputs, path: str, format: str | None = None, program=None,  # noqa: A002
