@@ -2,6 +2,8 @@
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -17,7 +19,10 @@ def quick_run(tmp_path_factory):
     # numpy-only systems and backend keep this fast; peers and Numba run in the real bench
     argv = ["--quick", "--threads", "1", "--out", str(out), "--markdown", str(out / "b.md"),
             "--systems", "symgraph-numpy", "numpy-hand", "--backends", "numpy"]
-    assert cli.main(argv) == 0
+    # its own process: the command pins thread pools through the environment, which must not
+    # leak into the rest of the test session (Numba reads NUMBA_NUM_THREADS once, at import)
+    subprocess.run([sys.executable, "-m", "symgraph.bench.cli", *argv], check=True,
+                   capture_output=True)
     with open(out / "bench.json") as f:
         return out, json.load(f)
 
