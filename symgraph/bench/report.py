@@ -295,7 +295,10 @@ def markdown(doc: dict) -> str:
              "(OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS in each process, threadpoolctl for BLAS, "
              "torch.set_num_threads for PyTorch). The machine is shared and noisy: compare "
              "ratios within this run, not absolute numbers across runs. Times are medians of "
-             "repeats after warm-up, with min-max.", ""]
+             "repeats after warm-up, with min-max.", "",
+             "Peers are used when importable and are never project dependencies; to measure "
+             "them, `pip install torch==2.13.0 jax jaxlib` into the environment first. Rows of "
+             "systems that were not installed or failed are listed at the end.", ""]
     explain = {
         "Targets": "Issue 4's goals for the Numba backend. Cold and warm compile are judged by "
         "the time to the first finished step in a fresh process, which includes every "
