@@ -116,6 +116,9 @@ def _train(builder, backend, x, y, steps):
     graph = builder()
     fn = sg.function(graph.inputs, graph.loss, updates=graph.updates, backend=backend)
     losses = [float(fn(x, y)) for _ in range(steps)]
+    if backend == "cuda":  # independent kernels went to both streams, synchronized by events
+        plan = fn._run.plan
+        assert set(plan.lane.values()) == {0, 1} and any(plan.cross.values())
     return losses, {k: v.value for k, v in graph.state.items()}
 
 
