@@ -78,9 +78,10 @@ def test_gather_scatter_add_and_one_hot():
     rows = sg.take(table, labels)
     g = sg.grad(sg.sum(rows * rows), table)  # scatter_add of the gathered rows (atomics)
     hot = sg.one_hot(labels, 6)
+    g_slice = sg.grad(sg.sum(table[1:5:2, 1:] ** 2.0), table)  # unslice: the slice's adjoint
     t = RNG.standard_normal((6, 4)).astype(np.float32)
     lab = np.array([1, 3, 1, 5, 1, 0, 3], np.int32)  # repeats: atomics must add them all
-    both([table, labels], [rows, g, hot], [t, lab])
+    both([table, labels], [rows, g, hot, g_slice], [t, lab])
 
 
 def test_counter_random_is_bit_identical():
