@@ -11,7 +11,10 @@ when their lifetimes cannot overlap:
 - parallel execution (`deps` given): positions mean nothing, since independent kernels run in any
   interleaving, so one buffer may follow another in a slot only when every kernel touching the
   first is an ancestor, in the kernel DAG, of the kernel writing the second. Schedule and plan
-  then agree for every interleaving the runner may produce.
+  then agree for every interleaving the runner may produce;
+- parallel with the schedule's timeline: also when the schedule runs the first buffer's kernels
+  before the second's writer anyway; the plan then lists that wait in `extra_deps` and the
+  runner adds it to the DAG (edges only point forward in the schedule's order: no cycles).
 
 Assignment is greedy best-fit by size over this interference relation: buffers from largest to
 smallest, each into the smallest slot none of whose occupants it interferes with. In-place pairs
@@ -56,6 +59,9 @@ class MemoryPlan:
     live_peak_bytes: int
     binding: dict = field(default_factory=dict)
     parallel_safe: bool = False
+    # (kernel, kernel): the second must also wait for the first (memory reuse across branches
+    # that the schedule runs in sequence); a parallel runner adds them to the kernel DAG.
+    extra_deps: tuple = ()
 
     @property
     def arena_bytes(self) -> int:
@@ -71,7 +77,8 @@ class MemoryPlan:
                 "live_peak_bytes": self.live_peak_bytes, "arena_bytes": self.arena_bytes,
                 "pinned_bytes": self.pinned_bytes, "slots": len(self.slot_bytes),
                 "buffers": len(self.slot_of), "inplace": len(self.inplace),
-                "binding": dict(self.binding), "parallel_safe": self.parallel_safe}
+                "binding": dict(self.binding), "parallel_safe": self.parallel_safe,
+                "extra_deps": len(self.extra_deps)}
 
     def __str__(self) -> str:
         bound = ", ".join(f"{k}={v}" for k, v in sorted(self.binding.items())) or "static shapes"
@@ -80,7 +87,8 @@ class MemoryPlan:
                 f"({saved:.0%} saved; {len(self.slot_of)} buffers in {len(self.slot_bytes)} "
                 f"slots, {len(self.inplace)} in place; liveness lower bound "
                 f"{_fmt(self.live_peak_bytes)}; planned for {bound}"
-                f"{'; safe for parallel execution' if self.parallel_safe else ''})")
+                f"{'; safe for parallel execution' if self.parallel_safe else ''}"
+                f"{f' with {len(self.extra_deps)} extra waits' if self.extra_deps else ''})")
 
 
 def _fmt(n: int) -> str:
@@ -123,30 +131,63 @@ class _Group:
         self.first, self.last = min(self.first, other.first), max(self.last, other.last)
 
 
-def _precedes(a: _Group, b: _Group, anc: list[int] | None) -> bool:
-    """True when all of a's uses finish before b is first written (so b may reuse a's memory)."""
-    if anc is None:
-        return a.last < b.first
-    writers = b.writers
-    if not writers:  # b exists before the run starts: nothing can come before it
-        return False
-    while writers:
-        low = writers & -writers
-        if a.touch & ~anc[low.bit_length() - 1]:
-            return False
-        writers ^= low
-    return True
+class _Reuse:
+    """Decides whether group b may take over group a's memory, and at what price.
+
+    Serial: a's last use comes before b's first write in the order. Parallel: every kernel
+    touching a is a DAG ancestor of every kernel writing b. Parallel with a timeline (the
+    schedule's start/finish estimates): also when the schedule already runs all of a's kernels
+    before b's writers, at the price of dependency edges that make the runner wait for it.
+    Edges only point forward in `order` (a topological order), so the graph stays acyclic.
+    """
+
+    def __init__(self, anc: list[int] | None, start: list[float] | None,
+                 finish: list[float] | None):
+        self.anc, self.start, self.finish = anc, start, finish
+
+    def edges(self, a: _Group, b: _Group) -> list[tuple[int, int]] | None:
+        """None: b may not reuse a's memory; else the (position, position) edges it needs."""
+        if self.anc is None:
+            return [] if a.last < b.first else None
+        if not b.writers:  # b exists before the run starts: nothing can come before it
+            return None
+        needed = []
+        for w in _bits(b.writers):
+            missing = a.touch & ~self.anc[w]
+            if not missing:
+                continue
+            if self.start is None:
+                return None
+            for u in _bits(missing):
+                if u >= w or self.finish[u] > self.start[w]:
+                    return None
+                # u's own descendants among the missing ones will carry the wait for it.
+                if not any(self.anc[v] >> u & 1 for v in _bits(missing) if v != u):
+                    needed.append((u, w))
+        return needed
+
+
+def _bits(mask: int):
+    """Positions of the set bits of mask, lowest first."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
 
 
 def plan_memory(buffers: Sequence[BufferUse], order: Sequence[KernelId],
                 deps: Mapping[KernelId, Sequence[KernelId]] | None = None,
                 inplace: Iterable[tuple[Hashable, Hashable]] = (),
-                binding: Mapping[str, int] | None = None) -> MemoryPlan:
+                binding: Mapping[str, int] | None = None,
+                timeline: Mapping[KernelId, tuple[float, float]] | None = None) -> MemoryPlan:
     """Assign unpinned buffers to shared slots; see the module docstring for the rules.
 
     `order` is the execution order (a topological order of the kernels). `deps` (kernel ->
-    predecessors) makes the plan safe under any parallel interleaving. `inplace` lists candidate
-    (input buffer, output buffer) pairs; a pair is taken only when it is safe, see `_inplace_ok`.
+    predecessors) makes the plan safe under any parallel interleaving. With `deps`, a
+    `timeline` (kernel -> estimated (start, finish), from the schedule, `order` sorted by start)
+    lets the plan also reuse memory across branches the schedule runs one after the other; the
+    runner must then honour `plan.extra_deps` too. `inplace` lists candidate (input buffer,
+    output buffer) pairs; a pair is taken only when it is safe, see `_inplace_ok`.
     """
     index = {k: i for i, k in enumerate(order)}
     by_name: dict[Hashable, BufferUse] = {}
@@ -159,6 +200,11 @@ def plan_memory(buffers: Sequence[BufferUse], order: Sequence[KernelId],
                                     "execution order")
         by_name[b.name] = b
     anc = _ancestors(deps, order, index) if deps is not None else None
+    start = finish = None
+    if anc is not None and timeline is not None:
+        start = [float(timeline[k][0]) for k in order]
+        finish = [float(timeline[k][1]) for k in order]
+    reuse = _Reuse(anc, start, finish)
 
     groups: dict[Hashable, _Group] = {}
     for b in buffers:
@@ -180,18 +226,22 @@ def plan_memory(buffers: Sequence[BufferUse], order: Sequence[KernelId],
     slots: list[list[_Group]] = []
     sizes: list[int] = []
     slot_of: dict[Hashable, int | None] = {b.name: None for b in buffers if b.pinned}
+    extra: set[tuple[int, int]] = set()
     for g in ordered:
-        best = None
+        best, best_edges = None, None
         for s, occupants in enumerate(slots):
-            # Largest first, so every open slot is already big enough: best fit = smallest slot.
-            if all(_precedes(o, g, anc) or _precedes(g, o, anc) for o in occupants):
-                if best is None or sizes[s] < sizes[best]:
-                    best = s
+            edges = _slot_edges(reuse, occupants, g)
+            # Largest first, so every open slot is already big enough: best fit = smallest
+            # slot, then the one needing the fewest new waits.
+            if edges is not None and (best is None or (sizes[s], len(edges))
+                                      < (sizes[best], len(best_edges))):
+                best, best_edges = s, edges
         if best is None:
             slots.append([])
             sizes.append(_aligned(g.nbytes))
-            best = len(slots) - 1
+            best, best_edges = len(slots) - 1, []
         slots[best].append(g)
+        extra.update(best_edges)
         for name in g.members:
             slot_of[name] = best
 
@@ -200,7 +250,21 @@ def plan_memory(buffers: Sequence[BufferUse], order: Sequence[KernelId],
     return MemoryPlan(slot_of=slot_of, slot_bytes=tuple(sizes), inplace=tuple(taken),
                       naive_bytes=naive, pinned_bytes=pinned,
                       live_peak_bytes=_live_peak(buffers, index, len(order)),
-                      binding=dict(binding or {}), parallel_safe=deps is not None)
+                      binding=dict(binding or {}), parallel_safe=deps is not None,
+                      extra_deps=tuple(sorted((order[u], order[w]) for u, w in extra)))
+
+
+def _slot_edges(reuse: _Reuse, occupants: list[_Group], g: _Group):
+    """Edges that let g share a slot with every occupant (either order), or None."""
+    edges = []
+    for o in occupants:
+        found = reuse.edges(o, g)
+        if found is None:
+            found = reuse.edges(g, o)
+        if found is None:
+            return None
+        edges += found
+    return edges
 
 
 def _aligned(n: int) -> int:
@@ -313,22 +377,26 @@ def _read_only_directly(kernel) -> set[int]:
 
 
 def plan_program(program, dims: Mapping[str, int] | None = None, schedule=None,
-                 inplace: bool = True) -> MemoryPlan:
+                 inplace: bool = True, timed: bool = True) -> MemoryPlan:
     """The memory plan of a lowered Program for the binding `dims`.
 
     With a one-worker `schedule` the plan follows its serial order; with a k-worker schedule it
-    is made safe for any parallel interleaving (reuse only along kernel DAG edges). Without a
-    schedule it follows the program's kernel order serially.
+    is safe for any parallel interleaving of the kernel DAG plus `plan.extra_deps`, the waits
+    that let branches the schedule runs in sequence share memory (`timed=False`: none, reuse
+    only along the DAG's own edges). Without a schedule it follows the program's kernel order.
     """
     deps = {k.id: program.deps[k.id] for k in program.kernels}
     if schedule is None:
         order, parallel = [k.id for k in program.kernels], False
     else:
         order, parallel = list(schedule.order), schedule.workers > 1
+    timeline = None
+    if parallel and timed:
+        timeline = {s.kernel: (s.start, s.finish) for s in schedule.placement().values()}
     return plan_memory(program_buffer_uses(program, dims), order,
                        deps=deps if parallel else None,
                        inplace=inplace_candidates(program) if inplace else (),
-                       binding=dims)
+                       binding=dims, timeline=timeline)
 
 
 plan_program_memory = plan_program

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from symgraph.errors import SymgraphError
 from symgraph.memplan import BufferUse, plan_memory
-from symgraph.schedule import critical_path_schedule
+from symgraph.schedule import critical_path_schedule, topological_levels
 
 
 def chain_buffers(n, nbytes=1000):
@@ -65,6 +65,25 @@ def test_parallel_plan_does_not_share_across_independent_branches():
     assert len(parallel.slot_bytes) == 4 and len(serial.slot_bytes) == 3
 
 
+def test_timed_plan_shares_across_branches_with_a_wait():
+    # Same two branches, but the schedule runs branch b after branch a on one lane (say the
+    # other worker is busy with j's other inputs): b1 may reuse A1 if it waits for a2.
+    deps = {"a1": [], "a2": ["a1"], "b1": [], "b2": ["b1"], "j": ["a2", "b2"]}
+    order = ["a1", "a2", "b1", "b2", "j"]
+    timeline = {"a1": (0, 1), "a2": (1, 2), "b1": (2, 3), "b2": (3, 4), "j": (4, 5)}
+    bufs = [BufferUse("A1", 100, "a1", ("a2",)), BufferUse("A2", 100, "a2", ("j",)),
+            BufferUse("B1", 100, "b1", ("b2",)), BufferUse("B2", 100, "b2", ("j",))]
+    plan = plan_memory(bufs, order, deps=deps, timeline=timeline)
+    assert plan.slot_of["A1"] == plan.slot_of["B1"]
+    assert plan.extra_deps == (("a2", "b1"),)
+    assert "1 extra waits" in str(plan)
+    # b1 overlaps a2 in the estimates: B1 cannot take A1's memory, but B2 (written at 3) can.
+    timeline["b1"] = (1.5, 2.5)
+    plan = plan_memory(bufs, order, deps=deps, timeline=timeline)
+    assert plan.slot_of["A1"] != plan.slot_of["B1"]
+    assert plan.slot_of["A1"] == plan.slot_of["B2"] and plan.extra_deps == (("a2", "b2"),)
+
+
 def test_best_fit_picks_the_smallest_free_slot():
     order = ["k0", "k1", "k2", "k3"]
     bufs = [BufferUse("big", 4096, "k0", ("k1",)), BufferUse("mid", 1024, "k0", ("k1",)),
@@ -108,13 +127,14 @@ def random_programs(draw):
                       pinned=draw(st.booleans()) and not readers[k]) for k in deps]
     pairs = [(f"b_{p}", f"b_{k}") for k, preds in deps.items() for p in preds]
     use_pairs = draw(st.booleans())
-    return deps, bufs, pairs if use_pairs else [], draw(st.integers(1, 3))
+    costs = {k: draw(st.sampled_from([0.0, 1.0, 2.0, 5.0])) for k in deps}
+    return deps, bufs, pairs if use_pairs else [], draw(st.integers(1, 3)), costs
 
 
-def _reaches(deps):
+def _reaches(deps, order):
     """kernel -> set of all its ancestors (independent of memplan's bitmask code)."""
     anc = {}
-    for k in deps:  # keys are in topological order
+    for k in order:  # a topological order of deps
         anc[k] = set()
         for p in deps[k]:
             anc[k] |= anc[p] | {p}
@@ -124,12 +144,22 @@ def _reaches(deps):
 @settings(max_examples=120, deadline=None)
 @given(random_programs())
 def test_shared_slots_never_overlap(case):
-    deps, bufs, pairs, workers = case
-    order = list(critical_path_schedule(deps, dict.fromkeys(deps, 1.0), workers).order)
+    deps, bufs, pairs, workers, costs = case
+    sched = critical_path_schedule(deps, costs, workers)
+    order = list(sched.order)
+    timeline = {s.kernel: (s.start, s.finish) for s in sched.placement().values()}
     pos = {k: i for i, k in enumerate(order)}
-    anc = _reaches(deps)
-    for parallel in (False, True):
-        plan = plan_memory(bufs, order, deps=deps if parallel else None, inplace=pairs)
+    for parallel, timed in ((False, False), (True, False), (True, True)):
+        plan = plan_memory(bufs, order, deps=deps if parallel else None, inplace=pairs,
+                           timeline=timeline if timed else None)
+        # The waits the plan adds keep the kernel graph acyclic, and all point forward.
+        assert all(pos[a] < pos[b] for a, b in plan.extra_deps)
+        assert timed or not plan.extra_deps
+        augmented = {k: list(v) for k, v in deps.items()}
+        for a, b in plan.extra_deps:
+            augmented[b].append(a)
+        topological_levels(augmented)
+        anc = _reaches(augmented, order)
         assert plan.peak_bytes <= plan.naive_bytes + 64 * len(bufs)
         if not pairs:
             assert plan.peak_bytes >= plan.live_peak_bytes

@@ -204,11 +204,12 @@ def memory_report(batch: int = 128) -> dict:
     temps = sum(b.nbytes(dims) for b in program.buffers if b.kind == "temp")
     out = {"binding": dims, "kernels": len(program.kernels), "buffers": len(program.buffers),
            "naive": {"temps_bytes": temps}}
-    for label, workers in (("serial", 1), ("parallel_2", 2)):
-        plan = plan_program(program, dims, schedule_program(program, workers, dims))
+    for label, workers, timed in (("serial", 1, True), ("parallel_2", 2, True),
+                                  ("parallel_2_dag_only", 2, False)):
+        plan = plan_program(program, dims, schedule_program(program, workers, dims), timed=timed)
         out[label] = {"temps_bytes": plan.arena_bytes, "peak_bytes": plan.peak_bytes,
                       "live_peak_bytes": plan.live_peak_bytes, "inplace": len(plan.inplace),
-                      "slots": len(plan.slot_bytes)}
+                      "slots": len(plan.slot_bytes), "extra_deps": len(plan.extra_deps)}
         out["naive"]["peak_bytes"] = plan.naive_bytes
     return out
 
@@ -251,7 +252,10 @@ def format_summary(result: dict) -> str:
                  f" MiB, serial plan {mem['serial']['temps_bytes'] / mib:.2f} / "
                  f"{mem['serial']['peak_bytes'] / mib:.2f} MiB, parallel-safe plan "
                  f"{mem['parallel_2']['temps_bytes'] / mib:.2f} / "
-                 f"{mem['parallel_2']['peak_bytes'] / mib:.2f} MiB")
+                 f"{mem['parallel_2']['peak_bytes'] / mib:.2f} MiB ("
+                 f"{mem['parallel_2']['extra_deps']} extra waits; DAG edges only: "
+                 f"{mem['parallel_2_dag_only']['temps_bytes'] / mib:.2f} / "
+                 f"{mem['parallel_2_dag_only']['peak_bytes'] / mib:.2f} MiB)")
     return "\n".join(lines)
 
 

@@ -168,8 +168,11 @@ def test_planned_peak_below_naive_at_batch_128():
         assert plan.peak_bytes < plan.naive_bytes
         assert "batch=128" in str(plan)
     serial = plan_program(program, {"batch": 128}, schedule_program(program, 1))
-    parallel = plan_program(program, {"batch": 128}, schedule_program(program, 2))
-    assert serial.peak_bytes <= parallel.peak_bytes  # parallel safety costs reuse, never gains
+    two = schedule_program(program, 2, {"batch": 128})
+    parallel = plan_program(program, {"batch": 128}, two)
+    dag_only = plan_program(program, {"batch": 128}, two, timed=False)
+    assert serial.peak_bytes <= parallel.peak_bytes <= dag_only.peak_bytes
+    assert dag_only.extra_deps == () and parallel.extra_deps  # the waits buy the difference
 
 
 def test_a_wrong_plan_is_caught_by_the_results():
