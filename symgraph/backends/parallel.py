@@ -201,12 +201,19 @@ def run_dag(deps: Mapping[KernelId, Sequence[KernelId]], execute: Callable[[Kern
 # --- the NumPy backend's parallel path ----------------------------------------------------
 
 
-def _evaluate(node, dims: dict, args: list, check_nan: bool):
-    """One node's NumPy impl, with the reference backend's dtype fix-up and error messages."""
-    from symgraph.ops import OPS
+def _evaluate(node, dims: dict, args: list, check_nan: bool, prepared: dict):
+    """One node's NumPy impl, with the reference backend's dtype fix-up and error messages.
 
+    `prepared` caches node id -> (impl, attrs) per runner: `node.attr` builds a dict each time.
+    """
+    found = prepared.get(node.id)
+    if found is None:
+        from symgraph.ops import OPS
+
+        found = prepared[node.id] = (OPS[node.op].impl, node.attr)
+    impl, attrs = found
     try:
-        value = OPS[node.op].impl(node.attr, dims, *args)
+        value = impl(attrs, dims, *args)
     except (ValueError, IndexError, TypeError, FloatingPointError) as exc:
         shapes = ", ".join(f"{a.dtype}{list(a.shape)}" for a in args)
         raise SymgraphError(f"evaluating {node.describe()} on inputs ({shapes}) failed: "
@@ -221,7 +228,7 @@ def _evaluate(node, dims: dict, args: list, check_nan: bool):
     return value
 
 
-def _lookup(node, local: dict, env: dict, dims: dict, check_nan: bool):
+def _lookup(node, local: dict, env: dict, dims: dict, check_nan: bool, prepared: dict):
     """A node's value in this kernel: computed here, in a buffer, or recomputed through views.
 
     Views (reshape, transpose, ...) and loop invariants have no buffer of their own: a compiled
@@ -231,8 +238,8 @@ def _lookup(node, local: dict, env: dict, dims: dict, check_nan: bool):
     if found is None:
         found = env.get(node.id)
     if found is None:
-        args = [_lookup(i, local, env, dims, check_nan) for i in node.inputs]
-        found = local[node.id] = _evaluate(node, dims, args, check_nan)
+        args = [_lookup(i, local, env, dims, check_nan, prepared) for i in node.inputs]
+        found = local[node.id] = _evaluate(node, dims, args, check_nan, prepared)
     return found
 
 
@@ -265,6 +272,7 @@ class ProgramRunner:
         self.memory_plan, self.check_nan = memory_plan, check_nan
         self._bindings: dict[tuple, _Binding] = {}
         self._lock = threading.Lock()
+        self._prepared: dict = {}
         self.readers: dict[int, int] = {}
         for k in program.kernels:
             for n in k.reads:
@@ -312,7 +320,7 @@ class ProgramRunner:
                 env[leaf.id] = leaf.attr["value"].array
         slots = allocate_slots(prog, bound.plan, dims) if bound.plan is not None else None
         remaining = dict(self.readers)
-        kernels = prog.kernels
+        kernels, check_nan, prepared = prog.kernels, self.check_nan, self._prepared
 
         def execute(kid: int) -> None:
             kernel = kernels[kid]
@@ -320,9 +328,11 @@ class ProgramRunner:
 
             with np.errstate(all="ignore"):
                 for node in kernel.nodes:
-                    args = [_lookup(i, local, env, dims, self.check_nan) for i in node.inputs]
-                    local[node.id] = _evaluate(node, dims, args, self.check_nan)
-                outs = [(n, _lookup(n, local, env, dims, self.check_nan)) for n in kernel.writes]
+                    args = [_lookup(i, local, env, dims, check_nan, prepared)
+                            for i in node.inputs]
+                    local[node.id] = _evaluate(node, dims, args, check_nan, prepared)
+                outs = [(n, _lookup(n, local, env, dims, check_nan, prepared))
+                        for n in kernel.writes]
             self._publish(outs, env, slots)
             if slots is None:
                 with self._lock:
@@ -336,7 +346,7 @@ class ProgramRunner:
         for r in prog.results:
             val = env.get(r.id)
             if val is None:  # a view of an output buffer: lowering leaves it to the runtime
-                val = _lookup(r, {}, env, dims, self.check_nan)
+                val = _lookup(r, {}, env, dims, check_nan, prepared)
                 if slots is not None and val.base is not None:
                     val = val.copy()  # never hand out memory a later call's plan reuses
             outs.append(val)
