@@ -156,3 +156,12 @@ def test_nan_check_names_the_node():
     fn = sg.function([x], out, backend="cuda", check_nan=True)
     with pytest.raises(sg.SymgraphError, match="(NaN|inf) first produced by div"):
         fn(np.array([1.0, -1.0, 2.0, 3.0], np.float32))
+
+
+def test_float64_and_integer_dtypes():
+    a = sg.placeholder((5, 7), dtype="float64", name="a")
+    i = sg.placeholder((5, 7), dtype="int64", name="i")
+    x = RNG.standard_normal((5, 7))
+    k = RNG.integers(-9, 9, (5, 7))
+    both([a, i], [sg.sigmoid(a) @ sg.transpose(a), sg.sum(i * 3, axis=0), sg.max(i, axis=1),
+                  sg.abs(i) + 1, sg.cast(i, "float64") * a], [x, k], rtol=1e-12, atol=1e-12)

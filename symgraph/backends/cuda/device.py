@@ -118,6 +118,10 @@ class CudaProgram:
         self.program = lower(self.inputs, self.results)
         self.module = render_program(self.program, SIM if simulate else GPU)
         mod = import_module(self.module)
+        if os.environ.get("SYMGRAPH_DEBUG"):
+            n = sum(len(v) for v in self.module.launches.values())
+            print(f"[symgraph] cuda: {len(self.program.kernels)} kernels, {n} launches "
+                  f"({self.module.target.name}), source {mod.__file__}")
         self.functions = {}
         for launches in self.module.launches.values():
             for launch in launches:
