@@ -63,6 +63,13 @@ class MemoryPlan:
     # that the schedule runs in sequence); a parallel runner adds them to the kernel DAG.
     extra_deps: tuple = ()
 
+    def augment(self, deps: Mapping[KernelId, Sequence[KernelId]]) -> dict:
+        """`deps` plus the plan's extra waits: the DAG a parallel runner must follow."""
+        out = {k: list(v) for k, v in deps.items()}
+        for before, after in self.extra_deps:
+            out[after].append(before)
+        return out
+
     @property
     def arena_bytes(self) -> int:
         return sum(self.slot_bytes)

@@ -292,9 +292,8 @@ class ProgramRunner:
         if found is None:
             schedule = schedule_program(self.program, self.workers, dims)
             plan = plan_program(self.program, dims, schedule) if self.memory_plan else None
-            deps = {k: list(v) for k, v in schedule.deps.items()}
-            for before, after in plan.extra_deps if plan is not None else ():
-                deps[after].append(before)  # slot reuse across branches: wait for the last use
+            # With a plan, slot reuse across branches adds waits to the kernel DAG.
+            deps = plan.augment(schedule.deps) if plan is not None else schedule.deps
             runner = DagRunner(deps, self.workers, schedule, self.mode)
             found = self._bindings[key] = _Binding(runner, schedule, plan)
             if os.environ.get("SYMGRAPH_DEBUG"):
