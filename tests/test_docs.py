@@ -106,3 +106,25 @@ def test_doc_code_blocks_run(path: Path, tmp_path, monkeypatch):
 
             plt.close("all")
             break
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_block_parser_ignores_fences_inside_other_blocks():
+    text = "````markdown\n```python\nboom()\n```\n````\n"
+    assert python_blocks(text) == []
+
+
+@pytest.mark.parametrize("path", doc_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_point_at_existing_files(path: Path):
+    prose = re.sub(r"^(`{3,}|~{3,}).*?^\1", "", path.read_text(encoding="utf-8"),
+                   flags=re.M | re.S)  # links inside code are code, not links
+    prose = re.sub(r"`[^`\n]*`", "", prose)
+    missing = []
+    for target in LINK.findall(prose):
+        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+            continue  # URLs and in-page anchors
+        if not (path.parent / target.split("#")[0]).exists():
+            missing.append(target)
+    assert not missing, f"{path.relative_to(ROOT)} links to missing files: {missing}"
