@@ -52,28 +52,39 @@ def layers_for(nodes: int) -> int:
     return max(1, round((nodes - (small - 8 * per_layer)) / per_layer))
 
 
-def measure(nodes: int, level: int = 2) -> dict:
-    """Build a graph of about `nodes` nodes and time each pass of `level` on it."""
+def measure(nodes: int, level: int = 2, repeats: int = 1) -> dict:
+    """Build a graph of about `nodes` nodes and time each pass of `level` on it.
+
+    With `repeats` > 1 the pipeline runs that many times and the fastest run is reported (the
+    usual defence against a shared, noisy machine).
+    """
     start = time.perf_counter()
     _, outputs = build_chain(layers_for(nodes))
     build_s = time.perf_counter() - start
-    start, cpu_start = time.perf_counter(), time.process_time()
-    _, report = optimize(outputs, level=level)
-    total_s = time.perf_counter() - start
-    cpu_s = time.process_time() - cpu_start  # on a shared machine CPU time is the steadier one
+    best = None
+    for _ in range(repeats):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        _, report = optimize(outputs, level=level)
+        total_s = time.perf_counter() - start
+        cpu_s = time.process_time() - cpu_start  # on a shared machine the steadier figure
+        if best is None or cpu_s < best[1]:
+            best = (total_s, cpu_s, report)
+    total_s, cpu_s, report = best
     per_pass: dict[str, float] = defaultdict(float)
     for p in report.passes:
         per_pass[p.name] += p.seconds
     return {"nodes": report.nodes_before, "nodes_after": report.nodes_after, "level": level,
             "build_seconds": build_s, "optimize_seconds": total_s, "optimize_cpu_seconds": cpu_s,
-            "pass_seconds": dict(per_pass), "cse_merges": report.total("merges")}
+            "pass_seconds": dict(per_pass), "cse_merges": report.total("merges"),
+            "repeats": repeats}
 
 
 def run(sizes=(1000, 10000, 100000), quick: bool = False) -> dict:
     """Per-pass times of the O2 pipeline at each size; `quick` drops sizes above 10k."""
     if quick:
         sizes = tuple(s for s in sizes if s <= 10000)
-    results = [measure(n) for n in sizes]
+    # a few runs each where that is cheap; the 100k graph once
+    results = [measure(n, repeats=3 if n <= 20000 else 1) for n in sizes]
     base = results[0]
     for r in results:  # CPU time per node relative to the smallest graph: 1.0 means linear
         r["growth_vs_linear"] = (r["optimize_cpu_seconds"] / r["nodes"]) / \
