@@ -42,9 +42,18 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\r", "").replace("\n", "\\n") + '"'
 
 
+def _is_function(obj) -> bool:
+    return hasattr(obj, "graph") and hasattr(obj, "inputs") and not isinstance(obj, Node)
+
+
+def function_program(fn):
+    """The lowered Program a compiled sg.Function runs, when its backend keeps one (Numba)."""
+    return getattr(getattr(fn, "_run", None), "program", None) if _is_function(fn) else None
+
+
 def _as_outputs(outputs) -> tuple[list[Node], list[str]]:
     """Output nodes and their display names from a node, list/tuple, dict or sg.Function."""
-    if hasattr(outputs, "graph") and hasattr(outputs, "inputs") and not isinstance(outputs, Node):
+    if _is_function(outputs):
         outputs = outputs.graph  # a compiled sg.Function: draw its optimized graph
     if isinstance(outputs, Node):
         return [outputs], ["out"]
@@ -167,6 +176,8 @@ def to_dot(outputs, program=None, title: str | None = None, clusters=None, ranks
     its schedule levels become ranks. `clusters`: explicit [(label, nodes)] or [nodes] groups
     (overrides the program's). `ranks`: lists of nodes drawn on the same row.
     """
+    if program is None:
+        program = function_program(outputs)  # a Numba-compiled function shows its kernels
     nodes, names = _as_outputs(outputs)
     order = topo_order(nodes)
     groups = _normalize_groups(clusters) if clusters is not None else program_clusters(program)

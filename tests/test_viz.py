@@ -265,3 +265,15 @@ def test_viz_command_reads_a_python_file(tmp_path):
     with pytest.raises(SymgraphError, match="must define"):
         (tmp_path / "empty.py").write_text("a = 1\n")
         viz_cli.build_views(str(tmp_path / "empty.py"))
+
+
+def test_numba_function_draws_its_kernels():
+    pytest.importorskip("numba")
+    x = sg.placeholder(("batch", 3), name="x")
+    y = sg.sum(sg.tanh(x) * 2.0 + 1.0, axis=1)
+    fn = sg.function([x], y, backend="numba")
+    program = viz.function_program(fn)
+    if program is None:
+        pytest.skip("this backend keeps no lowered program")
+    assert "subgraph cluster_" in sg.to_dot(fn)
+    assert "subgraph cluster_" not in sg.to_dot(sg.function([x], y, backend="numpy"))
