@@ -203,6 +203,7 @@ def test_flatten_images_into_dense():
 
     x = RNG.normal(size=(5, 4, 3)).astype(np.float32)
     model = Sequential([Input((4, 3)), Flatten(), Dense(2, use_bias=False)])
+    model.compile(loss="mse", backend="numpy")
     assert model.layers[0].output_shape == (12,)  # Input is not a layer of the stack
     k = model.layers[1].kernel.value
     np.testing.assert_allclose(model.predict(x, verbose=0), x.reshape(5, 12) @ k, rtol=1e-5)
