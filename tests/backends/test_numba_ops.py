@@ -191,3 +191,18 @@ def test_updates_and_scalar_results():
     f()
     np.testing.assert_array_equal(w.value, np.arange(4) * 2)
     assert t.value == 2
+
+
+def test_thread_pool_driver_matches_single_entry():
+    rng = np.random.default_rng(5)
+    x = sg.placeholder(("n", 6), "float64", name="x")
+    w1 = sg.variable(rng.standard_normal((6, 5)), name="w1")
+    w2 = sg.variable(rng.standard_normal((6, 5)), name="w2")
+    a, b = sg.tanh(x @ w1), sg.relu(x @ w2)  # two independent branches
+    loss = sg.sum(a * b) + sg.sum(sg.softmax(a))
+    outs = [loss] + sg.grad(loss, [w1, w2])
+    xb = rng.standard_normal((4, 6))
+    ref = sg.function([x], outs, backend="numpy")(xb)
+    got = sg.function([x], outs, backend="numba", workers=2)(xb)
+    for r, g in zip(ref, got):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)

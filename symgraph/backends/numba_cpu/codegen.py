@@ -18,6 +18,7 @@ Loop-invariant values (kernel.invariants) are computed once before a kernel's lo
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -423,12 +424,24 @@ def computed_results(program: Program) -> list:
 _LOCALS = re.compile(r"\b(f|g|s|acc|c|q|j|r|p|t|v|best|bi|base|i\d+|o\d+)\b")
 
 
-def generate(program: Program, single_entry: bool = True) -> tuple[str, list, list]:
-    """Module source for `program`; returns (source, entry argument buffers, dim symbols).
+@dataclass(frozen=True)
+class Generated:
+    """A rendered module: its source, `entry`'s argument buffers, the dim symbols (symbol,
+    variable) and, per kernel, its njit function's argument names (driver mode)."""
+
+    source: str
+    args: list
+    symbols: list
+    kernel_args: list
+
+
+def generate(program: Program, single_entry: bool = True) -> Generated:
+    """Module source for `program`.
 
     With `single_entry` every kernel body is pasted into `entry` (its loop variables renamed
-    per kernel), so Numba compiles one function instead of one per kernel; otherwise each
-    kernel is its own njit function that `entry` calls.
+    per kernel), so Numba compiles one function and a call is one dispatch; otherwise each
+    kernel is its own nogil njit function, called by `entry` or by a Python driver that runs
+    independent kernels on a thread pool.
     """
     symbols: dict = {}
     for b in program.buffers:  # give every symbol a stable variable in order of appearance
@@ -439,6 +452,7 @@ def generate(program: Program, single_entry: bool = True) -> tuple[str, list, li
     num = {n.id: i for i, n in enumerate(topo_order(program.results))}
     parts = [PRELUDE]
     calls = []
+    kernel_args = []
     for k in program.kernels:
         w = KernelWriter(program, k, symbols, literals, num)
         text = w.render()
@@ -448,6 +462,7 @@ def generate(program: Program, single_entry: bool = True) -> tuple[str, list, li
         else:
             parts.append(text)
             calls.append(f"    k{k.id}({', '.join(w.args)})\n")
+        kernel_args.append(list(w.args))
     args = [b for b in program.buffers if b.kind in ("input", "variable", "constant")
             and b.node.id not in literals]
     dim_names = list(symbols.values())
@@ -463,4 +478,4 @@ def generate(program: Program, single_entry: bool = True) -> tuple[str, list, li
     rets = computed_results(program)
     lines.append(f"    return ({''.join(f'b{b.id}, ' for b in rets)})")
     parts.append("\n".join(lines) + "\n")
-    return "\n\n".join(parts), args, list(symbols.items())
+    return Generated("\n\n".join(parts), args, list(symbols.items()), kernel_args)
