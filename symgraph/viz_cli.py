@@ -205,9 +205,15 @@ h2 {{ font-size: 1em; }} pre {{ background: #f6f6f6; padding: .5em; overflow-x: 
 
 
 def run_viz(args: argparse.Namespace) -> int:
-    """The `symgraph viz` command."""
-    views = build_views(args.source, level=args.level)
-    written = write_views(views, args.out, fmt=args.format)
+    """The `symgraph viz` command (a user mistake prints one line and exits with status 2)."""
+    import sys
+
+    try:
+        views = build_views(args.source, level=args.level)
+        written = write_views(views, args.out, fmt=args.format)
+    except SymgraphError as exc:
+        print(f"symgraph viz: error: {exc}", file=sys.stderr)
+        return 2
     for note in views.notes:
         print(f"note: {note}")
     if "forward" not in written:

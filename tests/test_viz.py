@@ -277,3 +277,11 @@ def test_numba_function_draws_its_kernels():
         pytest.skip("this backend keeps no lowered program")
     assert "subgraph cluster_" in sg.to_dot(fn)
     assert "subgraph cluster_" not in sg.to_dot(sg.function([x], y, backend="numpy"))
+
+
+def test_viz_command_reports_a_missing_file_in_one_line(tmp_path, capsys):
+    from symgraph.cli import main
+
+    assert main(["viz", str(tmp_path / "nope.py"), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.py" in err and "Traceback" not in err
