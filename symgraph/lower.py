@@ -496,3 +496,21 @@ def _make_kernel(kid, g: _Group, reads, invs, materialized, index, inv_writes) -
 def resolve_dims(shape, dims: dict) -> tuple:
     """Concrete shape of a (possibly symbolic) shape under bound dims."""
     return resolve_shape(shape, dims)
+
+
+def fill_report(report, program: Program, dims: dict | None = None) -> None:
+    """Set the lowering fields of a CompileReport (passes/report.py): kernel and buffer counts,
+    estimated FLOPs and bytes moved, and the schedule and memory plan figures."""
+    stats = program.stats(dims)
+    for key in ("kernels", "buffers", "flops", "bytes_moved"):
+        setattr(report, key, stats[key])
+    try:
+        sched = program.schedule(2)
+        report.schedule_depth, report.schedule_width = sched.depth, sched.width
+        plan = program.memory()
+        report.peak_bytes = plan.peak_bytes
+        naive = getattr(plan, "naive_bytes", None)
+        if naive is not None:
+            report.naive_peak_bytes = naive
+    except (ImportError, AttributeError):  # planner or scheduler not available: counts only
+        pass

@@ -111,6 +111,10 @@ class Function:
         parallel = {"workers": workers} if workers != 1 else {}  # kernel DAG on k threads
         self._run = _backend(backend).compile(self.inputs, optimized, check_nan=check_nan,
                                               **parallel)
+        if getattr(self._run, "program", None) is not None:  # lowered: kernels, FLOPs, ...
+            from symgraph.lower import fill_report
+
+            fill_report(self.report, self._run.program)
         self.compile_seconds = time.perf_counter() - start
         if os.environ.get("SYMGRAPH_DEBUG"):
             print(f"[symgraph] compiled {self.name} for {backend} in "

@@ -150,3 +150,11 @@ def test_random_graphs_lower_to_valid_programs(graph):
     check_structure(program)
     grads = sg.grad(sg.sum(sum(sg.sum(o) for o in outs)), x)
     check_structure(lower([x], outs + [grads]))
+
+
+def test_compile_report_gets_lowering_fields():
+    inputs, outputs = softmax_ce_forward_backward()
+    f = sg.function(inputs, outputs, backend="numba")
+    assert f.report.kernels == 8 and f.report.buffers >= 8
+    assert f.report.flops > 0 and f.report.bytes_moved > 0
+    assert "kernels: 8" in str(f.report)

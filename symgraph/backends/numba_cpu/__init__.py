@@ -44,7 +44,8 @@ class CompiledProgram:
         self.check_nan = check_nan
         self.symbols = [name for name, _ in symbols]
         self.workers = workers
-        if workers > 1:
+        self.driver = workers > 1 or os.environ.get("SYMGRAPH_NUMBA_DRIVER") == "1"
+        if self.driver:
             self._setup_driver(gen)
         inputs = {n.id: i for i, n in enumerate(program.inputs)}
         # Each entry argument: ("input", position) | ("variable", node) | ("constant", array).
@@ -97,7 +98,7 @@ class CompiledProgram:
                 _debug(f"{self.module.__name__}: cache load failed ({exc!r}); recompiling")
                 self.module = reload_module(self.module)
                 self.entry = self.module.entry
-                if self.workers > 1:
+                if self.driver:
                     self.kernel_fns = [getattr(self.module, f"k{k.id}")
                                        for k in self.program.kernels]
                 outs = self._call(args, arrays, dims)
@@ -157,7 +158,7 @@ class CompiledProgram:
 
     def _call(self, args, arrays, dims):
         try:
-            if self.workers > 1:
+            if self.driver:
                 return self._drive(args)
             return self.entry(*args)
         except (IndexError, ZeroDivisionError) as exc:
@@ -198,7 +199,8 @@ class NumbaBackend:
         start = time.perf_counter()
         program = lower(inputs, results)
         _check_supported(program)
-        gen = generate(program, single_entry=workers == 1)
+        driver = workers > 1 or os.environ.get("SYMGRAPH_NUMBA_DRIVER") == "1"
+        gen = generate(program, single_entry=not driver)
         module, reason = load_module(gen.source)
         compiled = CompiledProgram(program, module, gen, check_nan, workers)
         _debug(f"{module.__name__}: {len(program.kernels)} kernels, {reason}, generated and "
