@@ -17,8 +17,7 @@ from collections import Counter
 from typing import Sequence
 
 from symgraph.graph import Node
-from symgraph.ops import rebuild
-from symgraph.passes.rewrite import ordered
+from symgraph.passes.rewrite import ordered, same_type_rebuild
 
 COMMUTATIVE = frozenset({"add", "mul", "maximum", "minimum", "eq", "ne", "logical_and",
                          "logical_or"})
@@ -50,7 +49,7 @@ def cse(outputs: Sequence[Node]) -> tuple[list[Node], dict]:
         except TypeError:  # an unhashable attr (a list someone passed): keep the node as is
             key, rep = ("unhashable", node.id), None
         if rep is None:
-            rep = rebuild(node, inputs) if inputs else node
+            rep = same_type_rebuild(node, inputs) if inputs else node
             table[key] = rep
             number[rep.id] = rep.id
         else:
