@@ -246,3 +246,35 @@ def test_auto_backend_falls_back_to_numpy_when_a_step_cannot_compile():
     explicit.backend = "no-such-backend"  # an explicit choice never falls back silently
     with pytest.raises(SymgraphError, match="unknown backend"):
         explicit.fit(x, x[:, :1], verbose=0)
+
+
+def test_training_step_gradient_matches_finite_differences_float64():
+    """SGD(lr=1) moves each weight by exactly its gradient: compare with central differences
+    of the evaluated loss (float64 weights; the model has no dropout/BN, so training and
+    evaluation compute the same loss)."""
+    from symgraph.nn import PReLU, regularizers
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(6, 3)).astype(np.float32)
+    y = rng.integers(0, 4, size=6)
+    model = Sequential([Dense(5, input_dim=3, activation="tanh", dtype="float64",
+                              kernel_regularizer=regularizers.l2(0.01)),
+                        PReLU(dtype="float64", alpha_initializer="ones"),
+                        Dense(4, activation="softmax", dtype="float64")])
+    model.compile(optimizer=optimizers.SGD(1.0), loss="sparse_categorical_crossentropy",
+                  backend="numpy")
+    weights = model.get_weights()
+    numeric = []
+    for i, w in enumerate(weights):
+        g = np.zeros_like(w)
+        for j in range(w.size):
+            for sign in (1, -1):
+                trial = [a.copy() for a in weights]
+                trial[i].flat[j] += sign * 1e-6
+                model.set_weights(trial)
+                g.flat[j] += sign * model.evaluate(x, y, batch_size=6, verbose=0) / 2e-6
+        numeric.append(g)
+    model.set_weights(weights)
+    model.train_on_batch(x, y)
+    for w0, w1, g in zip(weights, model.get_weights(), numeric):
+        np.testing.assert_allclose(w0 - w1, g, rtol=1e-5, atol=1e-8)
