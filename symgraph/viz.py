@@ -156,32 +156,41 @@ def _kernel_levels(program) -> dict:
 
 
 def program_levels(program) -> list[list[Node]]:
-    """Schedule levels of a Program as lists of nodes (one rank each); [] when unknown."""
+    """Per schedule level, the last node of each of its kernels (one row each); [] if unknown."""
     if program is None:
         return []
     level_of = _kernel_levels(program)
     by_level: dict[int, list[Node]] = {}
     for index, k in enumerate(getattr(program, "kernels", ()) or ()):
         level = level_of.get(getattr(k, "id", index))
-        if level is not None:
-            by_level.setdefault(level, []).extend(getattr(k, "nodes", ()))
+        nodes = list(getattr(k, "nodes", ()) or ())
+        if level is not None and nodes:
+            by_level.setdefault(level, []).append(nodes[-1])
     return [by_level[lv] for lv in sorted(by_level)]
 
 
 def to_dot(outputs, program=None, title: str | None = None, clusters=None, ranks=None,
-           rankdir: str = "TB", show_attrs: bool = True) -> str:
+           program_view: str = "kernels", rankdir: str = "TB", show_attrs: bool = True) -> str:
     """Graphviz DOT text for the graph of `outputs` (node, list, dict or sg.Function).
 
-    `program`: a lowered Program; its kernels become clusters and, when no kernel is fused,
-    its schedule levels become ranks. `clusters`: explicit [(label, nodes)] or [nodes] groups
-    (overrides the program's). `ranks`: lists of nodes drawn on the same row.
+    `program`: a lowered Program. With program_view="kernels" each kernel is a dashed box
+    labelled with its schedule level; with "levels" there are no boxes and the kernels of one
+    schedule level end on one row (dot cannot do both: rows across boxes break the boxes).
+    `clusters`: explicit [(label, nodes)] or [nodes] groups (overrides the program's).
+    `ranks`: explicit lists of nodes drawn on the same row.
     """
+    if program_view not in ("kernels", "levels"):
+        raise SymgraphError(f"to_dot: program_view must be 'kernels' or 'levels', "
+                            f"got {program_view!r}")
     if program is None:
         program = function_program(outputs)  # a Numba-compiled function shows its kernels
     nodes, names = _as_outputs(outputs)
     order = topo_order(nodes)
-    groups = _normalize_groups(clusters) if clusters is not None else program_clusters(program)
-    rank_groups = list(ranks) if ranks is not None else program_levels(program)
+    by_levels = program_view == "levels"
+    groups = (_normalize_groups(clusters) if clusters is not None
+              else [] if by_levels else program_clusters(program))
+    rank_groups = (list(ranks) if ranks is not None
+                   else program_levels(program) if by_levels else [])
     cluster_of = _assign_clusters(groups, order)
     out_names: dict[int, list[str]] = {}
     for node, name in zip(nodes, names):
@@ -231,12 +240,14 @@ def _normalize_groups(clusters) -> list[tuple[str, list[Node]]]:
 
 
 def _assign_clusters(groups, order) -> dict[int, int]:
-    """node id -> cluster index; a node listed by two kernels stays in the first (DOT needs one)."""
+    """node id -> cluster index; a node listed by two kernels stays in the first (DOT needs one).
+
+    One-node kernels get a box too: every box is a kernel launch, and everything outside the
+    boxes (leaves, views, loop invariants) is computed by no kernel of its own.
+    """
     in_graph = {n.id for n in order}
     cluster_of: dict[int, int] = {}
     for index, (_, members) in enumerate(groups):
-        if len(members) < 2:
-            continue  # a one-node kernel is not a fusion: a box around it only adds noise
         for m in members:
             if isinstance(m, Node) and m.id in in_graph:
                 cluster_of.setdefault(m.id, index)

@@ -94,7 +94,8 @@ def test_program_kernels_become_clusters():
         SimpleNamespace(name="single", nodes=[g.loss]),
     ])
     source = sg.to_dot(g.loss, program=program)
-    assert source.count("subgraph cluster_") == 1  # a one-node kernel is not drawn as a box
+    assert source.count("subgraph cluster_") == 2  # every kernel is a box, one-node ones too
+    assert dot_node_ids(source.split("subgraph cluster_k1 {")[1].split("}")[0]) == [g.loss.id]
     body = source.split("subgraph cluster_k0 {")[1].split("}")[0]
     assert "fused_add_relu elementwise" in body
     assert sorted(dot_node_ids(body)) == sorted(n.id for n in fused)
@@ -103,14 +104,32 @@ def test_program_kernels_become_clusters():
     assert {n for n, k in nxg.nodes(data="kernel") if k == 0} == {n.id for n in fused}
 
 
-def test_schedule_levels_become_ranks_without_clusters():
+def test_schedule_levels_become_rows_instead_of_boxes():
     g = small_mlp()
     program = SimpleNamespace(kernels=[SimpleNamespace(nodes=[g.x], level=0),
-                                       SimpleNamespace(nodes=[g.W], level=0),
+                                       SimpleNamespace(nodes=[g.W, g.h], level=0),
                                        SimpleNamespace(nodes=[g.b], level=1)])
-    source = sg.to_dot(g.loss, program=program)
-    assert f"{{ rank=same; n{g.x.id}; n{g.W.id}; }}" in source
+    source = sg.to_dot(g.loss, program=program, program_view="levels")
+    assert f"{{ rank=same; n{g.x.id}; n{g.h.id}; }}" in source  # each kernel's last node
     assert "subgraph cluster_" not in source
+    boxed = sg.to_dot(g.loss, program=program)
+    assert "rank=same" not in boxed and "level 0" in boxed
+    with pytest.raises(SymgraphError, match="program_view"):
+        sg.to_dot(g.loss, program=program, program_view="lanes")
+
+
+@needs_dot
+def test_real_program_levels_render_without_dot_warnings():
+    lower = pytest.importorskip("symgraph.lower")
+    g = small_mlp()
+    opt, _ = sg.optimize([g.loss, g.gW, g.gb])
+    program = lower.lower([g.x, g.y], opt)
+    levels = viz.program_levels(program)
+    assert sum(len(level) for level in levels) == len(program.kernels)
+    for view in ("kernels", "levels"):
+        source = sg.to_dot(opt, program=program, program_view=view)
+        done = subprocess.run(["dot", "-Tsvg"], input=source.encode(), capture_output=True)
+        assert done.returncode == 0 and not done.stderr, done.stderr
 
 
 def test_quotes_and_backslashes_in_names_are_escaped():
@@ -214,8 +233,8 @@ def test_lowered_program_fused_kernels_are_clusters():
     source = sg.to_dot(opt, program=program)
     fused = [k for k in program.kernels if len(k.nodes) > 1]
     assert fused, "this graph is expected to fuse (relu into the matmul, softmax into reductions)"
-    assert source.count("subgraph cluster_") == len(fused)
-    for k in fused:
+    assert source.count("subgraph cluster_") == len(program.kernels)
+    for k in program.kernels:
         body = source.split(f"subgraph cluster_k{program.kernels.index(k)} {{")[1].split("}")[0]
         assert f"k{k.id} {k.kind}" in body
         assert set(dot_node_ids(body)) <= {n.id for n in k.nodes}
