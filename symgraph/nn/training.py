@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -161,8 +162,6 @@ class Trainer:
         training batches only; `diagnostics=True` records per-layer gradient norms
         (grad_norm/<layer>) and dead-ReLU fractions (dead_relu/<layer>) per epoch; the NaN
         guard stops training on a non-finite loss and names the first node producing it."""
-        from symgraph.nn.diagnostics import EpochDiagnostics, hunt_nan
-
         self._require_compiled("fit")
         if class_weight is not None or sample_weight is not None:
             raise SymgraphError("fit: class_weight and sample_weight are not supported")
@@ -190,8 +189,8 @@ class Trainer:
             cb.set_params(params)
         self.history = history
         self.stop_training = False
-        step_fn = self._train_step(target, diagnostics)
-        names = self._metric_names()
+        run = _FitRun(self._train_step(target, diagnostics), target, batch_size, augment, rng,
+                      callback_list, nan_guard, self._metric_names(), history, diagnostics)
         for cb in callback_list:
             cb.on_train_begin()
         for epoch in range(initial_epoch, epochs):
@@ -201,45 +200,12 @@ class Trainer:
                 print(f"Epoch {epoch + 1}/{epochs}")
             bar = Progbar(steps, verbose)
             order = rng.permutation(n) if shuffle else np.arange(n)
-            seen, loss_sum, metric_sums = 0, 0.0, np.zeros(len(names))
-            diag = EpochDiagnostics(step_fn) if diagnostics else None
-            for b in range(steps):
-                idx = order[b * batch_size:(b + 1) * batch_size]
-                xb, yb = x[idx], y[idx]
-                if augment is not None:
-                    xb = np.asarray(augment(xb, rng), np.float32)
-                for cb in callback_list:
-                    cb.on_train_batch_begin(b)
-                before = [(v, v._value) for v in step_fn.function.update_vars]
-                outs = step_fn(xb, yb)
-                if nan_guard and not np.isfinite(outs[0]):
-                    for var, value in before:  # undo the poisoned step
-                        var._assign(value)
-                    history.nan_report = hunt_nan(self, target, xb, yb, before)
-                    print(f"\nTraining stopped at epoch {epoch + 1}, batch {b + 1}: "
-                          f"{history.nan_report}", file=sys.stderr)
-                    self.stop_training = True
-                    break
-                k = len(idx)
-                seen += k
-                loss_sum += float(outs[0]) * k
-                metric_sums += [float(s) for s in outs[1:1 + len(names)]]
-                if diag is not None:
-                    diag.add(outs)
-                running = {nm: s / seen for nm, s in zip(names, metric_sums)}
-                running["loss"] = loss_sum / seen
-                bar.update(b + 1, running)
-                for cb in callback_list:
-                    cb.on_train_batch_end(b, running)
-            if history.nan_report is not None:
+            logs = self._train_epoch(run, x, y, order, epoch, bar)
+            if logs is None:  # the NaN guard stopped training
                 break
-            logs = {nm: float(s) / seen for nm, s in zip(names, metric_sums)}
-            logs["loss"] = loss_sum / seen
             if val is not None:
                 vals = self._evaluate_arrays(val[0], val[1], batch_size)
                 logs.update({"val_" + k: v for k, v in vals.items()})
-            if diag is not None:
-                logs.update(diag.summary())
             bar.finish({k: v for k, v in logs.items() if "/" not in k})
             for cb in callback_list:
                 cb.on_epoch_end(epoch, logs)
@@ -248,6 +214,48 @@ class Trainer:
         for cb in callback_list:
             cb.on_train_end()
         return history
+
+    def _train_epoch(self, run: _FitRun, x, y, order, epoch: int, bar: Progbar):
+        """One pass over the data in `order`; the epoch's logs, or None when a step's loss was
+        not finite (the step is undone and `history.nan_report` names the culprit)."""
+        from symgraph.nn.diagnostics import EpochDiagnostics, hunt_nan
+
+        names, size = run.names, run.batch_size
+        seen, loss_sum, metric_sums = 0, 0.0, np.zeros(len(names))
+        diag = EpochDiagnostics(run.step) if run.diagnostics else None
+        for b in range(bar.target):
+            idx = order[b * size:(b + 1) * size]
+            xb, yb = x[idx], y[idx]
+            if run.augment is not None:
+                xb = np.asarray(run.augment(xb, run.rng), np.float32)
+            for cb in run.callbacks:
+                cb.on_train_batch_begin(b)
+            # references only: the runtime swaps in new arrays, so keeping the old ones is free
+            before = [(v, v._value) for v in run.step.function.update_vars]
+            outs = run.step(xb, yb)
+            if run.nan_guard and not np.isfinite(outs[0]):
+                for var, value in before:  # undo the poisoned step
+                    var._assign(value)
+                run.history.nan_report = hunt_nan(self, run.target, xb, yb, before)
+                print(f"\nTraining stopped at epoch {epoch + 1}, batch {b + 1}: "
+                      f"{run.history.nan_report}", file=sys.stderr)
+                self.stop_training = True
+                return None
+            seen += len(idx)
+            loss_sum += float(outs[0]) * len(idx)
+            metric_sums += [float(s) for s in outs[1:1 + len(names)]]
+            if diag is not None:
+                diag.add(outs)
+            running = {nm: float(s) / seen for nm, s in zip(names, metric_sums)}
+            running["loss"] = loss_sum / seen
+            bar.update(b + 1, running)
+            for cb in run.callbacks:
+                cb.on_train_batch_end(b, running)
+        logs = {nm: float(s) / seen for nm, s in zip(names, metric_sums)}
+        logs["loss"] = loss_sum / seen
+        if diag is not None:
+            logs.update(diag.summary())
+        return logs
 
     # --- inference ------------------------------------------------------------------------
 
@@ -303,6 +311,22 @@ class Trainer:
 
     def predict_on_batch(self, x) -> np.ndarray:
         return self.predict(x, batch_size=max(len(x), 1), verbose=0)
+
+
+@dataclass
+class _FitRun:
+    """What every epoch of one `fit` call shares."""
+
+    step: object               # steps.TrainStep
+    target: TargetSpec
+    batch_size: int
+    augment: object
+    rng: np.random.Generator
+    callbacks: list
+    nan_guard: bool
+    names: list                # metric names, in output order
+    history: cbks.History
+    diagnostics: bool
 
 
 def metrics_get(identifier, loss_name):
