@@ -304,3 +304,16 @@ def test_viz_command_reports_a_missing_file_in_one_line(tmp_path, capsys):
     assert main(["viz", str(tmp_path / "nope.py"), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "nope.py" in err and "Traceback" not in err
+
+
+def test_without_the_graphviz_package_dot_is_called_directly(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "graphviz", None)  # `import graphviz` now fails
+    x = sg.placeholder((2,), name="x")
+    if HAVE_DOT:
+        path = sg.render(sg.exp(x), str(tmp_path / "g.svg"))
+        assert ET.parse(path).getroot().tag == SVG_NS + "svg"
+    monkeypatch.setattr(viz.shutil, "which", lambda name: None)
+    with pytest.raises(SymgraphError, match="brew install graphviz"):
+        sg.render(sg.exp(x), str(tmp_path / "h.svg"))
