@@ -316,7 +316,9 @@ def run_dot(source: str, fmt: str = "svg") -> bytes:
         except graphviz.ExecutableNotFound:
             raise SymgraphError(f"render: Graphviz's `dot` was not found; {INSTALL_HINT}") from None
         except graphviz.CalledProcessError as exc:
-            raise SymgraphError(f"render: dot failed: {exc.stderr!r}") from None
+            err = exc.stderr
+            err = err.decode(errors="replace") if isinstance(err, bytes) else err
+            raise SymgraphError(f"render: dot failed: {str(err).strip()}") from None
     exe = shutil.which("dot")
     if exe is None:
         raise SymgraphError(f"render: Graphviz's `dot` was not found; {INSTALL_HINT}")
