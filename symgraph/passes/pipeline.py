@@ -99,8 +99,8 @@ def optimize(outputs, level: int = 2):
     if level == 0:
         return (outs[0] if single else _restructure(outputs, outs)), report
     # Passes allocate many long-lived nodes, which makes CPython's cyclic collector rescan the
-    # whole graph again and again (a third of pass time at 10k-30k nodes, growing with size); nodes
-    # form no cycles the passes create, so collection is paused while they run.
+    # whole graph again and again (a third of pass time at 10k-30k nodes, growing with size).
+    # The passes create no reference cycles, so collection is paused while they run.
     collecting = gc.isenabled()
     gc.disable()
     try:

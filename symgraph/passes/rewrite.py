@@ -50,7 +50,7 @@ def same_type_rebuild(node: Node, inputs: Sequence[Node]) -> Node:
     """`node` over new inputs of the same types (so its own type stands without re-inference).
 
     Every rewrite here keeps types (the engine refuses rules that do not; CSE merges only
-    equal-typed values), so the shape rule need not run again; that halves a sweep's cost.
+    equal-typed values), so the shape rule need not run again (a fifth of pipeline time).
     """
     if all(a is b for a, b in zip(inputs, node.inputs)):
         return node
