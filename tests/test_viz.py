@@ -317,3 +317,20 @@ def test_without_the_graphviz_package_dot_is_called_directly(monkeypatch, tmp_pa
     monkeypatch.setattr(viz.shutil, "which", lambda name: None)
     with pytest.raises(SymgraphError, match="brew install graphviz"):
         sg.render(sg.exp(x), str(tmp_path / "h.svg"))
+
+
+def test_viz_command_draws_an_nn_model(tmp_path):
+    pytest.importorskip("symgraph.nn")
+    from symgraph import viz_cli
+
+    src = tmp_path / "model.py"
+    src.write_text("from symgraph.nn import Sequential, Dense, Dropout\n"
+                   "model = Sequential([Dense(5, input_dim=3, activation='relu'), Dropout(0.5),\n"
+                   "                    Dense(2, activation='softmax')])\n"
+                   "model.compile(loss='sparse_categorical_crossentropy', optimizer='sgd')\n")
+    views = viz_cli.build_views(str(src))
+    assert not views.notes, views.notes  # a real loss, so no stand-in note
+    weights = [n for n in sg.topo_order(views.forward) if n.op == "variable" and n.trainable]
+    assert len(weights) == 4  # two kernels, two biases
+    grads = [n for n in sg.topo_order(views.gradient) if "grad" in n.tags]
+    assert grads and views.program is not None
