@@ -10,6 +10,8 @@ with the same mathematical value.
     log(1 - sigmoid(x))            -> -softplus(x)  = min(-x, 0) - log1p(exp(-|x|))
     log1p(exp(x)) (naive softplus) -> max(x, 0) + log1p(exp(-|x|))
     log(exp(x))                    -> x
+    log(sum(exp(a)))               -> log(sum(exp(a - m))) + m,  m = stop_gradient(max(a))
+    sqrt(x * x)                    -> |x|
 
 softmax and log_softmax are composites, so their primitive shapes are matched:
 exp(x - stop_gradient(max(x))) / sum(...). Keras's probability-space cross-entropy clips p to
@@ -89,6 +91,30 @@ def log_softmax(node: Node):
     return None if fitted is None else (fitted, "log_softmax")
 
 
+def log_sum_exp(node: Node):
+    """log(sum(exp(a), axes)) -> log(sum(exp(a - m))) + m with m = stop_gradient(max(a))."""
+    s = node.inputs[0]
+    if s.op != "sum" or s.inputs[0].op != "exp":
+        return None
+    a, axes = s.inputs[0].inputs[0], tuple(s.attr["axes"])
+    if _shift_of(a, axes):  # already the stable form (the composite's, or ours)
+        return None
+    shift = build("stop_gradient", (build("max", (a,), node, axes=axes, keepdims=True),), node)
+    d = build("sub", (a, shift), node)
+    out = build("add", (_log_sum_exp_shifted(d, axes, node), shift), node)
+    if not s.attr["keepdims"]:
+        out = B.reshape(out, node.shape)
+    return (out, "log_sum_exp") if out.type == node.type else None
+
+
+def sqrt_square(node: Node):
+    """sqrt(x * x) -> |x| (x*x overflows from |x| > 1e154 in float64, 1e19 in float32)."""
+    x = node.inputs[0]
+    if x.op == "mul" and x.inputs[0] is x.inputs[1]:
+        return build("abs", (x.inputs[0],), node), "sqrt_square"
+    return None
+
+
 def _softplus_neg_part(x: Node, like: Node) -> Node:
     """log1p(exp(-|x|)): the bounded part of softplus."""
     return build("log1p", (build("exp", (build("neg", (build("abs", (x,), like),), like),), like),),
@@ -163,7 +189,8 @@ def softplus_naive(node: Node):
 
 
 RULES = {
-    "log": [log_softmax, log_sigmoid, log_one_minus, log_one_plus, log_exp],
+    "log": [log_softmax, log_sum_exp, log_sigmoid, log_one_minus, log_one_plus, log_exp],
+    "sqrt": [sqrt_square],
     "sub": [exp_minus_one],
     "log1p": [softplus_naive],
 }

@@ -121,3 +121,20 @@ def test_division_by_a_differently_laid_out_sum_is_not_softmax():
     got = _run([x], [odd, keep], [xs], 2)
     np.testing.assert_allclose(got[0], np.log(np.exp(xs) / np.exp(xs).sum(0)[:, None]))
     np.testing.assert_allclose(got[1], scipy.special.log_softmax(xs, axis=1))
+
+
+def test_naive_logsumexp_and_norm():
+    x = sg.placeholder((3, 4), "float64")
+    for keepdims in (False, True):
+        naive = sg.log(sg.sum(sg.exp(x), axis=1, keepdims=keepdims))
+        with np.errstate(all="ignore"):
+            assert not np.isfinite(_run([x], naive, [EXTREME], 0)).all()
+        _, rules = _rules(naive)
+        assert rules == {"log_sum_exp": 1}
+        want = scipy.special.logsumexp(EXTREME, axis=1, keepdims=keepdims)
+        np.testing.assert_allclose(_run([x], naive, [EXTREME], 2), want, rtol=1e-12)
+    norm = sg.sqrt(x * x)
+    _, rules = _rules(norm)
+    assert rules == {"sqrt_square": 1}
+    big = EXTREME * 1e300
+    np.testing.assert_array_equal(_run([x], norm, [big], 2), np.abs(big))
