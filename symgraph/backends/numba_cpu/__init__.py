@@ -70,7 +70,58 @@ class CompiledProgram:
                 self.result_plan.append((kind, ref, tuple(r.shape)))
             else:
                 self.result_plan.append((3, slot[buf.id], tuple(r.shape)))
-        self.first_call = True
+        self._compile_eagerly(gen)
+
+    def _compile_eagerly(self, gen) -> None:
+        """Compile `entry` (or every kernel) now, for the exact argument types the driver
+        passes, so generation bugs surface as SymgraphError inside `sg.function` and the first
+        call is fast. Numba's disk cache is consulted first (a warm start compiles nothing)."""
+        from numba import from_dtype, types
+        from numba.core.errors import NumbaError
+
+        def array(dtype):
+            return types.Array(from_dtype(np.dtype(dtype)), 1, "C")
+
+        start = time.perf_counter()
+        try:
+            try:
+                stats = self._compile_all(gen, array, types)
+            except NumbaError:
+                raise
+            except (EOFError, OSError, AttributeError, ModuleNotFoundError, pickle.PickleError,
+                    ValueError) as exc:
+                # A cache entry that passed the file checks but still fails to load: rebuild.
+                _debug(f"{self.module.__name__}: cache load failed ({exc!r}); recompiling")
+                self._reload()
+                stats = self._compile_all(gen, array, types)
+        except NumbaError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise SymgraphError(f"numba backend: generated code for {len(self.program.kernels)} "
+                                f"kernels failed to compile ({first}); module "
+                                f"{self.module.__file__}") from None
+        hits = sum(sum(s.cache_hits.values()) for s in stats)
+        misses = sum(sum(s.cache_misses.values()) for s in stats)
+        how = "loaded from Numba's disk cache" if hits and not misses else "compiled"
+        _debug(f"{self.module.__name__}: {how} in {(time.perf_counter() - start) * 1e3:.1f} ms "
+               f"(cache hits {hits}, misses {misses})")
+
+    def _reload(self) -> None:
+        self.module = reload_module(self.module)
+        self.entry = self.module.entry
+        if self.driver:
+            self.kernel_fns = [getattr(self.module, f"k{k.id}") for k in self.program.kernels]
+
+    def _compile_all(self, gen, array, types) -> list:
+        """Compile for the driver's argument types; returns the dispatchers' stats."""
+        if self.driver:
+            types_of = {f"b{b.id}": array(b.dtype) for b in self.program.buffers}
+            types_of.update({v: types.int64 for _, v in gen.symbols})
+            for fn, names in zip(self.kernel_fns, self.kernel_args):
+                fn.compile(tuple(types_of[n] for n in names))
+            return [fn.stats for fn in self.kernel_fns]
+        sig = tuple(array(b.dtype) for b in gen.args) + (types.int64,) * len(gen.symbols)
+        self.entry.compile(sig)
+        return [self.entry.stats]
 
     def __call__(self, arrays: Sequence[np.ndarray], dims: dict) -> list:
         args = []
@@ -86,30 +137,7 @@ class CompiledProgram:
                 args.append(ref)
         for s in self.symbols:
             args.append(dims[s])
-        if self.first_call:
-            start = time.perf_counter()
-            try:
-                outs = self._call(args, arrays, dims)
-            except (EOFError, OSError, AttributeError, ModuleNotFoundError, pickle.PickleError,
-                    ValueError) as exc:
-                if isinstance(exc, SymgraphError):
-                    raise
-                # A cache entry that passed the checks but still fails to load: rebuild.
-                _debug(f"{self.module.__name__}: cache load failed ({exc!r}); recompiling")
-                self.module = reload_module(self.module)
-                self.entry = self.module.entry
-                if self.driver:
-                    self.kernel_fns = [getattr(self.module, f"k{k.id}")
-                                       for k in self.program.kernels]
-                outs = self._call(args, arrays, dims)
-            stats = self.entry.stats
-            how = "loaded from Numba's disk cache" if stats.cache_hits else "compiled"
-            _debug(f"{self.module.__name__}: {how} on first call in "
-                   f"{(time.perf_counter() - start) * 1e3:.1f} ms "
-                   f"(cache hits {stats.cache_hits}, misses {stats.cache_misses})")
-            self.first_call = False
-        else:
-            outs = self._call(args, arrays, dims)
+        outs = self._call(args, arrays, dims)
         results = []
         for kind, ref, shape in self.result_plan:
             if kind == 3:
