@@ -66,7 +66,8 @@ def measure_all(args, command: str) -> dict:
     suites = set(args.suites or SUITES)
     if "all" in suites:
         suites = (suites - {"all"}) | set(SUITES)
-    doc = {"command": command, "quick": args.quick, "suites": sorted(suites)}
+    doc = {"command": command, "quick": args.quick, "suites": sorted(suites),
+           "loadavg_start": os.getloadavg()}
     start = time.perf_counter()
     from symgraph.bench.limits import roofs_of, run_limits
 
@@ -100,7 +101,16 @@ def measure_all(args, command: str) -> dict:
     if "gpu" in suites:
         _log("gpu (symgraph.bench.gpu)")
         doc["gpu"] = _gpu_suite(args.quick)
+    if not args.quick and suites & {"kernels", "train"}:
+        # load on the shared machine can depress the first measurement: measure the roofs again
+        # and judge every result against the better of the two
+        _log("limits: measuring the roofs again at the end")
+        doc["limits_end"] = run_limits(threads)
+        from symgraph.bench.report import apply_roofs
+
+        apply_roofs(doc)
     doc["environment"] = timing.environment(threads)  # after the suites: pools are loaded now
+    doc["environment"]["loadavg"] = {"start": doc.pop("loadavg_start"), "end": os.getloadavg()}
     doc["seconds"] = time.perf_counter() - start
     return doc
 

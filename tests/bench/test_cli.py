@@ -133,3 +133,16 @@ def test_extra_suites_render_in_their_modules_words_or_say_why_missing():
     assert "## GPU" in page and "Not measured: no GPU" in page
     assert "## Parallel CPU schedule" in page and "formatting the result" in page
     assert "== GPU" in report.terminal_report(doc)
+
+
+def test_roofs_are_the_best_of_start_and_end_and_fractions_follow():
+    doc = {"limits": {"roofs": {"gflops": 100.0, "gbps": 10.0}},
+           "limits_end": {"roofs": {"gflops": 200.0, "gbps": 5.0}},
+           "kernels": [{"flops": 2e9, "bytes": 1e6, "median_s": 0.1}],  # compute-bound
+           "train": [{"achieved_gflops": 50.0, "matmul_gflops_per_step": 1.0, "batch": 100}]}
+    report.apply_roofs(doc)
+    assert doc["roofs"]["gflops"] == 200.0 and doc["roofs"]["gbps"] == 10.0
+    assert doc["kernels"][0]["bound"] == "compute"
+    assert doc["kernels"][0]["fraction_of_roof"] == pytest.approx(20.0 / 200.0)
+    assert doc["train"][0]["fraction_of_roof"] == pytest.approx(0.25)
+    assert doc["train"][0]["matmul_bound_samples_per_s"] == pytest.approx(100 * 200.0)
