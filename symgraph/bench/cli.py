@@ -3,7 +3,7 @@
     symgraph bench                       # every suite: limits, kernels, train, compile
     symgraph bench train --threads 2     # one suite (limits always run first: they are the roofs)
     symgraph bench --quick               # tiny sizes, one repeat (what the tests run)
-    symgraph bench parallel gpu          # extras: 1 vs 2 CPU workers; the GPU steps
+    symgraph bench profile parallel gpu  # extras: Numba step profile; 1 vs 2 workers; GPU
     symgraph bench --markdown docs/benchmarks.md
     symgraph bench --from-json runs/bench/bench.json --markdown docs/benchmarks.md  # no measuring
 """
@@ -18,7 +18,8 @@ import sys
 import time
 
 SUITES = ("limits", "kernels", "train", "compile")
-EXTRA_SUITES = ("parallel", "gpu")  # run only when named: other engineers' benchmarks
+# run only when named: where the Numba step's time goes, and other engineers' benchmarks
+EXTRA_SUITES = ("profile", "parallel", "gpu")
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
@@ -93,6 +94,11 @@ def measure_all(args, command: str) -> dict:
         _log("compile")
         doc["compile"] = run_compile(threads, quick=args.quick, backends=args.backends,
                                      log=_log)
+    if "profile" in suites:
+        from symgraph.bench.profile import run_profile
+
+        _log("profile (the Numba step kernel by kernel)")
+        doc["profile"] = run_profile(quick=args.quick, models=tuple(args.models), log=_log)
     if "parallel" in suites:
         from symgraph.bench import parallel
 

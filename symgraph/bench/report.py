@@ -153,8 +153,14 @@ def pass_scale_table(doc: dict) -> list[list[str]]:
     return _table(["nodes", "after", "O2 passes", "time/node vs smallest"], rows)
 
 
+def _profile_table(doc: dict) -> list[list[str]]:
+    from symgraph.bench.profile import profile_table
+
+    return profile_table(doc)
+
+
 TABLES = (("Machine limits", limits_table), ("Targets", targets_table),
-          ("Training steps", train_table),
+          ("Training steps", train_table), ("Where the Numba step's time goes", _profile_table),
           ("Kernels", kernels_table), ("Compile time", compile_table),
           ("Pass scaling", pass_scale_table))
 
@@ -301,6 +307,12 @@ def missing_rows(doc: dict) -> list[str]:
             notes.append(f"kernels {r['kernel']} {r['system']}: {r['error'][:200]}")
     if doc.get("kernels") and not any(r["system"] == "symgraph-numba" for r in doc["kernels"]):
         notes.append("kernels: symgraph-numba not measured (backend not importable)")
+    profile = doc.get("profile") or {}
+    if isinstance(profile.get("error"), str):
+        notes.append(f"profile: {profile['error'][:200]}")
+    for model, p in profile.items():
+        if isinstance(p, dict) and "error" in p:
+            notes.append(f"profile {model}: {p['error'][:200]}")
     scale = (doc.get("compile") or {}).get("pass_scale") or {}
     if "error" in scale:
         notes.append(f"pass scaling: {scale['error']}")
@@ -336,6 +348,10 @@ def markdown(doc: dict) -> str:
              "them, `pip install torch==2.13.0 jax jaxlib` into the environment first. Rows of "
              "systems that were not installed or failed are listed at the end.", ""]
     explain = {
+        "Where the Numba step's time goes": "The Numba step compiled with the per-kernel Python "
+        "driver (SYMGRAPH_NUMBA_DRIVER=1) and each kernel timed in program order "
+        "(symgraph/bench/profile.py): kernel times are real, the remainder is per-kernel "
+        "dispatch, input validation and state swaps. Top kernels are listed with their fused ops.",
         "Targets": "Issue 4's goals for the Numba backend. Cold and warm compile are judged by "
         "the time to the first finished step in a fresh process, which includes every "
         "compilation symgraph does (passes, code generation, Numba).",
