@@ -167,8 +167,9 @@ def test_optimized_matches_unoptimized_forward_and_gradient(prog, seed):
             assert g.shape == w.shape and g.dtype == w.dtype
             if level == 1:  # O1 rewrites are exact
                 np.testing.assert_array_equal(g, w)
-            else:
-                np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12)
+            else:  # where O0 overflowed, stabilization may give the true, finite value
+                finite = np.isfinite(w)
+                np.testing.assert_allclose(g[finite], w[finite], rtol=1e-9, atol=1e-12)
 
 
 def test_optimization_never_grows_a_known_graph():
