@@ -16,6 +16,7 @@ from symgraph.passes.rewrite import build
 
 
 def transpose_transpose(node):
+    """transpose(transpose(x, p), q) -> transpose(x, p[q]) (dropped by dce when identity)."""
     x = node.inputs[0]
     if x.op != "transpose":
         return None
@@ -25,6 +26,7 @@ def transpose_transpose(node):
 
 
 def reshape_reshape(node):
+    """reshape(reshape(x)) -> reshape(x): row-major reshapes compose."""
     x = node.inputs[0]
     if x.op != "reshape":
         return None
@@ -35,6 +37,7 @@ def reshape_reshape(node):
 
 
 def broadcast_broadcast(node):
+    """broadcast_to(broadcast_to(x)) -> broadcast_to(x)."""
     x = node.inputs[0]
     return (B.broadcast_to(x.inputs[0], node.shape), "broadcast_broadcast") \
         if x.op == "broadcast_to" else None
@@ -79,7 +82,7 @@ def reshape_of_broadcast_scalar(node):
     return B.broadcast_to(ones, node.shape), "reshape_of_broadcast_scalar"
 
 
-def _broadcast_axes(node: Node) -> set[int] | None:
+def _broadcast_axes(node: Node) -> set[int]:
     """Axes of broadcast_to(x, S) along which x is repeated (x's dim absent or 1 and S's not)."""
     x = node.inputs[0]
     lead = node.ndim - x.ndim
@@ -116,7 +119,6 @@ def max_broadcast(node):
     """max over axes that only hold broadcast copies of x is x (exact)."""
     x = reduced_broadcast_input(node)
     return None if x is None else (x, "max_broadcast")
-
 
 
 def reduce_unit_axes(node):
