@@ -31,6 +31,20 @@ def _depends_on(order: Sequence[Node], sources: set[int]) -> set[int]:
     return hit
 
 
+def _gradient_flows_to(cost: Node) -> set[int]:
+    """Ids of nodes the cost reaches without crossing a stop_gradient."""
+    live, stack = {cost.id}, [cost]
+    while stack:
+        node = stack.pop()
+        if node.op == "stop_gradient":
+            continue
+        for inp in node.inputs:
+            if inp.id not in live:
+                live.add(inp.id)
+                stack.append(inp)
+    return live
+
+
 def _accumulate(parts: list[Node]) -> Node:
     total = parts[0]
     for p in parts[1:]:
@@ -60,7 +74,7 @@ def grad(cost: Node, wrt, disconnected: str = "zero"):
                                 f"{t.describe()}")
 
     order = topo_order([cost])
-    on_path = _depends_on(order, {t.id for t in targets})
+    on_path = _depends_on(order, {t.id for t in targets}) & _gradient_flows_to(cost)
     for node in order:
         if node.id in on_path and OPS[node.op].vjp is None and any(
                 i.id in on_path and i.dtype in FLOAT_DTYPES for i in node.inputs):

@@ -159,13 +159,17 @@ LEAF_OPS = frozenset({"placeholder", "variable", "constant"})
 class Variable(Node):
     """Persistent state (weights, optimizer slots, counters): a leaf whose value lives here."""
 
-    __slots__ = ("_value", "trainable", "default_update")
+    # `_host` is the NumPy value; `_pending` a device-resident value a backend returned as the
+    # update (anything with .to_host()), materialized on first host read: on a GPU the weights
+    # stay on the device across steps and only move when someone looks at them.
+    __slots__ = ("_host", "_pending", "trainable", "default_update")
 
     def __init__(self, value: np.ndarray, name: str | None = None, trainable: bool = True,
                  trace: str | None = None):
         ttype = TensorType(canonical_dtype(value.dtype), tuple(int(d) for d in value.shape))
         super().__init__("variable", (), {}, ttype, name=name, trace=trace)
-        object.__setattr__(self, "_value", np.array(value, copy=True))
+        object.__setattr__(self, "_host", np.array(value, copy=True))
+        object.__setattr__(self, "_pending", None)
         object.__setattr__(self, "trainable", trainable)
         object.__setattr__(self, "default_update", None)
 
@@ -187,7 +191,7 @@ class Variable(Node):
                                 f"{new.shape}; expected {tuple(self.shape)}")
         if not np.can_cast(new.dtype, self.dtype, casting="same_kind"):
             raise SymgraphError(f"cannot set {self.describe()} to dtype {new.dtype}")
-        object.__setattr__(self, "_value", np.array(new, dtype=self.dtype, copy=True))
+        self._assign(np.array(new, dtype=self.dtype, copy=True))
 
     def set_trainable(self, trainable: bool) -> None:
         object.__setattr__(self, "trainable", bool(trainable))
@@ -196,9 +200,22 @@ class Variable(Node):
         """An update applied by every function using this variable unless updates name it."""
         object.__setattr__(self, "default_update", expr)
 
+    @property
+    def _value(self) -> np.ndarray:
+        """Runtime-internal: the host array (a pending device value is copied back once)."""
+        if self._host is None:
+            object.__setattr__(self, "_host", self._pending.to_host())
+        return self._host
+
     def _assign(self, array: np.ndarray) -> None:
         """Runtime-internal: swap in a freshly computed array (already validated)."""
-        object.__setattr__(self, "_value", array)
+        object.__setattr__(self, "_host", array)
+        object.__setattr__(self, "_pending", None)
+
+    def _assign_pending(self, device_value) -> None:
+        """Runtime-internal: swap in a device-resident value (has .to_host())."""
+        object.__setattr__(self, "_host", None)
+        object.__setattr__(self, "_pending", device_value)
 
 
 def topo_order(outputs: Iterable[Node]) -> list[Node]:

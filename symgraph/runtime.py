@@ -170,18 +170,26 @@ class Function:
     def __call__(self, *args):
         arrays, dims = self._validate(args)
         results = self._run(arrays, dims)
-        outs = results[:self._n_out]
+        outs = [o.to_host() if hasattr(o, "to_host") else o for o in results[:self._n_out]]
         news = results[self._n_out:]
+        state = {id(v._host) for v in self._variables}
         staged = []
         for var, value in zip(self.update_vars, news):
-            if value is var._value:
+            if hasattr(value, "to_host"):  # device-resident (CUDA): stays there until read
+                staged.append((var, value))
                 continue
-            if value.base is not None or not value.flags.writeable or value.dtype.name != var.dtype:
+            if value is var._host:
+                continue
+            if (value.base is not None or not value.flags.writeable or id(value) in state
+                    or value.dtype.name != var.dtype):  # never share an array between states
                 value = np.array(value, dtype=var.dtype)
             staged.append((var, value))
         for var, value in staged:  # every update computed: now swap state in
-            var._assign(value)
-        state = {id(v._value) for v in self._variables}
+            if hasattr(value, "to_host"):
+                var._assign_pending(value)
+            else:
+                var._assign(value)
+        state = {id(v._host) for v in self._variables}
         # outputs are the caller's to mutate: never hand out state or a view into it
         outs = [o.copy() if id(o) in state or o.base is not None or not o.flags.writeable
                 else o for o in outs]

@@ -167,6 +167,17 @@ def test_non_differentiable_op_in_the_path_is_named():
     with pytest.raises(sg.SymgraphError, match="argmax node .* not differentiable") as info:
         sg.grad(cost, x)
     assert "index = sg.argmax(x, axis=1)" in str(info.value)  # the user's own line
+    weight = sg.stop_gradient(sg.cast(index, "float64"))  # as the message advises
+    quiet = sg.sum(sg.reshape(weight, (3, 1)) * x)
+    np.testing.assert_array_equal(sg.function([x], sg.grad(quiet, x))(np.eye(3, 4)),
+                                  np.zeros((3, 4)) + [[0], [1], [2]])
+
+
+def test_update_from_another_variable_never_shares_its_array():
+    a = sg.variable(np.zeros(2, np.float32), name="a")
+    b = sg.variable(np.ones(2, np.float32), name="b")
+    sg.function([], [], updates={a: b * 1.0})()
+    assert a._value is not b._value
 
 
 def test_zero_gradient_ops_give_zero():

@@ -31,8 +31,7 @@ from symgraph.lower import kernel_flops, lower
 from symgraph.memplan import BufferUse, plan_memory
 from symgraph.schedule import CostModel, costs_from_counts, critical_path_schedule
 
-_STATE: dict[int, tuple] = {}  # id(variable) -> (host array it mirrors, device nd array)
-_RETURNED: dict[int, tuple] = {}  # id(host array handed out) -> (host array, device array)
+_STATE: dict[int, tuple] = {}  # id(variable) -> (value token it mirrors, device nd array)
 _FREE: dict[tuple, list] = {}  # (shape, dtype) -> device arrays no one uses any more
 STATS = {"state_uploads": 0, "state_adopted": 0}  # how often state crossed to the device
 
@@ -73,6 +72,20 @@ def _cdiv(a: int, b: int) -> int:
 
 def _prod(dims, binding) -> int:
     return int(np.prod(resolve_shape(tuple(dims), binding), dtype=np.int64))
+
+
+class DeviceValue:
+    """A result left on the GPU. The runtime keeps updates like this in the variable (weights
+    stay device-resident across steps) and copies back only when the host reads the value."""
+
+    __slots__ = ("device", "stream", "shape", "__weakref__")
+
+    def __init__(self, device, stream, shape):
+        self.device, self.stream, self.shape = device, stream, shape
+
+    def to_host(self) -> np.ndarray:
+        self.stream.synchronize()
+        return self.device.copy_to_host().reshape(self.shape)
 
 
 def _take_free(cuda, shape, dtype):
@@ -144,7 +157,9 @@ class CudaProgram:
         self.events = {k: _event(cuda) for k in deps}
         self._arenas: dict[tuple, _Arena] = {}
         self._constants: dict[int, object] = {}
-        self._handed: list[int] = []  # ids in _RETURNED this program handed out last call
+        # (arena, buffer id, weakref to the DeviceValue) handed out last call: a value someone
+        # still holds (a variable's pending update) must not be overwritten by the next call
+        self._handed: list[tuple] = []
 
     # --- memory -----------------------------------------------------------------------------
 
@@ -181,20 +196,21 @@ class CudaProgram:
 
     def _variable(self, var, stream):
         entry = _STATE.get(id(var))
-        host = var._value
-        if entry is not None and entry[0] is host:
+        pending = var._pending
+        token = pending if pending is not None else var._host
+        if entry is not None and entry[0] is token:
             return entry[1]
-        returned = _RETURNED.pop(id(host), None)
-        if returned is not None and returned[0] is host:
-            device = returned[1]  # the runtime swapped in what we returned: adopt, no upload
+        if isinstance(pending, DeviceValue):
+            device = pending.device  # the update we returned last step: adopt, no upload
             STATS["state_adopted"] += 1
         else:
+            host = var._value
             device = _take_free(self.cuda, tuple(host.shape), host.dtype.name)
             device.copy_to_device(np.ascontiguousarray(host), stream=stream)
             STATS["state_uploads"] += 1
         if entry is None:
             weakref.finalize(var, _STATE.pop, id(var), None)
-        _STATE[id(var)] = (host, device)
+        _STATE[id(var)] = (token, device)
         if entry is not None:
             _release(entry[1])
         return device
@@ -237,8 +253,11 @@ class CudaProgram:
                     self._constants[buf.id] = cuda.to_device(
                         np.ascontiguousarray(buf.node.attr["value"].array).reshape(-1))
                 state[buf.id] = self._constants[buf.id]
-        for key in self._handed:  # what we handed out last call and nobody adopted
-            _RETURNED.pop(key, None)
+        for old_arena, bid, ref in self._handed:
+            if ref() is not None and old_arena.nd[bid] is ref().device:  # still held: keep it
+                shape, dtype = tuple(old_arena.nd[bid].shape), old_arena.nd[bid].dtype.name
+                old_arena.nd[bid] = _take_free(cuda, shape, dtype)
+                old_arena.flat[bid] = _flat(old_arena.nd[bid])
         self._handed = []
         arena = self._arena(dims)
         owned = {id(entry[1]) for entry in _STATE.values()}
@@ -295,12 +314,14 @@ class CudaProgram:
         out = []
         for node in self.results:
             buf = prog.buffer(node)
+            if buf.kind == "output":  # stays on the device until the runtime or user reads it
+                value = DeviceValue(arena.nd[buf.id], stream, resolve_shape(node.shape, dims))
+                self._handed.append((arena, buf.id, weakref.ref(value)))
+                out.append(value)
+                continue
             host = np.empty(resolve_shape(node.shape, dims), node.dtype)
             flat = arena.flat[buf.id] if buf.id in arena.flat else state[buf.id]
             flat.copy_to_host(host.reshape(-1), stream=stream)
-            if buf.kind == "output":
-                _RETURNED[id(host)] = (host, arena.nd[buf.id])
-                self._handed.append(id(host))
             out.append(host)
         stream.synchronize()
         return out
