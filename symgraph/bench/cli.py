@@ -173,6 +173,7 @@ def run_bench(args) -> int:
         doc = measure_all(args, command)
         os.makedirs(args.out, exist_ok=True)
         json_path = args.json or os.path.join(args.out, "bench.json")
+        os.makedirs(os.path.dirname(json_path) or ".", exist_ok=True)
         if not args.no_chart:
             doc["chart"] = args.chart or os.path.join(args.out, "bench.png")
         report.write_json(doc, json_path)
@@ -181,6 +182,7 @@ def run_bench(args) -> int:
         path = args.chart or doc.get("chart") or os.path.join(args.out, "bench.png")
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         report.write_chart(doc, path)
+        doc["chart"] = path
         _log(f"wrote {path}")
     if args.markdown:
         report.write_markdown(doc, args.markdown)

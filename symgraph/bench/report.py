@@ -329,8 +329,8 @@ def _load_line(env: dict) -> list[str]:
             "processes were competing for the CPU and absolute numbers are low.", ""]
 
 
-def markdown(doc: dict) -> str:
-    """docs/benchmarks.md from a run's JSON document."""
+def markdown(doc: dict, chart_link: str | None = None) -> str:
+    """docs/benchmarks.md from a run's JSON document (`chart_link`: the PNG, relative)."""
     env = doc.get("environment", {})
     versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
     lines = ["# symgraph benchmarks", "",
@@ -382,7 +382,9 @@ def markdown(doc: dict) -> str:
     lines += ["## Missing or failed rows", ""]
     lines += [f"- {n}" for n in notes] if notes else ["- none"]
     lines.append("")
-    if doc.get("chart"):
+    if chart_link:
+        lines += ["## Chart", "", f"![symgraph bench chart]({chart_link})", ""]
+    elif doc.get("chart"):
         lines += [f"Chart of this run: `{doc['chart']}`.", ""]
     return "\n".join(lines)
 
@@ -411,6 +413,15 @@ def _extra_sections(doc: dict) -> list[str]:
 
 
 def write_markdown(doc: dict, path: str) -> None:
-    """Regenerate the benchmarks page from a run's JSON document."""
+    """Regenerate the benchmarks page from a run's JSON document.
+
+    A chart saved next to the page (same folder or below) is embedded as an image.
+    """
+    import os
+
+    link = None
+    if doc.get("chart") and os.path.exists(doc["chart"]):
+        rel = os.path.relpath(doc["chart"], os.path.dirname(os.path.abspath(path)))
+        link = rel if not rel.startswith("..") else None
     with open(path, "w") as f:
-        f.write(markdown(doc))
+        f.write(markdown(doc, link))

@@ -82,9 +82,10 @@ def test_chart_and_markdown_are_written_and_regenerate_from_json(quick_run, tmp_
     page = (out / "b.md").read_text()
     assert "symgraph bench" in page and "## Training steps" in page and "| M1 |" in page
     assert "torch-eager not measured" in page  # missing rows are said, not hidden
+    assert "![symgraph bench chart](bench.png)" in page  # the chart beside the page is shown
     assert cli.main(["--from-json", str(out / "bench.json"), "--no-chart",
-                     "--markdown", str(tmp_path / "again.md")]) == 0
-    assert (tmp_path / "again.md").read_text() == page
+                     "--markdown", str(out / "again.md")]) == 0
+    assert (out / "again.md").read_text() == page
     other = dict(doc, train=[], command="symgraph bench train")
     (tmp_path / "other.json").write_text(json.dumps(other))
     merged = cli.merge_runs([str(out / "bench.json"), str(tmp_path / "other.json")])
