@@ -341,7 +341,9 @@ def markdown(doc: dict, chart_link: str | None = None) -> str:
              *_load_line(env),
              f"Threads: every system pinned to {env.get('threads')} thread(s) "
              "(OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS in each process, threadpoolctl for BLAS, "
-             "torch.set_num_threads for PyTorch). The machine is shared and noisy: compare "
+             "torch.set_num_threads for PyTorch; XLA sizes its pool to the CPUs the process may "
+             "use, which CPU affinity limits when the thread count is below the core count). "
+             "The machine is shared and noisy: compare "
              "ratios within this run, not absolute numbers across runs. Times are medians of "
              "repeats after warm-up, with min-max.", "",
              "Peers are used when importable and are never project dependencies; to measure "
