@@ -46,28 +46,38 @@ class ScalarRenderer:
 
     module = "np"  # where dtype constructors live in generated code
 
-    def __init__(self, symbols: dict | None = None):
+    def __init__(self, symbols: dict | None = None, consts: dict | None = None):
         self.symbols = symbols if symbols is not None else {}
+        # With `consts`, typed literals become names defined once at module level (text ->
+        # name): Numba then folds them as frozen globals instead of typing a call each time.
+        self.consts = consts
 
     def dtype_ctor(self, dtype: str) -> str:
         return "bool" if dtype == "bool" else f"{self.module}.{dtype}"
 
     def literal(self, value, dtype: str) -> str:
-        """A typed literal: `np.float32(0.5)`, `np.int64(3)`, `True`."""
+        """A typed literal: `np.float32(0.5)`, `np.int64(3)`, `True` (or its hoisted name)."""
         if dtype == "bool":
             return "True" if bool(value) else "False"
         if dtype.startswith("float"):
             v = float(value)
             text = "np.nan" if math.isnan(v) else ("np.inf" if v == math.inf else
                                                    "-np.inf" if v == -math.inf else repr(v))
-            return f"{self.module}.{dtype}({text})"
-        return f"{self.module}.{dtype}({int(value)})"
+            return self._const(f"{self.module}.{dtype}({text})")
+        return self._const(f"{self.module}.{dtype}({int(value)})")
+
+    def _const(self, text: str) -> str:
+        if self.consts is None:
+            return text
+        if text not in self.consts:
+            self.consts[text] = f"_C{len(self.consts)}"
+        return self.consts[text]
 
     def typed_template(self, template: str, dtype: str) -> str:
         """Float literals of a template typed as `dtype` (ints stay: they compare exactly)."""
         if dtype not in ("float32", "float64"):
             return template
-        return _FLOAT_LITERAL.sub(lambda m: f"{self.module}.{dtype}({m.group(1)})", template)
+        return _FLOAT_LITERAL.sub(lambda m: self.literal(float(m.group(1)), dtype), template)
 
     def dim_expr(self, dim) -> str:
         return str(dim) if isinstance(dim, int) else dim_var(dim, self.symbols)
@@ -101,6 +111,11 @@ class ScalarRenderer:
             raise NotImplementedError(f"no scalar template for op {op!r}")
         text = self.typed_template(template, node.dtype).format(*args)
         if node.dtype == "bool":
+            return text
+        operands = node.inputs[1:] if op == "where" else node.inputs
+        if node.dtype.startswith("float") and op != "pow" and \
+                all(i.dtype == node.dtype for i in operands):
+            # same-dtype float math stays in that dtype in Numba: no cast call to type
             return text
         return f"{self.dtype_ctor(node.dtype)}({text})"
 

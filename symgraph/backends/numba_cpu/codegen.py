@@ -69,14 +69,15 @@ class KernelWriter:
     """Writes the source of one kernel function."""
 
     def __init__(self, program: Program, kernel: Kernel, symbols: dict, literals: dict,
-                 num: dict):
+                 num: dict, consts: dict):
         self.p = program
         self.num = num  # node id -> position in the program (stable across processes)
         self.k = kernel
-        self.scalar = ScalarRenderer(symbols)
+        self.scalar = ScalarRenderer(symbols, consts)
         self.index = IndexRenderer(self.scalar)
         self.literals = literals  # node id -> literal text (size-1 constants)
         self.lines: list[str] = []
+        self.loads: dict[str, str] = {}  # buffer element expression -> local holding it
         self.local: set[int] = set()  # node ids held in local variables right now
         self.args: list[str] = []
 
@@ -102,7 +103,12 @@ class KernelWriter:
         if node.id not in self.p.buffer_of:
             raise SymgraphError(f"numba backend: {node.describe()} is read by kernel "
                                 f"k{self.k.id} but never materialized (lowering bug)")
-        return f"{self.buf(node)}[{self.index.offset(node.shape, idx)}]"
+        expr = f"{self.buf(node)}[{self.index.offset(node.shape, idx)}]"
+        name = self.loads.get(expr)
+        if name is None:  # load each element once per loop body (less IR for Numba to type)
+            name = self.loads[expr] = f"ld{len(self.loads)}"
+            self.emit(depth, f"{name} = {expr}")
+        return name
 
     def operands(self, node, idx, depth) -> list[str]:
         out = []
@@ -199,6 +205,7 @@ class KernelWriter:
         self.invariants(1)
         inv_locals = set(self.local)
         self.random_keys(k.nodes, 1)
+        self.pre_loop_loads = set(self.loads)
         out_shape = tuple(root.shape)
         is_sum = root.op == "sum"
         acc_dtype = "float64" if is_sum and root.dtype.startswith("float") else root.dtype
@@ -247,6 +254,7 @@ class KernelWriter:
             self.emit(depth, f"acc[{o}] = " + combine.format(a=f"acc[{o}]", b=val))
         # epilogue over the result shape
         self.local = inv_locals
+        self.loads = {k: v for k, v in self.loads.items() if k in self.pre_loop_loads}
         oidx, depth = self.loops(out_shape, 1, prefix="o")
         self.emit(depth, f"g = {self.flat_of(out_shape, oidx)}")
         self.emit(depth, f"v{self.num[root.id]} = {self.scalar.dtype_ctor(root.dtype)}(acc[g])")
@@ -298,6 +306,7 @@ class KernelWriter:
             self.emit(2, f"{gemm}({ta}, {tb}, {m}, {n}, {kk}, {abuf}, q * {sa}, {bbuf}, "
                          f"q * {sb}, {out}, q * {m} * {n}, {zero})  # matmul{_name(root)}")
         if k.epilogue:
+            self.loads = {}
             self.invariants(1)
             self.random_keys(k.epilogue, 1)
             idx, depth = self.loops(root.shape, 1)
@@ -421,7 +430,7 @@ def computed_results(program: Program) -> list:
     return out
 
 
-_LOCALS = re.compile(r"\b(f|g|s|acc|c|q|j|r|p|t|v|best|bi|base|i\d+|o\d+)\b")
+_LOCALS = re.compile(r"\b(f|g|s|acc|c|q|j|r|p|t|v|best|bi|base|i\d+|o\d+|ld\d+)\b")
 
 
 @dataclass(frozen=True)
@@ -448,13 +457,14 @@ def generate(program: Program, single_entry: bool = True) -> Generated:
         for d in b.shape:
             if isinstance(d, str):
                 ScalarRenderer(symbols).dim_expr(d)
-    literals = size_one_literals(program, ScalarRenderer(symbols))
+    consts: dict = {}
+    literals = size_one_literals(program, ScalarRenderer(symbols, consts))
     num = {n.id: i for i, n in enumerate(topo_order(program.results))}
     parts = [PRELUDE]
     calls = []
     kernel_args = []
     for k in program.kernels:
-        w = KernelWriter(program, k, symbols, literals, num)
+        w = KernelWriter(program, k, symbols, literals, num, consts)
         text = w.render()
         if single_entry:
             body = text.split("\n", 2)[2]
@@ -478,4 +488,5 @@ def generate(program: Program, single_entry: bool = True) -> Generated:
     rets = computed_results(program)
     lines.append(f"    return ({''.join(f'b{b.id}, ' for b in rets)})")
     parts.append("\n".join(lines) + "\n")
+    parts.insert(1, "\n".join(f"{name} = {text}" for text, name in consts.items()) + "\n")
     return Generated("\n\n".join(parts), args, list(symbols.items()), kernel_args)
