@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 
-# name -> (description, paper's test error %, builder)
 PAPER = "Srivastava et al. 2014, JMLR 15, Table 2"
 
 
@@ -45,6 +44,7 @@ def _mlp_bn():
                        Dense(10, activation="softmax")])
 
 
+# name -> (description, the paper's test error % or None, builder)
 MODELS = {
     "mlp-dropout": ("3x1024 ReLU, dropout 0.2/0.5, max-norm 3", 1.06,
                     lambda: _mlp((1024,) * 3, "relu", 0.2, 0.5, 3.0)),
