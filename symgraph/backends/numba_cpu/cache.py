@@ -65,7 +65,10 @@ def purge_numba_cache(path: str) -> int:
 
 
 def _numba_cache_ok(path: str) -> bool:
-    """Every index file of the module unpickles and names existing data files."""
+    """Every index file of the module unpickles and names existing, non-empty data files.
+
+    (A data file damaged inside fails when Numba loads it; the backend then purges and
+    recompiles, see CompiledProgram._compile_eagerly.)"""
     import pickle
 
     folder = os.path.join(os.path.dirname(path), "__pycache__")
@@ -82,8 +85,6 @@ def _numba_cache_ok(path: str) -> bool:
                 data_file = os.path.join(folder, name)
                 if not os.path.exists(data_file) or os.path.getsize(data_file) == 0:
                     return False
-                with open(data_file, "rb") as g:
-                    pickle.loads(g.read())
         except Exception:
             return False
     return True
@@ -110,7 +111,6 @@ def load_module(source: str):
     if name in sys.modules:
         return sys.modules[name], "module already imported"
     module = _import(name, path)
-    # Numba's cache entries unpickle objects of the module itself, so check them only now.
     if current is not None and not _numba_cache_ok(path):
         purge_numba_cache(path)
         reason = "corrupt Numba cache removed"

@@ -392,9 +392,10 @@ class KernelWriter:
             self.elementwise()
         body = self.lines or ["    pass"]
         text = "\n".join(body)
-        used = [b for b in self.p.buffers if f"b{b.id}" in _words(text)]
+        words = _words(text)
+        used = [b for b in self.p.buffers if f"b{b.id}" in words]
         self.args = [f"b{b.id}" for b in used] + sorted(
-            {v for v in self.scalar.symbols.values() if v in _words(text)})
+            {v for v in self.scalar.symbols.values() if v in words})
         head = (f"@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')\n"
                 f"def k{k.id}({', '.join(self.args)}):\n"
                 f"    # {k.kind}: {k.ops()}")
