@@ -52,7 +52,9 @@ def test_elementwise_primitives_forward_and_grad(dtype):
             sg.where(a > r, a, p), sg.cast(a < p, dtype), sg.cast(a, "int32"),
             sg.logical_and(a >= r, a <= p), sg.logical_or(sg.equal(a, a), sg.not_equal(a, p)),
             sg.cast(sg.cast(a, "float64" if dtype == "float32" else "float32"), dtype),
-            sg.stop_gradient(a) * a, a * 2.5 + 1.0]
+            sg.stop_gradient(a) * a, a * 2.5 + 1.0,
+            sg.sum(sg.cast(a * 10.0, "int32") * 3 + 1, 1), sg.max(sg.cast(p * 7.0, "int64"), 0),
+            -sg.abs(sg.cast(a * 4.0, "int64")), sg.sign(sg.cast(a * 3.0, "int32"))]
     feeds = [rng.standard_normal((4, 5)).astype(dtype),
              rng.uniform(0.5, 2.0, (4, 5)).astype(dtype),
              rng.uniform(0.5, 1.5, 5).astype(dtype)]
