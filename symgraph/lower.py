@@ -259,6 +259,19 @@ class _Grouper:
                 stack.append(u)
         return True
 
+    def only_reads_from(self, node: Node, mine: _Group, theirs: _Group) -> bool:
+        """Fast path: a lone node whose inputs all come from `theirs` or from leaves and
+        invariants cannot close a cycle by joining `theirs` (no other path reaches it)."""
+        if len(mine.members) != 1:
+            return False
+        for inp in node.inputs:
+            src = view_source(inp)
+            if src.is_leaf() or src.id in self.inv:
+                continue
+            if inp is not src or self.group.get(src.id) is not theirs:
+                return False  # a view of a kernel's value needs it materialized first
+        return True
+
     def phases_ok(self, rooted: _Group, pure: _Group, phase: str) -> bool:
         """A prologue node must not read the reduction's result (it runs inside the loop)."""
         phases = dict(rooted.phase)
@@ -296,7 +309,8 @@ class _Grouper:
                 return mine
         elif pure.domain != rooted.domain:
             return mine
-        if not self.convex_after_merge(mine, theirs):
+        if not self.only_reads_from(node, mine, theirs) and \
+                not self.convex_after_merge(mine, theirs):
             return mine
         if rooted.root is not None and not self.phases_ok(rooted, pure, phase):
             return mine
@@ -316,7 +330,7 @@ class _Grouper:
                 x = node.inputs[0]
                 theirs = self.group.get(x.id)
                 if (theirs is not None and theirs.kind == "elementwise" and x.id not in self.inv
-                        and theirs.domain == tuple(x.shape) and self.convex_after_merge(g, theirs)):
+                        and theirs.domain == tuple(x.shape)):  # its one input: never a cycle
                     self.merge(g, theirs, "pro")
             elif node.op == "matmul":
                 self.add(node, _Group("matmul", node.shape, root=node), "root")
