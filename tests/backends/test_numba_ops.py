@@ -208,3 +208,14 @@ def test_thread_pool_driver_matches_single_entry():
     got = sg.function([x], outs, backend="numba", workers=2)(xb)
     for r, g in zip(ref, got):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
+
+
+def test_strided_and_readonly_inputs_reuse_the_compiled_signature():
+    x = sg.placeholder(("n", 3), "float32", name="x")
+    f = sg.function([x], sg.exp(x) + 1.0, backend="numba")
+    base = np.arange(24, dtype=np.float32).reshape(4, 6) / 10
+    ro = base.copy()
+    ro.setflags(write=False)
+    for a in (base[:, ::2], np.broadcast_to(base[0, :3], (5, 3)), ro[:, :3]):
+        np.testing.assert_allclose(f(a), np.exp(a) + 1, rtol=1e-6)
+    assert len(f._run.compiled.entry.signatures) == 1

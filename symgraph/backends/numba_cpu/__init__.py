@@ -128,8 +128,8 @@ class CompiledProgram:
         for kind, ref in self.arg_plan:
             if kind == 0:
                 a = arrays[ref]
-                if not a.flags.c_contiguous:
-                    a = np.ascontiguousarray(a)
+                if not (a.flags.c_contiguous and a.flags.writeable):
+                    a = np.array(a, order="C")  # the compiled signature: writable C arrays
                 args.append(a.reshape(-1))
             elif kind == 1:
                 args.append(ref._value.reshape(-1))
