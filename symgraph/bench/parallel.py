@@ -124,6 +124,34 @@ def hand_threaded_chains(n: int, depth: int) -> dict:
     return {"numpy_serial": lambda: (chain(0), chain(1)), "numpy_threads_2": threaded}
 
 
+def _gemm_seconds(n: int, count: int = 20) -> float:
+    """Seconds for `count` n^3 GEMMs on one BLAS thread (run inside a worker process)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+        start = time.perf_counter()
+        for _ in range(count):
+            a @ a
+        return time.perf_counter() - start
+
+
+def process_capacity(n: int = 512, rounds: int = 3) -> float:
+    """How many cores' worth of GEMM the machine gives us now: 2 processes vs 1 (no GIL at all).
+
+    2.0 means two idle cores; about 1.0 means other load leaves room for one stream of work,
+    and then no threading, ours or anyone's, can gain.
+    """
+    import multiprocessing
+
+    ratios = []
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        pool.map(_gemm_seconds, [n, n])  # warm-up: import, BLAS buffers
+        for _ in range(rounds):
+            one = pool.apply(_gemm_seconds, (n,))
+            two = max(pool.map(_gemm_seconds, [n, n]))
+            ratios.append(2 * one / two)
+    return statistics.median(ratios)
+
+
 def _blas_info() -> list[dict]:
     return [{"api": p.get("user_api"), "library": p.get("internal_api"),
              "threads": p.get("num_threads"), "version": p.get("version")}
@@ -217,18 +245,22 @@ def memory_report(batch: int = 128) -> dict:
 def run(quick: bool = False, repeats: int = 15) -> dict:
     """Every workload; returns (and is printed as) one dict."""
     result = {"cpu_count": os.cpu_count(), "loadavg_before": os.getloadavg(),
+              "process_capacity_before": process_capacity(),
               "numpy": np.__version__, "blas_threads_per_worker": 1, "repeats": repeats,
               "quick": quick, "workloads": {}}
     for name in WORKLOADS:
         result["workloads"][name] = run_workload(name, repeats=repeats, quick=quick)
     result["memory"] = memory_report(batch=64 if quick else 128)
     result["loadavg_after"] = os.getloadavg()
+    result["process_capacity_after"] = process_capacity()
     return result
 
 
 def format_summary(result: dict) -> str:
     lines = [f"parallel gain (BLAS pinned to 1 thread per worker; {result['cpu_count']} CPUs; "
-             f"load {result['loadavg_before'][0]:.2f} -> {result['loadavg_after'][0]:.2f})"]
+             f"load {result['loadavg_before'][0]:.2f} -> {result['loadavg_after'][0]:.2f}; "
+             f"capacity for 2 GEMM processes x{result['process_capacity_before']:.2f} -> "
+             f"x{result['process_capacity_after']:.2f})"]
     for name, w in result["workloads"].items():
         m = w["median_s"]
         lines.append(f"  {name}: 1 worker {m['workers_1'] * 1e3:.2f} ms, 2 workers "
