@@ -282,8 +282,14 @@ class KernelWriter:
         d = self.scalar.dim_expr
         m, kk, n = d(a.shape[-2]), d(a.shape[-1]), d(b.shape[-1])
         batch = tuple(root.shape[:-2])
+        # The product goes straight into an epilogue output of its shape and dtype (each
+        # element is read, then overwritten at the same index), else into a scratch array.
+        target = [w for w in k.writes if w in k.epilogue and w.dtype == root.dtype
+                  and tuple(w.shape) == tuple(root.shape)]
         if root.id in self.p.buffer_of:
             out = self.buf(root)
+        elif target:
+            out = self.buf(target[0])
         else:
             out = "c"
             self.emit(1, f"c = np.empty({self.scalar.size_expr(root.shape)}, np.{root.dtype})")
