@@ -50,16 +50,18 @@ class CompiledProgram:
         inputs = {n.id: i for i, n in enumerate(program.inputs)}
         # Each entry argument: ("input", position) | ("variable", node) | ("constant", array).
         self.arg_plan = []
+        computed = computed_results(program)
+        slot = {b.id: i for i, b in enumerate(computed)}
         for b in arg_buffers:
             n = b.node
-            if b.kind == "input":
+            if b.id in slot:  # a result: allocated per call, (shape, dtype)
+                self.arg_plan.append((3, (b.shape, np.dtype(b.dtype))))
+            elif b.kind == "input":
                 self.arg_plan.append((0, inputs[n.id]))
             elif b.kind == "variable":
                 self.arg_plan.append((1, n))
             else:
                 self.arg_plan.append((2, np.ascontiguousarray(n.attr["value"].array).reshape(-1)))
-        computed = computed_results(program)
-        slot = {b.id: i for i, b in enumerate(computed)}
         self.result_plan = []
         for r in program.results:
             buf = program.buffer(r)
@@ -125,7 +127,14 @@ class CompiledProgram:
 
     def __call__(self, arrays: Sequence[np.ndarray], dims: dict) -> list:
         args = []
+        outs = []
         for kind, ref in self.arg_plan:
+            if kind == 3:
+                shape, dtype = ref
+                out = np.empty(resolve_shape(shape, dims), dtype)
+                outs.append(out)
+                args.append(out.reshape(-1))
+                continue
             if kind == 0:
                 a = arrays[ref]
                 if not (a.flags.c_contiguous and a.flags.writeable):
@@ -137,18 +146,22 @@ class CompiledProgram:
                 args.append(ref)
         for s in self.symbols:
             args.append(dims[s])
-        outs = self._call(args, arrays, dims)
+        self._call(args, arrays, dims)
         results = []
+        returned: set[int] = set()
         for kind, ref, shape in self.result_plan:
             if kind == 3:
                 a = outs[ref]
+                if ref in returned:  # one buffer for two results: never share an array
+                    a = a.copy()
+                returned.add(ref)
             elif kind == 0:
                 a = arrays[ref]
             elif kind == 1:
                 a = ref._value
             else:
                 a = ref.attr["value"].array
-            if a.ndim != len(shape) or (kind == 3 and len(shape) != 1):
+            if a.ndim != len(shape) or a.shape != resolve_shape(shape, dims):
                 a = a.reshape(resolve_shape(shape, dims))
             results.append(a)
         if self.check_nan:
@@ -161,12 +174,12 @@ class CompiledProgram:
 
         p = self.program
         self.entry_params = [f"b{b.id}" for b in gen.args] + [v for _, v in gen.symbols]
+        results = {b.id for b in computed_results(p)}
         self.temps = [(f"b{b.id}", b.shape, b.dtype) for b in p.buffers
-                      if b.kind in ("temp", "output")]
+                      if b.kind in ("temp", "output") and b.id not in results]
         self.kernel_fns = [getattr(self.module, f"k{k.id}") for k in p.kernels]
         self.kernel_args = gen.kernel_args
         self.dim_vars = dict(gen.symbols)
-        self.returns = [f"b{b.id}" for b in computed_results(p)]
         self.runner = DagRunner({k.id: p.deps[k.id] for k in p.kernels}, self.workers,
                                 schedule=p.schedule(self.workers))
 
@@ -182,7 +195,7 @@ class CompiledProgram:
             fns[kid](*[env[a] for a in kargs[kid]])
 
         self.runner.run(execute)
-        return tuple(env[r] for r in self.returns)
+        return 0
 
     def _call(self, args, arrays, dims):
         try:

@@ -480,8 +480,11 @@ def generate(program: Program, single_entry: bool = True) -> Generated:
             parts.append(text)
             calls.append(f"    k{k.id}({', '.join(w.args)})\n")
         kernel_args.append(list(w.args))
+    # Results are parameters: the driver allocates them as plain N-d NumPy arrays, which the
+    # runtime can adopt as new state without a copy (Numba-allocated arrays have a base).
+    rets = computed_results(program)
     args = [b for b in program.buffers if b.kind in ("input", "variable", "constant")
-            and b.node.id not in literals]
+            and b.node.id not in literals] + rets
     dim_names = list(symbols.values())
     scalar = ScalarRenderer(symbols)
     flags = "fastmath=FASTMATH, error_model='numpy'" if single_entry else ""
@@ -489,11 +492,10 @@ def generate(program: Program, single_entry: bool = True) -> Generated:
     lines = [f"@njit(cache=True, nogil=True{', ' + flags if flags else ''})",
              f"def entry({params}):"]
     for b in program.buffers:
-        if b.kind in ("temp", "output"):
+        if b.kind in ("temp", "output") and b not in rets:
             lines.append(f"    b{b.id} = np.empty({scalar.size_expr(b.shape)}, np.{b.dtype})")
     lines.append("".join(calls).rstrip("\n"))
-    rets = computed_results(program)
-    lines.append(f"    return ({''.join(f'b{b.id}, ' for b in rets)})")
+    lines.append("    return 0")
     parts.append("\n".join(lines) + "\n")
     parts.insert(1, "\n".join(f"{name} = {text}" for text, name in consts.items()) + "\n")
     return Generated("\n\n".join(parts), args, list(symbols.items()), kernel_args)
