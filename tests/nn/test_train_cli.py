@@ -4,6 +4,8 @@ import argparse
 import json
 import os
 
+import pytest
+
 from symgraph.nn.train_cli import MODELS, add_train_parser
 
 
@@ -44,3 +46,13 @@ def test_train_parser_defaults(tmp_path):
     args = parser.parse_args(["train", "--out", str(tmp_path), "--full"])
     assert args.model == "mlp-dropout" and args.full and args.run is not None
     assert {"mlp-dropout", "mlp-dropout-relu", "mlp-2x800"} <= set(MODELS)
+
+
+def test_train_cli_full_schedule_decays_learning_rate(tmp_path, capsys):
+    out = tmp_path / "full"
+    rc = _main(["train", "--model", "mlp-small", "--full", "--epochs", "2", "--limit", "256",
+                "--backend", "numpy", "--out", str(out), "--verbose", "0"])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["full"] and report["settings"]["momentum"] is None
+    assert report["history"]["learning_rate"] == pytest.approx([0.05, 0.05 * 0.99])
