@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from symgraph.graph import Node, consumers, resolve_shape, topo_order
+from symgraph.graph import Node, consumers, topo_order
 from symgraph.ops import OPS
 
 VIEW_OPS = frozenset({"reshape", "transpose", "broadcast_to", "slice"})
@@ -505,11 +505,6 @@ def _make_kernel(kid, g: _Group, reads, invs, materialized, index, inv_writes) -
     writes = tuple(m for m in members if m.id in materialized) + inv_writes
     return Kernel(kid, g.kind, g.domain, tuple(members), tuple(reads), writes, g.root,
                   tuple(epi), tuple(invs))
-
-
-def resolve_dims(shape, dims: dict) -> tuple:
-    """Concrete shape of a (possibly symbolic) shape under bound dims."""
-    return resolve_shape(shape, dims)
 
 
 def fill_report(report, program: Program, dims: dict | None = None) -> None:
