@@ -3,8 +3,10 @@
 `compile(inputs, results, check_nan)` lowers the graph (symgraph/lower.py), renders one Python
 module (codegen.py), writes it into the cache directory under a hash of its source and imports
 it (cache.py), so Numba's own disk cache makes a second process skip compilation. The module's
-`entry` function allocates every buffer and calls the kernels in order: one dispatch per call.
-Symbolic dims are plain int arguments, so a new batch size never recompiles.
+`entry` function runs every kernel in order (one dispatch per call); the driver allocates the
+result arrays as plain NumPy arrays and passes them in, so the runtime adopts new state without
+copying. With `workers=k` each kernel is its own nogil function and a thread pool runs the
+kernel DAG. Symbolic dims are plain int arguments, so a new batch size never recompiles.
 
 Errors: anything the backend cannot generate raises SymgraphError at compile time. At run
 time, an out-of-range label (IndexError inside a kernel) or a NaN with `check_nan=True` makes
