@@ -81,8 +81,8 @@ def grad(cost: Node, wrt, disconnected: str = "zero"):
             why = OPS[node.op].why_not.get("vjp", "")
             raise SymgraphError(f"grad: {node.describe()} is not differentiable and lies on the "
                                 f"path from the cost to what you differentiate: {why}")
-    adjoints: dict[int, list[Node]] = {cost.id: [B.ones_like(cost)]}
     with tagging("grad"):
+        adjoints: dict[int, list[Node]] = {cost.id: [B.ones_like(cost)]}
         for node in reversed(order):
             parts = adjoints.pop(node.id, None)
             if parts is None or node.id not in on_path or not node.inputs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from symgraph.graph import ConstValue, Node, TensorType
+from symgraph.ops.table import active_tags
 from symgraph.ops.table import apply  # noqa: F401  (re-exported for rules)
 
 
@@ -12,7 +13,8 @@ def const(value, dtype: str) -> Node:
     """A constant node holding `value` as an array of `dtype`."""
     array = np.asarray(value, dtype=dtype)
     ttype = TensorType(dtype, tuple(array.shape))
-    return Node("constant", (), {"value": ConstValue(array)}, ttype, trace="<symgraph>")
+    return Node("constant", (), {"value": ConstValue(array)}, ttype, trace="<symgraph>",
+                tags=active_tags())
 
 
 def scalar_like(value, node: Node) -> Node:

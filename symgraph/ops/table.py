@@ -41,6 +41,10 @@ OPS: dict[str, OpDef] = {}
 _active_tags: list[frozenset] = [frozenset()]
 
 
+def active_tags() -> frozenset:
+    return _active_tags[-1]
+
+
 @contextmanager
 def tagging(*tags: str):
     """Every node `apply` builds inside this block carries `tags` (e.g. "grad")."""
