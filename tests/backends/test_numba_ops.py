@@ -7,6 +7,8 @@ value with the NumPy backend running the same (optimized) graph.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pytest
 
@@ -219,3 +221,22 @@ def test_strided_and_readonly_inputs_reuse_the_compiled_signature():
     for a in (base[:, ::2], np.broadcast_to(base[0, :3], (5, 3)), ro[:, :3]):
         np.testing.assert_allclose(f(a), np.exp(a) + 1, rtol=1e-6)
     assert len(f._run.compiled.entry.signatures) == 1
+
+
+def test_result_arrays_are_recycled_only_when_nobody_holds_them():
+    x = sg.placeholder((3,), "float32", name="x")
+    w = sg.variable(np.ones(3, np.float32), name="w")
+    f = sg.function([x], w * x, updates=[(w, w + x)], backend="numba")
+    xv = np.arange(3, dtype=np.float32)
+    held = [f(xv) for _ in range(4)]  # the caller keeps every output: none may be reused
+    for k, out in enumerate(held):
+        np.testing.assert_array_equal(out, (1 + k * xv) * xv)
+    assert len({id(o) for o in held}) == 4
+    alive = []
+    for k in range(4, 10):  # outputs dropped: the pool ping-pongs between two state arrays
+        f(xv)
+        np.testing.assert_array_equal(w.value, 1 + (k + 1) * xv)
+        alive.append(weakref.ref(w._host))
+    # the state array of two steps ago is the one written now (a fresh one would have died)
+    assert alive[-1]() is not None and alive[-3]() is alive[-1]()
+    assert alive[-2]() is not alive[-1]()

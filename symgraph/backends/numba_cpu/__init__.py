@@ -74,6 +74,7 @@ class CompiledProgram:
                 self.result_plan.append((kind, ref, tuple(r.shape)))
             else:
                 self.result_plan.append((3, slot[buf.id], tuple(r.shape)))
+        self.pool: list[list[np.ndarray]] = [[] for _ in computed]  # see _result_array
         self._compile_eagerly(gen)
 
     def _compile_eagerly(self, gen) -> None:
@@ -132,8 +133,7 @@ class CompiledProgram:
         outs = []
         for kind, ref in self.arg_plan:
             if kind == 3:
-                shape, dtype = ref
-                out = np.empty(resolve_shape(shape, dims), dtype)
+                out = self._result_array(len(outs), ref, dims)
                 outs.append(out)
                 args.append(out.reshape(-1))
                 continue
@@ -169,6 +169,32 @@ class CompiledProgram:
         if self.check_nan:
             self._check_finite(results, arrays, dims)
         return results
+
+    def _result_array(self, slot: int, plan, dims) -> np.ndarray:
+        """A fresh array for result `slot`, recycled from an earlier call when nobody else
+        holds it any more.
+
+        Results become the new state (weights, optimizer slots) or the caller's outputs, so
+        they are never written in place; but the state array of two steps ago is dropped by the
+        runtime once the step after it succeeded. Reusing it saves the page faults of a fresh
+        multi-MiB allocation per step (M1: 25 MiB of new state per step). Only arrays whose
+        reference count shows the pool as their sole owner are reused: one held by a user, a
+        view or a Variable is never touched.
+        """
+        shape, dtype = plan
+        want = resolve_shape(shape, dims)
+        pool = self.pool[slot]
+        for i in range(len(pool)):
+            # references: the pool list and getrefcount's argument
+            if sys.getrefcount(pool[i]) <= 2 and pool[i].shape == want:
+                a = pool.pop(i)
+                pool.append(a)
+                return a
+        a = np.empty(want, dtype)
+        pool.append(a)
+        if len(pool) > 2:  # the current state and its successor are all a step needs
+            del pool[0]
+        return a
 
     def _setup_driver(self, gen) -> None:
         """Python driver: kernels as separate nogil njit calls, run on a thread pool."""
