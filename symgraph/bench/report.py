@@ -39,14 +39,15 @@ def limits_table(doc: dict) -> list[list[str]]:
              f"{g['gflops']:.0f} GFLOP/s (best {g.get('gflops_best', 0):.0f})",
              f"{_fmt_time(g['median_s'])} (min {_fmt_time(g['min_s'])})"]
             for g in lim.get("gemm", [])]
-    stream = lim.get("stream") or {}
-    for name in ("copy", "triad"):
-        if name in stream:
-            s = stream[name]
-            how = f" [{s['how']}]" if "how" in s else ""
-            rows.append([f"STREAM {name}, {stream['elements']} fp32{how}",
-                         f"{s['gbps']:.1f} GB/s (best {s.get('gbps_best', 0):.1f})",
-                         f"{_fmt_time(s['median_s'])} (min {_fmt_time(s['min_s'])})"])
+    for key, label in (("stream", "STREAM"), ("stream_dram", "STREAM (DRAM size, reference)")):
+        stream = lim.get(key) or {}
+        for name in ("copy", "triad"):
+            if name in stream:
+                s = stream[name]
+                how = f" [{s['how']}]" if "how" in s else ""
+                rows.append([f"{label} {name}, {stream['elements']} fp32{how}",
+                             f"{s['gbps']:.1f} GB/s (best {s.get('gbps_best', 0):.1f})",
+                             f"{_fmt_time(s['median_s'])} (min {_fmt_time(s['min_s'])})"])
     end = (doc.get("limits_end") or {}).get("roofs")
     if end:
         rows.append(["roofs measured again at the end", f"{end['gflops']:.0f} GFLOP/s, "
