@@ -146,7 +146,9 @@ class KernelWriter:
             if n.op == "random_uniform":
                 step = self.value(n.inputs[0], [], depth)
                 seed_mix = (n.attr["seed"] * GOLDEN) & MASK32
-                self.emit(depth, f"key{self.num[n.id]} = _random_key({seed_mix}, {step})")
+                # a typed seed: a bare int literal makes Numba compile _random_key once per seed
+                key = f"key{self.num[n.id]}"
+                self.emit(depth, f"{key} = _random_key(np.uint64({seed_mix}), {step})")
 
     def invariants(self, depth: int) -> None:
         for n in self.k.invariants:
