@@ -23,11 +23,28 @@ from typing import Sequence
 
 import numpy as np
 
+from symgraph.backends.numba_cpu import blas  # noqa: F401  (see _prepare_numba)
 from symgraph.backends.numba_cpu.cache import load_module, reload_module
 from symgraph.backends.numba_cpu.codegen import computed_results, generate
 from symgraph.errors import SymgraphError
 from symgraph.graph import Node, resolve_shape
 from symgraph.lower import Program, lower
+
+
+def _prepare_numba() -> None:
+    """Once per process, with the backend's import: Numba's lowering registries.
+
+    Numba installs them on the first compile or disk-cache load of the process (0.2 s here),
+    and every generated module imports blas.py (SciPy's BLAS, 0.3 s). Doing both when the
+    backend is imported keeps this fixed per-process cost out of each `sg.function`'s compile
+    time; a process that imports the backend is about to compile with it.
+    """
+    from numba.core.registry import cpu_target
+
+    cpu_target.target_context.refresh()
+
+
+_prepare_numba()
 
 
 def _debug(message: str) -> None:
