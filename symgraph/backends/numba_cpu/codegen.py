@@ -298,9 +298,13 @@ class KernelWriter:
         (abuf, ta), (bbuf, tb) = self.operand(a), self.operand(b)
         gemm = f"gemm_{root.dtype}"
         zero = self.scalar.literal(0, root.dtype)
+        # Every scalar argument is typed, never a literal: Numba compiles a dispatcher called
+        # with literals once per distinct value (M2 compiled the GEMM wrapper 9 times).
+        ta, tb = f"np.bool_({ta})", f"np.bool_({tb})"
+        m, n, kk = f"np.int64({m})", f"np.int64({n})", f"np.int64({kk})"
         if not batch:
-            self.emit(1, f"{gemm}({ta}, {tb}, {m}, {n}, {kk}, {abuf}, 0, {bbuf}, 0, {out}, 0, "
-                         f"{zero})  # matmul{_name(root)}")
+            self.emit(1, f"{gemm}({ta}, {tb}, {m}, {n}, {kk}, {abuf}, np.int64(0), {bbuf}, "
+                         f"np.int64(0), {out}, np.int64(0), {zero})  # matmul{_name(root)}")
         else:
             for node in (a, b):
                 if node.ndim > 2 and tuple(node.shape[:-2]) != batch and \
@@ -311,8 +315,9 @@ class KernelWriter:
             sa = f"{m} * {kk}" if tuple(a.shape[:-2]) == batch else "0"
             sb = f"{kk} * {n}" if tuple(b.shape[:-2]) == batch else "0"
             self.emit(1, f"for q in range({nb}):")
-            self.emit(2, f"{gemm}({ta}, {tb}, {m}, {n}, {kk}, {abuf}, q * {sa}, {bbuf}, "
-                         f"q * {sb}, {out}, q * {m} * {n}, {zero})  # matmul{_name(root)}")
+            self.emit(2, f"{gemm}({ta}, {tb}, {m}, {n}, {kk}, {abuf}, np.int64(q * {sa}), "
+                         f"{bbuf}, np.int64(q * {sb}), {out}, q * {m} * {n}, {zero})"
+                         f"  # matmul{_name(root)}")
         if k.epilogue:
             self.loads = {}
             self.invariants(1)
