@@ -42,23 +42,30 @@ class Evaluation:
                     env[node.id] = node._value
                     continue
                 args = [env[i.id] for i in node.inputs]
-                try:
-                    value = self.impls[step](self.attrs[step], dims, *args)
-                except (ValueError, IndexError, TypeError, FloatingPointError) as exc:
-                    shapes = ", ".join(f"{a.dtype}{list(a.shape)}" for a in args)
-                    raise SymgraphError(f"evaluating {node.describe()} on inputs ({shapes}) "
-                                        f"failed: {exc}") from None
-                value = np.asarray(value)
-                if value.dtype.name != node.dtype:
-                    value = value.astype(node.dtype)
-                if check_nan and value.dtype.kind == "f" and not np.isfinite(value).all():
-                    bad = "NaN" if np.isnan(value).any() else "inf"
-                    raise SymgraphError(f"{bad} first produced by {node.describe()} "
-                                        f"(shape {list(value.shape)})")
-                env[node.id] = value
+                env[node.id] = evaluate_node(node, self.impls[step], self.attrs[step], dims,
+                                             args, check_nan)
                 for dead in self.free_after[step]:
                     env.pop(dead, None)
         return [env[r.id] for r in self.results]
+
+
+def evaluate_node(node: Node, impl, attrs: dict, dims: dict, args: list,
+                  check_nan: bool = False) -> np.ndarray:
+    """One node's NumPy impl with the dtype fix-up, errors naming the node, optional NaN check."""
+    try:
+        value = impl(attrs, dims, *args)
+    except (ValueError, IndexError, TypeError, FloatingPointError) as exc:
+        shapes = ", ".join(f"{a.dtype}{list(a.shape)}" for a in args)
+        raise SymgraphError(f"evaluating {node.describe()} on inputs ({shapes}) "
+                            f"failed: {exc}") from None
+    value = np.asarray(value)
+    if value.dtype.name != node.dtype:
+        value = value.astype(node.dtype)
+    if check_nan and value.dtype.kind == "f" and not np.isfinite(value).all():
+        bad = "NaN" if np.isnan(value).any() else "inf"
+        raise SymgraphError(f"{bad} first produced by {node.describe()} "
+                            f"(shape {list(value.shape)})")
+    return value
 
 
 def expected_shape(node: Node, dims: dict) -> tuple:

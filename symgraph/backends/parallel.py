@@ -211,21 +211,9 @@ def _evaluate(node, dims: dict, args: list, check_nan: bool, prepared: dict):
         from symgraph.ops import OPS
 
         found = prepared[node.id] = (OPS[node.op].impl, node.attr)
-    impl, attrs = found
-    try:
-        value = impl(attrs, dims, *args)
-    except (ValueError, IndexError, TypeError, FloatingPointError) as exc:
-        shapes = ", ".join(f"{a.dtype}{list(a.shape)}" for a in args)
-        raise SymgraphError(f"evaluating {node.describe()} on inputs ({shapes}) failed: "
-                            f"{exc}") from None
-    value = np.asarray(value)
-    if value.dtype.name != node.dtype:
-        value = value.astype(node.dtype)
-    if check_nan and value.dtype.kind == "f" and not np.isfinite(value).all():
-        bad = "NaN" if np.isnan(value).any() else "inf"
-        raise SymgraphError(f"{bad} first produced by {node.describe()} "
-                            f"(shape {list(value.shape)})")
-    return value
+    from symgraph.backends.numpy_ref import evaluate_node
+
+    return evaluate_node(node, found[0], found[1], dims, args, check_nan)
 
 
 def _lookup(node, local: dict, env: dict, dims: dict, check_nan: bool, prepared: dict):
