@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import threading
 import time
 from typing import Sequence
 
@@ -92,6 +93,7 @@ class CompiledProgram:
             else:
                 self.result_plan.append((3, slot[buf.id], tuple(r.shape)))
         self.pool: list[list[np.ndarray]] = [[] for _ in computed]  # see _result_array
+        self.pool_lock = threading.Lock()
         self._compile_eagerly(gen)
 
     def _compile_eagerly(self, gen) -> None:
@@ -201,17 +203,18 @@ class CompiledProgram:
         shape, dtype = plan
         want = resolve_shape(shape, dims)
         pool = self.pool[slot]
-        for i in range(len(pool)):
-            # references: the pool list and getrefcount's argument
-            if sys.getrefcount(pool[i]) <= 2 and pool[i].shape == want:
-                a = pool.pop(i)
-                pool.append(a)
-                return a
-        a = np.empty(want, dtype)
-        pool.append(a)
-        if len(pool) > 2:  # the current state and its successor are all a step needs
-            del pool[0]
-        return a
+        with self.pool_lock:  # two threads calling one function never pick the same array
+            for i in range(len(pool)):
+                # references: the pool list and getrefcount's argument
+                if sys.getrefcount(pool[i]) <= 2 and pool[i].shape == want:
+                    a = pool.pop(i)
+                    pool.append(a)
+                    return a
+            a = np.empty(want, dtype)
+            pool.append(a)
+            if len(pool) > 2:  # the current state and its successor are all a step needs
+                del pool[0]
+            return a
 
     def _setup_driver(self, gen) -> None:
         """Python driver: kernels as separate nogil njit calls, run on a thread pool."""
