@@ -1,25 +1,15 @@
 """O3 reassociation: the rewrites fire only at O3 and round within a few ulps."""
 
 import numpy as np
+from rewrite_checks import check_same
+from rewrite_checks import placeholder_x as _x
 
 import symgraph as sg
 from symgraph.graph import topo_order
 from symgraph.passes.reassociate import reassociate
 from symgraph.passes.simplify import simplify
 
-SPECIAL = np.array([[0.0, -0.0, 1.5, -2.0], [np.inf, -np.inf, np.nan, 3.0], [1e300, -1e-300, 7.0,
-                                                                              0.25]])
-
-
-def _x(shape=(3, 4), dtype="float64"):
-    return sg.placeholder(shape, dtype, name="x")
-
-
-def _check_same(inputs, expr, arrays, level=2):
-    """Optimized and unoptimized agree exactly, NaN and inf included."""
-    want = sg.function(inputs, expr, optimize=0)(*arrays)
-    got = sg.function(inputs, expr, optimize=level)(*arrays)
-    np.testing.assert_array_equal(want, got)
+_check_same = check_same
 
 
 def test_max_over_broadcast_is_exact_and_sum_is_o3():

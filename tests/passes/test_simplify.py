@@ -3,25 +3,15 @@ leaves results unchanged."""
 
 import numpy as np
 import pytest
+from rewrite_checks import SPECIAL, check_same
+from rewrite_checks import placeholder_x as _x
 
 import symgraph as sg
 from symgraph.graph import topo_order
 from symgraph.ops import apply
 from symgraph.passes.simplify import simplify
 
-SPECIAL = np.array([[0.0, -0.0, 1.5, -2.0], [np.inf, -np.inf, np.nan, 3.0], [1e300, -1e-300, 7.0,
-                                                                              0.25]])
-
-
-def _x(shape=(3, 4), dtype="float64"):
-    return sg.placeholder(shape, dtype, name="x")
-
-
-def _check_same(inputs, expr, arrays, level=2):
-    """Optimized and unoptimized agree exactly, NaN and inf included."""
-    want = sg.function(inputs, expr, optimize=0)(*arrays)
-    got = sg.function(inputs, expr, optimize=level)(*arrays)
-    np.testing.assert_array_equal(want, got)
+_check_same = check_same
 
 
 @pytest.mark.parametrize("build, rule", [
