@@ -507,19 +507,23 @@ def _make_kernel(kid, g: _Group, reads, invs, materialized, index, inv_writes) -
                   tuple(epi), tuple(invs))
 
 
+REPORT_DIM = 128  # symbolic dims are bound to this for the report's sizes (e.g. batch=128)
+
+
 def fill_report(report, program: Program, dims: dict | None = None) -> None:
     """Set the lowering fields of a CompileReport (passes/report.py): kernel and buffer counts,
-    estimated FLOPs and bytes moved, and the schedule and memory plan figures."""
+    estimated FLOPs and bytes moved, and the schedule and memory plan figures, with every
+    symbolic dim bound to `dims` (default REPORT_DIM each; the binding is in report.backend)."""
+    if dims is None:
+        symbols = {d for b in program.buffers for d in b.shape if isinstance(d, str)}
+        dims = {s: REPORT_DIM for s in sorted(symbols)}
     stats = program.stats(dims)
     for key in ("kernels", "buffers", "flops", "bytes_moved"):
         setattr(report, key, stats[key])
-    try:
-        sched = program.schedule(2)
-        report.schedule_depth, report.schedule_width = sched.depth, sched.width
-        plan = program.memory()
-        report.peak_bytes = plan.peak_bytes
-        naive = getattr(plan, "naive_bytes", None)
-        if naive is not None:
-            report.naive_peak_bytes = naive
-    except (ImportError, AttributeError):  # planner or scheduler not available: counts only
-        pass
+    from symgraph.memplan import program_summary
+
+    summary = program_summary(program, workers=2, dims=dims)
+    for key in ("peak_bytes", "naive_peak_bytes", "schedule_depth", "schedule_width"):
+        setattr(report, key, summary[key])
+    if dims:
+        report.backend["sizes_for"] = dict(dims)
