@@ -18,8 +18,8 @@ import time
 import numpy as np
 
 from symgraph.data import mnist
-from symgraph.nn import Dense, Dropout, Input, Sequential, callbacks, optimizers
-from symgraph.nn.constraints import MaxNorm
+from symgraph.nn import Sequential, callbacks, optimizers
+from symgraph.nn.train_cli import dropout_mlp
 
 ROWS = {  # name: (hidden layers, activation, input dropout, hidden dropout, max-norm, paper %)
     "logistic": ((800, 800), "sigmoid", 0.0, 0.0, None, 1.60),
@@ -30,16 +30,7 @@ ROWS = {  # name: (hidden layers, activation, input dropout, hidden dropout, max
 
 def build(row: str) -> Sequential:
     hidden, activation, p_in, p_hidden, max_norm, _ = ROWS[row]
-    model = Sequential([Input((784,))])
-    if p_in:
-        model.add(Dropout(p_in))
-    for units in hidden:
-        model.add(Dense(units, activation=activation,
-                        kernel_constraint=MaxNorm(max_norm) if max_norm else None))
-        if p_hidden:
-            model.add(Dropout(p_hidden))
-    model.add(Dense(10, activation="softmax"))
-    return model
+    return dropout_mlp(hidden, activation, p_in, p_hidden, max_norm)
 
 
 def main() -> None:

@@ -20,7 +20,8 @@ import numpy as np
 PAPER = "Srivastava et al. 2014, JMLR 15, Table 2"
 
 
-def _mlp(hidden, activation, dropout_in, dropout_hidden, max_norm):
+def dropout_mlp(hidden, activation, dropout_in, dropout_hidden, max_norm):
+    """The MNIST MLP of the dropout paper's table: 784-hidden-10 with optional dropout/max-norm."""
     from symgraph.nn import Dense, Dropout, Input, Sequential
     from symgraph.nn.constraints import MaxNorm
 
@@ -47,13 +48,13 @@ def _mlp_bn():
 # name -> (description, the paper's test error % or None, builder)
 MODELS = {
     "mlp-dropout": ("3x1024 ReLU, dropout 0.2/0.5, max-norm 3", 1.06,
-                    lambda: _mlp((1024,) * 3, "relu", 0.2, 0.5, 3.0)),
+                    lambda: dropout_mlp((1024,) * 3, "relu", 0.2, 0.5, 3.0)),
     "mlp-dropout-relu": ("3x1024 ReLU, dropout 0.2/0.5, no max-norm", 1.25,
-                         lambda: _mlp((1024,) * 3, "relu", 0.2, 0.5, None)),
+                         lambda: dropout_mlp((1024,) * 3, "relu", 0.2, 0.5, None)),
     "mlp-2x800": ("2x800 logistic (sigmoid), no dropout", 1.60,
-                  lambda: _mlp((800, 800), "sigmoid", 0.0, 0.0, None)),
+                  lambda: dropout_mlp((800, 800), "sigmoid", 0.0, 0.0, None)),
     "mlp-small": ("784-128-10 ReLU (quick checks)", None,
-                  lambda: _mlp((128,), "relu", 0.0, 0.0, None)),
+                  lambda: dropout_mlp((128,), "relu", 0.0, 0.0, None)),
     "mlp-bn": ("784-512-512-10, BatchNorm before each ReLU", None, _mlp_bn),
 }
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "adadelta")
