@@ -122,6 +122,12 @@ class Function:
         self._n_out = len(self.outputs)
         self._variables = [n for n in topo_order(optimized) if isinstance(n, Variable)]
         self._signature = [(p, p.dtype, tuple(p.shape)) for p in self.inputs]
+        # The fast path of _validate: (numpy dtype, rank, fixed (axis, size), symbolic
+        # (axis, name)) per input; anything unusual takes the checking path below.
+        self._fast = [(np.dtype(dtype), len(shape),
+                       tuple((a, d) for a, d in enumerate(shape) if isinstance(d, int)),
+                       tuple((a, d) for a, d in enumerate(shape) if not isinstance(d, int)))
+                      for _, dtype, shape in self._signature]
 
     def _check_leaves(self, update_exprs) -> None:
         given = {p.id for p in self.inputs}
@@ -136,6 +142,23 @@ class Function:
                                         "not bound by any input placeholder")
 
     def _validate(self, args) -> tuple[list, dict]:
+        """The arrays to run on and the symbolic dims they bind; SymgraphError otherwise."""
+        if len(args) == len(self._fast):  # fast path: arrays of the exact dtype and rank
+            dims: dict = {}
+            for (dtype, ndim, fixed, symbolic), a in zip(self._fast, args):
+                if type(a) is not np.ndarray or a.dtype != dtype or a.ndim != ndim:
+                    break
+                shape = a.shape
+                if any(shape[axis] != size for axis, size in fixed):
+                    break
+                if any(dims.setdefault(name, shape[axis]) != shape[axis]
+                       for axis, name in symbolic):
+                    break
+            else:
+                return list(args), dims
+        return self._validate_slowly(args)
+
+    def _validate_slowly(self, args) -> tuple[list, dict]:
         if len(args) != len(self.inputs):
             names = ", ".join(p.label() for p in self.inputs)
             raise SymgraphError(f"{self.name} takes {len(self.inputs)} inputs ({names}), "
@@ -189,7 +212,8 @@ class Function:
                 var._assign_pending(value)
             else:
                 var._assign(value)
-        state = {id(v._host) for v in self._variables}
+        if staged:
+            state = {id(v._host) for v in self._variables}
         # outputs are the caller's to mutate: never hand out state or a view into it
         outs = [o.copy() if id(o) in state or o.base is not None or not o.flags.writeable
                 else o for o in outs]

@@ -180,17 +180,41 @@ def dropout_kernel(n: int, rate: float = 0.5) -> Kernel:
                   lambda: [_rng().random(n, dtype=np.float32)], numpy_dropout, R.dropout(n))
 
 
+TINY_CALL = "tiny call"  # issue 4's per-call overhead target (<= 20 us) is judged on this row
+
+
+def tiny_call_kernel() -> Kernel:
+    """`sum(x * w)` with the update `w -= 0.1 * x` on 4 elements: a call is all overhead
+    (input validation, argument binding, dispatch, the state swap)."""
+    w0 = np.ones(4, np.float32)
+
+    def graph():
+        x = sg.placeholder((4,), name="x")
+        w = sg.variable(w0, name="w")
+        return [x], sg.sum(x * w), {w: w - np.float32(0.1) * x}
+
+    state = {"w": w0.copy()}
+
+    def numpy_step(x):
+        loss = (x * state["w"]).sum()
+        state["w"] = state["w"] - np.float32(0.1) * x
+        return loss
+
+    return Kernel(TINY_CALL, {"n": 4}, graph, lambda: [np.ones(4, np.float32)], numpy_step,
+                  R.Cost(flops=16.0, bytes=48.0))
+
+
 def kernel_set(quick: bool) -> list[Kernel]:
     """The suite's kernels: tiny shapes in quick mode, cache-exceeding ones otherwise."""
     if quick:
         return [chain_kernel(4096, 4), reduce_kernel(32, 64, 1), matmul_kernel(8, 16, 16),
                 softmax_ce_kernel(8, 10), batch_norm_kernel(8, 16), adam_kernel(4096),
-                dropout_kernel(4096)]
+                dropout_kernel(4096), tiny_call_kernel()]
     n = 1 << 22
     return [chain_kernel(n, 4), chain_kernel(n, 16), reduce_kernel(4096, 1024, 1),
             reduce_kernel(4096, 1024, 0), matmul_kernel(128, 1024, 1024),
             softmax_ce_kernel(1024, 1000), batch_norm_kernel(128, 1024), adam_kernel(n),
-            dropout_kernel(n)]
+            dropout_kernel(n), tiny_call_kernel()]
 
 
 def available_backends(requested=None) -> list[str]:

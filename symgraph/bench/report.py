@@ -132,6 +132,11 @@ def targets_table(doc: dict) -> list[list[str]]:
         t = _train_row(doc, model, "torch-eager")
         check(f"{model} peak RSS vs PyTorch", r and t and r["peak_rss_mb"] / t["peak_rss_mb"],
               "< 1.00x", lambda v: v < 1.0, ratio)
+    tiny = next((r for r in doc.get("kernels", [])
+                 if r.get("kernel") == "tiny call" and r.get("system") == "symgraph-numba"
+                 and "median" in r), None)
+    check("tiny-call overhead (whole `Function` call)", tiny and tiny["median"], "<= 20 us",
+          lambda v: v <= 20e-6, _fmt_time)
     return _table(["target (issue 4)", "this run", "target", "status"], rows)
 
 

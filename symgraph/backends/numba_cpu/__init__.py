@@ -74,8 +74,9 @@ class CompiledProgram:
         slot = {b.id: i for i, b in enumerate(computed)}
         for b in arg_buffers:
             n = b.node
-            if b.id in slot:  # a result: allocated per call, (shape, dtype)
-                self.arg_plan.append((3, (b.shape, np.dtype(b.dtype))))
+            if b.id in slot:  # a result: allocated per call, (shape, dtype, static shape)
+                static = tuple(b.shape) if all(isinstance(d, int) for d in b.shape) else None
+                self.arg_plan.append((3, (b.shape, np.dtype(b.dtype), static)))
             elif b.kind == "input":
                 self.arg_plan.append((0, inputs[n.id]))
             elif b.kind == "variable":
@@ -152,19 +153,18 @@ class CompiledProgram:
         outs = []
         for kind, ref in self.arg_plan:
             if kind == 3:
-                out = self._result_array(len(outs), ref, dims)
-                outs.append(out)
-                args.append(out.reshape(-1))
-                continue
-            if kind == 0:
+                a = self._result_array(len(outs), ref, dims)
+                outs.append(a)
+            elif kind == 0:
                 a = arrays[ref]
                 if not (a.flags.c_contiguous and a.flags.writeable):
                     a = np.array(a, order="C")  # the compiled signature: writable C arrays
-                args.append(a.reshape(-1))
             elif kind == 1:
-                args.append(ref._value.reshape(-1))
+                a = ref._value
             else:
                 args.append(ref)
+                continue
+            args.append(a if a.ndim == 1 else a.reshape(-1))
         for s in self.symbols:
             args.append(dims[s])
         self._call(args, arrays, dims)
@@ -182,8 +182,10 @@ class CompiledProgram:
                 a = ref._value
             else:
                 a = ref.attr["value"].array
-            if a.ndim != len(shape) or a.shape != resolve_shape(shape, dims):
-                a = a.reshape(resolve_shape(shape, dims))
+            if a.shape != shape:  # `shape` is static, else resolved per call
+                want = resolve_shape(shape, dims)
+                if a.shape != want:
+                    a = a.reshape(want)
             results.append(a)
         if self.check_nan:
             self._check_finite(results, arrays, dims)
@@ -200,10 +202,11 @@ class CompiledProgram:
         reference count shows the pool as their sole owner are reused: one held by a user, a
         view or a Variable is never touched.
         """
-        shape, dtype = plan
-        want = resolve_shape(shape, dims)
+        shape, dtype, static = plan
+        want = static if static is not None else resolve_shape(shape, dims)
         pool = self.pool[slot]
-        with self.pool_lock:  # two threads calling one function never pick the same array
+        self.pool_lock.acquire()  # two threads calling one function never pick the same array
+        try:
             for i in range(len(pool)):
                 # references: the pool list and getrefcount's argument
                 if sys.getrefcount(pool[i]) <= 2 and pool[i].shape == want:
@@ -215,6 +218,8 @@ class CompiledProgram:
             if len(pool) > 2:  # the current state and its successor are all a step needs
                 del pool[0]
             return a
+        finally:
+            self.pool_lock.release()
 
     def _setup_driver(self, gen) -> None:
         """Python driver: kernels as separate nogil njit calls, run on a thread pool."""

@@ -1,0 +1,46 @@
+"""The Numba backend's per-call driver: result shapes, aliases and the runtime's fast path."""
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+from symgraph.errors import SymgraphError
+
+
+def _both(inputs, outputs, args, updates_of=None):
+    got = []
+    for backend in ("numpy", "numba"):
+        upd = updates_of() if updates_of else None
+        fn = sg.function(inputs, outputs, updates=upd, backend=backend)
+        got.append(fn(*args))
+    return got
+
+
+@pytest.mark.parametrize("batch", [None, "batch"])
+def test_reshaped_results_come_back_in_the_graph_shapes(batch):
+    rows = batch or 4
+    x = sg.placeholder((rows, 1), name="x")
+    y = sg.exp(x)
+    outs = [sg.reshape(y, (1, -1)) if batch is None else sg.transpose(y), y, x,
+            sg.reshape(sg.sum(y), (1, 1))]
+    a = np.arange(4, dtype=np.float32).reshape(4, 1) / 4
+    ref, got = _both([x], outs, [a])
+    for r, g in zip(ref, got):
+        assert g.shape == r.shape
+        np.testing.assert_allclose(g, r, rtol=1e-6)
+
+
+def test_fast_path_and_checking_path_agree_on_inputs():
+    x = sg.placeholder(("n", 3), name="x")
+    w = sg.variable(np.ones(3, np.float32), name="w")
+    fn = sg.function([x], sg.sum(x * w), updates={w: w * 0.5}, backend="numba")
+    a = np.ones((2, 3), np.float32)
+    assert fn(a) == pytest.approx(6.0)
+    assert fn(a.astype(np.float64).astype(np.float16)) == pytest.approx(3.0)  # cast, slow path
+    assert fn(a[:, ::1].T.copy().T) == pytest.approx(1.5)  # non-contiguous view
+    assert fn([[1, 1, 1]]) == pytest.approx(0.375)  # a list
+    with pytest.raises(SymgraphError, match="'x'.*shape"):
+        fn(np.ones((2, 4), np.float32))
+    with pytest.raises(SymgraphError, match="rank"):
+        fn(np.ones(3, np.float32))
+    np.testing.assert_allclose(w.value, np.full(3, 0.0625, np.float32))  # errors changed nothing
