@@ -29,6 +29,8 @@ def available_systems(requested=None) -> list[str]:
     """Systems that can run here: peers and the Numba backend only when importable."""
     found = []
     for system in SYSTEMS:
+        if system in ("symgraph-numba-openblas", "gemm-only-mkl") and not _have_mkl():
+            continue  # without MKL, symgraph-numba is the OpenBLAS row already
         module = {"symgraph-numba": "symgraph.backends.numba_cpu", "torch-eager": "torch",
                   "jax-jit": "jax"}.get(system)
         try:
@@ -38,6 +40,14 @@ def available_systems(requested=None) -> list[str]:
         if ok and (requested is None or system in requested):
             found.append(system)
     return found
+
+
+def _have_mkl() -> bool:
+    try:
+        from symgraph.backends.numba_cpu.blas import _find_mkl
+    except ImportError:
+        return False
+    return _find_mkl() is not None
 
 
 def _cpu_set(threads: int) -> list[int] | None:

@@ -18,8 +18,10 @@ import sys
 import time
 
 RESULT_MARK = "@@RESULT "
-SYSTEMS = ("symgraph-numba", "symgraph-numpy", "numpy-hand", "torch-eager", "jax-jit",
-           "gemm-only")
+SYSTEMS = ("symgraph-numba", "symgraph-numba-openblas", "symgraph-numpy", "numpy-hand",
+           "torch-eager", "jax-jit", "gemm-only", "gemm-only-mkl")
+# symgraph-numba uses the BLAS the backend picks (MKL when installed); -openblas forces SciPy's.
+# gemm-only: the step's GEMMs through NumPy's OpenBLAS; gemm-only-mkl: through MKL.
 
 
 def import_system(system: str) -> str:
@@ -32,8 +34,13 @@ def import_system(system: str) -> str:
         import jax
 
         return jax.__version__
-    if system == "symgraph-numba":
+    if system.startswith("symgraph-numba") or system == "gemm-only-mkl":
+        import os
+
         import numba
+
+        if system == "symgraph-numba-openblas":
+            os.environ["SYMGRAPH_BLAS"] = "scipy"
 
         import symgraph.backends.numba_cpu  # noqa: F401
 
@@ -55,13 +62,20 @@ def make_step(system: str, model: str, sizes, threads: int, jax_cache: str | Non
     if system.startswith("symgraph-"):
         import symgraph as sg
 
-        fn = sg.function(*graph, backend=system.split("-", 1)[1])
-        return fn, float, {"compile_s": fn.compile_seconds, "report": fn.report}
+        backend = "numba" if system.startswith("symgraph-numba") else "numpy"
+        fn = sg.function(*graph, backend=backend)
+        info = {"compile_s": fn.compile_seconds, "report": fn.report}
+        if backend == "numba":
+            from symgraph.backends.numba_cpu import blas
+
+            info["blas"] = blas.BLAS
+        return fn, float, info
     if system == "numpy-hand":
         step = W.NumpyM1(state) if model == "M1" else W.NumpyM2(state)
         return step, float, {}
-    if system == "gemm-only":
-        return W.GemmOnly(sizes, batch), float, {}
+    if system in ("gemm-only", "gemm-only-mkl"):
+        return W.GemmOnly(sizes, batch, blas="mkl" if system.endswith("mkl") else "numpy"), \
+            float, {}
     if system == "torch-eager":
         if model == "M1":
             return (*peers.torch_m1(state, threads), {})

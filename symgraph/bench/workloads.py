@@ -176,10 +176,18 @@ class GemmOnly:
 
     Forward (batch, n_in) @ (n_in, n_out), weight gradient (n_in, batch) @ (batch, n_out) and
     input gradient (batch, n_out) @ (n_out, n_in) except for the first layer, through NumPy's
-    BLAS into preallocated outputs.
+    BLAS (`blas="numpy"`) or MKL through the Numba backend's wrapper (`blas="mkl"`) into
+    preallocated outputs.
     """
 
-    def __init__(self, sizes, batch: int = BATCH, seed: int = 0):
+    def __init__(self, sizes, batch: int = BATCH, seed: int = 0, blas: str = "numpy"):
+        self.blas = blas
+        if blas == "mkl":
+            from symgraph.backends.numba_cpu import blas as B
+
+            if B.BLAS != "mkl":
+                raise RuntimeError("gemm-only-mkl: MKL was not found (pip install mkl)")
+            self._gemm = B.mkl_gemm_float32
         rng = np.random.default_rng(seed)
         self.layers = []
         for i, (n_in, n_out) in enumerate(pairwise(sizes)):
@@ -191,11 +199,26 @@ class GemmOnly:
             self.layers.append((a, w, d, outs))
 
     def __call__(self, x=None, y=None) -> np.float32:
+        if self.blas == "mkl":
+            return self._mkl()
         for a, w, d, (fwd, dw, dx) in self.layers:
             np.matmul(a, w, out=fwd)
             np.matmul(a.T, d, out=dw)
             if dx is not None:
                 np.matmul(d, w.T, out=dx)
+        return np.float32(0.0)
+
+    def _mkl(self) -> np.float32:
+        g, i, f, t, z = self._gemm, np.int64, np.bool_(False), np.bool_(True), np.float32(0)
+        for a, w, d, (fwd, dw, dx) in self.layers:
+            (batch, n_in), n_out = a.shape, w.shape[1]
+            g(f, f, i(batch), i(n_out), i(n_in), a.ravel(), i(0), w.ravel(), i(0), fwd.ravel(),
+              i(0), z)
+            g(t, f, i(n_in), i(n_out), i(batch), a.ravel(), i(0), d.ravel(), i(0), dw.ravel(),
+              i(0), z)
+            if dx is not None:
+                g(f, t, i(batch), i(n_in), i(n_out), d.ravel(), i(0), w.ravel(), i(0),
+                  dx.ravel(), i(0), z)
         return np.float32(0.0)
 
 

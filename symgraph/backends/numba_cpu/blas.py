@@ -1,20 +1,41 @@
-"""GEMM for generated kernels: the BLAS behind Numba's `np.dot` (SciPy's), called directly.
+"""GEMM for generated kernels: one BLAS for every matmul of a program, called from njit code.
 
-One BLAS for every matmul of a program (notes/cpu-performance.md: alternating NumPy's and
-SciPy's OpenBLAS thread pools collapses GEMM speed). Calling Numba's own `numba_xxgemm` helper
-(the symbol its `np.dot` uses, resolved by name, so `cache=True` works) compiles once per dtype
-instead of once per operand layout, never copies a transposed operand (BLAS's transpose flag
-does it), and takes offsets, so a batched matmul is a loop of calls on one flat buffer.
+Two BLAS are supported; the choice is made once per process, when this module is imported:
 
-Row-major C = op(A) @ op(B) is computed as column-major C^T = op(B)^T @ op(A)^T.
+- **MKL** (`pip install "symgraph[mkl]"`, the `mkl` wheel's `libmkl_rt`), through its C
+  interface `cblas_?gemm`. On this project's machines it runs the training steps' GEMM shapes
+  1.3-1.6x faster than OpenBLAS (docs/numba-backend.md). Used when it is found, unless
+  `SYMGRAPH_BLAS=scipy`.
+- **SciPy's OpenBLAS**, the BLAS behind Numba's own `np.dot`: `numba_xxgemm`, the helper
+  symbol Numba's `np.dot` calls. Used without MKL or with `SYMGRAPH_BLAS=scipy`.
+
+Both are resolved by symbol name (never a ctypes pointer baked into the code), so `cache=True`
+works: the MKL entry point is registered with LLVM under its own name (`add_symbol`) before
+any generated code is compiled or loaded. The generated module imports the chosen pair under
+the names `gemm_float32`/`gemm_float64` (see `GEMM_IMPORT`), so its source, and with it its
+cache entry, differs per BLAS: code compiled against MKL is never loaded where MKL is absent.
+
+All wrappers take (trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta) on flat
+arrays: c[c_off:] (m x n, row-major) = op(a) @ op(b) + beta * c, op(a) being (m, k). Offsets
+let a batched matmul be a loop of calls on one flat buffer; transposes are BLAS flags, never
+copies.
 """
 
 from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import glob
+import os
+import sys
 
 import numpy as np
 from numba import njit, types
 from numba.np.linalg import _BLAS
 
+from symgraph.errors import SymgraphError
+
+# --- SciPy's OpenBLAS through Numba's helper (column-major: C^T = op(B)^T @ op(A)^T) ---
 _xxgemm32 = _BLAS().numba_xxgemm(types.float32)
 _xxgemm64 = _BLAS().numba_xxgemm(types.float64)
 _N, _T = 78, 84  # 'N', 'T'
@@ -52,3 +73,87 @@ def gemm_float64(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta):
     _xxgemm64(100, _T if trans_b else _N, _T if trans_a else _N, n, m, k, scal[0:].ctypes,
               b[b_off:].ctypes, k if trans_b else n, a[a_off:].ctypes, m if trans_a else k,
               scal[1:].ctypes, c[c_off:].ctypes, n)
+
+
+# --- MKL's CBLAS (row-major, LP64: 32-bit integers) ---
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_i = types.int32
+_cblas_sgemm = types.ExternalFunction("cblas_sgemm", types.void(
+    _i, _i, _i, _i, _i, _i, types.float32, types.voidptr, _i, types.voidptr, _i, types.float32,
+    types.voidptr, _i))
+_cblas_dgemm = types.ExternalFunction("cblas_dgemm", types.void(
+    _i, _i, _i, _i, _i, _i, types.float64, types.voidptr, _i, types.voidptr, _i, types.float64,
+    types.voidptr, _i))
+
+
+@njit(cache=True, nogil=True)
+def mkl_gemm_float32(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta):
+    """gemm_float32 through MKL's cblas_sgemm."""
+    if m == 0 or n == 0:
+        return
+    if k == 0:  # BLAS would reject lda = 0: C = beta * C by hand
+        for i in range(m * n):
+            c[c_off + i] = c[c_off + i] * beta
+        return
+    _cblas_sgemm(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
+                 m, n, k, np.float32(1), a[a_off:].ctypes.data, m if trans_a else k,
+                 b[b_off:].ctypes.data, k if trans_b else n, np.float32(beta),
+                 c[c_off:].ctypes.data, n)
+
+
+@njit(cache=True, nogil=True)
+def mkl_gemm_float64(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta):
+    """gemm_float64 through MKL's cblas_dgemm."""
+    if m == 0 or n == 0:
+        return
+    if k == 0:  # BLAS would reject lda = 0: C = beta * C by hand
+        for i in range(m * n):
+            c[c_off + i] = c[c_off + i] * beta
+        return
+    _cblas_dgemm(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
+                 m, n, k, np.float64(1), a[a_off:].ctypes.data, m if trans_a else k,
+                 b[b_off:].ctypes.data, k if trans_b else n, np.float64(beta),
+                 c[c_off:].ctypes.data, n)
+
+
+def _find_mkl() -> str | None:
+    """libmkl_rt of the `mkl` wheel (in the environment's lib/) or of the system."""
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        found = sorted(glob.glob(os.path.join(prefix, "lib", "libmkl_rt.so*")))
+        if found:
+            return found[0]
+    return ctypes.util.find_library("mkl_rt")
+
+
+def _load_mkl(path: str) -> bool:
+    import llvmlite.binding as llvm
+
+    try:
+        lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        for name in ("cblas_sgemm", "cblas_dgemm"):
+            llvm.add_symbol(name, ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def _choose() -> str:
+    wanted = os.environ.get("SYMGRAPH_BLAS", "auto").lower()
+    if wanted not in ("auto", "mkl", "scipy"):
+        raise SymgraphError(f"SYMGRAPH_BLAS={wanted!r}: expected 'auto', 'mkl' or 'scipy'")
+    if wanted == "scipy":
+        return "scipy"
+    path = _find_mkl()
+    if path and _load_mkl(path):
+        return "mkl"
+    if wanted == "mkl":
+        raise SymgraphError("SYMGRAPH_BLAS=mkl but MKL's libmkl_rt was not found or did not "
+                            "load; install it with `pip install \"symgraph[mkl]\"`")
+    return "scipy"
+
+
+BLAS = _choose()  # "mkl" or "scipy": the BLAS every generated GEMM of this process calls
+GEMM_IMPORT = ("from symgraph.backends.numba_cpu.blas import gemm_float32, gemm_float64"
+               if BLAS == "scipy" else
+               "from symgraph.backends.numba_cpu.blas import mkl_gemm_float32 as gemm_float32, "
+               "mkl_gemm_float64 as gemm_float64")

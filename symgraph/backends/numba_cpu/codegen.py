@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from symgraph.backends.numba_cpu.blas import GEMM_IMPORT
 from symgraph.backends.render import IndexRenderer, ScalarRenderer, broadcast_index
 from symgraph.errors import SymgraphError
 from symgraph.graph import topo_order
@@ -37,7 +38,7 @@ import math
 import numpy as np
 from numba import njit
 
-from symgraph.backends.numba_cpu.blas import gemm_float32, gemm_float64
+{GEMM_IMPORT}
 
 FASTMATH = {FASTMATH}
 
