@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from symgraph.graph import ConstValue, Node, TensorType
-from symgraph.ops.table import active_tags
-from symgraph.ops.table import apply  # noqa: F401  (re-exported for rules)
+from symgraph.ops.table import (
+    active_tags,
+    apply,  # noqa: F401  (re-exported for rules)
+)
 
 
 def const(value, dtype: str) -> Node:
