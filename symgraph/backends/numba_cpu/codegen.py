@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from symgraph.backends.numba_cpu.blas import GEMM_IMPORT
+from symgraph.backends.numba_cpu.vecmath import IMPORT as VECMATH_IMPORT
+from symgraph.backends.numba_cpu.vecmath import vectorizable
 from symgraph.backends.render import IndexRenderer, ScalarRenderer, broadcast_index
 from symgraph.errors import SymgraphError
 from symgraph.graph import topo_order
@@ -39,6 +41,7 @@ import numpy as np
 from numba import njit
 
 {GEMM_IMPORT}
+{VECMATH_IMPORT}
 
 FASTMATH = {FASTMATH}
 
@@ -136,6 +139,10 @@ class KernelWriter:
             args = self.operands(node, idx, depth)
             extra = [idx[-1]] if node.op == "one_hot" else []
             expr = self.scalar.expr(node, args, extra)
+            if node.op in ("maximum", "minimum") and node.dtype.startswith("float"):
+                expr = f"f{node.op}({args[0]}, {args[1]})"  # NaN-propagating LLVM intrinsic
+            elif node.dtype == "float32":  # libm's expf/logf/tanhf keep a loop scalar
+                expr = vectorizable(expr)
         self.emit(depth, f"v{self.num[node.id]} = {expr}  # {node.op}{_name(node)}")
         self.local.add(node.id)
 
@@ -218,7 +225,12 @@ class KernelWriter:
             init = f"np.{acc_dtype}(-np.inf)"
         else:
             init = f"np.iinfo(np.{root.dtype}).min"
-        combine = ("{a} + {b}" if is_sum else "({b} if ({b} > {a} or {b} != {b}) else {a})")
+        if is_sum:
+            combine = "{a} + {b}"
+        elif root.dtype.startswith("float"):
+            combine = "fmaximum({a}, {b})"  # NaN-propagating, vectorizes as a reduction
+        else:
+            combine = "({b} if {b} > {a} else {a})"
         self.emit(1, f"acc = np.full({self.scalar.size_expr(out_shape)}, {init}, np.{acc_dtype})")
         nd = len(k.domain)
         suffix = nd  # the trailing run of reduced axes accumulates in a scalar `s`
