@@ -134,8 +134,8 @@ def targets_table(doc: dict) -> list[list[str]]:
               "< 1.00x", lambda v: v < 1.0, ratio)
     tiny = next((r for r in doc.get("kernels", [])
                  if r.get("kernel") == "tiny call" and r.get("system") == "symgraph-numba"
-                 and "median" in r), None)
-    check("tiny-call overhead (whole `Function` call)", tiny and tiny["median"], "<= 20 us",
+                 and "median_s" in r), None)
+    check("tiny-call overhead (whole `Function` call)", tiny and tiny["median_s"], "<= 20 us",
           lambda v: v <= 20e-6, _fmt_time)
     return _table(["target (issue 4)", "this run", "target", "status"], rows)
 
@@ -332,9 +332,13 @@ def _load_line(env: dict) -> list[str]:
     if not load:
         return []
     start, end = load["start"], load["end"]
+    cores = env.get("cores") or 1
+    busy = max(start[0], end[0]) > cores
+    what = ("above the core count: other processes were competing for the CPU and absolute "
+            "numbers are low." if busy else "at or below the core count, though the benchmark's "
+            "own processes count too; the machine is shared, so absolute numbers still vary.")
     return [f"Load average (1 min) on the shared machine: {start[0]:.1f} at the start, "
-            f"{end[0]:.1f} at the end, on {env.get('cores')} cores: above the core count, other "
-            "processes were competing for the CPU and absolute numbers are low.", ""]
+            f"{end[0]:.1f} at the end, on {env.get('cores')} cores: {what}", ""]
 
 
 def markdown(doc: dict, chart_link: str | None = None) -> str:
@@ -375,7 +379,9 @@ def markdown(doc: dict, chart_link: str | None = None) -> str:
         "later rounds) with the caches the cold run left. 'Compile' is symgraph's "
         "`Function.compile_seconds` (passes + backend). Systems run in fresh processes, "
         "interleaved in rounds. 'gemm-only' does nothing but the step's GEMMs through NumPy's "
-        "BLAS: the measured ceiling. Peak RSS is the whole process (interpreter, libraries, "
+        "OpenBLAS, 'gemm-only-mkl' the same through MKL (the BLAS symgraph-numba uses when "
+        "installed; 'symgraph-numba-openblas' is the same backend forced onto SciPy's "
+        "OpenBLAS): the measured ceilings. Peak RSS is the whole process (interpreter, libraries, "
         "64 random batches of data).",
         "Kernels": "Each kernel is a graph through the O2 passes and a backend, against the "
         "NumPy a user would write (one op per call). 'Of roof' is GFLOP/s over the GEMM peak "

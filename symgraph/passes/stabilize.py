@@ -15,10 +15,10 @@ with the same mathematical value.
 
 softmax and log_softmax are composites, so their primitive shapes are matched:
 exp(x - stop_gradient(max(x))) / sum(...). Keras's probability-space cross-entropy clips p to
-[eps, 1 - eps] before the log; that clip is part of its meaning, so it is left alone. Gradients
-are built before the passes run, so only the expressions above are rewritten, wherever they sit
-(forward or backward); a gradient whose own formula divides by an underflowed softmax stays as
-the user wrote it: differentiate log_softmax, not log(softmax), for stable gradients.
+[eps, 1 - eps] before the log; that clip is part of its meaning, so it is left alone. The
+expressions above are rewritten wherever they sit (forward or backward); `sg.grad` also runs
+this table on the cost before differentiating it, so a gradient is built from the stable form
+(no division by an underflowed softmax), unless that would drop a node being differentiated.
 """
 
 from __future__ import annotations

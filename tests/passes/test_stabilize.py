@@ -138,3 +138,36 @@ def test_naive_logsumexp_and_norm():
     assert rules == {"sqrt_square": 1}
     big = EXTREME * 1e300
     np.testing.assert_array_equal(_run([x], norm, [big], 2), np.abs(big))
+
+
+def _softmax_ce_grad_reference(logits, targets):
+    p = scipy.special.softmax(logits, axis=1)
+    return p * targets.sum(axis=1, keepdims=True) - targets
+
+
+def test_gradient_of_naive_log_softmax_is_built_from_the_stable_form():
+    x = sg.variable(EXTREME.copy(), name="logits")
+    t = sg.placeholder((3, 4), "float64", name="t")
+    targets = np.eye(4)[[1, 0, 3]]
+    ce = -sg.sum(t * sg.log(sg.softmax(x, axis=-1)))
+    g_stable = sg.grad(ce, x)
+    g_naive = sg.grad(ce, x, stabilize=False)
+    with np.errstate(all="ignore"):
+        got, naive = sg.function([t], [g_stable, g_naive], optimize=0)(targets)
+    assert not np.isfinite(naive).all()  # 1/softmax of an underflowed probability
+    np.testing.assert_allclose(got, _softmax_ce_grad_reference(EXTREME, targets), atol=1e-12)
+    # same function: finite differences at ordinary logits, and the Hessian path works too
+    from symgraph.testing import verify_grad
+
+    verify_grad(lambda z: -sg.sum(sg.constant(targets) * sg.log(sg.softmax(z, axis=-1))),
+                [np.random.default_rng(0).standard_normal((3, 4))])
+
+
+def test_gradient_with_respect_to_a_rewritten_intermediate_keeps_the_graph_as_written():
+    x = sg.placeholder((3, 4), "float64", name="x")
+    p = sg.softmax(x, axis=-1)  # log(p) is rewritten to log_softmax(x): p leaves the graph
+    cost = sg.sum(sg.log(p))
+    g = sg.grad(cost, p)  # so the gradient is taken on the graph as written: 1 / p
+    xs = np.random.default_rng(1).standard_normal((3, 4))
+    got = sg.function([x], g)(xs)
+    np.testing.assert_allclose(got, 1.0 / scipy.special.softmax(xs, axis=1), rtol=1e-12)
