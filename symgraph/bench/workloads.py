@@ -187,7 +187,7 @@ class GemmOnly:
 
             if B.BLAS != "mkl":
                 raise RuntimeError("gemm-only-mkl: MKL was not found (pip install mkl)")
-            self._gemm = B.mkl_gemm_float32
+            self._gemm = B.mkl_gemm
         rng = np.random.default_rng(seed)
         self.layers = []
         for i, (n_in, n_out) in enumerate(pairwise(sizes)):

@@ -11,14 +11,14 @@ Two BLAS are supported; the choice is made once per process, when this module is
 
 Both are resolved by symbol name (never a ctypes pointer baked into the code), so `cache=True`
 works: the MKL entry point is registered with LLVM under its own name (`add_symbol`) before
-any generated code is compiled or loaded. The generated module imports the chosen pair under
-the names `gemm_float32`/`gemm_float64` (see `GEMM_IMPORT`), so its source, and with it its
-cache entry, differs per BLAS: code compiled against MKL is never loaded where MKL is absent.
+any generated code is compiled or loaded. The generated module imports the chosen wrapper as
+`gemm` (see `GEMM_IMPORT`), so its source, and with it its cache entry, differs per BLAS: code
+compiled against MKL is never loaded where MKL is absent.
 
-All wrappers take (trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta) on flat
-arrays: c[c_off:] (m x n, row-major) = op(a) @ op(b) + beta * c, op(a) being (m, k). Offsets
-let a batched matmul be a loop of calls on one flat buffer; transposes are BLAS flags, never
-copies.
+Both wrappers (float32 or float64, one compile per dtype) take (trans_a, trans_b, m, n, k, a,
+a_off, b, b_off, c, c_off, beta) on flat arrays: c[c_off:] (m x n, row-major) =
+op(a) @ op(b) + beta * c, op(a) being (m, k). Offsets let a batched matmul be a loop of calls
+on one flat buffer; transposes are BLAS flags, never copies.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import sys
 
 import numpy as np
 from numba import njit, types
+from numba.extending import overload
 from numba.np.linalg import _BLAS
 
 from symgraph.errors import SymgraphError
@@ -39,41 +40,6 @@ from symgraph.errors import SymgraphError
 _xxgemm32 = _BLAS().numba_xxgemm(types.float32)
 _xxgemm64 = _BLAS().numba_xxgemm(types.float64)
 _N, _T = 78, 84  # 'N', 'T'
-
-
-@njit(cache=True, nogil=True)
-def gemm_float32(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta):
-    """c[c_off:] (m x n) = op(a) @ op(b) + beta * c in float32; op(a) is (m,k)."""
-    if m == 0 or n == 0:
-        return
-    if k == 0:
-        for i in range(m * n):
-            c[c_off + i] = c[c_off + i] * beta
-        return
-    scal = np.empty(2, np.float32)
-    scal[0] = 1
-    scal[1] = beta
-    _xxgemm32(115, _T if trans_b else _N, _T if trans_a else _N, n, m, k, scal[0:].ctypes,
-              b[b_off:].ctypes, k if trans_b else n, a[a_off:].ctypes, m if trans_a else k,
-              scal[1:].ctypes, c[c_off:].ctypes, n)
-
-
-@njit(cache=True, nogil=True)
-def gemm_float64(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta):
-    """The float64 twin of gemm_float32."""
-    if m == 0 or n == 0:
-        return
-    if k == 0:
-        for i in range(m * n):
-            c[c_off + i] = c[c_off + i] * beta
-        return
-    scal = np.empty(2, np.float64)
-    scal[0] = 1
-    scal[1] = beta
-    _xxgemm64(100, _T if trans_b else _N, _T if trans_a else _N, n, m, k, scal[0:].ctypes,
-              b[b_off:].ctypes, k if trans_b else n, a[a_off:].ctypes, m if trans_a else k,
-              scal[1:].ctypes, c[c_off:].ctypes, n)
-
 
 # --- MKL's CBLAS (row-major, LP64: 32-bit integers) ---
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
@@ -86,34 +52,59 @@ _cblas_dgemm = types.ExternalFunction("cblas_dgemm", types.void(
     types.voidptr, _i))
 
 
-@njit(cache=True, nogil=True)
-def mkl_gemm_float32(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta):
-    """gemm_float32 through MKL's cblas_sgemm."""
-    if m == 0 or n == 0:
-        return
-    if k == 0:  # BLAS would reject lda = 0: C = beta * C by hand
-        for i in range(m * n):
-            c[c_off + i] = c[c_off + i] * beta
-        return
-    _cblas_sgemm(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
-                 m, n, k, np.float32(1), a[a_off:].ctypes.data, m if trans_a else k,
-                 b[b_off:].ctypes.data, k if trans_b else n, np.float32(beta),
-                 c[c_off:].ctypes.data, n)
+def _xxgemm(c, *args):  # pragma: no cover - typed through the overload below
+    raise NotImplementedError
+
+
+@overload(_xxgemm)
+def _xxgemm_typed(c, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, out, ldc):
+    """Numba's `numba_xxgemm` for the dtype of `c`, picked when the caller is typed (as Numba's
+    own `np.dot` does): its pointer arguments are typed per dtype."""
+    fn, kind = (_xxgemm32, 115) if c.dtype == types.float32 else (_xxgemm64, 100)  # 's', 'd'
+
+    def impl(c, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, out, ldc):
+        fn(kind, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, out, ldc)
+
+    return impl
 
 
 @njit(cache=True, nogil=True)
-def mkl_gemm_float64(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta):
-    """gemm_float64 through MKL's cblas_dgemm."""
+def _scale(m, n, c, c_off, beta):
+    """c[c_off:] (m x n) *= beta: a product with k = 0 (BLAS would reject its lda of 0)."""
+    for i in range(m * n):
+        c[c_off + i] = c[c_off + i] * beta
+
+
+@njit(cache=True, nogil=True)
+def scipy_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta):
+    """c[c_off:] (m x n) = op(a) @ op(b) + beta * c, float32 or float64; op(a) is (m, k)."""
     if m == 0 or n == 0:
         return
-    if k == 0:  # BLAS would reject lda = 0: C = beta * C by hand
-        for i in range(m * n):
-            c[c_off + i] = c[c_off + i] * beta
+    if k == 0:
+        return _scale(m, n, c, c_off, beta)
+    scal = np.empty(2, c.dtype)  # alpha = 1 and beta, passed by pointer
+    scal[0] = 1
+    scal[1] = beta
+    ta, tb = _T if trans_a else _N, _T if trans_b else _N
+    lda, ldb = m if trans_a else k, k if trans_b else n
+    _xxgemm(c, tb, ta, n, m, k, scal[0:].ctypes, b[b_off:].ctypes, ldb, a[a_off:].ctypes, lda,
+            scal[1:].ctypes, c[c_off:].ctypes, n)
+
+
+@njit(cache=True, nogil=True)
+def mkl_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta):
+    """scipy_gemm through MKL's cblas_sgemm / cblas_dgemm."""
+    if m == 0 or n == 0:
         return
-    _cblas_dgemm(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
-                 m, n, k, np.float64(1), a[a_off:].ctypes.data, m if trans_a else k,
-                 b[b_off:].ctypes.data, k if trans_b else n, np.float64(beta),
-                 c[c_off:].ctypes.data, n)
+    if k == 0:
+        return _scale(m, n, c, c_off, beta)
+    ta, tb = _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS
+    lda, ldb = m if trans_a else k, k if trans_b else n
+    pa, pb, pc = a[a_off:].ctypes.data, b[b_off:].ctypes.data, c[c_off:].ctypes.data
+    if c.itemsize == 4:  # float32 (else float64)
+        _cblas_sgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float32(1), pa, lda, pb, ldb, beta, pc, n)
+    else:
+        _cblas_dgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float64(1), pa, lda, pb, ldb, beta, pc, n)
 
 
 def _find_mkl() -> str | None:
@@ -153,7 +144,4 @@ def _choose() -> str:
 
 
 BLAS = _choose()  # "mkl" or "scipy": the BLAS every generated GEMM of this process calls
-GEMM_IMPORT = ("from symgraph.backends.numba_cpu.blas import gemm_float32, gemm_float64"
-               if BLAS == "scipy" else
-               "from symgraph.backends.numba_cpu.blas import mkl_gemm_float32 as gemm_float32, "
-               "mkl_gemm_float64 as gemm_float64")
+GEMM_IMPORT = f"from symgraph.backends.numba_cpu.blas import {BLAS}_gemm as gemm"

@@ -309,7 +309,7 @@ class KernelWriter:
             out = "c"
             self.emit(1, f"c = np.empty({self.scalar.size_expr(root.shape)}, np.{root.dtype})")
         (abuf, ta), (bbuf, tb) = self.operand(a), self.operand(b)
-        gemm = f"gemm_{root.dtype}"
+        gemm = "gemm"  # blas.GEMM_IMPORT: the BLAS of this process, either dtype
         zero = self.scalar.literal(0, root.dtype)
         # Every scalar argument is typed, never a literal: Numba compiles a dispatcher called
         # with literals once per distinct value (M2 compiled the GEMM wrapper 9 times).
