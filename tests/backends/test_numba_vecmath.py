@@ -114,3 +114,16 @@ def test_kernels_with_max_reduce_maximum_and_transcendentals_equal_the_reference
         got = sg.function([x], outs, backend="numba")(a)
     for r, g in zip(ref, got):
         np.testing.assert_allclose(g, r, rtol=2e-6 if dtype == "float32" else 1e-12)
+
+
+def test_generated_kernels_call_the_vector_math_for_float32_and_libm_for_float64():
+    sources = {}
+    for dtype in ("float32", "float64"):
+        x = sg.placeholder((4, 3), dtype, name="x")
+        fn = sg.function([x], [sg.exp(x), sg.log(x), sg.tanh(x), sg.max(x, axis=0),
+                               sg.maximum(x, 1.0)], backend="numba")
+        sources[dtype] = fn._run.source
+    for name in ("exp32(", "log32(", "tanh32("):
+        assert name in sources["float32"] and name not in sources["float64"].split("import")[-1]
+    assert "math.exp(" in sources["float64"] and "math.exp(" not in sources["float32"]
+    assert all("fmaximum(" in s for s in sources.values())
