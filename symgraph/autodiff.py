@@ -52,26 +52,12 @@ def _accumulate(parts: list[Node]) -> Node:
     return total
 
 
-def _stabilized(cost: Node, targets: list[Node]) -> Node:
-    """`cost` through the stabilization rewrites, if every target is still in its graph."""
-    from symgraph.passes.stabilize import stabilize
-
-    (stable,), stats = stabilize([cost])
-    if not stats["rewrites"]:
-        return cost
-    present = {n.id for n in topo_order([stable])}
-    return stable if all(t.id in present for t in targets) else cost
-
-
-def grad(cost: Node, wrt, disconnected: str = "zero", stabilize: bool = True):
+def grad(cost: Node, wrt, disconnected: str = "zero"):
     """d(cost)/d(wrt) as new graph nodes, in the structure of `wrt` (a node or a list).
 
     `cost` must be a float scalar. Inputs the cost does not depend on get zeros, or an error
     with disconnected="raise". A non-differentiable op on a path to `wrt` raises, naming it.
-    With `stabilize` (the default) the cost is first put through the stabilization rewrites
-    (passes/stabilize.py: log(softmax) -> log_softmax, log(sigmoid) -> -softplus(-x), ...), so
-    the gradient is built from the stable form: the same function, but no division by an
-    underflowed softmax. Skipped when a rewrite would remove a node being differentiated.
+    (`sg.grad` is passes/stabilize.py's `grad`: this, on the cost's stable form.)
     """
     if not isinstance(cost, Node):
         raise SymgraphError(f"grad: cost must be a symgraph node, got {type(cost).__name__}")
@@ -88,8 +74,6 @@ def grad(cost: Node, wrt, disconnected: str = "zero", stabilize: bool = True):
             raise SymgraphError(f"grad: cannot differentiate with respect to integer "
                                 f"{t.describe()}")
 
-    if stabilize:
-        cost = _stabilized(cost, targets)
     order = topo_order([cost])
     on_path = _depends_on(order, {t.id for t in targets}) & _gradient_flows_to(cost)
     for node in order:

@@ -16,16 +16,18 @@ with the same mathematical value.
 softmax and log_softmax are composites, so their primitive shapes are matched:
 exp(x - stop_gradient(max(x))) / sum(...). Keras's probability-space cross-entropy clips p to
 [eps, 1 - eps] before the log; that clip is part of its meaning, so it is left alone. The
-expressions above are rewritten wherever they sit (forward or backward); `sg.grad` also runs
-this table on the cost before differentiating it, so a gradient is built from the stable form
-(no division by an underflowed softmax), unless that would drop a node being differentiated.
+expressions above are rewritten wherever they sit (forward or backward). `sg.grad` is `grad`
+below: it runs this table on the cost before differentiating it (autodiff.grad), so a gradient
+is built from the stable form (no division by an underflowed softmax), unless that would drop
+a node being differentiated.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from symgraph.graph import Node
+from symgraph import autodiff
+from symgraph.graph import Node, topo_order
 from symgraph.ops import build as B
 from symgraph.ops.shapes import reduced_shape
 from symgraph.passes.rewrite import build, fit, is_value, rewrite, rule_table
@@ -202,3 +204,24 @@ def stabilize(outputs: Sequence[Node]) -> tuple[list[Node], dict]:
     outs, fired = rewrite(outputs, rule_table(RULES))
     return outs, {"rewrites": sum(n for k, n in fired.items() if not k.startswith("rejected")),
                   "rules": dict(fired.most_common())}
+
+
+def _stable_form(cost: Node, targets: list[Node]) -> Node:
+    """`cost` through the table, if it changed and every target is still in its graph."""
+    (stable,), stats = stabilize([cost])
+    present = {n.id for n in topo_order([stable])}
+    return stable if stats["rewrites"] and all(t.id in present for t in targets) else cost
+
+
+def grad(cost: Node, wrt, disconnected: str = "zero", stabilize: bool = True):
+    """`sg.grad`: d(cost)/d(wrt) (autodiff.grad) taken on the cost's stable form.
+
+    The stable form is the same function with log(softmax) as log_softmax, log(sigmoid) as
+    -softplus(-x), ... (the table above), so its gradient never divides by an underflowed
+    probability. With `stabilize=False`, or when a rewrite would remove a node in `wrt` (the
+    gradient with respect to p in sum(log(p)), p = softmax(x)), the cost is used as written.
+    """
+    targets = list(wrt) if isinstance(wrt, (list, tuple)) else [wrt]
+    if stabilize and isinstance(cost, Node) and all(isinstance(t, Node) for t in targets):
+        cost = _stable_form(cost, targets)
+    return autodiff.grad(cost, wrt, disconnected)
