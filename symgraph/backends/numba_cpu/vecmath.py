@@ -4,12 +4,13 @@ Numba lowers `math.exp` on a float32 to a call of libm's `expf` per element: the
 scalar (4.7-4.9 ns per element here, 8x NumPy's SIMD `np.exp`). SVML, which would vectorize
 it, is not compiled into the llvmlite wheels. These functions are the Cephes single-precision
 algorithms written in plain arithmetic (range reduction, a polynomial, the exponent set by
-integer bit operations), so a kernel's loop that calls them vectorizes: exp 0.85 ms per 2^20
-elements against 4.9 ms for `math.exp` (docs/numba-backend.md).
+integer bit operations), so a kernel's loop that calls them vectorizes: per 2^20 elements exp
+0.6 ms against 4.9 ms for `math.exp`, log 0.95 against 4.5, tanh 0.9 against 15.5
+(docs/numba-backend.md).
 
 Accuracy, measured against float64 over every float32 range they accept
-(tests/backends/test_numba_vecmath.py): exp within 1 ulp (NumPy's expf: 2 ulp), log and tanh
-within 2 ulp; inf, -inf, NaN, 0, -0, negative arguments of log and subnormal results behave
+(tests/backends/test_numba_vecmath.py): exp and log within 1 ulp (measured 0.70 and 0.76;
+NumPy's own: 2.0 and 3.0), tanh within 2 (1.3; NumPy 1.4); inf, -inf, NaN, 0, -0, negative arguments of log and subnormal results behave
 as NumPy's do. float64 keeps libm (`math.*`): its gradients are checked to 1e-7.
 """
 
