@@ -10,8 +10,9 @@ integer bit operations), so a kernel's loop that calls them vectorizes: per 2^20
 
 Accuracy, measured against float64 over every float32 range they accept
 (tests/backends/test_numba_vecmath.py): exp and log within 1 ulp (measured 0.70 and 0.76;
-NumPy's own: 2.0 and 3.0), tanh within 2 (1.3; NumPy 1.4); inf, -inf, NaN, 0, -0, negative arguments of log and subnormal results behave
-as NumPy's do. float64 keeps libm (`math.*`): its gradients are checked to 1e-7.
+NumPy's own: 2.0 and 3.0), tanh within 2 (1.3; NumPy 1.4); inf, -inf, NaN, 0, -0, negative
+arguments of log and subnormal results behave as NumPy's do. float64 keeps libm (`math.*`):
+its gradients are checked to 1e-7.
 """
 
 from __future__ import annotations
