@@ -42,9 +42,16 @@ def dim_var(symbol: str, symbols: dict) -> str:
 
 
 class ScalarRenderer:
-    """Renders one elementwise node as a scalar expression over operand variable names."""
+    """Renders one elementwise node as a scalar expression over operand variable names.
+
+    A generator specializes it by attributes, not by special cases in its own code:
+    `float_templates` replace an op's template for float dtypes, `float32_calls` rename
+    function calls inside float32 templates (the Numba CPU generator's vectorizable math).
+    """
 
     module = "np"  # where dtype constructors live in generated code
+    float_templates: dict = {}
+    float32_calls: dict = {}
 
     def __init__(self, symbols: dict | None = None, consts: dict | None = None):
         self.symbols = symbols if symbols is not None else {}
@@ -72,6 +79,16 @@ class ScalarRenderer:
         if text not in self.consts:
             self.consts[text] = f"_C{len(self.consts)}"
         return self.consts[text]
+
+    def template(self, op: str, dtype: str) -> str | None:
+        """The scalar template of `op` at `dtype`: the op table's, or this renderer's own."""
+        if dtype.startswith("float") and op in self.float_templates:
+            return self.float_templates[op]
+        template = OVERRIDES.get(op) or OPS[op].template
+        if template is not None and dtype == "float32":
+            for call, replacement in self.float32_calls.items():
+                template = template.replace(call, replacement)
+        return template
 
     def typed_template(self, template: str, dtype: str) -> str:
         """Float literals of a template typed as `dtype` (ints stay: they compare exactly)."""
@@ -106,7 +123,7 @@ class ScalarRenderer:
             dtype = node.dtype
             one, zero = self.literal(1, dtype), self.literal(0, dtype)
             return f"({one} if {args[0]} == {extra[0]} else {zero})"
-        template = OVERRIDES.get(op) or OPS[op].template
+        template = self.template(op, node.dtype)
         if template is None:
             raise NotImplementedError(f"no scalar template for op {op!r}")
         text = self.typed_template(template, node.dtype).format(*args)

@@ -68,43 +68,56 @@ def _xxgemm_typed(c, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, out, ldc):
     return impl
 
 
+def _cblas_gemm(c, *args):  # pragma: no cover - typed through the overload below
+    raise NotImplementedError
+
+
+@overload(_cblas_gemm)
+def _cblas_gemm_typed(c, ta, tb, m, n, k, a, lda, b, ldb, beta, out):
+    """MKL's row-major cblas_sgemm or cblas_dgemm (alpha = 1) for the dtype of `c`."""
+    single = c.dtype == types.float32
+    fn, one = (_cblas_sgemm, np.float32(1)) if single else (_cblas_dgemm, np.float64(1))
+
+    def impl(c, ta, tb, m, n, k, a, lda, b, ldb, beta, out):
+        fn(_ROW_MAJOR, ta, tb, m, n, k, one, a, lda, b, ldb, beta, out, n)
+
+    return impl
+
+
 @njit(cache=True, nogil=True)
-def _scale(m, n, c, c_off, beta):
-    """c[c_off:] (m x n) *= beta: a product with k = 0 (BLAS would reject its lda of 0)."""
-    for i in range(m * n):
-        c[c_off + i] = c[c_off + i] * beta
+def _nothing_for_blas(m, n, k, c, c_off, beta):
+    """True when the product needs no BLAS call: an empty result, or k = 0, where c *= beta
+    is done here (BLAS would reject the leading dimension 0)."""
+    if m == 0 or n == 0:
+        return True
+    if k == 0:
+        for i in range(m * n):
+            c[c_off + i] = c[c_off + i] * beta
+        return True
+    return False
 
 
 @njit(cache=True, nogil=True)
 def scipy_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta):
     """c[c_off:] (m x n) = op(a) @ op(b) + beta * c, float32 or float64; op(a) is (m, k)."""
-    if m == 0 or n == 0:
+    if _nothing_for_blas(m, n, k, c, c_off, beta):
         return
-    if k == 0:
-        return _scale(m, n, c, c_off, beta)
     scal = np.empty(2, c.dtype)  # alpha = 1 and beta, passed by pointer
     scal[0] = 1
     scal[1] = beta
-    ta, tb = _T if trans_a else _N, _T if trans_b else _N
-    lda, ldb = m if trans_a else k, k if trans_b else n
-    _xxgemm(c, tb, ta, n, m, k, scal[0:].ctypes, b[b_off:].ctypes, ldb, a[a_off:].ctypes, lda,
+    _xxgemm(c, _T if trans_b else _N, _T if trans_a else _N, n, m, k, scal[0:].ctypes,
+            b[b_off:].ctypes, k if trans_b else n, a[a_off:].ctypes, m if trans_a else k,
             scal[1:].ctypes, c[c_off:].ctypes, n)
 
 
 @njit(cache=True, nogil=True)
 def mkl_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta):
     """scipy_gemm through MKL's cblas_sgemm / cblas_dgemm."""
-    if m == 0 or n == 0:
+    if _nothing_for_blas(m, n, k, c, c_off, beta):
         return
-    if k == 0:
-        return _scale(m, n, c, c_off, beta)
-    ta, tb = _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS
-    lda, ldb = m if trans_a else k, k if trans_b else n
-    pa, pb, pc = a[a_off:].ctypes.data, b[b_off:].ctypes.data, c[c_off:].ctypes.data
-    if c.itemsize == 4:  # float32 (else float64)
-        _cblas_sgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float32(1), pa, lda, pb, ldb, beta, pc, n)
-    else:
-        _cblas_dgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float64(1), pa, lda, pb, ldb, beta, pc, n)
+    _cblas_gemm(c, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, m, n, k,
+                a[a_off:].ctypes.data, m if trans_a else k, b[b_off:].ctypes.data,
+                k if trans_b else n, beta, c[c_off:].ctypes.data)
 
 
 def _find_mkl() -> str | None:

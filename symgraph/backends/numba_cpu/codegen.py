@@ -22,9 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from symgraph.backends.numba_cpu import vecmath
 from symgraph.backends.numba_cpu.blas import GEMM_IMPORT
-from symgraph.backends.numba_cpu.vecmath import IMPORT as VECMATH_IMPORT
-from symgraph.backends.numba_cpu.vecmath import vectorizable
 from symgraph.backends.render import IndexRenderer, ScalarRenderer, broadcast_index
 from symgraph.errors import SymgraphError
 from symgraph.graph import topo_order
@@ -41,7 +40,7 @@ import numpy as np
 from numba import njit
 
 {GEMM_IMPORT}
-{VECMATH_IMPORT}
+{vecmath.IMPORT}
 
 FASTMATH = {FASTMATH}
 
@@ -69,6 +68,15 @@ def _uniform_bits(key, flat):
 '''
 
 
+class CpuScalarRenderer(ScalarRenderer):
+    """Scalar templates for Numba on the CPU: NaN-propagating max/min as one LLVM intrinsic
+    and float32 exp/log/tanh as vectorizable arithmetic (vecmath.py), where libm's calls would
+    keep every loop around them scalar."""
+
+    float_templates = vecmath.FLOAT_TEMPLATES
+    float32_calls = vecmath.FLOAT32_CALLS
+
+
 class KernelWriter:
     """Writes the source of one kernel function."""
 
@@ -77,7 +85,7 @@ class KernelWriter:
         self.p = program
         self.num = num  # node id -> position in the program (stable across processes)
         self.k = kernel
-        self.scalar = ScalarRenderer(symbols, consts)
+        self.scalar = CpuScalarRenderer(symbols, consts)
         self.index = IndexRenderer(self.scalar)
         self.literals = literals  # node id -> literal text (size-1 constants)
         self.lines: list[str] = []
@@ -139,10 +147,6 @@ class KernelWriter:
             args = self.operands(node, idx, depth)
             extra = [idx[-1]] if node.op == "one_hot" else []
             expr = self.scalar.expr(node, args, extra)
-            if node.op in ("maximum", "minimum") and node.dtype.startswith("float"):
-                expr = f"f{node.op}({args[0]}, {args[1]})"  # NaN-propagating LLVM intrinsic
-            elif node.dtype == "float32":  # libm's expf/logf/tanhf keep a loop scalar
-                expr = vectorizable(expr)
         self.emit(depth, f"v{self.num[node.id]} = {expr}  # {node.op}{_name(node)}")
         self.local.add(node.id)
 
@@ -225,12 +229,9 @@ class KernelWriter:
             init = f"np.{acc_dtype}(-np.inf)"
         else:
             init = f"np.iinfo(np.{root.dtype}).min"
-        if is_sum:
-            combine = "{a} + {b}"
-        elif root.dtype.startswith("float"):
-            combine = "fmaximum({a}, {b})"  # NaN-propagating, vectorizes as a reduction
-        else:
-            combine = "({b} if {b} > {a} else {a})"
+        # max-reduce: the renderer's maximum template, with named slots for `format` below
+        combine = ("{a} + {b}" if is_sum else
+                   self.scalar.template("maximum", root.dtype).format("{b}", "{a}"))
         self.emit(1, f"acc = np.full({self.scalar.size_expr(out_shape)}, {init}, np.{acc_dtype})")
         nd = len(k.domain)
         suffix = nd  # the trailing run of reduced axes accumulates in a scalar `s`
@@ -483,9 +484,9 @@ def generate(program: Program, single_entry: bool = True) -> Generated:
     for b in program.buffers:  # give every symbol a stable variable in order of appearance
         for d in b.shape:
             if isinstance(d, str):
-                ScalarRenderer(symbols).dim_expr(d)
+                CpuScalarRenderer(symbols).dim_expr(d)
     consts: dict = {}
-    literals = size_one_literals(program, ScalarRenderer(symbols, consts))
+    literals = size_one_literals(program, CpuScalarRenderer(symbols, consts))
     num = {n.id: i for i, n in enumerate(topo_order(program.results))}
     parts = [PRELUDE]
     calls = []
@@ -506,7 +507,7 @@ def generate(program: Program, single_entry: bool = True) -> Generated:
     args = [b for b in program.buffers if b.kind in ("input", "variable", "constant")
             and b.node.id not in literals] + rets
     dim_names = list(symbols.values())
-    scalar = ScalarRenderer(symbols)
+    scalar = CpuScalarRenderer(symbols)
     flags = "fastmath=FASTMATH, error_model='numpy'" if single_entry else ""
     params = ", ".join([f"b{b.id}" for b in args] + dim_names)
     lines = [f"@njit(cache=True, nogil=True{', ' + flags if flags else ''})",

@@ -143,13 +143,9 @@ def _float_intrinsic(name: str):
 fmaximum = _float_intrinsic("llvm.maximum")
 fminimum = _float_intrinsic("llvm.minimum")
 
-FUNCTIONS = {"math.exp(": "exp32(", "math.log(": "log32(", "math.tanh(": "tanh32("}
+# What the Numba CPU generator renders with these (codegen.CpuScalarRenderer).
+FLOAT_TEMPLATES = {"maximum": "fmaximum({0}, {1})", "minimum": "fminimum({0}, {1})"}
+FLOAT32_CALLS = {"math.exp(": "exp32(", "math.log(": "log32(", "math.tanh(": "tanh32("}
+
 IMPORT = ("from symgraph.backends.numba_cpu.vecmath import exp32, fmaximum, fminimum, log32, "
           "tanh32")
-
-
-def vectorizable(expression: str) -> str:
-    """A float32 kernel expression with libm's exp, log, tanh replaced by these functions."""
-    for libm, ours in FUNCTIONS.items():
-        expression = expression.replace(libm, ours)
-    return expression
