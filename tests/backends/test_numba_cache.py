@@ -1,4 +1,8 @@
-"""The Numba backend's module cache: cross-process hits, corruption recovery, debug log."""
+"""The Numba backend's caches, on both paths: cross-process hits, corruption recovery, debug log.
+
+Numba path: generated module files plus Numba's own disk cache. Native path: object code under
+`<cache>/native/`, checked by a SHA-256 header.
+"""
 
 from __future__ import annotations
 
@@ -21,15 +25,20 @@ SCRIPT = textwrap.dedent("""
     w = sg.variable(np.array([[1.0], [2.0], [3.0]], np.float32), name="w")
     f = sg.function([x], sg.tanh(x @ w) * 2.0, backend="numba")
     out = f(np.ones((2, 3), np.float32))
-    stats = f._run.compiled.entry.stats
-    print(json.dumps({"out": out.tolist(), "hits": sum(stats.cache_hits.values()),
-                      "misses": sum(stats.cache_misses.values()),
-                      "file": f._run.compiled.module.__file__}))
+    if f._run.native:
+        from symgraph.backends.numba_cpu import llvmjit
+        print(json.dumps({"out": out.tolist(), "hits": llvmjit.STATS["loaded"],
+                          "misses": llvmjit.STATS["compiled"], "native": True}))
+    else:
+        stats = f._run.compiled.entry.stats
+        print(json.dumps({"out": out.tolist(), "hits": sum(stats.cache_hits.values()),
+                          "misses": sum(stats.cache_misses.values()),
+                          "file": f._run.compiled.module.__file__, "native": False}))
 """)
 
 
-def run_script(cache_dir, debug=False):
-    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(cache_dir))
+def run_script(cache_dir, debug=False, path="numba"):
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(cache_dir), SYMGRAPH_NATIVE=path)
     if debug:
         env["SYMGRAPH_DEBUG"] = "1"
     proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
@@ -61,7 +70,32 @@ def test_second_process_hits_the_disk_cache_and_corruption_is_recovered(tmp_path
     assert "corrupt cached source rewritten" in log
 
 
+def test_native_object_cache_hits_and_damage_is_recovered(tmp_path):
+    expected = (np.tanh(np.full((2, 1), 6.0)) * 2).tolist()
+    first, _ = run_script(tmp_path, path="native")
+    assert first["native"] and first["misses"] == 1 and first["hits"] == 0
+    objects = glob.glob(str(tmp_path / "native" / "*.o"))
+    assert len(objects) == 1
+    second, log = run_script(tmp_path, debug=True, path="native")
+    assert second["hits"] == 1 and second["misses"] == 0  # nothing compiled
+    assert "object cache hit" in log
+    np.testing.assert_allclose(second["out"], expected, rtol=1e-6)
+    for damage in ("truncate", "flip"):
+        with open(objects[0], "r+b") as fh:
+            if damage == "truncate":
+                fh.truncate(100)
+            else:  # one flipped byte in the code: the checksum no longer matches
+                fh.seek(-50, os.SEEK_END)
+                byte = fh.read(1)
+                fh.seek(-50, os.SEEK_END)
+                fh.write(bytes([byte[0] ^ 0xFF]))
+        out, log = run_script(tmp_path, debug=True, path="native")
+        assert out["misses"] == 1 and "damaged cache file removed" in log
+        np.testing.assert_allclose(out["out"], expected, rtol=1e-6)
+
+
 def test_cache_dir_env_var_is_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMGRAPH_NATIVE", "numba")
     monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path))
     x = sg.placeholder((2,), "float64", name="x")
     f = sg.function([x], x * 3.0 + 1.0, backend="numba")

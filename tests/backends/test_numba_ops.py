@@ -13,6 +13,9 @@ import numpy as np
 import pytest
 
 import symgraph as sg
+from symgraph.backends.numba_cpu import llvmjit
+
+pytestmark = pytest.mark.usefixtures("numba_path")  # every test on both compilation paths
 
 TOL = {"float32": dict(rtol=2e-4, atol=2e-5), "float64": dict(rtol=1e-9, atol=1e-11)}
 
@@ -156,13 +159,29 @@ def test_batch_norm_training_and_inference_equal_reference():
         np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5)
 
 
+def compiles_during(f, run) -> int:
+    """How many compilations `run()` caused for `f` (Numba's signatures, or native objects)."""
+    entry = f._run.compiled.entry
+    if f._run.native:
+        def count():
+            return llvmjit.STATS["compiled"] + llvmjit.STATS["loaded"]
+    else:
+        def count():
+            return len(entry.signatures)
+    before = count()
+    run()
+    return count() - before
+
+
 def test_new_batch_size_does_not_recompile():
     x = sg.placeholder(("batch", 3), "float32", name="x")
     f = sg.function([x], sg.sum(sg.exp(x) * 2.0, 1), backend="numba")
-    for n in (1, 4, 9):
-        xb = np.arange(3 * n, dtype=np.float32).reshape(n, 3) / 10
-        np.testing.assert_allclose(f(xb), (np.exp(xb) * 2).sum(1), rtol=1e-6)
-    assert len(f._run.compiled.entry.signatures) == 1
+
+    def run():
+        for n in (1, 4, 9):
+            xb = np.arange(3 * n, dtype=np.float32).reshape(n, 3) / 10
+            np.testing.assert_allclose(f(xb), (np.exp(xb) * 2).sum(1), rtol=1e-6)
+    assert compiles_during(f, run) == 0
 
 
 def test_out_of_range_label_raises_symgraph_error():
@@ -197,7 +216,7 @@ def test_updates_and_scalar_results():
     assert t.value == 2
 
 
-def test_thread_pool_driver_matches_single_entry():
+def test_thread_pool_driver_matches_single_entry(monkeypatch):
     rng = np.random.default_rng(5)
     x = sg.placeholder(("n", 6), "float64", name="x")
     w1 = sg.variable(rng.standard_normal((6, 5)), name="w1")
@@ -207,9 +226,12 @@ def test_thread_pool_driver_matches_single_entry():
     outs = [loss] + sg.grad(loss, [w1, w2])
     xb = rng.standard_normal((4, 6))
     ref = sg.function([x], outs, backend="numpy")(xb)
+    single = sg.function([x], outs, backend="numba")(xb)  # this test's path
+    monkeypatch.setenv("SYMGRAPH_NATIVE", "auto")  # the driver's kernels are Numba's
     got = sg.function([x], outs, backend="numba", workers=2)(xb)
-    for r, g in zip(ref, got):
+    for r, g, s in zip(ref, got, single):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(s, r, rtol=1e-10, atol=1e-12)
 
 
 def test_strided_and_readonly_inputs_reuse_the_compiled_signature():
@@ -218,9 +240,11 @@ def test_strided_and_readonly_inputs_reuse_the_compiled_signature():
     base = np.arange(24, dtype=np.float32).reshape(4, 6) / 10
     ro = base.copy()
     ro.setflags(write=False)
-    for a in (base[:, ::2], np.broadcast_to(base[0, :3], (5, 3)), ro[:, :3]):
-        np.testing.assert_allclose(f(a), np.exp(a) + 1, rtol=1e-6)
-    assert len(f._run.compiled.entry.signatures) == 1
+
+    def run():
+        for a in (base[:, ::2], np.broadcast_to(base[0, :3], (5, 3)), ro[:, :3]):
+            np.testing.assert_allclose(f(a), np.exp(a) + 1, rtol=1e-6)
+    assert compiles_during(f, run) == 0
 
 
 def test_result_arrays_are_recycled_only_when_nobody_holds_them():

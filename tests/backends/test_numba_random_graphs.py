@@ -46,7 +46,7 @@ def graphs(draw):
 @settings(max_examples=3, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))  # derandomized: warm disk cache
 @given(graphs(), st.integers(0, 2**16))
-def test_random_graph_forward_and_grad_match_reference(graph, seed):
+def test_random_graph_forward_and_grad_match_reference(numba_path, graph, seed):
     inputs, outs = graph
     cost = sum(sg.sum(o * 0.7) for o in outs)
     results = outs + sg.grad(cost, inputs)

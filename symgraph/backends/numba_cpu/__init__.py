@@ -26,7 +26,8 @@ import numpy as np
 
 from symgraph.backends.numba_cpu import blas  # noqa: F401  (see _prepare_numba)
 from symgraph.backends.numba_cpu.cache import load_module, reload_module
-from symgraph.backends.numba_cpu.codegen import computed_results, generate
+from symgraph.backends.numba_cpu import llvmjit, native
+from symgraph.backends.numba_cpu.codegen import CpuScalarRenderer, computed_results, generate
 from symgraph.errors import SymgraphError
 from symgraph.graph import Node, resolve_shape
 from symgraph.lower import Program, lower
@@ -56,11 +57,13 @@ def _debug(message: str) -> None:
 class CompiledProgram:
     """The driver around one generated module: binds arguments, calls `entry`, shapes results."""
 
-    def __init__(self, program: Program, module, gen, check_nan: bool, workers: int = 1):
+    def __init__(self, program: Program, module, gen, check_nan: bool, workers: int = 1,
+                 native_entry=None):
         arg_buffers, symbols = gen.args, gen.symbols
         self.program = program
         self.module = module
-        self.entry = module.entry
+        self.native = native_entry is not None
+        self.entry = native_entry if self.native else module.entry
         self.check_nan = check_nan
         self.symbols = [name for name, _ in symbols]
         self.workers = workers
@@ -95,7 +98,8 @@ class CompiledProgram:
                 self.result_plan.append((3, slot[buf.id], tuple(r.shape)))
         self.pool: list[list[np.ndarray]] = [[] for _ in computed]  # see _result_array
         self.pool_lock = threading.Lock()
-        self._compile_eagerly(gen)
+        if not self.native:
+            self._compile_eagerly(gen)
 
     def _compile_eagerly(self, gen) -> None:
         """Compile `entry` (or every kernel) now, for the exact argument types the driver
@@ -273,6 +277,28 @@ class CompiledProgram:
         return plan.run(arrays, dims, check_nan=check_nan)
 
 
+def _native_mode() -> str:
+    """`SYMGRAPH_NATIVE`: `auto` (default) translates the entry to LLVM IR directly (native.py)
+    and compiles with Numba only what the translator does not handle; `numba` always compiles
+    with Numba; `native` never does (what it cannot translate is a SymgraphError)."""
+    value = os.environ.get("SYMGRAPH_NATIVE", "auto").lower()
+    if value not in ("auto", "numba", "native"):
+        raise SymgraphError(f"SYMGRAPH_NATIVE={value!r}: expected 'auto', 'numba' or 'native'")
+    return value
+
+
+def _native_entry(gen) -> tuple:
+    """(the entry compiled by native.py + llvmjit.py, how it was obtained)."""
+    params = {f"b{b.id}": native.Buf(b.dtype) for b in gen.args}
+    params.update({var: "int64" for _, var in gen.symbols})
+    scalar = CpuScalarRenderer(dict(gen.symbols))
+    sizes = {f"b{b.id}": scalar.size_expr(b.shape) for b in gen.args}
+    address, how = llvmjit.load(
+        gen.source, lambda name: native.translate(gen.source, name, params, sizes,
+                                                  llvmjit.BY_OBJECT))
+    return llvmjit.NativeEntry(address, len(gen.args), len(gen.symbols)), how
+
+
 def _check_supported(program: Program) -> None:
     for k in program.kernels:
         for n in k.nodes:
@@ -295,10 +321,27 @@ class NumbaBackend:
         _check_supported(program)
         driver = workers > 1 or os.environ.get("SYMGRAPH_NUMBA_DRIVER") == "1"
         gen = generate(program, single_entry=not driver)
-        module, reason = load_module(gen.source)
-        compiled = CompiledProgram(program, module, gen, check_nan, workers)
-        _debug(f"{module.__name__}: {len(program.kernels)} kernels, {reason}, generated and "
-               f"imported in {(time.perf_counter() - start) * 1e3:.1f} ms")
+        compiled = None
+        mode = _native_mode()
+        if mode == "native" and driver:
+            raise SymgraphError("SYMGRAPH_NATIVE=native: the thread-pool driver (workers > 1 "
+                                "or SYMGRAPH_NUMBA_DRIVER=1) runs Numba kernels")
+        if not driver and mode != "numba":
+            try:
+                entry, reason = _native_entry(gen)
+            except native.Unsupported as exc:
+                if mode == "native":
+                    raise SymgraphError(f"SYMGRAPH_NATIVE=native: {exc}") from None
+                _debug(f"native path not taken ({exc}); compiling with Numba")
+            else:
+                compiled = CompiledProgram(program, None, gen, check_nan, workers, entry)
+                _debug(f"native entry: {len(program.kernels)} kernels, {reason} in "
+                       f"{(time.perf_counter() - start) * 1e3:.1f} ms")
+        if compiled is None:
+            module, reason = load_module(gen.source)
+            compiled = CompiledProgram(program, module, gen, check_nan, workers)
+            _debug(f"{module.__name__}: {len(program.kernels)} kernels, {reason}, generated "
+                   f"and imported in {(time.perf_counter() - start) * 1e3:.1f} ms")
 
         def run(arrays, dims):
             return compiled(arrays, dims)
@@ -306,4 +349,5 @@ class NumbaBackend:
         run.program = program
         run.compiled = compiled
         run.source = gen.source
+        run.native = compiled.native
         return run

@@ -1,0 +1,191 @@
+"""Compiling native.py's LLVM modules with llvmlite, caching their object code, calling them.
+
+One MCJIT engine per process (created on first use) holds every compiled program. The object
+code of a program is cached in `<cache dir>/native/<key>.o`, the key a hash of the generated
+source, this translator's version, LLVM's version, the host CPU and the BLAS; a warm start
+reads the file and links it, compiling nothing. A cache file carries a header with the SHA-256
+of its payload: a truncated or corrupted one is removed and compiled again, never loaded.
+
+The entry is called through ctypes (which releases the GIL for the call, as `nogil` does):
+`entry(bufs, dims)` with the addresses of the buffers and the values of the dims in arrays.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import tempfile
+import threading
+
+import llvmlite.binding as llvm
+
+from symgraph.backends.numba_cpu import blas, native
+from symgraph.backends.numba_cpu.cache import cache_dir
+
+VERSION = "2"  # bump when native.py changes the code it emits for the same source
+MAGIC = b"symgraph-native-object 1\n"
+
+_lock = threading.Lock()
+_state: dict = {}
+STATS = {"compiled": 0, "loaded": 0, "damaged": 0}  # this process's object-cache traffic
+
+
+def _engine():
+    """(target machine, MCJIT engine, pass-builder options) of this process."""
+    with _lock:
+        if not _state:
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            target = llvm.Target.from_default_triple()
+            cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+            # x86's JIT needs static relocations (as Numba's JIT target machine)
+            tm = target.create_target_machine(cpu=cpu, features=features, opt=3,
+                                              reloc="static", codemodel="jitdefault",
+                                              jit=True)
+            empty = llvm.parse_assembly("")
+            empty.triple = llvm.get_process_triple()
+            engine = llvm.create_mcjit_compiler(empty, tm)
+            _state.update(tm=tm, engine=engine, cpu=f"{cpu} {features}")
+        return _state["tm"], _state["engine"]
+
+
+def cache_key(source: str) -> str:
+    _engine()
+    parts = [VERSION, ".".join(map(str, llvm.llvm_version_info)), _state["cpu"], blas.BLAS,
+             str(BY_OBJECT), source]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+
+
+def _cache_path(key: str) -> str:
+    folder = os.path.join(os.path.dirname(cache_dir()), "native")
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f"{key}.o")
+
+
+def _read_cached(path: str) -> tuple:
+    """(object code at `path` or None, why not): a damaged file is removed."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None, "object cache miss"
+    head, _, rest = data.partition(b"\n")
+    digest, _, payload = rest.partition(b"\n")
+    if head + b"\n" != MAGIC or hashlib.sha256(payload).hexdigest().encode() != digest:
+        STATS["damaged"] += 1
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return None, "damaged cache file removed"
+    return payload, ""
+
+
+def _write_cached(path: str, payload: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def optimize(module: llvm.ModuleRef, tm) -> None:
+    """LLVM's -O3 pipeline with loop and SLP vectorization."""
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(module, pb)
+
+
+def compile_object(ir_module) -> bytes:
+    """Object code for the IR module, optimized for this CPU."""
+    tm, _ = _engine()
+    ir_module.triple = llvm.get_process_triple()
+    ir_module.data_layout = str(tm.target_data)
+    mod = llvm.parse_assembly(str(ir_module))
+    mod.verify()
+    optimize(mod, tm)
+    return tm.emit_object(mod)
+
+
+def load(source: str, build) -> tuple:
+    """(address of the entry function, how it was obtained) for the generated `source`.
+
+    `build(name)` returns the IR module (native.translate) whose entry is `name`; it is only
+    called on a cache miss. Raises native.Unsupported when the source cannot be translated.
+    """
+    key = cache_key(source)
+    name = f"sg_native_{key}"
+    path = _cache_path(key)
+    _, engine = _engine()
+    with _lock:
+        if name in _state:
+            return _state[name], "already loaded"
+    payload, why = _read_cached(path)
+    how = "object cache hit"
+    if payload is None:
+        how = f"compiled ({why})"
+        payload = compile_object(build(name))
+        STATS["compiled"] += 1
+        _write_cached(path, payload)
+    else:
+        STATS["loaded"] += 1
+    with _lock:
+        if name not in _state:
+            engine.add_object_file(llvm.ObjectFileRef.from_data(payload))
+            engine.finalize_object()
+            _state[name] = engine.get_function_address(name)
+        if not _state[name]:
+            raise native.Unsupported(f"{name} not found after linking")
+        return _state[name], how
+
+
+def _object_layout_ok() -> bool:
+    """Whether this process's list and ndarray structs have the field offsets native.py reads
+    (CPython's PyListObject.ob_item, NumPy's PyArrayObject data): checked, never assumed."""
+    import numpy as np
+
+    a = np.arange(3.0)
+    items = [a]
+    try:
+        item_array = ctypes.c_void_p.from_address(id(items) + native.LIST_ITEMS).value
+        first = ctypes.c_void_p.from_address(item_array).value
+        data = ctypes.c_void_p.from_address(id(a) + native.ARRAY_DATA).value
+    except (ValueError, TypeError):
+        return False
+    return first == id(a) and data == a.ctypes.data
+
+
+BY_OBJECT = _object_layout_ok()  # entries take the list of arrays itself (no per-array work)
+
+
+class NativeEntry:
+    """Calls a compiled entry like the Numba one: `entry(*arrays, *dims)` -> 0, raising
+    IndexError for an out-of-range index and MemoryError when an allocation failed."""
+
+    def __init__(self, address: int, n_buffers: int, n_dims: int):
+        first = ctypes.py_object if BY_OBJECT else ctypes.c_void_p
+        self.fn = ctypes.CFUNCTYPE(ctypes.c_int32, first, ctypes.c_void_p)(address)
+        self.n_buffers = n_buffers
+        self.bufs_type = ctypes.c_void_p * max(n_buffers, 1)
+        self.dims_type = ctypes.c_int64 * max(n_dims, 1)
+
+    def __call__(self, *args) -> int:
+        n = self.n_buffers
+        if BY_OBJECT:
+            bufs = list(args[:n])
+        else:
+            bufs = self.bufs_type(*[a.ctypes.data for a in args[:n]])
+        dims = self.dims_type(*args[n:])
+        code = self.fn(bufs, dims)
+        if code == native.ERR_INDEX:
+            raise IndexError("index out of range")
+        if code == native.ERR_MEMORY:
+            raise MemoryError("a native kernel could not allocate its temporaries")
+        return code
