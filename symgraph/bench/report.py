@@ -381,7 +381,9 @@ def markdown(doc: dict, chart_link: str | None = None) -> str:
         "interleaved in rounds. 'gemm-only' does nothing but the step's GEMMs through NumPy's "
         "OpenBLAS, 'gemm-only-mkl' the same through MKL (the BLAS symgraph-numba uses when "
         "installed; 'symgraph-numba-openblas' is the same backend forced onto SciPy's "
-        "OpenBLAS): the measured ceilings. Peak RSS is the whole process (interpreter, libraries, "
+        "OpenBLAS): the measured ceilings. 'symgraph-numba' compiles its generated step "
+        "straight to LLVM IR (native.py); 'symgraph-numba-jit' runs the same source through "
+        "Numba's compiler. Peak RSS is the whole process (interpreter, libraries, "
         "64 random batches of data).",
         "Kernels": "Each kernel is a graph through the O2 passes and a backend, against the "
         "NumPy a user would write (one op per call). 'Of roof' is GFLOP/s over the GEMM peak "

@@ -18,9 +18,10 @@ import sys
 import time
 
 RESULT_MARK = "@@RESULT "
-SYSTEMS = ("symgraph-numba", "symgraph-numba-openblas", "symgraph-numpy", "numpy-hand",
-           "torch-eager", "jax-jit", "gemm-only", "gemm-only-mkl")
+SYSTEMS = ("symgraph-numba", "symgraph-numba-jit", "symgraph-numba-openblas", "symgraph-numpy",
+           "numpy-hand", "torch-eager", "jax-jit", "gemm-only", "gemm-only-mkl")
 # symgraph-numba uses the BLAS the backend picks (MKL when installed); -openblas forces SciPy's.
+# symgraph-numba compiles natively (native.py -> LLVM); -jit forces Numba's compiler.
 # gemm-only: the step's GEMMs through NumPy's OpenBLAS; gemm-only-mkl: through MKL.
 
 
@@ -41,6 +42,8 @@ def import_system(system: str) -> str:
 
         if system == "symgraph-numba-openblas":
             os.environ["SYMGRAPH_BLAS"] = "scipy"
+        if system == "symgraph-numba-jit":
+            os.environ["SYMGRAPH_NATIVE"] = "numba"
 
         import symgraph.backends.numba_cpu  # noqa: F401
 

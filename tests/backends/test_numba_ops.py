@@ -264,3 +264,43 @@ def test_result_arrays_are_recycled_only_when_nobody_holds_them():
     # the state array of two steps ago is the one written now (a fresh one would have died)
     assert alive[-1]() is not None and alive[-3]() is alive[-1]()
     assert alive[-2]() is not alive[-1]()
+
+
+PARALLEL_SCRIPT = """
+import hashlib, sys
+import numpy as np
+import symgraph as sg
+rng = np.random.default_rng(3)
+x = sg.placeholder(("n", 300), "float32", name="x")
+w = sg.variable(rng.standard_normal((300, 200)).astype(np.float32), name="w")
+h = sg.tanh(x @ w) * 0.5 + 1.0                    # matmul epilogue (a prange loop)
+s = sg.sum(sg.exp(h - sg.max(h, 1, keepdims=True)), 1)   # row reductions
+c = sg.sum(h * h, 0)                              # a column reduction (serial)
+loss = sg.sum(s) + sg.sum(c)
+f = sg.function([x], [h, s, c] + sg.grad(loss, [w]), backend="numba")
+xb = rng.standard_normal((256, 300)).astype(np.float32)
+outs = f(xb)
+ref = sg.function([x], [h, s, c] + sg.grad(loss, [w]), backend="numpy")(xb)
+for a, r in zip(outs, ref):
+    np.testing.assert_allclose(a, r, rtol=2e-4, atol=1e-3)
+print(f._run.native, hashlib.sha256(b"".join(a.tobytes() for a in outs)).hexdigest())
+"""
+
+
+def test_parallel_loops_match_reference_and_serial_bits(numba_path, tmp_path):
+    """Shapes above native.PARALLEL_WORK: prange loops fork threads (when MKL's OpenMP is
+    loaded); results match the reference and are bit-identical to the serial loops."""
+    import os
+    import subprocess
+    import sys
+
+    lines = []
+    for parallel in ("1", "0"):
+        env = dict(os.environ, SYMGRAPH_PARALLEL_LOOPS=parallel, OMP_NUM_THREADS="2",
+                   SYMGRAPH_CACHE_DIR=str(tmp_path))
+        proc = subprocess.run([sys.executable, "-c", PARALLEL_SCRIPT], env=env, text=True,
+                              capture_output=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        lines.append(proc.stdout.split())
+    assert lines[0] == lines[1]
+    assert lines[0][0] == str(numba_path == "native")

@@ -295,7 +295,7 @@ def _native_entry(gen) -> tuple:
     sizes = {f"b{b.id}": scalar.size_expr(b.shape) for b in gen.args}
     address, how = llvmjit.load(
         gen.source, lambda name: native.translate(gen.source, name, params, sizes,
-                                                  llvmjit.BY_OBJECT))
+                                                  llvmjit.BY_OBJECT, llvmjit.PARALLEL))
     return llvmjit.NativeEntry(address, len(gen.args), len(gen.symbols)), how
 
 

@@ -129,13 +129,34 @@ def _find_mkl() -> str | None:
     return ctypes.util.find_library("mkl_rt")
 
 
-def _load_mkl(path: str) -> bool:
+def _register(lib, names) -> None:
     import llvmlite.binding as llvm
 
+    for name in names:
+        llvm.add_symbol(name, ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
+
+
+def _load_mkl(path: str) -> bool:
     try:
-        lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-        for name in ("cblas_sgemm", "cblas_dgemm"):
-            llvm.add_symbol(name, ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
+        _register(ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL), ("cblas_sgemm", "cblas_dgemm"))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+OPENMP_ENTRY_POINTS = ("__kmpc_fork_call", "omp_get_thread_num", "omp_get_num_threads",
+                       "omp_get_max_threads")
+
+
+def _load_openmp(mkl_path: str) -> bool:
+    """Intel's OpenMP runtime, the one MKL runs its threads on (`libiomp5` beside it), loaded
+    globally before MKL needs it and registered with LLVM: the native path's parallel loops
+    then fork MKL's own thread team, so the two never compete for the cores."""
+    folder = os.path.dirname(mkl_path)
+    found = sorted(glob.glob(os.path.join(folder, "libiomp5.so*")))
+    try:
+        lib = ctypes.CDLL(found[0] if found else "libiomp5.so", mode=ctypes.RTLD_GLOBAL)
+        _register(lib, OPENMP_ENTRY_POINTS)
     except (OSError, AttributeError):
         return False
     return True
@@ -149,6 +170,8 @@ def _choose() -> str:
         return "scipy"
     path = _find_mkl()
     if path and _load_mkl(path):
+        global OPENMP
+        OPENMP = _load_openmp(path)
         return "mkl"
     if wanted == "mkl":
         raise SymgraphError("SYMGRAPH_BLAS=mkl but MKL's libmkl_rt was not found or did not "
@@ -156,5 +179,6 @@ def _choose() -> str:
     return "scipy"
 
 
+OPENMP = False  # Intel's OpenMP runtime (MKL's threads) is loaded: see _load_openmp
 BLAS = _choose()  # "mkl" or "scipy": the BLAS every generated GEMM of this process calls
 GEMM_IMPORT = f"from symgraph.backends.numba_cpu.blas import {BLAS}_gemm as gemm"

@@ -37,7 +37,7 @@ this text, and editing it would only confuse the cache."""
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 {GEMM_IMPORT}
 {vecmath.IMPORT}
@@ -177,12 +177,18 @@ class KernelWriter:
         if node.id in {w.id for w in self.k.writes}:
             self.emit(depth, f"{self.buf(node)}[{flat}] = v{self.num[node.id]}")
 
-    def loops(self, shape, depth: int, prefix: str = "i") -> tuple[list[str], int]:
-        """Open a loop nest over `shape`; returns the index names and the new depth."""
+    def loops(self, shape, depth: int, prefix: str = "i",
+              parallel: bool = False) -> tuple[list[str], int]:
+        """Open a loop nest over `shape`; returns the index names and the new depth.
+
+        `parallel` marks the outer loop `prange`: its iterations are independent and the
+        locals its body assigns die with it. Numba's single-threaded njit runs it as `range`;
+        the native path (native.py) may split it across threads."""
         idx = []
         for k, d in enumerate(self.dims(shape)):
             name = f"{prefix}{k}"
-            self.emit(depth, f"for {name} in range({d}):")
+            loop = "prange" if parallel and k == 0 else "range"
+            self.emit(depth, f"for {name} in {loop}({d}):")
             idx.append(name)
             depth += 1
         return idx, depth
@@ -204,7 +210,7 @@ class KernelWriter:
         members = [n for n in k.nodes if n not in inv_writes]
         if not members:
             return
-        idx, depth = self.loops(k.domain, 1)
+        idx, depth = self.loops(k.domain, 1, parallel=True)
         flat = self.flat_of(k.domain, idx)
         self.emit(depth, f"f = {flat}")
         for n in members:
@@ -242,7 +248,9 @@ class KernelWriter:
         for a in range(nd):
             if a == suffix:
                 self.emit(1 + a, f"s = {init}")
-            self.emit(1 + a, f"for i{a} in range({dims[a]}):")
+            # rows of a reduction that keeps axis 0 are independent
+            loop = "prange" if a == 0 and 0 not in axes else "range"
+            self.emit(1 + a, f"for i{a} in {loop}({dims[a]}):")
         depth = 1 + nd
         self.emit(depth, f"f = {self.flat_of(k.domain, idx)}")
         for n in k.nodes:
@@ -271,7 +279,7 @@ class KernelWriter:
         # epilogue over the result shape
         self.local = inv_locals
         self.loads = {k: v for k, v in self.loads.items() if k in self.pre_loop_loads}
-        oidx, depth = self.loops(out_shape, 1, prefix="o")
+        oidx, depth = self.loops(out_shape, 1, prefix="o", parallel=True)
         self.emit(depth, f"g = {self.flat_of(out_shape, oidx)}")
         self.emit(depth, f"v{self.num[root.id]} = {self.scalar.dtype_ctor(root.dtype)}(acc[g])")
         self.local.add(root.id)
@@ -336,7 +344,7 @@ class KernelWriter:
             self.loads = {}
             self.invariants(1)
             self.random_keys(k.epilogue, 1)
-            idx, depth = self.loops(root.shape, 1)
+            idx, depth = self.loops(root.shape, 1, parallel=True)
             self.emit(depth, f"f = {self.flat_of(root.shape, idx)}")
             self.emit(depth, f"v{self.num[root.id]} = {out}[f]")
             self.local.add(root.id)

@@ -53,7 +53,7 @@ def _engine():
 def cache_key(source: str) -> str:
     _engine()
     parts = [VERSION, ".".join(map(str, llvm.llvm_version_info)), _state["cpu"], blas.BLAS,
-             str(BY_OBJECT), source]
+             str(BY_OBJECT), str(PARALLEL), source]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
@@ -163,6 +163,8 @@ def _object_layout_ok() -> bool:
 
 
 BY_OBJECT = _object_layout_ok()  # entries take the list of arrays itself (no per-array work)
+# prange loops fork MKL's OpenMP team (native.parallel_loop); SYMGRAPH_PARALLEL_LOOPS=0: never
+PARALLEL = blas.OPENMP and os.environ.get("SYMGRAPH_PARALLEL_LOOPS", "1") != "0"
 
 
 class NativeEntry:
