@@ -24,9 +24,12 @@ from typing import Sequence
 
 import numpy as np
 
-from symgraph.backends.numba_cpu import blas  # noqa: F401  (see _prepare_numba)
+from symgraph.backends.numba_cpu import (
+    blas,  # noqa: F401  (see _prepare_numba)
+    llvmjit,
+    native,
+)
 from symgraph.backends.numba_cpu.cache import load_module, reload_module
-from symgraph.backends.numba_cpu import llvmjit, native
 from symgraph.backends.numba_cpu.codegen import CpuScalarRenderer, computed_results, generate
 from symgraph.errors import SymgraphError
 from symgraph.graph import Node, resolve_shape

@@ -1,0 +1,195 @@
+"""Calls in native.py's translation: helpers inlined from their Python source, math
+functions and intrinsics, NumPy scalar types as casts, and the BLAS GEMM."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+
+from symgraph.backends.numba_cpu import blas, vecmath
+from symgraph.backends.numba_cpu.native_ir import (
+    F32,
+    FLOATS,
+    I8,
+    I32,
+    I64,
+    INTRINSICS,
+    LIBM,
+    LL,
+    PTR,
+    SCALAR_TYPES,
+    Unsupported,
+    promote,
+)
+
+
+@dataclass(eq=False)
+class Helper:
+    """A Python function to inline: its definition, globals and fast-math flags."""
+
+    fdef: ast.FunctionDef
+    namespace: dict
+    fastmath: tuple
+
+
+def _fastmath(option) -> tuple:
+    if option is True:
+        return ("fast",)
+    return tuple(sorted(option or ()))
+
+
+_HELPERS: dict = {}
+
+
+def _helper_of(obj) -> Helper | None:
+    """The Helper for a Numba dispatcher (vecmath's functions), parsed once per process."""
+    if isinstance(obj, Helper):
+        return obj
+    py = getattr(obj, "py_func", None)
+    if py is None:
+        return None
+    if py not in _HELPERS:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(py)))
+        fastmath = _fastmath(getattr(obj, "targetoptions", {}).get("fastmath"))
+        _HELPERS[py] = Helper(tree.body[0], py.__globals__, fastmath)
+    return _HELPERS[py]
+
+
+class Calls:
+    """The translator's calls (needs its expression and helper machinery)."""
+
+    def call(self, node: ast.Call, statement: bool = False) -> tuple:
+        if node.keywords:
+            raise Unsupported("keyword arguments")
+        f = self.resolve(node.func)
+        if f in (blas.mkl_gemm, blas.scipy_gemm):
+            self.gemm(node.args, f is blas.mkl_gemm)
+            return None, None
+        helper = _helper_of(f) if not isinstance(f, type) else None
+        if helper is not None:
+            return self.inline(helper, [self.expr(a) for a in node.args])
+        args = [self.expr(a) for a in node.args]
+        b = self.builder
+        if f in SCALAR_TYPES:
+            (v, t), = args
+            return self.cast(v, t, SCALAR_TYPES[f]), SCALAR_TYPES[f]
+        if f is abs:
+            (v, t), = args
+            if t in FLOATS:
+                return b.call(self.intrinsic("llvm.fabs", t), [v]), t
+            return b.select(b.icmp_signed("<", v, ir.Constant(v.type, 0)), b.neg(v), v), t
+        if f in (min, max) and len(args) == 2:
+            (x, xt), (y, yt) = args
+            t = promote(xt, yt)
+            x, y = self.cast(x, xt, t), self.cast(y, yt, t)
+            # Python's: the first argument unless the second is strictly beyond it
+            second, _ = self.compare(ast.Lt() if f is min else ast.Gt(), (y, t), (x, t))
+            return b.select(second, y, x), t
+        for name, intrinsic in (("fmaximum", "llvm.maximum"), ("fminimum", "llvm.minimum")):
+            if f is getattr(vecmath, name):
+                (x, xt), (y, yt) = args
+                if xt != yt or xt not in FLOATS:
+                    raise Unsupported(f"{name} of {xt} and {yt}")
+                return b.call(self.intrinsic(intrinsic, xt), [x, y]), xt
+        if f is vecmath._f32_from_bits:
+            return b.bitcast(self.cast(*args[0], "int32"), F32), "float32"
+        if f is vecmath._bits_of_f32:
+            return b.bitcast(self.cast(*args[0], "float32"), I32), "int32"
+        name = getattr(f, "__name__", None)
+        if (getattr(f, "__module__", None) == "math" or f in (np.floor, np.sqrt, np.exp,
+                                                              np.log)) and len(args) == 1:
+            (v, t), = args
+            if t not in FLOATS:
+                v, t = self.cast(v, t, "float64"), "float64"
+            if name in INTRINSICS:
+                return b.call(self.intrinsic(INTRINSICS[name], t), [v]), t
+            if name in LIBM:
+                symbol = name + ("f" if t == "float32" else "")
+                fn = self.declare(symbol, LL[t], [LL[t]])
+                return b.call(fn, [v]), t
+        raise Unsupported(f"call of {ast.unparse(node.func)[:40]!r}")
+
+    def inline(self, helper: Helper, args) -> tuple:
+        """The helper's body at this point, its parameters bound to `args`."""
+        fdef = helper.fdef
+        params = [a.arg for a in fdef.args.args]
+        if len(params) != len(args) or fdef.args.vararg or fdef.args.kwonlyargs:
+            raise Unsupported(f"call of {fdef.name} with {len(args)} arguments")
+        saved = (self.scope, self.namespace, self.fastmath, self.returns)
+        self.scope, self.namespace, self.fastmath = {}, helper.namespace, helper.fastmath
+        for p, (v, t) in zip(params, args):
+            if t is None:
+                raise Unsupported(f"argument of {fdef.name} has no value")
+            self.bind(p, t, v)
+        done = self.new_block(f"{fdef.name}.done")
+        self.returns = (done, [None, None])
+        try:
+            self.statements(fdef.body)
+            if not self.builder.block.is_terminated:
+                self.builder.branch(done)
+            self.builder.position_at_end(done)
+            slot, t = self.returns[1]
+        finally:
+            self.scope, self.namespace, self.fastmath, self.returns = saved
+        if slot is None:
+            return None, None
+        return self.builder.load(slot, typ=LL[t]), t
+
+    def gemm(self, args, mkl: bool) -> None:
+        """blas.py's gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta) on
+        flat buffers: c[c_off:] (m x n) = op(a) @ op(b) + beta * c."""
+        if len(args) != 12:
+            raise Unsupported("gemm arity")
+        b = self.builder
+        ta, tb = (self.truth(*self.expr(a)) for a in args[:2])
+        m, n, k = (self.cast(*self.expr(a), "int64") for a in args[2:5])
+        (pa, dtype), (pb, dt2), (pc, dt3) = (self.buffer(args[i]) for i in (5, 7, 9))
+        if not dtype == dt2 == dt3 or dtype not in FLOATS:
+            raise Unsupported(f"gemm on {dtype}, {dt2}, {dt3}")
+        offs = [self.cast(*self.expr(args[i]), "int64") for i in (6, 8, 10)]
+        beta = self.cast(*self.expr(args[11]), dtype)
+        et = LL[dtype]
+        pa, pb, pc = (b.gep(p, [o], inbounds=True, source_etype=et)
+                      for p, o in zip((pa, pb, pc), offs))
+        zero = ir.Constant(I64, 0)
+        empty = b.or_(b.icmp_signed("==", m, zero), b.icmp_signed("==", n, zero))
+        call_blas, no_k, done = (self.new_block(x) for x in ("blas", "k_zero", "gemm_done"))
+        check_k = self.new_block("check_k")
+        b.cbranch(empty, done, check_k)
+        b.position_at_end(check_k)
+        b.cbranch(b.icmp_signed("==", k, zero), no_k, call_blas)
+        b.position_at_end(no_k)  # c *= beta (BLAS rejects a leading dimension of 0)
+
+        def scale(i):
+            addr = self.builder.gep(pc, [i], inbounds=True, source_etype=et)
+            self.builder.store(self.builder.fmul(self.builder.load(addr, typ=et), beta), addr)
+        self.counted_loop(zero, b.mul(m, n), scale)
+        self.builder.branch(done)
+        b.position_at_end(call_blas)
+        lda = b.select(ta, m, k)
+        ldb = b.select(tb, k, n)
+        one = ir.Constant(et, 1.0)
+        if mkl:  # row-major CBLAS, 32-bit integers
+            i32 = [b.trunc(v, I32) for v in (m, n, k, lda, ldb, n)]
+            flag = [b.select(t, ir.Constant(I32, 112), ir.Constant(I32, 111)) for t in (ta, tb)]
+            fn = self.declare("cblas_sgemm" if dtype == "float32" else "cblas_dgemm",
+                              ir.VoidType(), [I32] * 6 + [et, PTR, I32, PTR, I32, et, PTR, I32])
+            b.call(fn, [ir.Constant(I32, 101), flag[0], flag[1], i32[0], i32[1], i32[2], one,
+                        pa, i32[3], pb, i32[4], beta, pc, i32[5]])
+        else:  # Numba's numba_xxgemm (SciPy's Fortran BLAS): C^T = op(B)^T op(A)^T
+            alpha_slot, beta_slot = self.alloca(et), self.alloca(et)
+            b.store(one, alpha_slot)
+            b.store(beta, beta_slot)
+            chars = [b.select(t, ir.Constant(I8, 84), ir.Constant(I8, 78)) for t in (tb, ta)]
+            fn = self.declare("numba_xxgemm", I32, [I8, I8, I8, I64, I64, I64, PTR, PTR, I64,
+                                                    PTR, I64, PTR, PTR, I64])
+            kind = ir.Constant(I8, 115 if dtype == "float32" else 100)
+            b.call(fn, [kind, chars[0], chars[1], n, m, k, alpha_slot, pb, ldb, pa, lda,
+                        beta_slot, pc, n])
+        b.branch(done)
+        b.position_at_end(done)
