@@ -7,6 +7,7 @@ value with the NumPy backend running the same (optimized) graph.
 
 from __future__ import annotations
 
+import os
 import weakref
 
 import numpy as np
@@ -216,7 +217,7 @@ def test_updates_and_scalar_results():
     assert t.value == 2
 
 
-def test_thread_pool_driver_matches_single_entry(monkeypatch):
+def test_thread_pool_driver_matches_single_entry():
     rng = np.random.default_rng(5)
     x = sg.placeholder(("n", 6), "float64", name="x")
     w1 = sg.variable(rng.standard_normal((6, 5)), name="w1")
@@ -226,9 +227,10 @@ def test_thread_pool_driver_matches_single_entry(monkeypatch):
     outs = [loss] + sg.grad(loss, [w1, w2])
     xb = rng.standard_normal((4, 6))
     ref = sg.function([x], outs, backend="numpy")(xb)
-    single = sg.function([x], outs, backend="numba")(xb)  # this test's path
-    monkeypatch.setenv("SYMGRAPH_NATIVE", "auto")  # the driver's kernels are Numba's
-    got = sg.function([x], outs, backend="numba", workers=2)(xb)
+    single = sg.function([x], outs, backend="numba")(xb)  # both on this test's path
+    driver = sg.function([x], outs, backend="numba", workers=2)
+    assert driver._run.native == (os.environ["SYMGRAPH_NATIVE"] == "native")
+    got = driver(xb)
     for r, g, s in zip(ref, got, single):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(s, r, rtol=1e-10, atol=1e-12)

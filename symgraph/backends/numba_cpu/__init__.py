@@ -61,12 +61,13 @@ class CompiledProgram:
     """The driver around one generated module: binds arguments, calls `entry`, shapes results."""
 
     def __init__(self, program: Program, module, gen, check_nan: bool, workers: int = 1,
-                 native_entry=None):
+                 native_functions: dict | None = None):
         arg_buffers, symbols = gen.args, gen.symbols
         self.program = program
         self.module = module
-        self.native = native_entry is not None
-        self.entry = native_entry if self.native else module.entry
+        self.native = native_functions is not None  # name -> NativeEntry (entry or kernels)
+        self.native_functions = native_functions or {}
+        self.entry = self.native_functions.get("entry") if self.native else module.entry
         self.check_nan = check_nan
         self.symbols = [name for name, _ in symbols]
         self.workers = workers
@@ -237,7 +238,8 @@ class CompiledProgram:
         results = {b.id for b in computed_results(p)}
         self.temps = [(f"b{b.id}", b.shape, b.dtype) for b in p.buffers
                       if b.kind in ("temp", "output") and b.id not in results]
-        self.kernel_fns = [getattr(self.module, f"k{k.id}") for k in p.kernels]
+        source = self.native_functions if self.native else vars(self.module)
+        self.kernel_fns = [source[f"k{k.id}"] for k in p.kernels]
         self.kernel_args = gen.kernel_args
         self.dim_vars = dict(gen.symbols)
         self.runner = DagRunner({k.id: p.deps[k.id] for k in p.kernels}, self.workers,
@@ -290,16 +292,29 @@ def _native_mode() -> str:
     return value
 
 
-def _native_entry(gen) -> tuple:
-    """(the entry compiled by native.py + llvmjit.py, how it was obtained)."""
-    params = {f"b{b.id}": native.Buf(b.dtype) for b in gen.args}
-    params.update({var: "int64" for _, var in gen.symbols})
+def _native_functions(gen, program: Program, driver: bool, workers: int) -> tuple:
+    """({name: NativeEntry}, how it was obtained): `entry`, or with the driver every kernel
+    `k<id>`, compiled by native.py + llvmjit.py. Parallel loops only where one thread calls
+    (the driver's pool would otherwise fork an OpenMP team from each of its threads)."""
     scalar = CpuScalarRenderer(dict(gen.symbols))
-    sizes = {f"b{b.id}": scalar.size_expr(b.shape) for b in gen.args}
-    address, how = llvmjit.load(
-        gen.source, lambda name: native.translate(gen.source, name, params, sizes,
-                                                  llvmjit.BY_OBJECT, llvmjit.PARALLEL))
-    return llvmjit.NativeEntry(address, len(gen.args), len(gen.symbols)), how
+    kinds = {f"b{b.id}": native.Buf(b.dtype) for b in program.buffers}
+    kinds.update({var: "int64" for _, var in gen.symbols})
+    sizes = {f"b{b.id}": scalar.size_expr(b.shape) for b in program.buffers}
+    if driver:
+        signatures = {f"k{k.id}": args for k, args in zip(program.kernels, gen.kernel_args)}
+    else:
+        signatures = {"entry": [f"b{b.id}" for b in gen.args] + [v for _, v in gen.symbols]}
+    functions = {name: ({a: kinds[a] for a in args}, sizes) for name, args in signatures.items()}
+    parallel = llvmjit.PARALLEL and workers == 1
+    addresses, how = llvmjit.load(
+        gen.source, lambda name: native.translate(gen.source, name, functions,
+                                                  llvmjit.BY_OBJECT, parallel),
+        list(functions), options=f"parallel={parallel}")
+    entries = {}
+    for name, args in signatures.items():
+        n_buffers = sum(isinstance(kinds[a], native.Buf) for a in args)
+        entries[name] = llvmjit.NativeEntry(addresses[name], n_buffers, len(args) - n_buffers)
+    return entries, how
 
 
 def _check_supported(program: Program) -> None:
@@ -326,19 +341,17 @@ class NumbaBackend:
         gen = generate(program, single_entry=not driver)
         compiled = None
         mode = _native_mode()
-        if mode == "native" and driver:
-            raise SymgraphError("SYMGRAPH_NATIVE=native: the thread-pool driver (workers > 1 "
-                                "or SYMGRAPH_NUMBA_DRIVER=1) runs Numba kernels")
-        if not driver and mode != "numba":
+        if mode != "numba":
             try:
-                entry, reason = _native_entry(gen)
+                functions, reason = _native_functions(gen, program, driver, workers)
             except native.Unsupported as exc:
                 if mode == "native":
                     raise SymgraphError(f"SYMGRAPH_NATIVE=native: {exc}") from None
                 _debug(f"native path not taken ({exc}); compiling with Numba")
             else:
-                compiled = CompiledProgram(program, None, gen, check_nan, workers, entry)
-                _debug(f"native entry: {len(program.kernels)} kernels, {reason} in "
+                compiled = CompiledProgram(program, None, gen, check_nan, workers, functions)
+                what = "kernels for the driver" if driver else "entry"
+                _debug(f"native {what}: {len(program.kernels)} kernels, {reason} in "
                        f"{(time.perf_counter() - start) * 1e3:.1f} ms")
         if compiled is None:
             module, reason = load_module(gen.source)

@@ -23,7 +23,7 @@ import llvmlite.binding as llvm
 from symgraph.backends.numba_cpu import blas, native
 from symgraph.backends.numba_cpu.cache import cache_dir
 
-VERSION = "2"  # bump when native.py changes the code it emits for the same source
+VERSION = "3"  # bump when native.py changes the code it emits for the same source
 MAGIC = b"symgraph-native-object 1\n"
 
 _lock = threading.Lock()
@@ -53,7 +53,7 @@ def _engine():
 def cache_key(source: str) -> str:
     _engine()
     parts = [VERSION, ".".join(map(str, llvm.llvm_version_info)), _state["cpu"], blas.BLAS,
-             str(BY_OBJECT), str(PARALLEL), source]
+             str(BY_OBJECT), source]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
@@ -114,13 +114,14 @@ def compile_object(ir_module) -> bytes:
     return tm.emit_object(mod)
 
 
-def load(source: str, build) -> tuple:
-    """(address of the entry function, how it was obtained) for the generated `source`.
+def load(source: str, build, functions: list, options: str = "") -> tuple:
+    """({function: address}, how they were obtained) for the generated `source`.
 
-    `build(name)` returns the IR module (native.translate) whose entry is `name`; it is only
-    called on a cache miss. Raises native.Unsupported when the source cannot be translated.
+    `build(name)` returns the IR module (native.translate) whose functions are
+    `<name>_<function>`; it is only called on a cache miss. `options` (what else changes the
+    code) joins the cache key. Raises native.Unsupported when the source cannot be translated.
     """
-    key = cache_key(source)
+    key = cache_key(options + "\0" + ",".join(functions) + "\0" + source)
     name = f"sg_native_{key}"
     path = _cache_path(key)
     _, engine = _engine()
@@ -140,9 +141,9 @@ def load(source: str, build) -> tuple:
         if name not in _state:
             engine.add_object_file(llvm.ObjectFileRef.from_data(payload))
             engine.finalize_object()
-            _state[name] = engine.get_function_address(name)
-        if not _state[name]:
-            raise native.Unsupported(f"{name} not found after linking")
+            _state[name] = {f: engine.get_function_address(f"{name}_{f}") for f in functions}
+        if not all(_state[name].values()):
+            raise native.Unsupported(f"{name}: a function is missing after linking")
         return _state[name], how
 
 

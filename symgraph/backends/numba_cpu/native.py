@@ -487,17 +487,19 @@ def module_namespace(tree: ast.Module) -> dict:
     return namespace
 
 
-def translate(source: str, name: str, params: dict, sizes: dict,
-              by_object: bool = False, parallel: bool = False) -> ir.Module:
-    """An LLVM module whose function `name(ptr bufs, ptr dims) -> i32` runs the generated
-    module's `entry`. `params` gives each entry parameter's kind (Buf(dtype) or "int64"),
-    `sizes` each buffer parameter's element count as a Python expression of the dims."""
+def translate(source: str, name: str, functions: dict, by_object: bool = False,
+              parallel: bool = False) -> ir.Module:
+    """An LLVM module with, per generated function `f` in `functions` (`entry`, or each
+    kernel `k<id>` of the driver's module), a function `<name>_<f>(ptr bufs, ptr dims) -> i32`
+    running it. `functions[f]` is (params, sizes): each parameter's kind (Buf(dtype) or
+    "int64") and each buffer parameter's element count as a Python expression of the dims."""
     tree = ast.parse(source)
     namespace = module_namespace(tree)
-    entry = namespace.get("entry")
-    if not isinstance(entry, Helper):
-        raise Unsupported("no entry function")
     module = ir.Module(name=name)
-    Translator(module, namespace, entry.fastmath, parallel).entry(entry.fdef, name, params,
-                                                                  sizes, by_object)
+    for fname, (params, sizes) in functions.items():
+        fn = namespace.get(fname)
+        if not isinstance(fn, Helper):
+            raise Unsupported(f"no function {fname}")
+        Translator(module, namespace, fn.fastmath, parallel).entry(
+            fn.fdef, f"{name}_{fname}", params, sizes, by_object)
     return module
