@@ -362,8 +362,9 @@ def markdown(doc: dict, chart_link: str | None = None) -> str:
              "them, `pip install torch==2.13.0 jax jaxlib` into the environment first. Rows of "
              "systems that were not installed or failed are listed at the end.", ""]
     explain = {
-        "Where the Numba step's time goes": "The Numba step compiled with the per-kernel Python "
-        "driver (SYMGRAPH_NUMBA_DRIVER=1) and each kernel timed in program order "
+        "Where the Numba step's time goes": "The Numba backend's step compiled per kernel for "
+        "the Python driver (SYMGRAPH_NUMBA_DRIVER=1: native kernels, parallel loops included, "
+        "unless SYMGRAPH_NATIVE=numba) and each kernel timed in program order "
         "(symgraph/bench/profile.py): kernel times are real, the remainder is per-kernel "
         "dispatch, input validation and state swaps. Top kernels are listed with their fused ops.",
         "Targets": "Issue 4's goals for the Numba backend, judged on medians. Cold and warm "
