@@ -1,8 +1,11 @@
 """The Numba CPU backend (`backend="numba"`): lowered Program -> generated njit module -> run.
 
-`compile(inputs, results, check_nan)` lowers the graph (symgraph/lower.py), renders one Python
-module (codegen.py), writes it into the cache directory under a hash of its source and imports
-it (cache.py), so Numba's own disk cache makes a second process skip compilation. The module's
+`compile(inputs, results, check_nan)` lowers the graph (symgraph/lower.py) and renders one
+Python module (codegen.py). By default that source is translated straight to LLVM IR
+(native.py) and compiled and cached as object code (llvmjit.py); with `SYMGRAPH_NATIVE=numba`,
+or for a construct the translator does not handle, the module is written into the cache
+directory under a hash of its source and imported (cache.py), so Numba compiles it and its own
+disk cache makes a second process skip compilation. The module's
 `entry` function runs every kernel in order (one dispatch per call); the driver allocates the
 result arrays as plain NumPy arrays and passes them in, so the runtime adopts new state without
 copying. With `workers=k` each kernel is its own nogil function and a thread pool runs the
