@@ -28,7 +28,7 @@ MAGIC = b"symgraph-native-object 1\n"
 
 _lock = threading.Lock()
 _state: dict = {}
-STATS = {"compiled": 0, "loaded": 0, "damaged": 0}  # this process's object-cache traffic
+STATS = {"compiled": 0, "loaded": 0}  # this process's object-cache traffic
 
 
 def _engine():
@@ -73,7 +73,6 @@ def _read_cached(path: str) -> tuple:
     head, _, rest = data.partition(b"\n")
     digest, _, payload = rest.partition(b"\n")
     if head + b"\n" != MAGIC or hashlib.sha256(payload).hexdigest().encode() != digest:
-        STATS["damaged"] += 1
         try:
             os.unlink(path)
         except OSError:

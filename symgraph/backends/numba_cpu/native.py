@@ -136,10 +136,8 @@ class Translator(ScalarIR, ParallelLoops, Calls):
         start = fn.append_basic_block("start")
         self.builder = ir.IRBuilder(start)
         self.exit = fn.append_basic_block("exit")
-        self.code = None
-        code = self.alloca(I32)
-        self.code = code
-        self.builder.store(ir.Constant(I32, 0), code)
+        self.code = self.alloca(I32)  # the return code
+        self.builder.store(ir.Constant(I32, 0), self.code)
         for n, k, arg in zip(names, kinds, fn.args):
             self.bind(n, k, arg)
         self.statements(fdef.body)
@@ -150,7 +148,7 @@ class Translator(ScalarIR, ParallelLoops, Calls):
         free = self.declare("free", ir.VoidType(), [PTR])
         for slot in self.heap:
             b.call(free, [b.load(slot, typ=PTR)])
-        b.ret(b.load(code, typ=I32))
+        b.ret(b.load(self.code, typ=I32))
 
     # --- locals ---
     def alloca(self, t) -> ir.AllocaInstr:
@@ -191,7 +189,7 @@ class Translator(ScalarIR, ParallelLoops, Calls):
                 self.store(target, self.expr(s.value))
                 return
         elif isinstance(s, ast.AugAssign):
-            value = ast.BinOp(left=_as_load(s.target), op=s.op, right=s.value)
+            value = ast.BinOp(left=s.target, op=s.op, right=s.value)  # ctx is not read
             if isinstance(s.target, ast.Name):
                 v, t = self.expr(value)
                 held = self.scope.get(s.target.id)
@@ -212,7 +210,7 @@ class Translator(ScalarIR, ParallelLoops, Calls):
             if isinstance(s.value, ast.Constant):
                 return  # a docstring
             if isinstance(s.value, ast.Call):
-                self.call(s.value, statement=True)
+                self.call(s.value)
                 return
         elif isinstance(s, ast.Raise):
             exc = s.exc.func.id if isinstance(s.exc, ast.Call) and \
@@ -266,7 +264,8 @@ class Translator(ScalarIR, ParallelLoops, Calls):
         if held is not None and any(h is held[0] for h in self.heap):  # reallocated
             b.call(self.declare("free", ir.VoidType(), [PTR]), [b.load(held[0], typ=PTR)])
         slot = self.alloca(PTR)
-        self.null_init(slot)
+        # null until allocated, so the exit block may free every heap slot
+        ir.IRBuilder(self.entry_block).store(ir.Constant(PTR, None), slot)
         self.heap.append(slot)
         self.scope[name] = (slot, Buf(dtype))
         b.store(ptr, slot)
@@ -277,10 +276,6 @@ class Translator(ScalarIR, ParallelLoops, Calls):
             fill, ft = self.expr(value.args[1])
             self.fill(ptr, n, self.cast(fill, ft, dtype), dtype)
         return True
-
-    def null_init(self, slot) -> None:
-        """Heap slots are null until allocated, so the exit block may free every one."""
-        ir.IRBuilder(self.entry_block).store(ir.Constant(PTR, None), slot)
 
     def fill(self, ptr, n, value, dtype) -> None:
         def body(i):
@@ -467,11 +462,6 @@ class Translator(ScalarIR, ParallelLoops, Calls):
 
 
     # --- calls ---
-
-
-def _as_load(target):
-    node = ast.parse(ast.unparse(target), mode="eval").body
-    return node
 
 
 def module_namespace(tree: ast.Module) -> dict:

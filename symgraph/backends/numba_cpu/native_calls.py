@@ -63,7 +63,7 @@ def _helper_of(obj) -> Helper | None:
 class Calls:
     """The translator's calls (needs its expression and helper machinery)."""
 
-    def call(self, node: ast.Call, statement: bool = False) -> tuple:
+    def call(self, node: ast.Call) -> tuple:
         if node.keywords:
             raise Unsupported("keyword arguments")
         f = self.resolve(node.func)
