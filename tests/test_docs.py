@@ -10,6 +10,7 @@ real line numbers, so a failure (and symgraph's own "created at" traces) points 
 from __future__ import annotations
 
 import re
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -89,6 +90,8 @@ def test_doc_code_blocks_run(path: Path, tmp_path, monkeypatch):
         try:
             exec(compile(source, str(path), "exec"), namespace)
         except Exception as exc:
+            if "`dot` was not found" in str(exc) and shutil.which("dot") is None:
+                pytest.skip(f"{path.name}:{line} renders with Graphviz, which is not installed")
             raise AssertionError(f"{path.relative_to(ROOT)}: the python block at line {line} "
                                  f"failed: {type(exc).__name__}: {exc}") from exc
         timings.append((time.perf_counter() - start, line))
