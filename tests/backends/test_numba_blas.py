@@ -1,4 +1,4 @@
-"""The Numba backend's GEMM wrappers (MKL's CBLAS and SciPy's OpenBLAS) against NumPy."""
+"""The Numba backend's GEMM wrappers (MKL's and OpenBLAS's CBLAS, Numba's helper) against NumPy."""
 
 import itertools
 import os
@@ -11,8 +11,8 @@ import pytest
 from symgraph.backends.numba_cpu import blas
 
 WRAPPERS = [("scipy", blas.scipy_gemm)]
-if blas.BLAS == "mkl":
-    WRAPPERS.append(("mkl", blas.mkl_gemm))
+if blas.BLAS in ("mkl", "openblas"):
+    WRAPPERS.append((blas.BLAS, getattr(blas, f"{blas.BLAS}_gemm")))
 
 
 @pytest.mark.parametrize("name,fn", WRAPPERS, ids=[w[0] for w in WRAPPERS])
@@ -26,14 +26,19 @@ def test_gemm_wrappers_equal_numpy_for_every_transpose_offset_and_beta(name, fn,
         b_ = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
         a = np.concatenate([np.zeros(2, dtype), a_.ravel()])  # operands at offsets
         b = np.concatenate([np.zeros(3, dtype), b_.ravel()])
-        c = np.concatenate([np.full(1, 7, dtype), np.ones(m * n, dtype)])
-        fn(np.bool_(ta), np.bool_(tb), np.int64(m), np.int64(n), np.int64(k), a, np.int64(2),
-           b, np.int64(3), c, np.int64(1), np.dtype(dtype).type(beta))
         want = (a_.T if ta else a_) @ (b_.T if tb else b_) + beta
         tol = 1e-5 if dtype == "float32" else 1e-12
-        np.testing.assert_allclose(c[1:].reshape(m, n), want, rtol=tol, atol=tol,
-                                   err_msg=f"{name} ta={ta} tb={tb} m,n,k={m, n, k}")
-        assert c[0] == 7  # nothing written before the offset
+        # the whole product, then the same product as row blocks (how threads share it)
+        for blocks in ([(0, m)], [(0, m // 3), (m // 3, m - 1), (m - 1, m)]):
+            c = np.concatenate([np.full(1, 7, dtype), np.ones(m * n, dtype)])
+            for r0, r1 in blocks:
+                fn(np.bool_(ta), np.bool_(tb), np.int64(m), np.int64(n), np.int64(k), a,
+                   np.int64(2), b, np.int64(3), c, np.int64(1), np.dtype(dtype).type(beta),
+                   np.int64(max(r0, 0)), np.int64(max(r1, 0)))
+            np.testing.assert_allclose(c[1:].reshape(m, n), want, rtol=tol, atol=tol,
+                                       err_msg=f"{name} ta={ta} tb={tb} m,n,k={m, n, k} "
+                                               f"blocks={blocks}")
+            assert c[0] == 7  # nothing written before the offset
 
 
 def test_generated_source_imports_the_chosen_blas():
@@ -43,7 +48,7 @@ def test_generated_source_imports_the_chosen_blas():
     w = sg.variable(np.ones((3, 4), np.float32), name="w")
     fn = sg.function([x], x @ w, backend="numba")
     assert blas.GEMM_IMPORT in fn._run.source
-    assert ("mkl_gemm as gemm" in fn._run.source) == (blas.BLAS == "mkl")
+    assert (f"{blas.BLAS}_gemm as gemm" in fn._run.source)
 
 
 _STEP = """
@@ -76,4 +81,42 @@ def test_scipy_openblas_path_runs_a_gradient_step_equal_to_the_reference():
 def test_an_unknown_blas_choice_is_a_clear_error():
     proc = _run("atlas")
     assert proc.returncode != 0
-    assert "SYMGRAPH_BLAS='atlas'" in proc.stderr and "'mkl' or 'scipy'" in proc.stderr
+    assert "SYMGRAPH_BLAS='atlas'" in proc.stderr
+    assert "'mkl', 'openblas' or 'scipy'" in proc.stderr
+
+
+_SPLIT = """
+import numpy as np, symgraph as sg
+from symgraph.backends.numba_cpu import blas
+rng = np.random.default_rng(2)
+for dtype in ("float32", "float64"):
+    for ta, tb in ((False, False), (True, False), (False, True), (True, True)):
+        m, k, n = 75, 96, 40  # 288k multiply-adds: split in row blocks of 37 and 38 rows
+        x = sg.placeholder((k, m) if ta else (m, k), dtype, name="x")
+        w = sg.variable(rng.standard_normal((n, k) if tb else (k, n)).astype(dtype), name="w")
+        h = (sg.transpose(x) if ta else x) @ (sg.transpose(w) if tb else w)
+        out = [sg.relu(h) * 2.0 + 1.0, sg.grad(sg.sum(sg.relu(h) ** 2), [w])[0]]
+        xs = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+        ref, got = (sg.function([x], out, backend=b)(xs) for b in ("numpy", "numba"))
+        for r, g in zip(ref, got):
+            tol = 1e-4 if dtype == "float32" else 1e-10
+            np.testing.assert_allclose(g, r, rtol=tol, atol=tol, err_msg=f"{dtype} {ta} {tb}")
+xb = sg.placeholder((5, 30, 40), "float32", name="xb")  # batched: the team shares the batch
+wb = sg.variable(rng.standard_normal((5, 40, 20)).astype("float32"), name="wb")
+outb = [xb @ wb, sg.grad(sg.sum(sg.tanh(xb @ wb)), [wb])[0]]
+xs = rng.standard_normal((5, 30, 40)).astype("float32")
+ref, got = (sg.function([xb], outb, backend=b)(xs) for b in ("numpy", "numba"))
+for r, g in zip(ref, got):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg="batched")
+print(blas.BLAS, blas.SPLIT)
+"""
+
+
+def test_openblas_split_gemms_equal_the_reference():
+    """With OpenBLAS, large products are computed in row blocks across the thread team, each
+    block's epilogue after its GEMM: equal to the NumPy reference for every transpose."""
+    env = {**os.environ, "SYMGRAPH_BLAS": "openblas", "SYMGRAPH_NATIVE": "native"}
+    proc = subprocess.run([sys.executable, "-c", _SPLIT], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1].startswith("openblas")

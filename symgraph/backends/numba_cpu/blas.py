@@ -1,24 +1,28 @@
 """GEMM for generated kernels: one BLAS for every matmul of a program, called from njit code.
 
-Two BLAS are supported; the choice is made once per process, when this module is imported:
+Three ways to a BLAS; the choice is made once per process, when this module is imported
+(`SYMGRAPH_BLAS=auto|mkl|openblas|scipy`):
+- **MKL** (the `mkl` wheel's `libmkl_rt`), through its C interface `cblas_?gemm`, on Intel
+  CPUs: there it runs the training steps' GEMM shapes 1.3-1.6x faster than OpenBLAS
+  (docs/numba-backend.md).
+- **OpenBLAS through its C interface** (`scipy_cblas_?gemm` of SciPy's bundled OpenBLAS), on
+  other x86-64 CPUs: on AMD Zen 4, MKL takes its generic code path and is 1.2x slower than
+  OpenBLAS. There the native path splits each large GEMM into row blocks, one per thread of
+  the OpenMP team, each a single-threaded OpenBLAS call followed by its block's epilogue
+  (`SPLIT`, `gemm_parts`): 170-195 GFLOP/s at the training shapes, against 110-160 for MKL's
+  threaded calls and 75-95 for OpenBLAS's own threads beside the team (docs/numba-backend.md).
+- **SciPy's OpenBLAS through Numba's helper** `numba_xxgemm` (the BLAS behind Numba's own
+  `np.dot`): the fallback when neither C interface loads, or with `SYMGRAPH_BLAS=scipy`.
+Every entry point is resolved by symbol name (never a ctypes pointer baked into the code), so
+`cache=True` works: the symbols are registered with LLVM (`add_symbol`) before any generated
+code is compiled or loaded. The generated module imports the chosen wrapper as `gemm` (see
+`GEMM_IMPORT`), so its source, and with it its cache entry, differs per BLAS.
 
-- **MKL** (`pip install "symgraph[mkl]"`, the `mkl` wheel's `libmkl_rt`), through its C
-  interface `cblas_?gemm`. On this project's machines it runs the training steps' GEMM shapes
-  1.3-1.6x faster than OpenBLAS (docs/numba-backend.md). Used when it is found, unless
-  `SYMGRAPH_BLAS=scipy`.
-- **SciPy's OpenBLAS**, the BLAS behind Numba's own `np.dot`: `numba_xxgemm`, the helper
-  symbol Numba's `np.dot` calls. Used without MKL or with `SYMGRAPH_BLAS=scipy`.
-
-Both are resolved by symbol name (never a ctypes pointer baked into the code), so `cache=True`
-works: the MKL entry point is registered with LLVM under its own name (`add_symbol`) before
-any generated code is compiled or loaded. The generated module imports the chosen wrapper as
-`gemm` (see `GEMM_IMPORT`), so its source, and with it its cache entry, differs per BLAS: code
-compiled against MKL is never loaded where MKL is absent.
-
-Both wrappers (float32 or float64, one compile per dtype) take (trans_a, trans_b, m, n, k, a,
-a_off, b, b_off, c, c_off, beta) on flat arrays: c[c_off:] (m x n, row-major) =
-op(a) @ op(b) + beta * c, op(a) being (m, k). Offsets let a batched matmul be a loop of calls
-on one flat buffer; transposes are BLAS flags, never copies.
+Every wrapper (float32 or float64, one compile per dtype) takes (trans_a, trans_b, m, n, k, a,
+a_off, b, b_off, c, c_off, beta, r0, r1) on flat arrays: rows r0..r1 of c[c_off:] (m x n,
+row-major) = the same rows of op(a) @ op(b) + beta * c, op(a) being (m, k). Offsets let a
+batched matmul be a loop of calls on one flat buffer; the row range lets threads share one
+product; transposes are BLAS flags, never copies.
 """
 
 from __future__ import annotations
@@ -41,17 +45,6 @@ _xxgemm32 = _BLAS().numba_xxgemm(types.float32)
 _xxgemm64 = _BLAS().numba_xxgemm(types.float64)
 _N, _T = 78, 84  # 'N', 'T'
 
-# --- MKL's CBLAS (row-major, LP64: 32-bit integers) ---
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-_i = types.int32
-_cblas_sgemm = types.ExternalFunction("cblas_sgemm", types.void(
-    _i, _i, _i, _i, _i, _i, types.float32, types.voidptr, _i, types.voidptr, _i, types.float32,
-    types.voidptr, _i))
-_cblas_dgemm = types.ExternalFunction("cblas_dgemm", types.void(
-    _i, _i, _i, _i, _i, _i, types.float64, types.voidptr, _i, types.voidptr, _i, types.float64,
-    types.voidptr, _i))
-
-
 def _xxgemm(c, *args):  # pragma: no cover - typed through the overload below
     raise NotImplementedError
 
@@ -68,56 +61,93 @@ def _xxgemm_typed(c, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, out, ldc):
     return impl
 
 
-def _cblas_gemm(c, *args):  # pragma: no cover - typed through the overload below
-    raise NotImplementedError
+# --- CBLAS (row-major, 32-bit integers): MKL's cblas_?gemm, OpenBLAS's scipy_cblas_?gemm ---
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_i = types.int32
 
 
-@overload(_cblas_gemm)
-def _cblas_gemm_typed(c, ta, tb, m, n, k, a, lda, b, ldb, beta, out):
-    """MKL's row-major cblas_sgemm or cblas_dgemm (alpha = 1) for the dtype of `c`."""
-    single = c.dtype == types.float32
-    fn, one = (_cblas_sgemm, np.float32(1)) if single else (_cblas_dgemm, np.float64(1))
+def _cblas(prefix: str):
+    """A typed-per-dtype caller of `<prefix>cblas_sgemm` / `<prefix>cblas_dgemm`."""
+    externs = {t: types.ExternalFunction(f"{prefix}cblas_{'s' if t == types.float32 else 'd'}gemm",
+                                         types.void(_i, _i, _i, _i, _i, _i, t, types.voidptr,
+                                                    _i, types.voidptr, _i, t, types.voidptr, _i))
+               for t in (types.float32, types.float64)}
 
-    def impl(c, ta, tb, m, n, k, a, lda, b, ldb, beta, out):
-        fn(_ROW_MAJOR, ta, tb, m, n, k, one, a, lda, b, ldb, beta, out, n)
+    def call(c, *args):  # pragma: no cover - typed through the overload below
+        raise NotImplementedError
 
-    return impl
+    @overload(call)
+    def typed(c, ta, tb, m, n, k, a, lda, b, ldb, beta, out, ldc):
+        """Row-major ?gemm (alpha = 1) for the dtype of `c`."""
+        fn, one = externs[c.dtype], (np.float32(1) if c.dtype == types.float32 else np.float64(1))
+
+        def impl(c, ta, tb, m, n, k, a, lda, b, ldb, beta, out, ldc):
+            fn(_ROW_MAJOR, ta, tb, m, n, k, one, a, lda, b, ldb, beta, out, ldc)
+        return impl
+    return call
+
+
+_mkl_cblas = _cblas("")
+_openblas_cblas = _cblas("scipy_")
 
 
 @njit(cache=True, nogil=True)
-def _nothing_for_blas(m, n, k, c, c_off, beta):
+def _nothing_for_blas(rows, n, k, c, c_off, beta):
     """True when the product needs no BLAS call: an empty result, or k = 0, where c *= beta
     is done here (BLAS would reject the leading dimension 0)."""
-    if m == 0 or n == 0:
+    if rows <= 0 or n == 0:
         return True
     if k == 0:
-        for i in range(m * n):
+        for i in range(rows * n):
             c[c_off + i] = c[c_off + i] * beta
         return True
     return False
 
 
 @njit(cache=True, nogil=True)
-def scipy_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta):
-    """c[c_off:] (m x n) = op(a) @ op(b) + beta * c, float32 or float64; op(a) is (m, k)."""
-    if _nothing_for_blas(m, n, k, c, c_off, beta):
+def gemm_parts(m, n, k):
+    """How many row blocks a product is computed in: 1 in Numba-compiled code (one threaded
+    BLAS call); the native path (native_calls.py) splits large products across its team."""
+    return np.int64(1)
+
+
+@njit(cache=True, nogil=True)
+def scipy_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1):
+    """Rows r0..r1 of c[c_off:] (m x n) = op(a) @ op(b) + beta * c; op(a) is (m, k)."""
+    a_off = a_off + (r0 if trans_a else r0 * k)
+    c_off = c_off + r0 * n
+    if _nothing_for_blas(r1 - r0, n, k, c, c_off, beta):
         return
     scal = np.empty(2, c.dtype)  # alpha = 1 and beta, passed by pointer
     scal[0] = 1
     scal[1] = beta
-    _xxgemm(c, _T if trans_b else _N, _T if trans_a else _N, n, m, k, scal[0:].ctypes,
+    _xxgemm(c, _T if trans_b else _N, _T if trans_a else _N, n, r1 - r0, k, scal[0:].ctypes,
             b[b_off:].ctypes, k if trans_b else n, a[a_off:].ctypes, m if trans_a else k,
             scal[1:].ctypes, c[c_off:].ctypes, n)
 
 
 @njit(cache=True, nogil=True)
-def mkl_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta):
+def mkl_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1):
     """scipy_gemm through MKL's cblas_sgemm / cblas_dgemm."""
-    if _nothing_for_blas(m, n, k, c, c_off, beta):
+    a_off = a_off + (r0 if trans_a else r0 * k)
+    c_off = c_off + r0 * n
+    if _nothing_for_blas(r1 - r0, n, k, c, c_off, beta):
         return
-    _cblas_gemm(c, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, m, n, k,
-                a[a_off:].ctypes.data, m if trans_a else k, b[b_off:].ctypes.data,
-                k if trans_b else n, beta, c[c_off:].ctypes.data)
+    _mkl_cblas(c, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, r1 - r0,
+               n, k, a[a_off:].ctypes.data, m if trans_a else k, b[b_off:].ctypes.data,
+               k if trans_b else n, beta, c[c_off:].ctypes.data, n)
+
+
+@njit(cache=True, nogil=True)
+def openblas_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1):
+    """scipy_gemm through OpenBLAS's scipy_cblas_sgemm / scipy_cblas_dgemm."""
+    a_off = a_off + (r0 if trans_a else r0 * k)
+    c_off = c_off + r0 * n
+    if _nothing_for_blas(r1 - r0, n, k, c, c_off, beta):
+        return
+    _openblas_cblas(c, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
+                    r1 - r0, n, k, a[a_off:].ctypes.data, m if trans_a else k,
+                    b[b_off:].ctypes.data, k if trans_b else n, beta, c[c_off:].ctypes.data, n)
 
 
 def _find_mkl() -> str | None:
@@ -129,6 +159,19 @@ def _find_mkl() -> str | None:
     return ctypes.util.find_library("mkl_rt")
 
 
+def _find_openblas() -> str | None:
+    """SciPy's bundled OpenBLAS (`scipy.libs/libscipy_openblas*.so`), whose C symbols carry
+    the `scipy_` prefix; the library SciPy itself loads, so both share one thread pool."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("scipy")
+    if spec is None or not spec.origin:
+        return None
+    libs = os.path.join(os.path.dirname(os.path.dirname(spec.origin)), "scipy.libs")
+    found = sorted(glob.glob(os.path.join(libs, "libscipy_openblas-*.so*")))
+    return found[0] if found else None
+
+
 def _register(lib, names) -> None:
     import llvmlite.binding as llvm
 
@@ -136,9 +179,11 @@ def _register(lib, names) -> None:
         llvm.add_symbol(name, ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
 
 
-def _load_mkl(path: str) -> bool:
+def _load(path: str | None, names) -> bool:
+    if not path:
+        return False
     try:
-        _register(ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL), ("cblas_sgemm", "cblas_dgemm"))
+        _register(ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL), names)
     except (OSError, AttributeError):
         return False
     return True
@@ -146,39 +191,60 @@ def _load_mkl(path: str) -> bool:
 
 OPENMP_ENTRY_POINTS = ("__kmpc_fork_call", "omp_get_thread_num", "omp_get_num_threads",
                        "omp_get_max_threads")
+OPENBLAS_THREADS = ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads")
 
 
-def _load_openmp(mkl_path: str) -> bool:
-    """Intel's OpenMP runtime, the one MKL runs its threads on (`libiomp5` beside it), loaded
-    globally before MKL needs it and registered with LLVM: the native path's parallel loops
-    then fork MKL's own thread team, so the two never compete for the cores."""
-    folder = os.path.dirname(mkl_path)
-    found = sorted(glob.glob(os.path.join(folder, "libiomp5.so*")))
+def _load_openmp() -> bool:
+    """Intel's OpenMP runtime (`libiomp5`, the `intel-openmp` wheel beside MKL), loaded
+    globally and registered with LLVM: the native path's parallel loops fork its team, which
+    is MKL's own thread team, so the two never compete for the cores."""
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        found = sorted(glob.glob(os.path.join(prefix, "lib", "libiomp5.so*")))
+        if found and _load(found[0], OPENMP_ENTRY_POINTS):
+            return True
+    return _load("libiomp5.so", OPENMP_ENTRY_POINTS)
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor string (`GenuineIntel`, `AuthenticAMD`, ...), or '' if unknown."""
     try:
-        lib = ctypes.CDLL(found[0] if found else "libiomp5.so", mode=ctypes.RTLD_GLOBAL)
-        _register(lib, OPENMP_ENTRY_POINTS)
-    except (OSError, AttributeError):
-        return False
-    return True
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def _choose() -> str:
+    global OPENMP
     wanted = os.environ.get("SYMGRAPH_BLAS", "auto").lower()
-    if wanted not in ("auto", "mkl", "scipy"):
-        raise SymgraphError(f"SYMGRAPH_BLAS={wanted!r}: expected 'auto', 'mkl' or 'scipy'")
+    if wanted not in ("auto", "mkl", "openblas", "scipy"):
+        raise SymgraphError(f"SYMGRAPH_BLAS={wanted!r}: expected 'auto', 'mkl', 'openblas' "
+                            "or 'scipy'")
     if wanted == "scipy":
         return "scipy"
-    path = _find_mkl()
-    if path and _load_mkl(path):
-        global OPENMP
-        OPENMP = _load_openmp(path)
-        return "mkl"
-    if wanted == "mkl":
-        raise SymgraphError("SYMGRAPH_BLAS=mkl but MKL's libmkl_rt was not found or did not "
-                            "load; install it with `pip install \"symgraph[mkl]\"`")
+    if wanted == "mkl" or (wanted == "auto" and cpu_vendor() == "GenuineIntel"):
+        if _load(_find_mkl(), ("cblas_sgemm", "cblas_dgemm")):
+            OPENMP = _load_openmp()
+            return "mkl"
+        if wanted == "mkl":
+            raise SymgraphError("SYMGRAPH_BLAS=mkl but MKL's libmkl_rt was not found or did "
+                                "not load; install it with `pip install \"symgraph[mkl]\"`")
+    if _load(_find_openblas(), ("scipy_cblas_sgemm", "scipy_cblas_dgemm") + OPENBLAS_THREADS):
+        OPENMP = _load_openmp()
+        return "openblas"
+    if wanted == "openblas":
+        raise SymgraphError("SYMGRAPH_BLAS=openblas but SciPy's bundled OpenBLAS "
+                            "(scipy.libs/libscipy_openblas-*.so) was not found or did not load")
     return "scipy"
 
 
-OPENMP = False  # Intel's OpenMP runtime (MKL's threads) is loaded: see _load_openmp
-BLAS = _choose()  # "mkl" or "scipy": the BLAS every generated GEMM of this process calls
-GEMM_IMPORT = f"from symgraph.backends.numba_cpu.blas import {BLAS}_gemm as gemm"
+OPENMP = False  # Intel's OpenMP runtime is loaded: the native path's thread team
+BLAS = _choose()  # "mkl", "openblas" or "scipy": the BLAS of every generated GEMM here
+# The native path splits large GEMMs across its team (single-threaded BLAS calls) when the
+# BLAS is OpenBLAS, whose own threads would otherwise spin against the team's.
+SPLIT = BLAS == "openblas" and OPENMP
+GEMM_IMPORT = (f"from symgraph.backends.numba_cpu.blas import {BLAS}_gemm as gemm, "
+               "gemm_parts")

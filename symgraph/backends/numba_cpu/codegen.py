@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from symgraph.backends.numba_cpu import vecmath
-from symgraph.backends.numba_cpu.blas import GEMM_IMPORT
+from symgraph.backends.numba_cpu.blas import GEMM_IMPORT, SPLIT
 from symgraph.backends.render import IndexRenderer, ScalarRenderer, broadcast_index
 from symgraph.errors import SymgraphError
 from symgraph.graph import topo_order
@@ -324,9 +324,13 @@ class KernelWriter:
         # with literals once per distinct value (M2 compiled the GEMM wrapper 9 times).
         ta, tb = f"np.bool_({ta})", f"np.bool_({tb})"
         m, n, kk = f"np.int64({m})", f"np.int64({n})", f"np.int64({kk})"
+        if not batch and SPLIT:
+            self.split_matmul(root, out, (ta, tb, m, n, kk, abuf, bbuf, zero))
+            return
         if not batch:
             self.emit(1, f"{gemm}({ta}, {tb}, {m}, {n}, {kk}, {abuf}, np.int64(0), {bbuf}, "
-                         f"np.int64(0), {out}, np.int64(0), {zero})  # matmul{_name(root)}")
+                         f"np.int64(0), {out}, np.int64(0), {zero}, np.int64(0), {m})"
+                         f"  # matmul{_name(root)}")
         else:
             for node in (a, b):
                 if node.ndim > 2 and tuple(node.shape[:-2]) != batch and \
@@ -336,21 +340,47 @@ class KernelWriter:
             nb = self.scalar.size_expr(batch)
             sa = f"{m} * {kk}" if tuple(a.shape[:-2]) == batch else "0"
             sb = f"{kk} * {n}" if tuple(b.shape[:-2]) == batch else "0"
-            self.emit(1, f"for q in range({nb}):")
+            # with SPLIT (single-threaded BLAS calls on the native path) the team shares the
+            # batch: a prange whose body calls gemm forks whenever it has two iterations
+            self.emit(1, f"for q in {'prange' if SPLIT else 'range'}({nb}):")
             self.emit(2, f"{gemm}({ta}, {tb}, {m}, {n}, {kk}, {abuf}, np.int64(q * {sa}), "
-                         f"{bbuf}, np.int64(q * {sb}), {out}, q * {m} * {n}, {zero})"
-                         f"  # matmul{_name(root)}")
+                         f"{bbuf}, np.int64(q * {sb}), {out}, q * {m} * {n}, {zero}, "
+                         f"np.int64(0), {m})  # matmul{_name(root)}")
         if k.epilogue:
-            self.loads = {}
-            self.invariants(1)
-            self.random_keys(k.epilogue, 1)
+            self.epilogue_start(out)
             idx, depth = self.loops(root.shape, 1, parallel=True)
-            self.emit(depth, f"f = {self.flat_of(root.shape, idx)}")
-            self.emit(depth, f"v{self.num[root.id]} = {out}[f]")
-            self.local.add(root.id)
-            for node in k.epilogue:
-                self.compute(node, idx, depth, "f")
-                self.store(node, "f", depth)
+            self.epilogue_body(root, out, idx, depth)
+
+    def split_matmul(self, root, out: str, call: tuple) -> None:
+        """A 2-D product in `parts` row blocks (blas.gemm_parts: one per thread of the team
+        for a large product on the native path, else 1), each block's epilogue right after
+        its GEMM, while the block is still in the thread's cache."""
+        ta, tb, m, n, kk, abuf, bbuf, zero = call
+        if self.k.epilogue:
+            self.epilogue_start(out)
+        self.emit(1, f"parts = gemm_parts({m}, {n}, {kk})")
+        self.emit(1, "for p in prange(parts):")
+        self.emit(2, f"r0 = p * {m} // parts")
+        self.emit(2, f"r1 = (p + 1) * {m} // parts")
+        self.emit(2, f"gemm({ta}, {tb}, {m}, {n}, {kk}, {abuf}, np.int64(0), {bbuf}, "
+                     f"np.int64(0), {out}, np.int64(0), {zero}, r0, r1)  # matmul{_name(root)}")
+        if self.k.epilogue:
+            self.emit(2, "for i0 in range(r0, r1):")
+            self.emit(3, f"for i1 in range({self.dims(root.shape)[1]}):")
+            self.epilogue_body(root, out, ["i0", "i1"], 4)
+
+    def epilogue_start(self, out: str) -> None:
+        self.loads = {}
+        self.invariants(1)
+        self.random_keys(self.k.epilogue, 1)
+
+    def epilogue_body(self, root, out: str, idx: list, depth: int) -> None:
+        self.emit(depth, f"f = {self.flat_of(root.shape, idx)}")
+        self.emit(depth, f"v{self.num[root.id]} = {out}[f]")
+        self.local.add(root.id)
+        for node in self.k.epilogue:
+            self.compute(node, idx, depth, "f")
+            self.store(node, "f", depth)
 
     def index_kernel(self) -> None:
         node = self.k.root or self.k.nodes[0]

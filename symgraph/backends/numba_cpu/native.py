@@ -30,6 +30,7 @@ import math
 import numpy as np
 from llvmlite import ir
 
+from symgraph.backends.numba_cpu import blas
 from symgraph.backends.numba_cpu.native_calls import Calls, Helper, _fastmath
 from symgraph.backends.numba_cpu.native_ir import (  # noqa: F401  (the backend's names)
     ARRAY_DATA,
@@ -55,7 +56,11 @@ from symgraph.backends.numba_cpu.native_ir import (  # noqa: F401  (the backend'
     constant,
     promote,
 )
-from symgraph.backends.numba_cpu.native_parallel import PARALLEL_WORK, ParallelLoops  # noqa: F401
+from symgraph.backends.numba_cpu.native_parallel import (  # noqa: F401
+    PARALLEL_WORK,
+    ParallelLoops,
+    calls_gemm,
+)
 
 
 def _decorator_fastmath(fdef: ast.FunctionDef, namespace: dict) -> tuple:
@@ -128,7 +133,17 @@ class Translator(ScalarIR, ParallelLoops, Calls):
                 slot = b.gep(dims, [ir.Constant(I64, nd)], source_etype=I64)
                 args.append(b.load(slot, typ=I64))
                 nd += 1
-        b.ret(b.call(impl, args))
+        if self.parallel and blas.SPLIT and calls_gemm(fdef):
+            # OpenBLAS single-threaded while the team runs the GEMM blocks; restored after
+            get, set_ = (self.declare(f"scipy_openblas_{x}_num_threads", t, a) for x, t, a in
+                         (("get", I32, []), ("set", ir.VoidType(), [I32])))
+            before = b.call(get, [])
+            b.call(set_, [ir.Constant(I32, 1)])
+            code = b.call(impl, args)
+            b.call(set_, [before])
+            b.ret(code)
+        else:
+            b.ret(b.call(impl, args))
 
     def body(self, fdef, fn, names, kinds) -> None:
         self.fn = fn

@@ -17,7 +17,8 @@ class ParallelLoops:
     def parallel_loop(self, s: ast.For) -> None:
         """A `prange` loop (independent iterations, codegen.py) outlined into a function of
         its own over an index range, then either called over the whole range or, when the
-        nest has at least PARALLEL_WORK iterations and OpenMP has more than one thread,
+        nest has at least PARALLEL_WORK iterations (or it runs the row blocks of a GEMM, more
+        than one) and OpenMP has more than one thread,
         forked with `__kmpc_fork_call` so each thread of the team runs an equal slice.
 
         The team is MKL's own (blas.py loads Intel's OpenMP runtime for MKL), so a parallel
@@ -32,11 +33,14 @@ class ParallelLoops:
         types = [PTR if isinstance(k, Buf) else LL[k] for k in kinds]
         body = self.outline(s, free, kinds, types)
         work = b.sub(stop, start)
-        for trip in self.inner_trips(s):
-            work = b.mul(work, trip)
+        if calls_gemm(s):  # blocks of a product (codegen.split_matmul): each one is heavy
+            enough = b.icmp_signed(">", work, ir.Constant(I64, 1))
+        else:
+            for trip in self.inner_trips(s):
+                work = b.mul(work, trip)
+            enough = b.icmp_signed(">=", work, ir.Constant(I64, PARALLEL_WORK))
         threads = b.call(self.declare("omp_get_max_threads", I32, []), [])
-        fork = b.and_(b.icmp_signed(">=", work, ir.Constant(I64, PARALLEL_WORK)),
-                      b.icmp_signed(">", threads, ir.Constant(I32, 1)))
+        fork = b.and_(enough, b.icmp_signed(">", threads, ir.Constant(I32, 1)))
         forked, serial, done = (self.new_block(x) for x in ("fork", "serial", "joined"))
         b.cbranch(fork, forked, serial)
         b.position_at_end(serial)
@@ -165,6 +169,12 @@ def _from_i64(b: ir.IRBuilder, v, t):
     if t == F32:
         return b.bitcast(b.trunc(v, I32), F32)
     return v if t == I64 else b.trunc(v, t)
+
+
+def calls_gemm(node) -> bool:
+    """Whether a statement calls the generated module's `gemm` (blas.py's wrapper)."""
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "gemm"
+               for n in ast.walk(node))
 
 
 def _assigned(node) -> set:
