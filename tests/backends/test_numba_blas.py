@@ -28,13 +28,17 @@ def test_gemm_wrappers_equal_numpy_for_every_transpose_offset_and_beta(name, fn,
         b = np.concatenate([np.zeros(3, dtype), b_.ravel()])
         want = (a_.T if ta else a_) @ (b_.T if tb else b_) + beta
         tol = 1e-5 if dtype == "float32" else 1e-12
-        # the whole product, then the same product as row blocks (how threads share it)
-        for blocks in ([(0, m)], [(0, m // 3), (m // 3, m - 1), (m - 1, m)]):
+        # the whole product, then the same product as blocks of rows, then of columns (how
+        # threads share it)
+        rows = [(0, m // 3), (m // 3, max(m - 1, 0)), (max(m - 1, 0), m)]
+        cols = [(0, n // 2), (n // 2, n)]
+        for blocks in ([(0, m, 0, n)], [(r0, r1, 0, n) for r0, r1 in rows],
+                       [(0, m, c0, c1) for c0, c1 in cols]):
             c = np.concatenate([np.full(1, 7, dtype), np.ones(m * n, dtype)])
-            for r0, r1 in blocks:
+            for r0, r1, c0, c1 in blocks:
                 fn(np.bool_(ta), np.bool_(tb), np.int64(m), np.int64(n), np.int64(k), a,
                    np.int64(2), b, np.int64(3), c, np.int64(1), np.dtype(dtype).type(beta),
-                   np.int64(max(r0, 0)), np.int64(max(r1, 0)))
+                   np.int64(r0), np.int64(r1), np.int64(c0), np.int64(c1))
             np.testing.assert_allclose(c[1:].reshape(m, n), want, rtol=tol, atol=tol,
                                        err_msg=f"{name} ta={ta} tb={tb} m,n,k={m, n, k} "
                                                f"blocks={blocks}")
@@ -86,12 +90,14 @@ def test_an_unknown_blas_choice_is_a_clear_error():
 
 
 _SPLIT = """
+import itertools
 import numpy as np, symgraph as sg
 from symgraph.backends.numba_cpu import blas
 rng = np.random.default_rng(2)
 for dtype in ("float32", "float64"):
-    for ta, tb in ((False, False), (True, False), (False, True), (True, True)):
-        m, k, n = 75, 96, 40  # 288k multiply-adds: split in row blocks of 37 and 38 rows
+    for ta, tb, (m, k, n) in itertools.product((False, True), (False, True),
+                                               ((75, 96, 40), (20, 96, 100))):
+        # 288k, 192k multiply-adds: split in blocks of rows (75 x 40), of columns (20 x 100)
         x = sg.placeholder((k, m) if ta else (m, k), dtype, name="x")
         w = sg.variable(rng.standard_normal((n, k) if tb else (k, n)).astype(dtype), name="w")
         h = (sg.transpose(x) if ta else x) @ (sg.transpose(w) if tb else w)
@@ -100,7 +106,7 @@ for dtype in ("float32", "float64"):
         ref, got = (sg.function([x], out, backend=b)(xs) for b in ("numpy", "numba"))
         for r, g in zip(ref, got):
             tol = 1e-4 if dtype == "float32" else 1e-10
-            np.testing.assert_allclose(g, r, rtol=tol, atol=tol, err_msg=f"{dtype} {ta} {tb}")
+            np.testing.assert_allclose(g, r, rtol=tol, atol=tol, err_msg=f"{dtype} {ta} {tb} {m}")
 xb = sg.placeholder((5, 30, 40), "float32", name="xb")  # batched: the team shares the batch
 wb = sg.variable(rng.standard_normal((5, 40, 20)).astype("float32"), name="wb")
 outb = [xb @ wb, sg.grad(sg.sum(sg.tanh(xb @ wb)), [wb])[0]]

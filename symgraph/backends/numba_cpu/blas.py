@@ -7,10 +7,10 @@ Three ways to a BLAS; the choice is made once per process, when this module is i
   (docs/numba-backend.md).
 - **OpenBLAS through its C interface** (`scipy_cblas_?gemm` of SciPy's bundled OpenBLAS), on
   other x86-64 CPUs: on AMD Zen 4, MKL takes its generic code path and is 1.2x slower than
-  OpenBLAS. There the native path splits each large GEMM into row blocks, one per thread of
-  the OpenMP team, each a single-threaded OpenBLAS call followed by its block's epilogue
-  (`SPLIT`, `gemm_parts`): 170-195 GFLOP/s at the training shapes, against 110-160 for MKL's
-  threaded calls and 75-95 for OpenBLAS's own threads beside the team (docs/numba-backend.md).
+  OpenBLAS. There the native path splits each large GEMM into blocks (of rows, or of columns
+  when the product is much wider than tall), one per thread of the OpenMP team, each a
+  single-threaded OpenBLAS call followed by its block's epilogue (`SPLIT`, `gemm_parts`),
+  so no second thread pool spins beside the team (docs/numba-backend.md).
 - **SciPy's OpenBLAS through Numba's helper** `numba_xxgemm` (the BLAS behind Numba's own
   `np.dot`): the fallback when neither C interface loads, or with `SYMGRAPH_BLAS=scipy`.
 Every entry point is resolved by symbol name (never a ctypes pointer baked into the code), so
@@ -19,10 +19,10 @@ code is compiled or loaded. The generated module imports the chosen wrapper as `
 `GEMM_IMPORT`), so its source, and with it its cache entry, differs per BLAS.
 
 Every wrapper (float32 or float64, one compile per dtype) takes (trans_a, trans_b, m, n, k, a,
-a_off, b, b_off, c, c_off, beta, r0, r1) on flat arrays: rows r0..r1 of c[c_off:] (m x n,
-row-major) = the same rows of op(a) @ op(b) + beta * c, op(a) being (m, k). Offsets let a
-batched matmul be a loop of calls on one flat buffer; the row range lets threads share one
-product; transposes are BLAS flags, never copies.
+a_off, b, b_off, c, c_off, beta, r0, r1, c0, c1) on flat arrays: rows r0..r1, columns c0..c1
+of c[c_off:] (m x n, row-major) = the same block of op(a) @ op(b) + beta * c, op(a) being
+(m, k). Offsets let a batched matmul be a loop of calls on one flat buffer; the block lets
+threads share one product; transposes are BLAS flags, never copies.
 """
 
 from __future__ import annotations
@@ -92,61 +92,77 @@ _openblas_cblas = _cblas("scipy_")
 
 
 @njit(cache=True, nogil=True)
-def _nothing_for_blas(rows, n, k, c, c_off, beta):
-    """True when the product needs no BLAS call: an empty result, or k = 0, where c *= beta
-    is done here (BLAS would reject the leading dimension 0)."""
-    if rows <= 0 or n == 0:
+def _nothing_for_blas(rows, cols, n, k, c, c_off, beta):
+    """True when the block needs no BLAS call: it is empty, or k = 0, where c *= beta is done
+    here (BLAS would reject the leading dimension 0). The block starts at c[c_off], row
+    stride n."""
+    if rows <= 0 or cols <= 0:
         return True
     if k == 0:
-        for i in range(rows * n):
-            c[c_off + i] = c[c_off + i] * beta
+        for i in range(rows):
+            for j in range(cols):
+                c[c_off + i * n + j] = c[c_off + i * n + j] * beta
         return True
     return False
 
 
 @njit(cache=True, nogil=True)
-def gemm_parts(m, n, k):
-    """How many row blocks a product is computed in: 1 in Numba-compiled code (one threaded
-    BLAS call); the native path (native_calls.py) splits large products across its team."""
+def split_columns(m, n, k):
+    """Whether a product shared by threads is split into blocks of columns (else of rows):
+    when it is at least 4x wider than tall with k >= 64, so each thread packs only its part
+    of the wide operand. Row blocks measured faster for the weight gradients (784 x 1024,
+    k = 128: 1.4 vs 5.6 ms) and for k = 10 (docs/numba-backend.md)."""
+    return n >= 4 * m if k >= 64 else False
+
+
+@njit(cache=True, nogil=True)
+def gemm_parts(m, n, k, by_columns):
+    """How many blocks a product is computed in: 1 in Numba-compiled code (one threaded BLAS
+    call); the native path (native_calls.py) splits large products across its team."""
     return np.int64(1)
 
 
 @njit(cache=True, nogil=True)
-def scipy_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1):
-    """Rows r0..r1 of c[c_off:] (m x n) = op(a) @ op(b) + beta * c; op(a) is (m, k)."""
+def scipy_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1, c0, c1):
+    """Rows r0..r1, columns c0..c1 of c[c_off:] (m x n) = the same block of op(a) @ op(b) +
+    beta * c; op(a) is (m, k), op(b) is (k, n)."""
     a_off = a_off + (r0 if trans_a else r0 * k)
-    c_off = c_off + r0 * n
-    if _nothing_for_blas(r1 - r0, n, k, c, c_off, beta):
+    b_off = b_off + (c0 * k if trans_b else c0)
+    c_off = c_off + r0 * n + c0
+    if _nothing_for_blas(r1 - r0, c1 - c0, n, k, c, c_off, beta):
         return
     scal = np.empty(2, c.dtype)  # alpha = 1 and beta, passed by pointer
     scal[0] = 1
     scal[1] = beta
-    _xxgemm(c, _T if trans_b else _N, _T if trans_a else _N, n, r1 - r0, k, scal[0:].ctypes,
-            b[b_off:].ctypes, k if trans_b else n, a[a_off:].ctypes, m if trans_a else k,
-            scal[1:].ctypes, c[c_off:].ctypes, n)
+    _xxgemm(c, _T if trans_b else _N, _T if trans_a else _N, c1 - c0, r1 - r0, k,
+            scal[0:].ctypes, b[b_off:].ctypes, k if trans_b else n, a[a_off:].ctypes,
+            m if trans_a else k, scal[1:].ctypes, c[c_off:].ctypes, n)
 
 
 @njit(cache=True, nogil=True)
-def mkl_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1):
+def mkl_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1, c0, c1):
     """scipy_gemm through MKL's cblas_sgemm / cblas_dgemm."""
     a_off = a_off + (r0 if trans_a else r0 * k)
-    c_off = c_off + r0 * n
-    if _nothing_for_blas(r1 - r0, n, k, c, c_off, beta):
+    b_off = b_off + (c0 * k if trans_b else c0)
+    c_off = c_off + r0 * n + c0
+    if _nothing_for_blas(r1 - r0, c1 - c0, n, k, c, c_off, beta):
         return
     _mkl_cblas(c, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, r1 - r0,
-               n, k, a[a_off:].ctypes.data, m if trans_a else k, b[b_off:].ctypes.data,
+               c1 - c0, k, a[a_off:].ctypes.data, m if trans_a else k, b[b_off:].ctypes.data,
                k if trans_b else n, beta, c[c_off:].ctypes.data, n)
 
 
 @njit(cache=True, nogil=True)
-def openblas_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1):
+def openblas_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1, c0,
+                  c1):
     """scipy_gemm through OpenBLAS's scipy_cblas_sgemm / scipy_cblas_dgemm."""
     a_off = a_off + (r0 if trans_a else r0 * k)
-    c_off = c_off + r0 * n
-    if _nothing_for_blas(r1 - r0, n, k, c, c_off, beta):
+    b_off = b_off + (c0 * k if trans_b else c0)
+    c_off = c_off + r0 * n + c0
+    if _nothing_for_blas(r1 - r0, c1 - c0, n, k, c, c_off, beta):
         return
     _openblas_cblas(c, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
-                    r1 - r0, n, k, a[a_off:].ctypes.data, m if trans_a else k,
+                    r1 - r0, c1 - c0, k, a[a_off:].ctypes.data, m if trans_a else k,
                     b[b_off:].ctypes.data, k if trans_b else n, beta, c[c_off:].ctypes.data, n)
 
 
@@ -247,4 +263,4 @@ BLAS = _choose()  # "mkl", "openblas" or "scipy": the BLAS of every generated GE
 # BLAS is OpenBLAS, whose own threads would otherwise spin against the team's.
 SPLIT = BLAS == "openblas" and OPENMP
 GEMM_IMPORT = (f"from symgraph.backends.numba_cpu.blas import {BLAS}_gemm as gemm, "
-               "gemm_parts")
+               "gemm_parts, split_columns")

@@ -329,8 +329,8 @@ class KernelWriter:
             return
         if not batch:
             self.emit(1, f"{gemm}({ta}, {tb}, {m}, {n}, {kk}, {abuf}, np.int64(0), {bbuf}, "
-                         f"np.int64(0), {out}, np.int64(0), {zero}, np.int64(0), {m})"
-                         f"  # matmul{_name(root)}")
+                         f"np.int64(0), {out}, np.int64(0), {zero}, np.int64(0), {m}, "
+                         f"np.int64(0), {n})  # matmul{_name(root)}")
         else:
             for node in (a, b):
                 if node.ndim > 2 and tuple(node.shape[:-2]) != batch and \
@@ -345,28 +345,34 @@ class KernelWriter:
             self.emit(1, f"for q in {'prange' if SPLIT else 'range'}({nb}):")
             self.emit(2, f"{gemm}({ta}, {tb}, {m}, {n}, {kk}, {abuf}, np.int64(q * {sa}), "
                          f"{bbuf}, np.int64(q * {sb}), {out}, q * {m} * {n}, {zero}, "
-                         f"np.int64(0), {m})  # matmul{_name(root)}")
+                         f"np.int64(0), {m}, np.int64(0), {n})  # matmul{_name(root)}")
         if k.epilogue:
             self.epilogue_start(out)
             idx, depth = self.loops(root.shape, 1, parallel=True)
             self.epilogue_body(root, out, idx, depth)
 
     def split_matmul(self, root, out: str, call: tuple) -> None:
-        """A 2-D product in `parts` row blocks (blas.gemm_parts: one per thread of the team
-        for a large product on the native path, else 1), each block's epilogue right after
-        its GEMM, while the block is still in the thread's cache."""
+        """A 2-D product in `parts` blocks (blas.gemm_parts: one per thread of the team for a
+        large product on the native path, else 1): blocks of rows, or of columns where
+        blas.split_columns says (each thread then packs only its part of the wide operand),
+        each block's epilogue right after its GEMM, while it is in that thread's
+        cache."""
         ta, tb, m, n, kk, abuf, bbuf, zero = call
         if self.k.epilogue:
             self.epilogue_start(out)
-        self.emit(1, f"parts = gemm_parts({m}, {n}, {kk})")
+        self.emit(1, f"by_cols = split_columns({m}, {n}, {kk})")
+        self.emit(1, f"parts = gemm_parts({m}, {n}, {kk}, by_cols)")
         self.emit(1, "for p in prange(parts):")
-        self.emit(2, f"r0 = p * {m} // parts")
-        self.emit(2, f"r1 = (p + 1) * {m} // parts")
+        self.emit(2, f"r0 = np.int64(0) if by_cols else p * {m} // parts")
+        self.emit(2, f"r1 = {m} if by_cols else (p + 1) * {m} // parts")
+        self.emit(2, f"c0 = p * {n} // parts if by_cols else np.int64(0)")
+        self.emit(2, f"c1 = (p + 1) * {n} // parts if by_cols else {n}")
         self.emit(2, f"gemm({ta}, {tb}, {m}, {n}, {kk}, {abuf}, np.int64(0), {bbuf}, "
-                     f"np.int64(0), {out}, np.int64(0), {zero}, r0, r1)  # matmul{_name(root)}")
+                     f"np.int64(0), {out}, np.int64(0), {zero}, r0, r1, c0, c1)"
+                     f"  # matmul{_name(root)}")
         if self.k.epilogue:
             self.emit(2, "for i0 in range(r0, r1):")
-            self.emit(3, f"for i1 in range({self.dims(root.shape)[1]}):")
+            self.emit(3, "for i1 in range(c0, c1):")
             self.epilogue_body(root, out, ["i0", "i1"], 4)
 
     def epilogue_start(self, out: str) -> None:

@@ -30,7 +30,7 @@ from symgraph.backends.numba_cpu.native_ir import (
 # blas.py's wrappers -> the CBLAS symbol prefix (None: Numba's numba_xxgemm)
 GEMMS = {blas.mkl_gemm: "", blas.openblas_gemm: "scipy_", blas.scipy_gemm: None}
 GEMM_SPLIT_WORK = 1 << 17  # multiply-adds (m * n * k) from which a product is split
-GEMM_MIN_ROWS = 8  # rows of a block, at least
+GEMM_MIN_ROWS = 8  # rows (or columns) of a block, at least
 
 
 @dataclass(eq=False)
@@ -76,7 +76,8 @@ class Calls:
             self.gemm(node.args, GEMMS[f])
             return None, None
         if f is blas.gemm_parts:
-            return self.gemm_parts([self.cast(*self.expr(a), "int64") for a in node.args])
+            return self.gemm_parts([self.cast(*self.expr(a), "int64") for a in node.args[:3]] +
+                               [self.truth(*self.expr(a)) for a in node.args[3:]])
         helper = _helper_of(f) if not isinstance(f, type) else None
         if helper is not None:
             return self.inline(helper, [self.expr(a) for a in node.args])
@@ -148,29 +149,30 @@ class Calls:
         return self.builder.load(slot, typ=LL[t]), t
 
     def gemm_parts(self, args) -> tuple:
-        """blas.gemm_parts(m, n, k): the row blocks of a product, one per thread of the team
+        """blas.gemm_parts(m, n, k, by_columns): the blocks of a product, one per thread of the team
         when the process splits GEMMs (blas.SPLIT), parallel loops are on and the product has
         at least GEMM_SPLIT_WORK multiply-adds; else 1."""
         one = ir.Constant(I64, 1)
-        if len(args) != 3:
+        if len(args) != 4:
             raise Unsupported("gemm_parts arity")
         if not (self.parallel and blas.SPLIT):
             return one, "int64"
         b = self.builder
-        m, n, k = args
+        m, n, k, by_columns = args
         threads = b.sext(b.call(self.declare("omp_get_max_threads", I32, []), []), I64)
-        most = b.sdiv(m, ir.Constant(I64, GEMM_MIN_ROWS))
+        side = b.select(by_columns, n, m)  # the side codegen.split_matmul splits
+        most = b.sdiv(side, ir.Constant(I64, GEMM_MIN_ROWS))
         parts = b.select(b.icmp_signed("<", most, threads), most, threads)
         parts = b.select(b.icmp_signed("<", parts, one), one, parts)
         large = b.icmp_signed(">=", b.mul(b.mul(m, n), k), ir.Constant(I64, GEMM_SPLIT_WORK))
         return b.select(large, parts, one), "int64"
 
     def gemm(self, args, prefix: str | None) -> None:
-        """blas.py's gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1)
-        on flat buffers: rows r0..r1 of c[c_off:] (m x n) = op(a) @ op(b) + beta * c, through
-        the CBLAS `<prefix>cblas_?gemm` (MKL's, or OpenBLAS's with prefix `scipy_`) or, with
-        prefix None, Numba's numba_xxgemm."""
-        if len(args) != 14:
+        """blas.py's gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1,
+        c0, c1) on flat buffers: rows r0..r1, columns c0..c1 of c[c_off:] (m x n) = that block
+        of op(a) @ op(b) + beta * c, through the CBLAS `<prefix>cblas_?gemm` (MKL's, or
+        OpenBLAS's with prefix `scipy_`) or, with prefix None, Numba's numba_xxgemm."""
+        if len(args) != 16:
             raise Unsupported("gemm arity")
         b = self.builder
         ta, tb = (self.truth(*self.expr(a)) for a in args[:2])
@@ -180,15 +182,17 @@ class Calls:
             raise Unsupported(f"gemm on {dtype}, {dt2}, {dt3}")
         offs = [self.cast(*self.expr(args[i]), "int64") for i in (6, 8, 10)]
         beta = self.cast(*self.expr(args[11]), dtype)
-        r0, r1 = (self.cast(*self.expr(args[i]), "int64") for i in (12, 13))
-        full_m, m = m, b.sub(r1, r0)  # the rows computed here, from row r0 on
+        r0, r1, c0, c1 = (self.cast(*self.expr(args[i]), "int64") for i in (12, 13, 14, 15))
+        full_m, full_n = m, n  # the block: rows r0..r1 and columns c0..c1 of the product
+        m, n = b.sub(r1, r0), b.sub(c1, c0)
         offs[0] = b.add(offs[0], b.select(ta, r0, b.mul(r0, k)))
-        offs[2] = b.add(offs[2], b.mul(r0, n))
+        offs[1] = b.add(offs[1], b.select(tb, b.mul(c0, k), c0))
+        offs[2] = b.add(offs[2], b.add(b.mul(r0, full_n), c0))
         et = LL[dtype]
         pa, pb, pc = (b.gep(p, [o], inbounds=True, source_etype=et)
                       for p, o in zip((pa, pb, pc), offs))
         zero = ir.Constant(I64, 0)
-        empty = b.or_(b.icmp_signed("<=", m, zero), b.icmp_signed("==", n, zero))
+        empty = b.or_(b.icmp_signed("<=", m, zero), b.icmp_signed("<=", n, zero))
         call_blas, no_k, done = (self.new_block(x) for x in ("blas", "k_zero", "gemm_done"))
         check_k = self.new_block("check_k")
         b.cbranch(empty, done, check_k)
@@ -196,17 +200,22 @@ class Calls:
         b.cbranch(b.icmp_signed("==", k, zero), no_k, call_blas)
         b.position_at_end(no_k)  # c *= beta (BLAS rejects a leading dimension of 0)
 
-        def scale(i):
-            addr = self.builder.gep(pc, [i], inbounds=True, source_etype=et)
-            self.builder.store(self.builder.fmul(self.builder.load(addr, typ=et), beta), addr)
-        self.counted_loop(zero, b.mul(m, n), scale)
+        def scale_row(i):
+            row = self.builder.mul(i, full_n)
+
+            def scale(j):
+                bb = self.builder
+                addr = bb.gep(pc, [bb.add(row, j)], inbounds=True, source_etype=et)
+                bb.store(bb.fmul(bb.load(addr, typ=et), beta), addr)
+            self.counted_loop(zero, n, scale)
+        self.counted_loop(zero, m, scale_row)
         self.builder.branch(done)
         b.position_at_end(call_blas)
         lda = b.select(ta, full_m, k)
-        ldb = b.select(tb, k, n)
+        ldb = b.select(tb, k, full_n)
         one = ir.Constant(et, 1.0)
         if prefix is not None:  # row-major CBLAS, 32-bit integers
-            i32 = [b.trunc(v, I32) for v in (m, n, k, lda, ldb, n)]
+            i32 = [b.trunc(v, I32) for v in (m, n, k, lda, ldb, full_n)]
             flag = [b.select(t, ir.Constant(I32, 112), ir.Constant(I32, 111)) for t in (ta, tb)]
             fn = self.declare(prefix + ("cblas_sgemm" if dtype == "float32" else "cblas_dgemm"),
                               ir.VoidType(), [I32] * 6 + [et, PTR, I32, PTR, I32, et, PTR, I32])
@@ -221,6 +230,6 @@ class Calls:
                                                     PTR, I64, PTR, PTR, I64])
             kind = ir.Constant(I8, 115 if dtype == "float32" else 100)
             b.call(fn, [kind, chars[0], chars[1], n, m, k, alpha_slot, pb, ldb, pa, lda,
-                        beta_slot, pc, n])
+                        beta_slot, pc, full_n])
         b.branch(done)
         b.position_at_end(done)

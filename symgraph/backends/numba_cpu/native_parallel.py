@@ -17,7 +17,7 @@ class ParallelLoops:
     def parallel_loop(self, s: ast.For) -> None:
         """A `prange` loop (independent iterations, codegen.py) outlined into a function of
         its own over an index range, then either called over the whole range or, when the
-        nest has at least PARALLEL_WORK iterations (or it runs the row blocks of a GEMM, more
+        nest has at least PARALLEL_WORK iterations (or it runs the blocks of a GEMM, more
         than one) and OpenMP has more than one thread,
         forked with `__kmpc_fork_call` so each thread of the team runs an equal slice.
 
