@@ -29,8 +29,11 @@ def available_systems(requested=None) -> list[str]:
     """Systems that can run here: peers and the Numba backend only when importable."""
     found = []
     for system in SYSTEMS:
-        if system in ("symgraph-numba-openblas", "gemm-only-mkl") and not _have_mkl():
+        if system in ("symgraph-numba-openblas", "symgraph-numba-mkl", "gemm-only-mkl") and \
+                not _have_mkl():
             continue  # without MKL, symgraph-numba is the OpenBLAS row already
+        if system == "symgraph-numba-mkl" and _intel():
+            continue  # there symgraph-numba is the MKL row
         module = {"symgraph-numba": "symgraph.backends.numba_cpu", "torch-eager": "torch",
                   "jax-jit": "jax"}.get(system)
         try:
@@ -40,6 +43,15 @@ def available_systems(requested=None) -> list[str]:
         if ok and (requested is None or system in requested):
             found.append(system)
     return found
+
+
+def _intel() -> bool:
+    """Whether the Numba backend picks MKL on this CPU by itself (blas.py's rule)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return any(line.startswith("vendor_id") and "GenuineIntel" in line for line in f)
+    except OSError:
+        return False
 
 
 def _have_mkl() -> bool:

@@ -18,9 +18,11 @@ import sys
 import time
 
 RESULT_MARK = "@@RESULT "
-SYSTEMS = ("symgraph-numba", "symgraph-numba-jit", "symgraph-numba-openblas", "symgraph-numpy",
-           "numpy-hand", "torch-eager", "jax-jit", "gemm-only", "gemm-only-mkl")
-# symgraph-numba uses the BLAS the backend picks (MKL when installed); -openblas forces SciPy's.
+SYSTEMS = ("symgraph-numba", "symgraph-numba-jit", "symgraph-numba-mkl", "symgraph-numba-openblas",
+           "symgraph-numpy", "numpy-hand", "torch-eager", "jax-jit", "gemm-only", "gemm-only-mkl")
+# symgraph-numba uses the BLAS the backend picks (MKL on Intel CPUs, else OpenBLAS's C interface
+# with GEMMs split across the thread team); -mkl forces MKL (listed where it is not the pick);
+# -openblas forces SciPy's OpenBLAS through Numba's helper (threaded calls, no split).
 # symgraph-numba compiles natively (native.py -> LLVM); -jit forces Numba's compiler.
 # gemm-only: the step's GEMMs through NumPy's OpenBLAS; gemm-only-mkl: through MKL.
 
@@ -42,6 +44,8 @@ def import_system(system: str) -> str:
 
         if system == "symgraph-numba-openblas":
             os.environ["SYMGRAPH_BLAS"] = "scipy"
+        if system in ("symgraph-numba-mkl", "gemm-only-mkl"):
+            os.environ["SYMGRAPH_BLAS"] = "mkl"
         if system == "symgraph-numba-jit":
             os.environ["SYMGRAPH_NATIVE"] = "numba"
 
