@@ -212,15 +212,15 @@ class GemmOnly:
         g, i, f, t, z = self._gemm, np.int64, np.bool_(False), np.bool_(True), np.float32(0)
         for a, w, d, (fwd, dw, dx) in self.layers:
             (batch, n_in), n_out = a.shape, w.shape[1]
+            whole = (i(0), i(batch), i(0), i(n_out))  # the block: every row and column
             g(f, f, i(batch), i(n_out), i(n_in), a.ravel(), i(0), w.ravel(), i(0), fwd.ravel(),
-              i(0), z)
+              i(0), z, *whole)
             g(t, f, i(n_in), i(n_out), i(batch), a.ravel(), i(0), d.ravel(), i(0), dw.ravel(),
-              i(0), z)
+              i(0), z, i(0), i(n_in), i(0), i(n_out))
             if dx is not None:
                 g(f, t, i(batch), i(n_in), i(n_out), d.ravel(), i(0), w.ravel(), i(0),
-                  dx.ravel(), i(0), z)
+                  dx.ravel(), i(0), z, i(0), i(batch), i(0), i(n_in))
         return np.float32(0.0)
-
 
 
 def _keep_mask(shape, rate: float, seed: int, step: int, masks: str, rng) -> np.ndarray:

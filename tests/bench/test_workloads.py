@@ -59,3 +59,32 @@ def test_gemm_only_step_does_exactly_the_counted_gemms():
     a, w, d, (fwd, dw, _) = step.layers[0]
     np.testing.assert_allclose(fwd, a @ w, rtol=1e-5)
     np.testing.assert_allclose(dw, a.T @ d, rtol=1e-5)
+
+
+_GEMM_ONLY_MKL = """
+import numpy as np
+from symgraph.bench import workloads as W
+step = W.GemmOnly((6, 5, 4, 3), batch=2, blas="mkl")
+step()
+for a, w, d, (fwd, dw, dx) in step.layers:
+    np.testing.assert_allclose(fwd, a @ w, rtol=1e-5)
+    np.testing.assert_allclose(dw, a.T @ d, rtol=1e-5)
+    if dx is not None:
+        np.testing.assert_allclose(dx, d @ w.T, rtol=1e-5)
+print("ok")
+"""
+
+
+def test_gemm_only_through_mkl_computes_the_same_products():
+    import os
+    import subprocess
+    import sys
+
+    from symgraph.backends.numba_cpu import blas
+
+    if not blas._find_mkl():
+        pytest.skip("MKL is not installed")
+    env = {**os.environ, "SYMGRAPH_BLAS": "mkl"}  # the bench worker's setting
+    proc = subprocess.run([sys.executable, "-c", _GEMM_ONLY_MKL], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
