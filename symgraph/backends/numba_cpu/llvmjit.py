@@ -23,7 +23,7 @@ import llvmlite.binding as llvm
 from symgraph.backends.numba_cpu import blas, native
 from symgraph.backends.numba_cpu.cache import cache_dir
 
-VERSION = "4"  # bump when native.py changes the code it emits for the same source
+VERSION = "5"  # bump when native.py changes the code it emits for the same source
 MAGIC = b"symgraph-native-object 1\n"
 
 _lock = threading.Lock()
@@ -98,6 +98,11 @@ def optimize(module: llvm.ModuleRef, tm) -> None:
     pto = llvm.create_pipeline_tuning_options(speed_level=3)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
+    # No unrolling or interleaving: half the IR (M2 1,182 -> 611 kB) and a 17% shorter cold
+    # compile (M2 2.23 -> 1.84 s), steps no slower (M2 0.94x, M1 0.95x the time, median
+    # ratios of alternating processes; docs/numba-backend.md)
+    pto.loop_unrolling = False
+    pto.loop_interleaving = False
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(module, pb)
 
