@@ -126,3 +126,50 @@ def test_openblas_split_gemms_equal_the_reference():
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1].startswith("openblas")
+
+
+_GUARD = """
+import ctypes, threading
+import numpy as np, symgraph as sg
+from symgraph.backends.numba_cpu import blas
+lib = ctypes.CDLL(blas._find_openblas())
+lib.scipy_openblas_set_num_threads(2)
+rng = np.random.default_rng(3)
+fns = []
+for seed in (0, 1):  # two programs: two modules, one process-wide guard
+    x = sg.placeholder((64, 96), "float32", name="x")
+    w = sg.variable(rng.standard_normal((96, 80)).astype("float32"), name="w")
+    fns.append(sg.function([x], sg.relu(x @ w) * (seed + 1.0), backend="numba"))
+xs = rng.standard_normal((64, 96)).astype("float32")
+want = [f(xs) for f in fns]
+errors = []
+
+def work(f, ref):
+    for _ in range(300):
+        if not np.array_equal(f(xs), ref):
+            errors.append("wrong result")
+
+pairs = [(fns[0], want[0]), (fns[1], want[1]), (fns[0], want[0])]  # 3 threads, 2 programs
+threads = [threading.Thread(target=work, args=pair) for pair in pairs]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert not errors, errors[:3]
+assert blas.OPENBLAS_GUARD[0] == 0, list(blas.OPENBLAS_GUARD)
+print(lib.scipy_openblas_get_num_threads())
+"""
+
+
+def test_concurrent_calls_leave_openblas_threads_as_they_were():
+    """Functions that split GEMMs make OpenBLAS single-threaded while they run; calls from
+    several threads at once (two programs) restore the count when the last one leaves."""
+    env = {**os.environ, "SYMGRAPH_BLAS": "openblas", "SYMGRAPH_NATIVE": "native"}
+    proc = subprocess.run([sys.executable, "-c", _GUARD], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    if "True" not in subprocess.run([sys.executable, "-c", "from symgraph.backends.numba_cpu "
+                                     "import blas; print(blas.SPLIT)"], env=env,
+                                    capture_output=True, text=True, timeout=120).stdout:
+        pytest.skip("no OpenMP team here: GEMMs are not split")
+    assert proc.stdout.strip().splitlines()[-1] == "2"

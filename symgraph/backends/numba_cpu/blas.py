@@ -249,6 +249,9 @@ def _choose() -> str:
             raise SymgraphError("SYMGRAPH_BLAS=mkl but MKL's libmkl_rt was not found or did "
                                 "not load; install it with `pip install \"symgraph[mkl]\"`")
     if _load(_find_openblas(), ("scipy_cblas_sgemm", "scipy_cblas_dgemm") + OPENBLAS_THREADS):
+        import llvmlite.binding as llvm
+
+        llvm.add_symbol(OPENBLAS_GUARD_SYMBOL, ctypes.addressof(OPENBLAS_GUARD))
         OPENMP = _load_openmp()
         return "openblas"
     if wanted == "openblas":
@@ -257,6 +260,12 @@ def _choose() -> str:
     return "scipy"
 
 
+# [generated functions running now, OpenBLAS's thread count before the first of them]: the
+# native path's functions that split GEMMs make OpenBLAS single-threaded while any of them
+# runs (the first to enter saves the count, the last to leave restores it, with atomic
+# counting), so concurrent calls from several threads never leave it at 1.
+OPENBLAS_GUARD = (ctypes.c_int64 * 2)(0, 0)
+OPENBLAS_GUARD_SYMBOL = "symgraph_openblas_guard"
 OPENMP = False  # Intel's OpenMP runtime is loaded: the native path's thread team
 BLAS = _choose()  # "mkl", "openblas" or "scipy": the BLAS of every generated GEMM here
 # The native path splits large GEMMs across its team (single-threaded BLAS calls) when the

@@ -134,14 +134,7 @@ class Translator(ScalarIR, ParallelLoops, Calls):
                 args.append(b.load(slot, typ=I64))
                 nd += 1
         if self.parallel and blas.SPLIT and calls_gemm(fdef):
-            # OpenBLAS single-threaded while the team runs the GEMM blocks; restored after
-            get, set_ = (self.declare(f"scipy_openblas_{x}_num_threads", t, a) for x, t, a in
-                         (("get", I32, []), ("set", ir.VoidType(), [I32])))
-            before = b.call(get, [])
-            b.call(set_, [ir.Constant(I32, 1)])
-            code = b.call(impl, args)
-            b.call(set_, [before])
-            b.ret(code)
+            b.ret(self.single_threaded_openblas(wrapper, b, lambda: b.call(impl, args)))
         else:
             b.ret(b.call(impl, args))
 

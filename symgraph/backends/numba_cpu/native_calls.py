@@ -233,3 +233,33 @@ class Calls:
                         beta_slot, pc, full_n])
         b.branch(done)
         b.position_at_end(done)
+
+    def single_threaded_openblas(self, fn, b: ir.IRBuilder, run):
+        """`run()` with OpenBLAS single-threaded while the team runs the GEMM blocks:
+        the first generated function to enter (blas.OPENBLAS_GUARD counts them atomically)
+        saves OpenBLAS's thread count and sets 1, the last to leave restores it."""
+        get, set_ = (self.declare(f"scipy_openblas_{x}_num_threads", t, a) for x, t, a in
+                     (("get", I32, []), ("set", ir.VoidType(), [I32])))
+        guard = self.module.globals.get(blas.OPENBLAS_GUARD_SYMBOL)
+        if guard is None:
+            guard = ir.GlobalVariable(self.module, ir.ArrayType(I64, 2),
+                                      blas.OPENBLAS_GUARD_SYMBOL)
+        active, saved = (b.gep(guard, [ir.Constant(I32, 0), ir.Constant(I32, i)]) for i in (0, 1))
+        one = ir.Constant(I64, 1)
+
+        def when(cond, label, body):
+            then, after = fn.append_basic_block(label), fn.append_basic_block(label + ".done")
+            b.cbranch(cond, then, after)
+            b.position_at_end(then)
+            body()
+            b.branch(after)
+            b.position_at_end(after)
+
+        first = b.icmp_signed("==", b.atomic_rmw("add", active, one, "seq_cst"),
+                              ir.Constant(I64, 0))
+        when(first, "save", lambda: (b.store(b.sext(b.call(get, []), I64), saved),
+                                     b.call(set_, [ir.Constant(I32, 1)])))
+        code = run()
+        last = b.icmp_signed("==", b.atomic_rmw("sub", active, one, "seq_cst"), one)
+        when(last, "restore", lambda: b.call(set_, [b.trunc(b.load(saved, typ=I64), I32)]))
+        return code
