@@ -13,6 +13,8 @@ from symgraph.backends.numba_cpu import blas
 WRAPPERS = [("scipy", blas.scipy_gemm)]
 if blas.BLAS in ("mkl", "openblas"):
     WRAPPERS.append((blas.BLAS, getattr(blas, f"{blas.BLAS}_gemm")))
+if blas.BLAS != "mkl" and blas._load(blas._find_mkl(), ("cblas_sgemm", "cblas_dgemm")):
+    WRAPPERS.append(("mkl", blas.mkl_gemm))  # installed but not picked on this CPU
 
 
 @pytest.mark.parametrize("name,fn", WRAPPERS, ids=[w[0] for w in WRAPPERS])
@@ -80,6 +82,14 @@ def test_scipy_openblas_path_runs_a_gradient_step_equal_to_the_reference():
     proc = _run("scipy")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "scipy"
+
+
+def test_forced_mkl_path_runs_a_gradient_step_equal_to_the_reference():
+    if not blas._find_mkl():
+        pytest.skip("MKL is not installed")
+    proc = _run("mkl")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "mkl"
 
 
 def test_an_unknown_blas_choice_is_a_clear_error():
