@@ -148,3 +148,14 @@ def test_roofs_are_the_best_of_start_and_end_and_fractions_follow():
     assert doc["kernels"][0]["fraction_of_roof"] == pytest.approx(20.0 / 200.0)
     assert doc["train"][0]["fraction_of_roof"] == pytest.approx(0.25)
     assert doc["train"][0]["matmul_bound_samples_per_s"] == pytest.approx(100 * 200.0)
+
+
+def test_round_ratios_pair_systems_round_by_round():
+    from symgraph.bench.report import round_ratios
+
+    ours = {"runs": [{"samples_per_s": [10.0, 12.0, 14.0]}, {"error": "x"},
+                     {"samples_per_s": [30.0]}]}
+    peer = {"runs": [{"samples_per_s": [6.0]}, {"samples_per_s": [5.0]},
+                     {"samples_per_s": [20.0, 40.0]}]}
+    assert round_ratios(ours, peer) == [2.0, 1.0]  # the round ours failed is skipped
+    assert round_ratios(ours, {"runs": []}) == []
