@@ -46,7 +46,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                         help="kernels/compile suites: only these symgraph backends")
     parser.add_argument("--models", nargs="+", default=["M1", "M2"], choices=["M1", "M2"])
     parser.add_argument("--rounds", type=int, default=None,
-                        help="train suite: interleaved rounds, the first cold (default 3; 2 quick)")
+                        help="train suite: interleaved rounds, the first cold (default 5; 2 quick)")
     parser.add_argument("--from-json", nargs="+", default=None,
                         help="render saved runs (table, chart, markdown) without measuring; "
                         "several files are merged suite by suite, later files winning")

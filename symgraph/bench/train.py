@@ -133,7 +133,7 @@ def run_train(threads: int, quick: bool = False, roof_gflops: float | None = Non
     """
     sizes_of = QUICK_SIZES if quick else FULL_SIZES
     batch = 16 if quick else BATCH
-    rounds = rounds or (2 if quick else 3)
+    rounds = rounds or (2 if quick else 5)  # 5: per-round ratios need several rounds
     counts = ["--steps", "2", "--repeats", "1", "--warmup", "1"] if quick else \
         ["--steps", "20", "--repeats", "3", "--warmup", "5"]
     timeout = 300.0 if quick else 900.0
