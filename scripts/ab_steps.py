@@ -1,0 +1,83 @@
+"""A/B of the Numba backend's training step: two configurations in alternating processes.
+
+On a shared, noisy machine a single run cannot tell a 5-10% change: the same step moved from
+4.1 to 7.0 ms within minutes on this project's machines. This script runs configuration A,
+then B, then A, ... each in a fresh process (same cache rules, its own cache directory), and
+reports the median of the per-pair ratios B/A, which drift affects least.
+
+    python scripts/ab_steps.py M2 --rounds 8 --b-env SYMGRAPH_BLAS=mkl
+    python scripts/ab_steps.py M1 --a-tree /tmp/old --rounds 8     # an older checkout as A
+
+A process prints its median step time (`--steps` steps in 5 groups after 20 warm-up steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+STEP = """
+import sys, time
+import symgraph as sg
+from symgraph.bench import workloads as W
+g = W.build_m2() if sys.argv[1] == "M2" else W.build_m1()
+fn = sg.function(*g, backend="numba")
+x, y = W.make_batch(128, 784, 10)
+for _ in range(20):
+    fn(x, y)
+n = max(1, int(sys.argv[2]) // 5)
+times = []
+for _ in range(5):
+    start = time.perf_counter()
+    for _ in range(n):
+        fn(x, y)
+    times.append((time.perf_counter() - start) / n)
+print(sorted(times)[2])
+"""
+
+
+def step_seconds(model: str, steps: int, tree: str | None, env: dict, cache: str) -> float:
+    full = {**os.environ, **env, "SYMGRAPH_CACHE_DIR": cache}
+    if tree:
+        full["PYTHONPATH"] = tree
+    out = subprocess.run([sys.executable, "-c", STEP, model, str(steps)], env=full,
+                         capture_output=True, text=True, timeout=900, check=True,
+                         cwd=tempfile.gettempdir())
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _env(pairs: list[str]) -> dict:
+    return dict(p.split("=", 1) for p in pairs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("model", choices=["M1", "M2"])
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--steps", type=int, help="steps per process (default M1 60, M2 300)")
+    ap.add_argument("--a-env", nargs="*", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--b-env", nargs="*", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--a-tree", help="checkout to import symgraph from for A")
+    ap.add_argument("--b-tree", help="checkout to import symgraph from for B")
+    args = ap.parse_args()
+    steps = args.steps or (60 if args.model == "M1" else 300)
+    ratios = []
+    with tempfile.TemporaryDirectory() as root:
+        for k in range(args.rounds):
+            a = step_seconds(args.model, steps, args.a_tree, _env(args.a_env),
+                             os.path.join(root, "a"))
+            b = step_seconds(args.model, steps, args.b_tree, _env(args.b_env),
+                             os.path.join(root, "b"))
+            ratios.append(b / a)
+            print(f"round {k + 1}: A {a * 1e3:.3f} ms  B {b * 1e3:.3f} ms  B/A {b / a:.3f}",
+                  flush=True)
+    print(f"median B/A {statistics.median(ratios):.3f} (min {min(ratios):.3f}, "
+          f"max {max(ratios):.3f}, {len(ratios)} pairs)")
+
+
+if __name__ == "__main__":
+    main()
