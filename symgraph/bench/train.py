@@ -48,10 +48,10 @@ def available_systems(requested=None) -> list[str]:
 def _intel() -> bool:
     """Whether the Numba backend picks MKL on this CPU by itself (blas.py's rule)."""
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            return any(line.startswith("vendor_id") and "GenuineIntel" in line for line in f)
-    except OSError:
+        from symgraph.backends.numba_cpu.blas import cpu_vendor
+    except ImportError:
         return False
+    return cpu_vendor() == "GenuineIntel"
 
 
 def _have_mkl() -> bool:

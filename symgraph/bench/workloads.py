@@ -210,16 +210,18 @@ class GemmOnly:
 
     def _mkl(self) -> np.float32:
         g, i, f, t, z = self._gemm, np.int64, np.bool_(False), np.bool_(True), np.float32(0)
+
+        def whole(rows, cols):  # the block gemm computes: every row and column
+            return i(0), i(rows), i(0), i(cols)
         for a, w, d, (fwd, dw, dx) in self.layers:
             (batch, n_in), n_out = a.shape, w.shape[1]
-            whole = (i(0), i(batch), i(0), i(n_out))  # the block: every row and column
             g(f, f, i(batch), i(n_out), i(n_in), a.ravel(), i(0), w.ravel(), i(0), fwd.ravel(),
-              i(0), z, *whole)
+              i(0), z, *whole(batch, n_out))
             g(t, f, i(n_in), i(n_out), i(batch), a.ravel(), i(0), d.ravel(), i(0), dw.ravel(),
-              i(0), z, i(0), i(n_in), i(0), i(n_out))
+              i(0), z, *whole(n_in, n_out))
             if dx is not None:
                 g(f, t, i(batch), i(n_in), i(n_out), d.ravel(), i(0), w.ravel(), i(0),
-                  dx.ravel(), i(0), z, i(0), i(batch), i(0), i(n_in))
+                  dx.ravel(), i(0), z, *whole(batch, n_in))
         return np.float32(0.0)
 
 

@@ -72,10 +72,19 @@ print(blas.BLAS)
 """
 
 
-def _run(env_blas: str):
-    env = {**os.environ, "SYMGRAPH_BLAS": env_blas}
-    return subprocess.run([sys.executable, "-c", _STEP], env=env, capture_output=True,
+def _run(env_blas: str, script: str = _STEP, **env_more):
+    env = {**os.environ, "SYMGRAPH_BLAS": env_blas, **env_more}
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=300)
+
+
+def _run_split(script: str):
+    """`script` in a process whose GEMMs go to OpenBLAS's C interface, natively compiled."""
+    if not blas._find_openblas():
+        pytest.skip("SciPy's bundled OpenBLAS (scipy.libs) is not here")
+    proc = _run("openblas", script, SYMGRAPH_NATIVE="native")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
 
 
 def test_scipy_openblas_path_runs_a_gradient_step_equal_to_the_reference():
@@ -130,13 +139,9 @@ print(blas.BLAS, blas.SPLIT)
 
 def test_openblas_split_gemms_equal_the_reference():
     """With OpenBLAS, large products are computed in blocks (of rows or of columns) across the
-    thread team, each block's epilogue after its GEMM: equal to the NumPy reference for every transpose."""
-    if not blas._find_openblas():
-        pytest.skip("SciPy's bundled OpenBLAS (scipy.libs) is not here")
-    env = {**os.environ, "SYMGRAPH_BLAS": "openblas", "SYMGRAPH_NATIVE": "native"}
-    proc = subprocess.run([sys.executable, "-c", _SPLIT], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    thread team, each block's epilogue after its GEMM: equal to the NumPy reference for every
+    transpose."""
+    proc = _run_split(_SPLIT)
     assert proc.stdout.strip().splitlines()[-1].startswith("openblas")
 
 
@@ -176,14 +181,8 @@ print(lib.scipy_openblas_get_num_threads())
 def test_concurrent_calls_leave_openblas_threads_as_they_were():
     """Functions that split GEMMs make OpenBLAS single-threaded while they run; calls from
     several threads at once (two programs) restore the count when the last one leaves."""
-    if not blas._find_openblas():
-        pytest.skip("SciPy's bundled OpenBLAS (scipy.libs) is not here")
-    env = {**os.environ, "SYMGRAPH_BLAS": "openblas", "SYMGRAPH_NATIVE": "native"}
-    proc = subprocess.run([sys.executable, "-c", _GUARD], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    if "True" not in subprocess.run([sys.executable, "-c", "from symgraph.backends.numba_cpu "
-                                     "import blas; print(blas.SPLIT)"], env=env,
-                                    capture_output=True, text=True, timeout=120).stdout:
+    proc = _run_split(_GUARD)
+    if "True" not in _run("openblas", "from symgraph.backends.numba_cpu import blas; "
+                          "print(blas.SPLIT)").stdout:
         pytest.skip("no OpenMP team here: GEMMs are not split")
     assert proc.stdout.strip().splitlines()[-1] == "2"

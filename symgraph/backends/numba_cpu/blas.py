@@ -107,6 +107,14 @@ def _nothing_for_blas(rows, cols, n, k, c, c_off, beta):
 
 
 @njit(cache=True, nogil=True)
+def _block_offsets(trans_a, trans_b, n, k, a_off, b_off, c_off, r0, c0):
+    """Where the block at row r0, column c0 starts in a, b and c (row-major; a transposed
+    operand's rows are its columns)."""
+    return (a_off + (r0 if trans_a else r0 * k), b_off + (c0 * k if trans_b else c0),
+            c_off + r0 * n + c0)
+
+
+@njit(cache=True, nogil=True)
 def split_columns(m, n, k):
     """Whether a product shared by threads is split into blocks of columns (else of rows):
     when it is at least 4x wider than tall with k >= 64, so each thread packs only its part
@@ -126,9 +134,7 @@ def gemm_parts(m, n, k, by_columns):
 def scipy_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1, c0, c1):
     """Rows r0..r1, columns c0..c1 of c[c_off:] (m x n) = the same block of op(a) @ op(b) +
     beta * c; op(a) is (m, k), op(b) is (k, n)."""
-    a_off = a_off + (r0 if trans_a else r0 * k)
-    b_off = b_off + (c0 * k if trans_b else c0)
-    c_off = c_off + r0 * n + c0
+    a_off, b_off, c_off = _block_offsets(trans_a, trans_b, n, k, a_off, b_off, c_off, r0, c0)
     if _nothing_for_blas(r1 - r0, c1 - c0, n, k, c, c_off, beta):
         return
     scal = np.empty(2, c.dtype)  # alpha = 1 and beta, passed by pointer
@@ -142,9 +148,7 @@ def scipy_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0
 @njit(cache=True, nogil=True)
 def mkl_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1, c0, c1):
     """scipy_gemm through MKL's cblas_sgemm / cblas_dgemm."""
-    a_off = a_off + (r0 if trans_a else r0 * k)
-    b_off = b_off + (c0 * k if trans_b else c0)
-    c_off = c_off + r0 * n + c0
+    a_off, b_off, c_off = _block_offsets(trans_a, trans_b, n, k, a_off, b_off, c_off, r0, c0)
     if _nothing_for_blas(r1 - r0, c1 - c0, n, k, c, c_off, beta):
         return
     _mkl_cblas(c, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, r1 - r0,
@@ -156,9 +160,7 @@ def mkl_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, 
 def openblas_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1, c0,
                   c1):
     """scipy_gemm through OpenBLAS's scipy_cblas_sgemm / scipy_cblas_dgemm."""
-    a_off = a_off + (r0 if trans_a else r0 * k)
-    b_off = b_off + (c0 * k if trans_b else c0)
-    c_off = c_off + r0 * n + c0
+    a_off, b_off, c_off = _block_offsets(trans_a, trans_b, n, k, a_off, b_off, c_off, r0, c0)
     if _nothing_for_blas(r1 - r0, c1 - c0, n, k, c, c_off, beta):
         return
     _openblas_cblas(c, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
