@@ -273,5 +273,18 @@ BLAS = _choose()  # "mkl", "openblas" or "scipy": the BLAS of every generated GE
 # The native path splits large GEMMs across its team (single-threaded BLAS calls) when the
 # BLAS is OpenBLAS, whose own threads would otherwise spin against the team's.
 SPLIT = BLAS == "openblas" and OPENMP
+
+
+def _own_gemm() -> bool:
+    wanted = os.environ.get("SYMGRAPH_GEMM", "auto").lower()
+    if wanted not in ("auto", "own", "blas"):
+        raise SymgraphError(f"SYMGRAPH_GEMM={wanted!r}: expected 'auto', 'own' or 'blas'")
+    return wanted == "own" or (wanted == "auto" and SPLIT)
+
+
+# The native path computes its products with symgraph's own kernel (native_gemm.py) where
+# GEMMs are split (measured faster than single-threaded OpenBLAS there), the BLAS elsewhere;
+# SYMGRAPH_GEMM=own|blas forces either (Numba's njit path always calls the BLAS).
+OWN_GEMM = _own_gemm()
 GEMM_IMPORT = (f"from symgraph.backends.numba_cpu.blas import {BLAS}_gemm as gemm, "
                "gemm_parts, split_columns")

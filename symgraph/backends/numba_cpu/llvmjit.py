@@ -53,7 +53,7 @@ def _engine():
 def cache_key(source: str) -> str:
     _engine()
     parts = [VERSION, ".".join(map(str, llvm.llvm_version_info)), _state["cpu"], blas.BLAS,
-             str(BY_OBJECT), source]
+             f"own_gemm={blas.OWN_GEMM}", str(BY_OBJECT), source]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 

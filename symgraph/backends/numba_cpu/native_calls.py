@@ -8,10 +8,11 @@ import inspect
 import textwrap
 from dataclasses import dataclass
 
+import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 
-from symgraph.backends.numba_cpu import blas, vecmath
+from symgraph.backends.numba_cpu import blas, native_gemm, vecmath
 from symgraph.backends.numba_cpu.native_ir import (
     F32,
     FLOATS,
@@ -31,6 +32,9 @@ from symgraph.backends.numba_cpu.native_ir import (
 GEMMS = {blas.mkl_gemm: "", blas.openblas_gemm: "scipy_", blas.scipy_gemm: None}
 GEMM_SPLIT_WORK = 1 << 17  # multiply-adds (m * n * k) from which a product is split
 GEMM_MIN_ROWS = 8  # rows (or columns) of a block, at least
+# Narrower blocks go to the BLAS even with blas.OWN_GEMM: the own kernel's 2-vector-wide tile
+# wastes most of its work there (M1's 10-wide output layer: 0.19 ms against OpenBLAS's 0.07)
+OWN_GEMM_MIN_COLS = 64
 
 
 @dataclass(eq=False)
@@ -197,6 +201,8 @@ class Calls:
         check_k = self.new_block("check_k")
         b.cbranch(empty, done, check_k)
         b.position_at_end(check_k)
+        lda = b.select(ta, full_m, k)
+        ldb = b.select(tb, k, full_n)
         b.cbranch(b.icmp_signed("==", k, zero), no_k, call_blas)
         b.position_at_end(no_k)  # c *= beta (BLAS rejects a leading dimension of 0)
 
@@ -211,8 +217,18 @@ class Calls:
         self.counted_loop(zero, m, scale_row)
         self.builder.branch(done)
         b.position_at_end(call_blas)
-        lda = b.select(ta, full_m, k)
-        ldb = b.select(tb, k, full_n)
+        if blas.OWN_GEMM:
+            own, call_blas = self.new_block("own_gemm"), self.new_block("blas")
+            wide = b.icmp_signed(">=", n, ir.Constant(I64, OWN_GEMM_MIN_COLS))
+            b.cbranch(b.and_(wide, b.fcmp_ordered("==", beta, ir.Constant(et, 0.0))), own,
+                      call_blas)
+            b.position_at_end(own)
+            kernel = native_gemm.declare(self.module, dtype, llvm.get_host_cpu_features()
+                                         .flatten())
+            b.call(kernel, [ta, tb, m, n, k, pa, lda, pb, ldb, pc, full_n,
+                            ir.Constant(ir.IntType(1), 0)])
+            b.branch(done)
+            b.position_at_end(call_blas)
         one = ir.Constant(et, 1.0)
         if prefix is not None:  # row-major CBLAS, 32-bit integers
             i32 = [b.trunc(v, I32) for v in (m, n, k, lda, ldb, full_n)]
