@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from symgraph.backends.numba_cpu import (
-    blas,  # noqa: F401  (see _prepare_numba)
+    blas,
     llvmjit,
     native,
 )
@@ -309,10 +309,12 @@ def _native_functions(gen, program: Program, driver: bool, workers: int) -> tupl
         signatures = {"entry": [f"b{b.id}" for b in gen.args] + [v for _, v in gen.symbols]}
     functions = {name: ({a: kinds[a] for a in args}, sizes) for name, args in signatures.items()}
     parallel = llvmjit.PARALLEL and workers == 1
+    own = sorted({k.root.dtype for k in program.kernels if k.root is not None and
+                  k.root.op == "matmul"}) if blas.OWN_GEMM else []
     addresses, how = llvmjit.load(
         gen.source, lambda name: native.translate(gen.source, name, functions,
                                                   llvmjit.BY_OBJECT, parallel),
-        list(functions), options=f"parallel={parallel}")
+        list(functions), options=f"parallel={parallel}", gemm_dtypes=own)
     entries = {}
     for name, args in signatures.items():
         n_buffers = sum(isinstance(kinds[a], native.Buf) for a in args)

@@ -20,7 +20,7 @@ import threading
 
 import llvmlite.binding as llvm
 
-from symgraph.backends.numba_cpu import blas, native
+from symgraph.backends.numba_cpu import blas, native, native_gemm
 from symgraph.backends.numba_cpu.cache import cache_dir
 
 VERSION = "6"  # bump when native.py changes the code it emits for the same source
@@ -28,7 +28,8 @@ MAGIC = b"symgraph-native-object 1\n"
 
 _lock = threading.Lock()
 _state: dict = {}
-STATS = {"compiled": 0, "loaded": 0}  # this process's object-cache traffic
+# this process's object-cache traffic: programs, and the own GEMM kernels (link_gemm_kernels)
+STATS = {"compiled": 0, "loaded": 0, "kernels compiled": 0, "kernels loaded": 0}
 
 
 def _engine():
@@ -57,10 +58,10 @@ def cache_key(source: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
-def _cache_path(key: str) -> str:
+def _cache_path(key: str, prefix: str = "") -> str:
     folder = os.path.join(os.path.dirname(cache_dir()), "native")
     os.makedirs(folder, exist_ok=True)
-    return os.path.join(folder, f"{key}.o")
+    return os.path.join(folder, f"{prefix}{key}.o")
 
 
 def _read_cached(path: str) -> tuple:
@@ -93,11 +94,10 @@ def _write_cached(path: str, payload: bytes) -> None:
         raise
 
 
-def optimize(module: llvm.ModuleRef, tm) -> None:
-    """LLVM's -O3 pipeline with loop and SLP vectorization."""
-    pto = llvm.create_pipeline_tuning_options(speed_level=3)
-    pto.loop_vectorization = True
-    pto.slp_vectorization = True
+def optimize(module: llvm.ModuleRef, tm, speed: int = 3) -> None:
+    """LLVM's -O3 pipeline with loop and SLP vectorization (`speed` 1: -O1, no vectorizers)."""
+    pto = llvm.create_pipeline_tuning_options(speed_level=speed)
+    pto.loop_vectorization = pto.slp_vectorization = speed > 1
     # No unrolling or interleaving: half the IR (M2 1,182 -> 611 kB) and a 17% shorter cold
     # compile (M2 2.23 -> 1.84 s), steps no slower (M2 0.94x, M1 0.95x the time, median
     # ratios of alternating processes; docs/numba-backend.md)
@@ -107,27 +107,33 @@ def optimize(module: llvm.ModuleRef, tm) -> None:
     pb.getModulePassManager().run(module, pb)
 
 
-def compile_object(ir_module) -> bytes:
-    """Object code for the IR module, optimized for this CPU."""
+def compile_object(ir_module, speed: int = 3) -> bytes:
+    """Object code for the IR module, optimized for this CPU (`speed`: optimize's)."""
     tm, _ = _engine()
     ir_module.triple = llvm.get_process_triple()
     ir_module.data_layout = str(tm.target_data)
     mod = llvm.parse_assembly(str(ir_module))
     mod.verify()
-    optimize(mod, tm)
+    optimize(mod, tm, speed)
     return tm.emit_object(mod)
 
 
-def load(source: str, build, functions: list, options: str = "") -> tuple:
+def load(source: str, build, functions: list, options: str = "", speed: int = 3,
+         gemm_dtypes=(), kernel: bool = False) -> tuple:
     """({function: address}, how they were obtained) for the generated `source`.
 
     `build(name)` returns the IR module (native.translate) whose functions are
     `<name>_<function>`; it is only called on a cache miss. `options` (what else changes the
-    code) joins the cache key. Raises native.Unsupported when the source cannot be translated.
+    code) joins the cache key; `speed` is optimize's. `gemm_dtypes`: the own GEMM kernels
+    the code calls (native_gemm.py), linked first; `kernel`: this is one of them (its file
+    is `gemm-<key>.o`, its traffic counted apart). Raises native.Unsupported when the
+    source cannot be translated.
     """
+    link_gemm_kernels(gemm_dtypes)
     key = cache_key(options + "\0" + ",".join(functions) + "\0" + source)
     name = f"sg_native_{key}"
-    path = _cache_path(key)
+    path = _cache_path(key, "gemm-" if kernel else "")
+    counts = ("kernels compiled", "kernels loaded") if kernel else ("compiled", "loaded")
     _, engine = _engine()
     with _lock:
         if name in _state:
@@ -136,11 +142,11 @@ def load(source: str, build, functions: list, options: str = "") -> tuple:
     how = "object cache hit"
     if payload is None:
         how = f"compiled ({why})"
-        payload = compile_object(build(name))
-        STATS["compiled"] += 1
+        payload = compile_object(build(name), speed)
+        STATS[counts[0]] += 1
         _write_cached(path, payload)
     else:
-        STATS["loaded"] += 1
+        STATS[counts[1]] += 1
     with _lock:
         if name not in _state:
             engine.add_object_file(llvm.ObjectFileRef.from_data(payload))
@@ -149,6 +155,26 @@ def load(source: str, build, functions: list, options: str = "") -> tuple:
         if not all(_state[name].values()):
             raise native.Unsupported(f"{name}: a function is missing after linking")
         return _state[name], how
+
+
+def link_gemm_kernels(dtypes) -> None:
+    """symgraph's own GEMM kernels (native_gemm.py) for `dtypes`, compiled once per CPU into
+    the object cache (at -O1: its loops are written by hand, and -O3 took 0.20 s against
+    0.06 s for kernels as fast: 102 vs 92 GFLOP/s on M1's forward block, noise) or read
+    from it, then made resolvable for the programs linked after them."""
+    _engine()
+    for dtype in dtypes:
+        symbol = native_gemm.name_of(dtype)
+        with _lock:
+            if symbol in _state:
+                continue
+        features = _state["cpu"].split(" ", 1)[1]
+        addresses, _ = load(f"native_gemm {native_gemm.VERSION} {dtype}",
+                            lambda name: native_gemm.module(name, dtype, features), ["gemm"],
+                            speed=1, kernel=True)
+        llvm.add_symbol(symbol, addresses["gemm"])
+        with _lock:
+            _state[symbol] = addresses["gemm"]
 
 
 def _object_layout_ok() -> bool:

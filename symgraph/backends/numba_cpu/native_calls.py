@@ -8,7 +8,6 @@ import inspect
 import textwrap
 from dataclasses import dataclass
 
-import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 
@@ -223,9 +222,7 @@ class Calls:
             b.cbranch(b.and_(wide, b.fcmp_ordered("==", beta, ir.Constant(et, 0.0))), own,
                       call_blas)
             b.position_at_end(own)
-            kernel = native_gemm.declare(self.module, dtype, llvm.get_host_cpu_features()
-                                         .flatten())
-            b.call(kernel, [ta, tb, m, n, k, pa, lda, pb, ldb, pc, full_n,
+            b.call(native_gemm.declare(self.module, dtype), [ta, tb, m, n, k, pa, lda, pb, ldb, pc, full_n,
                             ir.Constant(ir.IntType(1), 0)])
             b.branch(done)
             b.position_at_end(call_blas)
