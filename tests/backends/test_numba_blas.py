@@ -78,11 +78,12 @@ def _run(env_blas: str, script: str = _STEP, **env_more):
                           text=True, timeout=300)
 
 
-def _run_split(script: str):
-    """`script` in a process whose GEMMs go to OpenBLAS's C interface, natively compiled."""
+def _run_split(script: str, gemm: str = "auto"):
+    """`script` in a process whose GEMMs go to OpenBLAS's C interface, natively compiled
+    (`gemm`: SYMGRAPH_GEMM, whether split blocks use symgraph's own kernel)."""
     if not blas._find_openblas():
         pytest.skip("SciPy's bundled OpenBLAS (scipy.libs) is not here")
-    proc = _run("openblas", script, SYMGRAPH_NATIVE="native")
+    proc = _run("openblas", script, SYMGRAPH_NATIVE="native", SYMGRAPH_GEMM=gemm)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
 
@@ -101,6 +102,12 @@ def test_forced_mkl_path_runs_a_gradient_step_equal_to_the_reference():
     assert proc.stdout.strip().splitlines()[-1] == "mkl"
 
 
+def test_an_unknown_gemm_choice_is_a_clear_error():
+    proc = _run("auto", SYMGRAPH_GEMM="mine")
+    assert proc.returncode != 0
+    assert "SYMGRAPH_GEMM='mine'" in proc.stderr and "'auto', 'own' or 'blas'" in proc.stderr
+
+
 def test_an_unknown_blas_choice_is_a_clear_error():
     proc = _run("atlas")
     assert proc.returncode != 0
@@ -114,9 +121,11 @@ import numpy as np, symgraph as sg
 from symgraph.backends.numba_cpu import blas
 rng = np.random.default_rng(2)
 for dtype in ("float32", "float64"):
-    for ta, tb, (m, k, n) in itertools.product((False, True), (False, True),
-                                               ((75, 96, 40), (20, 96, 100))):
-        # 288k, 192k multiply-adds: split in blocks of rows (75 x 40), of columns (20 x 100)
+    for ta, tb, (m, k, n) in itertools.product((False, True), (False, True), (
+            (75, 96, 40), (20, 96, 100), (75, 96, 140), (20, 300, 260), (300, 40, 100))):
+        # split in blocks of rows (75 x 40, 75 x 140, 300 x 100) or of columns (20 x 100,
+        # 20 x 260); blocks of 64 columns or more go to the own kernel when it is on, with
+        # partial register tiles, two slices of k (300) and two panels of rows (150)
         x = sg.placeholder((k, m) if ta else (m, k), dtype, name="x")
         w = sg.variable(rng.standard_normal((n, k) if tb else (k, n)).astype(dtype), name="w")
         h = (sg.transpose(x) if ta else x) @ (sg.transpose(w) if tb else w)
@@ -133,16 +142,18 @@ xs = rng.standard_normal((5, 30, 40)).astype("float32")
 ref, got = (sg.function([xb], outb, backend=b)(xs) for b in ("numpy", "numba"))
 for r, g in zip(ref, got):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg="batched")
-print(blas.BLAS, blas.SPLIT)
+print(blas.BLAS, blas.SPLIT, blas.OWN_GEMM)
 """
 
 
-def test_openblas_split_gemms_equal_the_reference():
+@pytest.mark.parametrize("gemm", ["own", "blas"])
+def test_openblas_split_gemms_equal_the_reference(gemm):
     """With OpenBLAS, large products are computed in blocks (of rows or of columns) across the
     thread team, each block's epilogue after its GEMM: equal to the NumPy reference for every
-    transpose."""
-    proc = _run_split(_SPLIT)
-    assert proc.stdout.strip().splitlines()[-1].startswith("openblas")
+    transpose, with the blocks computed by symgraph's own kernel or by OpenBLAS."""
+    proc = _run_split(_SPLIT, gemm)
+    backend, _, own = proc.stdout.strip().splitlines()[-1].split()
+    assert backend == "openblas" and own == str(gemm == "own")
 
 
 _GUARD = """

@@ -28,7 +28,9 @@ SCRIPT = textwrap.dedent("""
     if f._run.native:
         from symgraph.backends.numba_cpu import llvmjit
         print(json.dumps({"out": out.tolist(), "hits": llvmjit.STATS["loaded"],
-                          "misses": llvmjit.STATS["compiled"], "native": True}))
+                          "misses": llvmjit.STATS["compiled"], "native": True,
+                          "kernel_hits": llvmjit.STATS["kernels loaded"],
+                          "kernel_misses": llvmjit.STATS["kernels compiled"]}))
     else:
         stats = f._run.compiled.entry.stats
         print(json.dumps({"out": out.tolist(), "hits": sum(stats.cache_hits.values()),
@@ -37,8 +39,8 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def run_script(cache_dir, debug=False, path="numba"):
-    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(cache_dir), SYMGRAPH_NATIVE=path)
+def run_script(cache_dir, debug=False, path="numba", **more):
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(cache_dir), SYMGRAPH_NATIVE=path, **more)
     if debug:
         env["SYMGRAPH_DEBUG"] = "1"
     proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
@@ -92,6 +94,26 @@ def test_native_object_cache_hits_and_damage_is_recovered(tmp_path):
         out, log = run_script(tmp_path, debug=True, path="native")
         assert out["misses"] == 1 and "damaged cache file removed" in log
         np.testing.assert_allclose(out["out"], expected, rtol=1e-6)
+
+
+def test_own_gemm_kernel_object_is_cached_and_damage_is_recovered(tmp_path):
+    """The own GEMM kernel (native_gemm.py) is compiled once into `native/gemm-<key>.o`,
+    read by the next process, and rebuilt when the file is damaged."""
+    expected = (np.tanh(np.full((2, 1), 6.0)) * 2).tolist()
+    first, _ = run_script(tmp_path, path="native", SYMGRAPH_GEMM="own")
+    assert first["kernel_misses"] == 1 and first["kernel_hits"] == 0
+    kernels = glob.glob(str(tmp_path / "native" / "gemm-*.o"))
+    assert len(kernels) == 1
+    second, _ = run_script(tmp_path, path="native", SYMGRAPH_GEMM="own")
+    assert second["kernel_hits"] == 1 and second["kernel_misses"] == 0
+    with open(kernels[0], "r+b") as fh:
+        fh.seek(-40, os.SEEK_END)
+        byte = fh.read(1)
+        fh.seek(-40, os.SEEK_END)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    third, _ = run_script(tmp_path, path="native", SYMGRAPH_GEMM="own")
+    assert third["kernel_misses"] == 1 and third["kernel_hits"] == 0  # removed, rebuilt
+    np.testing.assert_allclose(third["out"], expected, rtol=1e-6)
 
 
 def test_cache_dir_env_var_is_used(tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ import llvmlite.binding as llvm
 from symgraph.backends.numba_cpu import blas, native, native_gemm
 from symgraph.backends.numba_cpu.cache import cache_dir
 
-VERSION = "6"  # bump when native.py changes the code it emits for the same source
+VERSION = "7"  # bump when native.py changes the code it emits for the same source
 MAGIC = b"symgraph-native-object 1\n"
 
 _lock = threading.Lock()

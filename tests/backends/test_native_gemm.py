@@ -1,0 +1,92 @@
+"""symgraph's own GEMM kernel (native_gemm.py) against NumPy, called directly.
+
+Both register tiles (AVX-512: 8 x 2 vectors; AVX2: 6 x 2) and both optimization levels are
+built on this machine: every transpose, partial tiles at the bottom and right edges, several
+slices of k (KC) and panels of rows (MC), leading dimensions wider than the block, and
+accumulation into C."""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+
+import llvmlite.binding as llvm
+import numpy as np
+import pytest
+from llvmlite import ir
+
+from symgraph.backends.numba_cpu import llvmjit, native_gemm
+
+I64 = ir.IntType(64)
+_ENGINES = []  # the engines must outlive the functions they compiled
+
+
+def _kernel(dtype: str, avx512: bool, speed: int):
+    """The kernel behind a wrapper whose flags are i64 (ctypes has no i1)."""
+    tm, _ = llvmjit._engine()
+    features = llvm.get_host_cpu_features().flatten()
+    if not avx512:
+        features = features.replace("+avx512f", "-avx512f")
+    mod = native_gemm.module("t", dtype, features)
+    kernel = mod.globals["t_gemm"]
+    wrap = ir.Function(mod, ir.FunctionType(ir.VoidType(), [I64] * 5 + [ir.PointerType(), I64] * 3
+                                            + [I64]), "run")
+    b = ir.IRBuilder(wrap.append_basic_block())
+    args = list(wrap.args)
+
+    def flag(v):
+        return b.icmp_signed("!=", v, ir.Constant(I64, 0))
+    b.call(kernel, [flag(args[0]), flag(args[1])] + args[2:11] + [flag(args[11])])
+    b.ret_void()
+    mod.triple = llvm.get_process_triple()
+    mod.data_layout = str(tm.target_data)
+    parsed = llvm.parse_assembly(str(mod))
+    parsed.verify()
+    llvmjit.optimize(parsed, tm, speed)
+    engine = llvm.create_mcjit_compiler(parsed, tm)
+    engine.finalize_object()
+    _ENGINES.append(engine)
+    return ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * 5,
+                            *([ctypes.c_void_p, ctypes.c_int64] * 3),
+                            ctypes.c_int64)(engine.get_function_address("run"))
+
+
+def _host_has_avx512() -> bool:
+    return "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
+
+
+SHAPES = [(1, 1, 1), (7, 5, 3), (8, 32, 16), (13, 70, 257), (130, 33, 40), (24, 96, 600)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("avx512,speed", [(True, 1), (True, 3), (False, 1)])
+def test_kernel_equals_numpy(dtype, avx512, speed):
+    if avx512 and not _host_has_avx512():
+        pytest.skip("this CPU has no AVX-512")
+    run = _kernel(dtype, avx512, speed)
+    rng = np.random.default_rng(0)
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    for (m, n, k), ta, tb, acc in itertools.product(SHAPES, (0, 1), (0, 1), (0, 1)):
+        # operands inside wider arrays: leading dimensions larger than the block
+        a_full = rng.standard_normal((k, m + 3) if ta else (m, k + 3)).astype(dtype)
+        b_full = rng.standard_normal((n, k + 2) if tb else (k, n + 2)).astype(dtype)
+        a = a_full[:, :m] if ta else a_full[:, :k]
+        bm = b_full[:, :k] if tb else b_full[:, :n]
+        c_full = rng.standard_normal((m, n + 5)).astype(dtype)
+        before = c_full.copy()
+        want = (a.T if ta else a).astype(np.float64) @ (bm.T if tb else bm).astype(np.float64)
+        if acc:
+            want += before[:, :n]
+        run(ta, tb, m, n, k, a_full.ctypes.data, a_full.shape[1], b_full.ctypes.data,
+            b_full.shape[1], c_full.ctypes.data, c_full.shape[1], acc)
+        scale = max(1.0, float(np.abs(want).max()))
+        err = float(np.abs(c_full[:, :n] - want).max()) / scale
+        assert err < tol, (m, n, k, ta, tb, acc, err)
+        np.testing.assert_array_equal(c_full[:, n:], before[:, n:])  # nothing outside C
+
+
+def test_tiles_follow_the_vector_registers():
+    assert native_gemm.tile("float32", "+avx512f,+avx2") == (8, 32, 16)
+    assert native_gemm.tile("float64", "+avx512f,+avx2") == (8, 16, 8)
+    assert native_gemm.tile("float32", "-avx512f,+avx2") == (6, 16, 8)
+    assert native_gemm.tile("float64", "+avx2") == (6, 8, 4)
