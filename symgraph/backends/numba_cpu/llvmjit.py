@@ -169,9 +169,10 @@ def link_gemm_kernels(dtypes) -> None:
             if symbol in _state:
                 continue
         features = _state["cpu"].split(" ", 1)[1]
-        addresses, _ = load(f"native_gemm {native_gemm.VERSION} {dtype}",
-                            lambda name: native_gemm.module(name, dtype, features), ["gemm"],
-                            speed=1, kernel=True)
+        # keyed by the kernel's IR itself: a changed kernel never meets an old object
+        text = str(native_gemm.module("kernel", dtype, features))
+        addresses, _ = load(text, lambda name: native_gemm.module(name, dtype, features),
+                            ["gemm"], speed=1, kernel=True)
         llvm.add_symbol(symbol, addresses["gemm"])
         with _lock:
             _state[symbol] = addresses["gemm"]

@@ -15,6 +15,7 @@ from symgraph.backends.numba_cpu import blas, native_gemm, vecmath
 from symgraph.backends.numba_cpu.native_ir import (
     F32,
     FLOATS,
+    I1,
     I8,
     I32,
     I64,
@@ -222,8 +223,8 @@ class Calls:
             b.cbranch(b.and_(wide, b.fcmp_ordered("==", beta, ir.Constant(et, 0.0))), own,
                       call_blas)
             b.position_at_end(own)
-            b.call(native_gemm.declare(self.module, dtype), [ta, tb, m, n, k, pa, lda, pb, ldb, pc, full_n,
-                            ir.Constant(ir.IntType(1), 0)])
+            b.call(native_gemm.declare(self.module, dtype),
+                   [ta, tb, m, n, k, pa, lda, pb, ldb, pc, full_n, ir.Constant(I1, 0)])
             b.branch(done)
             b.position_at_end(call_blas)
         one = ir.Constant(et, 1.0)

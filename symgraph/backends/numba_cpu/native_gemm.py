@@ -39,7 +39,6 @@ def tile(dtype: str, features: str) -> tuple[int, int, int]:
     return (8 if bits == 512 else 6), 2 * w, w
 
 
-VERSION = "1"  # bump when the kernel's code changes (its object is cached by this)
 SIGNATURE = ir.FunctionType(ir.VoidType(),
                             [I1, I1, I64, I64, I64, PTR, I64, PTR, I64, PTR, I64, I1])
 
@@ -92,6 +91,24 @@ def _loop(b: ir.IRBuilder, start, stop, step, body) -> None:
     b.position_at_end(done)
 
 
+def _transpose(b: ir.IRBuilder, vecs: list) -> list:
+    """T vectors of T lanes (T a power of two), transposed: round d exchanges bit d of the
+    vector index with bit d of the lane index, pairing vectors i and i + d."""
+    t, d = len(vecs), 1
+    while d < t:
+        out = list(vecs)
+        for i in range(t):
+            if i & d:
+                continue
+            low = [lane if not lane & d else t + lane - d for lane in range(t)]
+            high = [lane + d if not lane & d else t + lane for lane in range(t)]
+            for j, mask in ((i, low), (i + d, high)):
+                out[j] = b.shuffle_vector(vecs[i], vecs[i + d],
+                                          ir.Constant(ir.VectorType(I32, t), mask))
+        vecs, d = out, d * 2
+    return vecs
+
+
 def _if(b: ir.IRBuilder, cond, then, otherwise=None) -> None:
     fn = b.block.function
     yes, no, after = (fn.append_basic_block(x) for x in ("then", "else", "endif"))
@@ -116,6 +133,7 @@ class _Writer:
         self.prefetch = module.globals.get("llvm.prefetch.p0") or ir.Function(
             module, ir.FunctionType(ir.VoidType(), [PTR, I32, I32, I32]), "llvm.prefetch.p0")
         self.mc = MC - MC % mr  # whole panels of MR rows fill the packing buffer
+        self.align = 4 if dtype == "float32" else 8  # elements: rows start anywhere
 
     def at(self, b, ptr, offset):
         return b.gep(ptr, [offset], inbounds=True, source_etype=self.et)
@@ -163,54 +181,95 @@ class _Writer:
     def pack_a(self, b, ta, a, lda, ic, pc, mc, kc, dst) -> None:
         """dst[ir*kc + p*MR + r] = op(A)[ic + ir + r, pc + p], zero past row mc."""
         mr, et = self.mr, self.et
+        vt = ir.VectorType(et, mr)
 
         def panel(ir_):
             base = self.at(b, dst, b.mul(ir_, kc))
+            rows = _min(b, b.sub(mc, ir_), _c(mr))
+            first = b.add(ic, ir_)
 
-            def row(r):
-                i = b.add(ir_, r)
-                out = self.at(b, base, r)
-
-                def real():
-                    src_row = b.add(ic, i)
-
-                    def each(p):
-                        col = b.add(pc, p)
-                        off = b.select(ta, b.add(b.mul(col, lda), src_row),
-                                       b.add(b.mul(src_row, lda), col))
-                        b.store(b.load(self.at(b, a, off), typ=et),
-                                self.at(b, out, b.mul(p, _c(mr))))
-                    _loop(b, _c(0), kc, _c(1), each)
-
-                def padding():
+            def columns_of_a():  # op(A) = A^T: a panel's MR values lie side by side
+                def whole():
                     _loop(b, _c(0), kc, _c(1), lambda p: b.store(
-                        ir.Constant(et, 0.0), self.at(b, out, b.mul(p, _c(mr)))))
-                _if(b, b.icmp_signed("<", i, mc), real, padding)
-            _loop(b, _c(0), _c(mr), _c(1), row)
+                        b.load(self.at(b, a, b.add(b.mul(b.add(pc, p), lda), first)), typ=vt,
+                               align=self.align),
+                        b.bitcast(self.at(b, base, b.mul(p, _c(mr))), vt.as_pointer()),
+                        align=self.align))
+
+                def partial():
+                    self.copy_scalar(b, lambda p, r: b.add(b.mul(b.add(pc, p), lda),
+                                                           b.add(first, r)),
+                                     a, rows, kc, base, mr)
+                _if(b, b.icmp_signed("==", rows, _c(mr)), whole, partial)
+
+            def rows_of_a():
+                self.pack_transposed(b, a, lda, first, pc, rows, kc, base, mr)
+            _if(b, ta, columns_of_a, rows_of_a)
         _loop(b, _c(0), mc, _c(mr), panel)
 
     def pack_b(self, b, tb, bm, ldb, pc, jr, kc, nc, dst) -> None:
         """dst[p*NR + j] = op(B)[pc + p, jr + j], zero past column nc."""
-        nr, et = self.nr, self.et
+        nr = self.nr
 
-        def column(j):
-            out = self.at(b, dst, j)
+        def rows_of_b():  # a narrow last panel of B as it lies
+            self.copy_scalar(b, lambda p, j: b.add(b.mul(b.add(pc, p), ldb), b.add(jr, j)),
+                             bm, nc, kc, dst, nr)
+        _if(b, tb, lambda: self.pack_transposed(b, bm, ldb, jr, pc, nc, kc, dst, nr),
+            rows_of_b)
 
+    def copy_scalar(self, b, offset, src, count, kc, dst, width) -> None:
+        """dst[p*width + j] = src[offset(p, j)] for j < count, 0 for count <= j < width."""
+        et = self.et
+
+        def lane(j):
             def real():
-                col = b.add(jr, j)
-
-                def each(p):
-                    kk = b.add(pc, p)
-                    off = b.select(tb, b.add(b.mul(col, ldb), kk), b.add(b.mul(kk, ldb), col))
-                    b.store(b.load(self.at(b, bm, off), typ=et),
-                            self.at(b, out, b.mul(p, _c(nr))))
-                _loop(b, _c(0), kc, _c(1), each)
+                _loop(b, _c(0), kc, _c(1), lambda p: b.store(
+                    b.load(self.at(b, src, offset(p, j)), typ=et),
+                    self.at(b, dst, b.add(b.mul(p, _c(width)), j))))
 
             def padding():
                 _loop(b, _c(0), kc, _c(1), lambda p: b.store(
-                    ir.Constant(et, 0.0), self.at(b, out, b.mul(p, _c(nr)))))
-            _if(b, b.icmp_signed("<", j, nc), real, padding)
-        _loop(b, _c(0), _c(nr), _c(1), column)
+                    ir.Constant(et, 0.0), self.at(b, dst, b.add(b.mul(p, _c(width)), j))))
+            _if(b, b.icmp_signed("<", j, count), real, padding)
+        _loop(b, _c(0), _c(width), _c(1), lane)
+
+    def pack_transposed(self, b, src, ld, row0, col0, count, kc, dst, width) -> None:
+        """dst[p*width + j] = src[(row0 + j)*ld + col0 + p] for j < count, 0 up to width:
+        rows of the source become columns of the packed panel. Square tiles of T x T (T a
+        power of two: the vector width for B, MR for A) go through registers (T loads,
+        log2(T) rounds of T shuffles, T stores), the rest element by element."""
+        et = self.et
+        t = width if width & (width - 1) == 0 and width <= self.w else self.w
+        if width % t or t & (t - 1):
+            t = 0  # (an AVX2 tile of 6 rows: element by element)
+        vt = ir.VectorType(et, t) if t else None
+        rows_vec = b.sub(count, b.srem(count, _c(t))) if t else _c(0)
+        cols_vec = b.sub(kc, b.srem(kc, _c(t))) if t else _c(0)
+        if t:
+            def tile_row(j0):
+                def tile(p0):
+                    vecs = [b.load(self.at(b, src, b.add(b.mul(b.add(row0, b.add(j0, _c(q))),
+                                                                  ld), b.add(col0, p0))),
+                                   typ=vt, align=self.align) for q in range(t)]
+                    for q, v in enumerate(_transpose(b, vecs)):
+                        out = self.at(b, dst, b.add(b.mul(b.add(p0, _c(q)), _c(width)), j0))
+                        b.store(v, b.bitcast(out, vt.as_pointer()), align=self.align)
+                _loop(b, _c(0), cols_vec, _c(t), tile)
+            _loop(b, _c(0), rows_vec, _c(t), tile_row)
+
+        def lane(j):  # what the tiles left: the last columns of whole rows, other rows
+            def real():
+                start = b.select(b.icmp_signed("<", j, rows_vec), cols_vec, _c(0))
+                _loop(b, start, kc, _c(1), lambda p: b.store(
+                    b.load(self.at(b, src, b.add(b.mul(b.add(row0, j), ld), b.add(col0, p))),
+                           typ=et),
+                    self.at(b, dst, b.add(b.mul(p, _c(width)), j))))
+
+            def padding():
+                _loop(b, _c(0), kc, _c(1), lambda p: b.store(
+                    ir.Constant(et, 0.0), self.at(b, dst, b.add(b.mul(p, _c(width)), j))))
+            _if(b, b.icmp_signed("<", j, count), real, padding)
+        _loop(b, _c(0), _c(width), _c(1), lane)
 
     def micro_kernel(self, name: str) -> ir.Function:
         """`void (i64 kc, ptr a_panel, ptr b, i64 ldb, ptr c, i64 ldc, i1 acc, i64 rows,
