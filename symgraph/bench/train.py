@@ -32,8 +32,8 @@ def available_systems(requested=None) -> list[str]:
         if system in ("symgraph-numba-openblas", "symgraph-numba-mkl", "gemm-only-mkl") and \
                 not _have_mkl():
             continue  # without MKL, symgraph-numba is the OpenBLAS row already
-        if system == "symgraph-numba-mkl" and _intel():
-            continue  # there symgraph-numba is the MKL row
+        if system in ("symgraph-numba-mkl", "symgraph-numba-blas") and _intel():
+            continue  # there symgraph-numba is the MKL row (no own GEMM kernel)
         module = {"symgraph-numba": "symgraph.backends.numba_cpu", "torch-eager": "torch",
                   "jax-jit": "jax"}.get(system)
         try:

@@ -18,10 +18,13 @@ import sys
 import time
 
 RESULT_MARK = "@@RESULT "
-SYSTEMS = ("symgraph-numba", "symgraph-numba-jit", "symgraph-numba-mkl", "symgraph-numba-openblas",
-           "symgraph-numpy", "numpy-hand", "torch-eager", "jax-jit", "gemm-only", "gemm-only-mkl")
-# symgraph-numba uses the BLAS the backend picks (MKL on Intel CPUs, else OpenBLAS's C interface
-# with GEMMs split across the thread team); -mkl forces MKL (listed where it is not the pick);
+SYSTEMS = ("symgraph-numba", "symgraph-numba-blas", "symgraph-numba-jit", "symgraph-numba-mkl",
+           "symgraph-numba-openblas", "symgraph-numpy", "numpy-hand", "torch-eager", "jax-jit",
+           "gemm-only", "gemm-only-mkl")
+# symgraph-numba uses the BLAS the backend picks (MKL on Intel CPUs, else GEMMs split across the
+# thread team, each block computed by symgraph's own kernel, native_gemm.py); -blas computes
+# those blocks with OpenBLAS's C interface instead (SYMGRAPH_GEMM=blas, listed where the own
+# kernel is the pick); -mkl forces MKL (listed where it is not the pick);
 # -openblas forces SciPy's OpenBLAS through Numba's helper (threaded calls, no split).
 # symgraph-numba compiles natively (native.py -> LLVM); -jit forces Numba's compiler.
 # gemm-only: the step's GEMMs through NumPy's OpenBLAS; gemm-only-mkl: through MKL.
@@ -44,6 +47,8 @@ def import_system(system: str) -> str:
 
         if system == "symgraph-numba-openblas":
             os.environ["SYMGRAPH_BLAS"] = "scipy"
+        if system == "symgraph-numba-blas":
+            os.environ["SYMGRAPH_GEMM"] = "blas"
         if system in ("symgraph-numba-mkl", "gemm-only-mkl"):
             os.environ["SYMGRAPH_BLAS"] = "mkl"
         if system == "symgraph-numba-jit":
