@@ -7,48 +7,20 @@ accumulation into C."""
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 
 import llvmlite.binding as llvm
 import numpy as np
 import pytest
-from llvmlite import ir
 
 from symgraph.backends.numba_cpu import llvmjit, native_gemm
 
-I64 = ir.IntType(64)
-_ENGINES = []  # the engines must outlive the functions they compiled
-
 
 def _kernel(dtype: str, avx512: bool, speed: int):
-    """The kernel behind a wrapper whose flags are i64 (ctypes has no i1)."""
-    tm, _ = llvmjit._engine()
     features = llvm.get_host_cpu_features().flatten()
     if not avx512:
         features = features.replace("+avx512f", "-avx512f")
-    mod = native_gemm.module("t", dtype, features)
-    kernel = mod.globals["t_gemm"]
-    wrap = ir.Function(mod, ir.FunctionType(ir.VoidType(), [I64] * 5 + [ir.PointerType(), I64] * 3
-                                            + [I64]), "run")
-    b = ir.IRBuilder(wrap.append_basic_block())
-    args = list(wrap.args)
-
-    def flag(v):
-        return b.icmp_signed("!=", v, ir.Constant(I64, 0))
-    b.call(kernel, [flag(args[0]), flag(args[1])] + args[2:11] + [flag(args[11])])
-    b.ret_void()
-    mod.triple = llvm.get_process_triple()
-    mod.data_layout = str(tm.target_data)
-    parsed = llvm.parse_assembly(str(mod))
-    parsed.verify()
-    llvmjit.optimize(parsed, tm, speed)
-    engine = llvm.create_mcjit_compiler(parsed, tm)
-    engine.finalize_object()
-    _ENGINES.append(engine)
-    return ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * 5,
-                            *([ctypes.c_void_p, ctypes.c_int64] * 3),
-                            ctypes.c_int64)(engine.get_function_address("run"))
+    return llvmjit.standalone_gemm(dtype, features, speed)
 
 
 def _host_has_avx512() -> bool:

@@ -56,9 +56,10 @@ def test_independent_kernels_really_run_concurrently(mode):
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
 def test_exception_propagates_and_stops_dispatch(mode):
     deps = {"slow": [], "bad": [], "after_bad": ["bad"], "after_slow": ["slow"]}
-    done = []
+    started, done = [], []
 
     def execute(k):
+        started.append(k)
         if k == "bad":
             raise KeyError("boom in bad")
         if k == "slow":
@@ -69,8 +70,10 @@ def test_exception_propagates_and_stops_dispatch(mode):
                                           "after_slow": 1.0}, 2)
     with pytest.raises(KeyError, match="boom in bad"):
         DagRunner(deps, 2, sched, mode).run(execute)
-    assert "after_bad" not in done
-    assert "slow" in done  # the running kernel was waited for, not abandoned mid-write
+    assert "after_bad" not in started
+    # a kernel that had started was waited for, not abandoned mid-write (on a loaded machine
+    # "slow" may not have started when "bad" failed; then it never runs)
+    assert set(started) - {"bad"} == set(done)
 
 
 def test_trace_measures_overlap():

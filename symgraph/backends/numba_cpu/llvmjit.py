@@ -32,18 +32,20 @@ _state: dict = {}
 STATS = {"compiled": 0, "loaded": 0, "kernels compiled": 0, "kernels loaded": 0}
 
 
+def _target_machine(cpu: str, features: str):
+    # x86's JIT needs static relocations (as Numba's JIT target machine)
+    return llvm.Target.from_default_triple().create_target_machine(
+        cpu=cpu, features=features, opt=3, reloc="static", codemodel="jitdefault", jit=True)
+
+
 def _engine():
-    """(target machine, MCJIT engine, pass-builder options) of this process."""
+    """(target machine, MCJIT engine) of this process."""
     with _lock:
         if not _state:
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
-            target = llvm.Target.from_default_triple()
             cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
-            # x86's JIT needs static relocations (as Numba's JIT target machine)
-            tm = target.create_target_machine(cpu=cpu, features=features, opt=3,
-                                              reloc="static", codemodel="jitdefault",
-                                              jit=True)
+            tm = _target_machine(cpu, features)
             empty = llvm.parse_assembly("")
             empty.triple = llvm.get_process_triple()
             engine = llvm.create_mcjit_compiler(empty, tm)
@@ -176,6 +178,42 @@ def link_gemm_kernels(dtypes) -> None:
         llvm.add_symbol(symbol, addresses["gemm"])
         with _lock:
             _state[symbol] = addresses["gemm"]
+
+
+def standalone_gemm(dtype: str, features: str | None = None, speed: int = 1):
+    """The own GEMM kernel as a ctypes function, in an engine of its own (for tests and
+    scripts/gemm_blocks.py): `f(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate)` with
+    addresses for a, b, c and ints for the rest. `features` defaults to this CPU's (pass
+    "-avx512f" in it for the AVX2 tile)."""
+    from llvmlite import ir
+
+    _engine()
+    cpu, host_features = _state["cpu"].split(" ", 1)
+    features = features or host_features
+    tm = _target_machine(cpu, host_features)  # an engine owns (and frees) its machine
+    mod = native_gemm.module("standalone", dtype, features)
+    i64 = ir.IntType(64)
+    wrap = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i64] * 5 +
+                                            [ir.PointerType(), i64] * 3 + [i64]), "run")
+    b = ir.IRBuilder(wrap.append_basic_block())
+    args = list(wrap.args)
+
+    def flag(v):  # ctypes has no i1
+        return b.icmp_signed("!=", v, ir.Constant(i64, 0))
+    b.call(mod.globals["standalone_gemm"],
+           [flag(args[0]), flag(args[1])] + args[2:11] + [flag(args[11])])
+    b.ret_void()
+    mod.triple = llvm.get_process_triple()
+    mod.data_layout = str(tm.target_data)
+    parsed = llvm.parse_assembly(str(mod))
+    parsed.verify()
+    optimize(parsed, tm, speed)
+    engine = llvm.create_mcjit_compiler(parsed, tm)
+    engine.finalize_object()
+    fn = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * 5, *([ctypes.c_void_p, ctypes.c_int64] * 3),
+                          ctypes.c_int64)(engine.get_function_address("run"))
+    fn.engine = engine  # the code lives as long as the function
+    return fn
 
 
 def _object_layout_ok() -> bool:
