@@ -309,8 +309,10 @@ def _native_functions(gen, program: Program, driver: bool, workers: int) -> tupl
         signatures = {"entry": [f"b{b.id}" for b in gen.args] + [v for _, v in gen.symbols]}
     functions = {name: ({a: kinds[a] for a in args}, sizes) for name, args in signatures.items()}
     parallel = llvmjit.PARALLEL and workers == 1
-    own = sorted({k.root.dtype for k in program.kernels if k.root is not None and
-                  k.root.op == "matmul"}) if blas.OWN_GEMM else []
+    # the own GEMM kernels its products call (the operands' dtype: native_calls.gemm's)
+    own = sorted({n.dtype for k in program.kernels if k.kind == "matmul"
+                  for n in (k.root, *k.root.inputs)
+                  if n.dtype in ("float32", "float64")}) if blas.OWN_GEMM else []
     addresses, how = llvmjit.load(
         gen.source, lambda name: native.translate(gen.source, name, functions,
                                                   llvmjit.BY_OBJECT, parallel),

@@ -217,13 +217,14 @@ class _Writer:
         _if(b, tb, lambda: self.pack_transposed(b, bm, ldb, jr, pc, nc, kc, dst, nr),
             rows_of_b)
 
-    def copy_scalar(self, b, offset, src, count, kc, dst, width) -> None:
-        """dst[p*width + j] = src[offset(p, j)] for j < count, 0 for count <= j < width."""
+    def copy_scalar(self, b, offset, src, count, kc, dst, width, start=None) -> None:
+        """dst[p*width + j] = src[offset(p, j)] for j < count (p from start(j), else 0), 0
+        for count <= j < width."""
         et = self.et
 
         def lane(j):
             def real():
-                _loop(b, _c(0), kc, _c(1), lambda p: b.store(
+                _loop(b, start(j) if start else _c(0), kc, _c(1), lambda p: b.store(
                     b.load(self.at(b, src, offset(p, j)), typ=et),
                     self.at(b, dst, b.add(b.mul(p, _c(width)), j))))
 
@@ -257,19 +258,10 @@ class _Writer:
                 _loop(b, _c(0), cols_vec, _c(t), tile)
             _loop(b, _c(0), rows_vec, _c(t), tile_row)
 
-        def lane(j):  # what the tiles left: the last columns of whole rows, other rows
-            def real():
-                start = b.select(b.icmp_signed("<", j, rows_vec), cols_vec, _c(0))
-                _loop(b, start, kc, _c(1), lambda p: b.store(
-                    b.load(self.at(b, src, b.add(b.mul(b.add(row0, j), ld), b.add(col0, p))),
-                           typ=et),
-                    self.at(b, dst, b.add(b.mul(p, _c(width)), j))))
-
-            def padding():
-                _loop(b, _c(0), kc, _c(1), lambda p: b.store(
-                    ir.Constant(et, 0.0), self.at(b, dst, b.add(b.mul(p, _c(width)), j))))
-            _if(b, b.icmp_signed("<", j, count), real, padding)
-        _loop(b, _c(0), _c(width), _c(1), lane)
+        # what the tiles left: the last columns of whole rows, the other rows
+        self.copy_scalar(b, lambda p, j: b.add(b.mul(b.add(row0, j), ld), b.add(col0, p)),
+                         src, count, kc, dst, width,
+                         lambda j: b.select(b.icmp_signed("<", j, rows_vec), cols_vec, _c(0)))
 
     def micro_kernel(self, name: str) -> ir.Function:
         """`void (i64 kc, ptr a_panel, ptr b, i64 ldb, ptr c, i64 ldc, i1 acc, i64 rows,
