@@ -32,8 +32,10 @@ def available_systems(requested=None) -> list[str]:
         if system in ("symgraph-numba-openblas", "symgraph-numba-mkl", "gemm-only-mkl") and \
                 not _have_mkl():
             continue  # without MKL, symgraph-numba is the OpenBLAS row already
-        if system in ("symgraph-numba-mkl", "symgraph-numba-blas") and _intel():
-            continue  # there symgraph-numba is the MKL row (no own GEMM kernel)
+        if system == "symgraph-numba-mkl" and _intel():
+            continue  # there symgraph-numba is the MKL row
+        if system == "symgraph-numba-blas" and not _own_gemm():
+            continue  # there symgraph-numba's blocks are the BLAS's already
         module = {"symgraph-numba": "symgraph.backends.numba_cpu", "torch-eager": "torch",
                   "jax-jit": "jax"}.get(system)
         try:
@@ -52,6 +54,15 @@ def _intel() -> bool:
     except ImportError:
         return False
     return cpu_vendor() == "GenuineIntel"
+
+
+def _own_gemm() -> bool:
+    """Whether the Numba backend computes split GEMM blocks with its own kernel here."""
+    try:
+        from symgraph.backends.numba_cpu.blas import OWN_GEMM
+    except ImportError:
+        return False
+    return OWN_GEMM
 
 
 def _have_mkl() -> bool:

@@ -102,6 +102,23 @@ def test_forced_mkl_path_runs_a_gradient_step_equal_to_the_reference():
     assert proc.stdout.strip().splitlines()[-1] == "mkl"
 
 
+@pytest.mark.parametrize("choice", ["openblas", "mkl"])
+def test_own_gemm_is_the_default_only_for_split_blocks_with_avx512(choice):
+    if choice == "mkl" and not blas._find_mkl():
+        pytest.skip("MKL is not installed")
+    if choice == "openblas" and not blas._find_openblas():
+        pytest.skip("SciPy's bundled OpenBLAS (scipy.libs) is not here")
+    proc = _run(choice, "import llvmlite.binding as llvm\n"
+                        "from symgraph.backends.numba_cpu import blas\n"
+                        "print(blas.SPLIT, '+avx512f' in llvm.get_host_cpu_features()"
+                        ".flatten().split(','), blas.OWN_GEMM)", SYMGRAPH_GEMM="auto")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    split, avx512, own = proc.stdout.split()
+    assert own == str(split == avx512 == "True")
+    if choice == "mkl":
+        assert own == "False"  # MKL's threaded calls: no blocks for the kernel
+
+
 def test_an_unknown_gemm_choice_is_a_clear_error():
     proc = _run("auto", SYMGRAPH_GEMM="mine")
     assert proc.returncode != 0
@@ -135,13 +152,14 @@ for dtype in ("float32", "float64"):
         for r, g in zip(ref, got):
             tol = 1e-4 if dtype == "float32" else 1e-10
             np.testing.assert_allclose(g, r, rtol=tol, atol=tol, err_msg=f"{dtype} {ta} {tb} {m}")
-xb = sg.placeholder((5, 30, 40), "float32", name="xb")  # batched: the team shares the batch
-wb = sg.variable(rng.standard_normal((5, 40, 20)).astype("float32"), name="wb")
-outb = [xb @ wb, sg.grad(sg.sum(sg.tanh(xb @ wb)), [wb])[0]]
-xs = rng.standard_normal((5, 30, 40)).astype("float32")
-ref, got = (sg.function([xb], outb, backend=b)(xs) for b in ("numpy", "numba"))
-for r, g in zip(ref, got):
-    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg="batched")
+for n in (20, 80):  # batched: the team shares the batch (80 columns: the own kernel's)
+    xb = sg.placeholder((5, 30, 40), "float32", name="xb")
+    wb = sg.variable(rng.standard_normal((5, 40, n)).astype("float32"), name="wb")
+    outb = [xb @ wb, sg.grad(sg.sum(sg.tanh(xb @ wb)), [wb])[0]]
+    xs = rng.standard_normal((5, 30, 40)).astype("float32")
+    ref, got = (sg.function([xb], outb, backend=b)(xs) for b in ("numpy", "numba"))
+    for r, g in zip(ref, got):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg=f"batched {n}")
 print(blas.BLAS, blas.SPLIT, blas.OWN_GEMM)
 """
 

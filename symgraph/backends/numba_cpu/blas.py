@@ -279,12 +279,18 @@ def _own_gemm() -> bool:
     wanted = os.environ.get("SYMGRAPH_GEMM", "auto").lower()
     if wanted not in ("auto", "own", "blas"):
         raise SymgraphError(f"SYMGRAPH_GEMM={wanted!r}: expected 'auto', 'own' or 'blas'")
-    return wanted == "own" or (wanted == "auto" and SPLIT)
+    if wanted != "auto":
+        return wanted == "own"
+    import llvmlite.binding as llvm
+
+    return SPLIT and "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
 
 
 # The native path computes its products with symgraph's own kernel (native_gemm.py) where
-# GEMMs are split (measured faster than single-threaded OpenBLAS there), the BLAS elsewhere;
-# SYMGRAPH_GEMM=own|blas forces either (Numba's njit path always calls the BLAS).
+# GEMMs are split and the CPU has AVX-512 (measured faster than single-threaded OpenBLAS on
+# such a CPU, an AMD Zen 4; its AVX2 tile is tested but not measured, so AVX2-only CPUs keep
+# OpenBLAS), the BLAS elsewhere; SYMGRAPH_GEMM=own|blas forces either (Numba's njit path
+# always calls the BLAS).
 OWN_GEMM = _own_gemm()
 GEMM_IMPORT = (f"from symgraph.backends.numba_cpu.blas import {BLAS}_gemm as gemm, "
                "gemm_parts, split_columns")
