@@ -14,10 +14,12 @@ training step (128-row batches against large weight matrices):
 B, the large operand (a weight matrix), is read in place, row by row, when it is not
 transposed and the panel is whole: OpenBLAS copies it into a packed buffer on every call
 (its `sgemm_itcopy`/`incopy` took 16% of the M1 step in `perf`), which at 128 rows is
-not repaid. A transposed B, or the last, narrower panel, is packed into a KC x NR buffer.
-A tile at the edge of C (fewer than MR rows or NR columns) goes through a buffer.
+not repaid. A transposed B, or the last, narrower panel, is packed into a KC x NR buffer,
+whole square tiles transposed in registers (as are A's panels). A tile at the edge of C
+(fewer than MR rows or NR columns) goes through a buffer.
 
-Measured against SciPy's OpenBLAS, one thread each (docs/numba-backend.md).
+Measured against SciPy's OpenBLAS, one thread each: `python scripts/gemm_blocks.py`
+(docs/numba-backend.md).
 """
 
 from __future__ import annotations
