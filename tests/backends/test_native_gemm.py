@@ -62,3 +62,46 @@ def test_tiles_follow_the_vector_registers():
     assert native_gemm.tile("float64", "+avx512f,+avx2") == (8, 16, 8)
     assert native_gemm.tile("float32", "-avx512f,+avx2") == (6, 16, 8)
     assert native_gemm.tile("float64", "+avx2") == (6, 8, 4)
+
+
+def _mlp_step(width: int):
+    """A two-layer MLP's loss and gradients (a program of several hundred IR instructions)."""
+    import symgraph as sg
+
+    rng = np.random.default_rng(width)
+    x = sg.placeholder((16, 12), name="x")
+    w1 = sg.variable(rng.standard_normal((12, width)).astype(np.float32), name="w1")
+    w2 = sg.variable(rng.standard_normal((width, 3)).astype(np.float32), name="w2")
+    loss = sg.mean(sg.tanh(sg.relu(x @ w1) @ w2) ** 2)
+    xs = rng.standard_normal((16, 12)).astype(np.float32)
+    return [x], [loss, *sg.grad(loss, [w1, w2])], xs
+
+
+@pytest.mark.parametrize("helper_fails", [False, True])
+def test_large_programs_compile_in_two_processes(tmp_path, monkeypatch, helper_fails):
+    """A program above the size threshold is compiled as two modules at once, one in a
+    helper process, and both objects are cached and linked; when the helper fails, the
+    second half is compiled in this process."""
+    import symgraph as sg
+
+    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SYMGRAPH_NATIVE", "native")
+    monkeypatch.setattr(llvmjit, "PARALLEL_COMPILE_INSTRUCTIONS", 50)
+    monkeypatch.setattr(llvmjit, "COMPILE_PROCESSES", 2)
+    calls = []
+    real_run = llvmjit.subprocess.run
+
+    def run(cmd, **kwargs):
+        calls.append(cmd)
+        if helper_fails:
+            raise OSError("no helper")
+        return real_run(cmd, **kwargs)
+    monkeypatch.setattr(llvmjit.subprocess, "run", run)
+    inputs, outputs, xs = _mlp_step(37 if helper_fails else 29)  # a program new to this process
+    got = sg.function(inputs, outputs, backend="numba")(xs)
+    want = sg.function(inputs, outputs, backend="numpy")(xs)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    assert len(calls) == 1 and calls[0][1].endswith("llvm_passes.py")
+    payloads = [open(p, "rb").read() for p in (tmp_path / "native").glob("[!g]*.o")]
+    assert len(payloads) == 1 and llvmjit.PAIR in payloads[0][:200]

@@ -15,27 +15,29 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 
 import llvmlite.binding as llvm
 
-from symgraph.backends.numba_cpu import blas, native, native_gemm
+from symgraph.backends.numba_cpu import blas, llvm_passes, native, native_gemm
 from symgraph.backends.numba_cpu.cache import cache_dir
 
 VERSION = "7"  # bump when native.py changes the code it emits for the same source
 MAGIC = b"symgraph-native-object 1\n"
+PAIR = b"symgraph-object-pair\n"  # a payload of two objects (compile_object)
+# Programs of at least this many IR instructions are compiled in two processes at once
+# (SYMGRAPH_COMPILE_PROCESSES=1: never)
+PARALLEL_COMPILE_INSTRUCTIONS = 6000
+COMPILE_PROCESSES = min(2, int(os.environ.get("SYMGRAPH_COMPILE_PROCESSES", "2")),
+                        os.cpu_count() or 1)
 
 _lock = threading.Lock()
 _state: dict = {}
 # this process's object-cache traffic: programs, and the own GEMM kernels (link_gemm_kernels)
 STATS = {"compiled": 0, "loaded": 0, "kernels compiled": 0, "kernels loaded": 0}
-
-
-def _target_machine(cpu: str, features: str):
-    # x86's JIT needs static relocations (as Numba's JIT target machine)
-    return llvm.Target.from_default_triple().create_target_machine(
-        cpu=cpu, features=features, opt=3, reloc="static", codemodel="jitdefault", jit=True)
 
 
 def _engine():
@@ -45,7 +47,7 @@ def _engine():
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
             cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
-            tm = _target_machine(cpu, features)
+            tm = llvm_passes.target_machine(cpu, features)
             empty = llvm.parse_assembly("")
             empty.triple = llvm.get_process_triple()
             engine = llvm.create_mcjit_compiler(empty, tm)
@@ -96,28 +98,85 @@ def _write_cached(path: str, payload: bytes) -> None:
         raise
 
 
-def optimize(module: llvm.ModuleRef, tm, speed: int = 3) -> None:
-    """LLVM's -O3 pipeline with loop and SLP vectorization (`speed` 1: -O1, no vectorizers)."""
-    pto = llvm.create_pipeline_tuning_options(speed_level=speed)
-    pto.loop_vectorization = pto.slp_vectorization = speed > 1
-    # No unrolling or interleaving: half the IR (M2 1,182 -> 611 kB) and a 17% shorter cold
-    # compile (M2 2.23 -> 1.84 s), steps no slower (M2 0.94x, M1 0.95x the time, median
-    # ratios of alternating processes; docs/numba-backend.md)
-    pto.loop_unrolling = False
-    pto.loop_interleaving = False
-    pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(module, pb)
+optimize = llvm_passes.optimize
 
 
 def compile_object(ir_module, speed: int = 3) -> bytes:
-    """Object code for the IR module, optimized for this CPU (`speed`: optimize's)."""
+    """Object code for the IR module, optimized for this CPU (`speed`: optimize's). A large
+    module is compiled in two halves at once, one in a helper process (llvm_passes.py;
+    llvmlite serializes LLVM calls within a process): the payload then holds both objects."""
     tm, _ = _engine()
     ir_module.triple = llvm.get_process_triple()
     ir_module.data_layout = str(tm.target_data)
-    mod = llvm.parse_assembly(str(ir_module))
-    mod.verify()
-    optimize(mod, tm, speed)
-    return tm.emit_object(mod)
+    halves = _halves(ir_module) if speed > 1 and COMPILE_PROCESSES > 1 else None
+    if halves is None:
+        return llvm_passes.compile_text(str(ir_module), tm, speed)
+    mine, theirs = halves
+    cpu, features = _state["cpu"].split(" ", 1)
+    result = {}
+
+    def helper():
+        try:
+            proc = subprocess.run([sys.executable, llvm_passes.__file__, cpu, features,
+                                   str(speed)], input=theirs.encode(), capture_output=True,
+                                  timeout=600)
+            if proc.returncode == 0 and proc.stdout:
+                result["object"] = proc.stdout
+        except (OSError, subprocess.SubprocessError):
+            pass
+    thread = threading.Thread(target=helper)
+    thread.start()
+    first = llvm_passes.compile_text(mine, tm, speed)
+    thread.join()
+    second = result.get("object") or llvm_passes.compile_text(theirs, tm, speed)
+    return PAIR + len(first).to_bytes(8, "little") + first + second
+
+
+def _objects(payload: bytes) -> list[bytes]:
+    """The object files in a payload (compile_object's pair, or one)."""
+    if not payload.startswith(PAIR):
+        return [payload]
+    body = payload[len(PAIR):]
+    n = int.from_bytes(body[:8], "little")
+    return [body[8:8 + n], body[8 + n:]]
+
+
+def _halves(ir_module) -> tuple[str, str] | None:
+    """The module's IR as two modules of about equal size, each defining half of the
+    functions and declaring the others (all made external: names are unique per program),
+    or None for a module below PARALLEL_COMPILE_INSTRUCTIONS. The entry stays in the first
+    half; a parallel loop's body and its OpenMP task stay together."""
+    defined = [f for f in ir_module.functions if f.blocks]
+    size = {f.name: sum(len(b.instructions) for b in f.blocks) for f in defined}
+    if sum(size.values()) < PARALLEL_COMPILE_INSTRUCTIONS:
+        return None
+    units: dict = {}
+    for f in defined:
+        units.setdefault(f.name.removesuffix(".task"), []).append(f)
+    groups, weights = ([], []), [0, 0]
+    for unit in sorted(units.values(), key=lambda u: -sum(size[f.name] for f in u)):
+        side = 0 if any(f.name.endswith(("_entry", "_entry.body")) for f in unit) else \
+            weights.index(min(weights))
+        groups[side].extend(unit)
+        weights[side] += sum(size[f.name] for f in unit)
+    if not groups[1]:
+        return None
+    for f in defined:
+        f.linkage = ""  # each half calls functions of the other
+    texts = []
+    for group in groups:
+        keep = {f.name for f in group}
+        saved = {f.name: f.blocks for f in defined if f.name not in keep}
+        for f in defined:
+            if f.name in saved:
+                f.blocks = []
+        try:
+            texts.append(str(ir_module))
+        finally:
+            for f in defined:
+                if f.name in saved:
+                    f.blocks = saved[f.name]
+    return texts[0], texts[1]
 
 
 def load(source: str, build, functions: list, options: str = "", speed: int = 3,
@@ -151,7 +210,8 @@ def load(source: str, build, functions: list, options: str = "", speed: int = 3,
         STATS[counts[1]] += 1
     with _lock:
         if name not in _state:
-            engine.add_object_file(llvm.ObjectFileRef.from_data(payload))
+            for obj in _objects(payload):
+                engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
             engine.finalize_object()
             _state[name] = {f: engine.get_function_address(f"{name}_{f}") for f in functions}
         if not all(_state[name].values()):
@@ -190,7 +250,7 @@ def standalone_gemm(dtype: str, features: str | None = None, speed: int = 1):
     _engine()
     cpu, host_features = _state["cpu"].split(" ", 1)
     features = features or host_features
-    tm = _target_machine(cpu, host_features)  # an engine owns (and frees) its machine
+    tm = llvm_passes.target_machine(cpu, host_features)  # an engine owns (frees) its machine
     mod = native_gemm.module("standalone", dtype, features)
     i64 = ir.IntType(64)
     wrap = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i64] * 5 +
