@@ -265,10 +265,11 @@ def standalone_gemm(dtype: str, features: str | None = None, speed: int = 1):
     b.ret_void()
     mod.triple = llvm.get_process_triple()
     mod.data_layout = str(tm.target_data)
-    parsed = llvm.parse_assembly(str(mod))
-    parsed.verify()
-    optimize(parsed, tm, speed)
-    engine = llvm.create_mcjit_compiler(parsed, tm)
+    empty = llvm.parse_assembly("")
+    empty.triple = mod.triple
+    engine = llvm.create_mcjit_compiler(empty, tm)
+    engine.add_object_file(llvm.ObjectFileRef.from_data(
+        llvm_passes.compile_text(str(mod), tm, speed)))
     engine.finalize_object()
     fn = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * 5, *([ctypes.c_void_p, ctypes.c_int64] * 3),
                           ctypes.c_int64)(engine.get_function_address("run"))
