@@ -99,6 +99,7 @@ class Function:
         self.outputs = [as_node(o) for o in flat]
         pairs = _add_default_updates(_normalize_updates(updates), self.outputs)
         self.update_vars = [v for v, _ in pairs]
+        self._update_dtypes = [np.dtype(v.dtype) for v in self.update_vars]  # per call: cheap
         self._check_leaves([e for _, e in pairs])
         self.backend_name = backend
         self.check_nan = check_nan
@@ -193,25 +194,26 @@ class Function:
     def __call__(self, *args):
         arrays, dims = self._validate(args)
         results = self._run(arrays, dims)
-        outs = [o.to_host() if hasattr(o, "to_host") else o for o in results[:self._n_out]]
+        outs = [o if type(o) is np.ndarray else o.to_host() if hasattr(o, "to_host") else o
+                for o in results[:self._n_out]]
         news = results[self._n_out:]
         state = {id(v._host) for v in self._variables}
         staged = []
-        for var, value in zip(self.update_vars, news):
-            if hasattr(value, "to_host"):  # device-resident (CUDA): stays there until read
-                staged.append((var, value))
+        for var, dtype, value in zip(self.update_vars, self._update_dtypes, news):
+            if type(value) is not np.ndarray and hasattr(value, "to_host"):
+                staged.append((var, value))  # device-resident (CUDA): stays there until read
                 continue
             if value is var._host:
                 continue
             if (value.base is not None or not value.flags.writeable or id(value) in state
-                    or value.dtype.name != var.dtype):  # never share an array between states
-                value = np.array(value, dtype=var.dtype)
+                    or value.dtype != dtype):  # never share an array between states
+                value = np.array(value, dtype=dtype)
             staged.append((var, value))
         for var, value in staged:  # every update computed: now swap state in
-            if hasattr(value, "to_host"):
-                var._assign_pending(value)
-            else:
+            if type(value) is np.ndarray or not hasattr(value, "to_host"):
                 var._assign(value)
+            else:
+                var._assign_pending(value)
         if staged:
             state = {id(v._host) for v in self._variables}
         # outputs are the caller's to mutate: never hand out state or a view into it

@@ -88,7 +88,37 @@ def profile_step(model: str = "M1", sizes=None, batch: int = W.BATCH, steps: int
     return {"model": model, "batch": batch, "steps": steps, "step_s": step_s,
             "kernels_s": kernel_s, "dispatch_and_driver_s": step_s - kernel_s,
             "n_kernels": len(kernels), "by_kind": dict(by_kind), "top": kernels[:top],
-            "samples_per_s_driver": batch / step_s}
+            "samples_per_s_driver": batch / step_s,
+            "entry_mode": entry_split(graph, x, y, steps, warmup)}
+
+
+def entry_split(graph, x, y, steps: int, warmup: int) -> dict:
+    """The default path (one compiled entry per step): the step's time, the entry's, and the
+    Python around it (validation, result arrays, swapping in the new state): median of 5
+    groups of `steps` steps."""
+    fn = sg.function(*graph, backend="numba")
+    compiled = fn._run.compiled
+    inner, inside = compiled.entry, [0.0]
+
+    def timed(*args):
+        start = time.perf_counter()
+        try:
+            return inner(*args)
+        finally:
+            inside[0] += time.perf_counter() - start
+    compiled.entry = timed
+    for _ in range(warmup):
+        fn(x, y)
+    groups = []
+    for _ in range(5):
+        inside[0] = 0.0
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn(x, y)
+        groups.append(((time.perf_counter() - start) / steps, inside[0] / steps))
+    step_s, entry_s = sorted(groups)[2]
+    return {"step_s": step_s, "entry_s": entry_s, "python_s": step_s - entry_s,
+            "native": bool(compiled.native)}
 
 
 def run_profile(quick: bool = False, models=("M1", "M2"), log=print) -> dict:
@@ -128,6 +158,13 @@ def profile_table(doc: dict) -> list[list[str]]:
         rows.append([model, "driver dispatch, validation, updates",
                      f"{p['dispatch_and_driver_s'] * 1e3:.2f} ms",
                      f"{100 * p['dispatch_and_driver_s'] / step:.0f}%", "-"])
+        e = p.get("entry_mode")
+        if e:
+            rows.append([model, "whole step (one entry, the default)",
+                         f"{e['step_s'] * 1e3:.2f} ms", "-", "-"])
+            rows.append([model, "  Python around the entry (checks, result arrays, state)",
+                         f"{e['python_s'] * 1e6:.0f} us",
+                         f"{100 * e['python_s'] / e['step_s']:.0f}% of it", "-"])
         for k in p["top"][:5]:
             rate = k["flops"] / k["seconds"] / 1e9 if k["seconds"] and k["flops"] else None
             rows.append([model, f"  k{k['kernel']} {k['kind']}: {k['ops'][:60]}",

@@ -44,3 +44,19 @@ def test_fast_path_and_checking_path_agree_on_inputs():
     with pytest.raises(SymgraphError, match="rank"):
         fn(np.ones(3, np.float32))
     np.testing.assert_allclose(w.value, np.full(3, 0.0625, np.float32))  # errors changed nothing
+
+
+def test_variables_in_any_memory_order_are_read_as_their_values():
+    """Native entries read each array's data pointer: a variable holding a Fortran-ordered
+    or strided array (set by the user) must be passed as a C copy, never as raw memory."""
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((4, 3)).astype(np.float32)
+    x = sg.placeholder(("n", 4), name="x")
+    w = sg.variable(np.asfortranarray(base), name="w")
+    b = sg.variable(np.zeros(3, np.float32), name="b")
+    fn = sg.function([x], sg.matmul(x, w) + b, backend="numba")
+    a = rng.standard_normal((5, 4)).astype(np.float32)
+    np.testing.assert_allclose(fn(a), a @ base, rtol=1e-5, atol=1e-6)
+    w.value = np.asfortranarray(2 * base)
+    b._assign(np.arange(6, dtype=np.float32)[::2])  # a strided state array
+    np.testing.assert_allclose(fn(a), a @ (2 * base) + np.arange(0, 6, 2), rtol=1e-5, atol=1e-6)

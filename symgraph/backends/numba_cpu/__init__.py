@@ -78,21 +78,29 @@ class CompiledProgram:
         if self.driver:
             self._setup_driver(gen)
         inputs = {n.id: i for i, n in enumerate(program.inputs)}
-        # Each entry argument: ("input", position) | ("variable", node) | ("constant", array).
-        self.arg_plan = []
+        # The entry's arguments: constants filled in once (`template`); per call, `fill` puts
+        # (position, kind, ref) in place: 0 an input (its position), 1 a variable (the node),
+        # 3 a fresh result array (its slot). Native entries read only each array's data
+        # pointer, so they take 2-D arrays as they are; Numba's signature wants flat ones.
+        self.template, self.fill = [], []
         computed = computed_results(program)
         slot = {b.id: i for i, b in enumerate(computed)}
+        self.result_shapes = []  # per slot: (shape, dtype, static shape or None)
         for b in arg_buffers:
             n = b.node
-            if b.id in slot:  # a result: allocated per call, (shape, dtype, static shape)
+            if b.id in slot:
                 static = tuple(b.shape) if all(isinstance(d, int) for d in b.shape) else None
-                self.arg_plan.append((3, (b.shape, np.dtype(b.dtype), static)))
+                self.result_shapes.append((b.shape, np.dtype(b.dtype), static))
+                self.fill.append((len(self.template), 3, len(self.result_shapes) - 1))
             elif b.kind == "input":
-                self.arg_plan.append((0, inputs[n.id]))
+                self.fill.append((len(self.template), 0, inputs[n.id]))
             elif b.kind == "variable":
-                self.arg_plan.append((1, n))
+                self.fill.append((len(self.template), 1, n))
             else:
-                self.arg_plan.append((2, np.ascontiguousarray(n.attr["value"].array).reshape(-1)))
+                self.template.append(np.ascontiguousarray(n.attr["value"].array).reshape(-1))
+                continue
+            self.template.append(None)
+        self.flatten = not (self.native and llvmjit.BY_OBJECT)
         self.result_plan = []
         for r in program.results:
             buf = program.buffer(r)
@@ -160,22 +168,18 @@ class CompiledProgram:
         return [self.entry.stats]
 
     def __call__(self, arrays: Sequence[np.ndarray], dims: dict) -> list:
-        args = []
-        outs = []
-        for kind, ref in self.arg_plan:
+        args = list(self.template)
+        outs = self._result_arrays(dims)
+        flatten = self.flatten
+        for pos, kind, ref in self.fill:
             if kind == 3:
-                a = self._result_array(len(outs), ref, dims)
-                outs.append(a)
-            elif kind == 0:
-                a = arrays[ref]
-                if not (a.flags.c_contiguous and a.flags.writeable):
-                    a = np.array(a, order="C")  # the compiled signature: writable C arrays
-            elif kind == 1:
-                a = ref._value
+                a = outs[ref]
             else:
-                args.append(ref)
-                continue
-            args.append(a if a.ndim == 1 else a.reshape(-1))
+                a = arrays[ref] if kind == 0 else ref._value
+                flags = a.flags
+                if not (flags.c_contiguous and flags.writeable):
+                    a = np.array(a, order="C")  # the compiled code reads writable C arrays
+            args[pos] = a.reshape(-1) if flatten and a.ndim != 1 else a
         for s in self.symbols:
             args.append(dims[s])
         self._call(args, arrays, dims)
@@ -202,6 +206,12 @@ class CompiledProgram:
             self._check_finite(results, arrays, dims)
         return results
 
+    def _result_arrays(self, dims) -> list:
+        """One array per result slot, in their shapes (see _result_array)."""
+        with self.pool_lock:  # two threads calling one function never pick the same array
+            return [self._result_array(i, plan, dims)
+                    for i, plan in enumerate(self.result_shapes)]
+
     def _result_array(self, slot: int, plan, dims) -> np.ndarray:
         """A fresh array for result `slot`, recycled from an earlier call when nobody else
         holds it any more.
@@ -215,22 +225,18 @@ class CompiledProgram:
         """
         shape, dtype, static = plan
         want = static if static is not None else resolve_shape(shape, dims)
-        pool = self.pool[slot]
-        self.pool_lock.acquire()  # two threads calling one function never pick the same array
-        try:
-            for i in range(len(pool)):
-                # references: the pool list and getrefcount's argument
-                if sys.getrefcount(pool[i]) <= 2 and pool[i].shape == want:
-                    a = pool.pop(i)
-                    pool.append(a)
-                    return a
-            a = np.empty(want, dtype)
-            pool.append(a)
-            if len(pool) > 2:  # the current state and its successor are all a step needs
-                del pool[0]
-            return a
-        finally:
-            self.pool_lock.release()
+        pool = self.pool[slot]  # the caller holds pool_lock
+        for i in range(len(pool)):
+            # references: the pool list and getrefcount's argument
+            if sys.getrefcount(pool[i]) <= 2 and pool[i].shape == want:
+                a = pool.pop(i)
+                pool.append(a)
+                return a
+        a = np.empty(want, dtype)
+        pool.append(a)
+        if len(pool) > 2:  # the current state and its successor are all a step needs
+            del pool[0]
+        return a
 
     def _setup_driver(self, gen) -> None:
         """Python driver: kernels as separate nogil njit calls, run on a thread pool."""
