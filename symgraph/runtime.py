@@ -8,6 +8,7 @@ variables: a failing call leaves all state as it was.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Sequence
 
@@ -80,6 +81,14 @@ def _backend(name: str):
     from symgraph.backends import get_backend
 
     return get_backend(name)
+
+
+def _shared(a: np.ndarray) -> bool:
+    """Whether `a` is a view of memory that something else may reach: its base (the owner of
+    its memory; NumPy points every view at the owner) is referenced by more than `a` and
+    getrefcount's argument. An array that owns its memory, or a view of a buffer nobody
+    else holds (an aligned array, backends/numba_cpu.aligned_empty), is not."""
+    return a.base is not None and sys.getrefcount(a.base) > 2
 
 
 class Function:
@@ -205,7 +214,7 @@ class Function:
                 continue
             if value is var._host:
                 continue
-            if (value.base is not None or not value.flags.writeable or id(value) in state
+            if (_shared(value) or not value.flags.writeable or id(value) in state
                     or value.dtype != dtype):  # never share an array between states
                 value = np.array(value, dtype=dtype)
             staged.append((var, value))
@@ -217,7 +226,7 @@ class Function:
         if staged:
             state = {id(v._host) for v in self._variables}
         # outputs are the caller's to mutate: never hand out state or a view into it
-        outs = [o.copy() if id(o) in state or o.base is not None or not o.flags.writeable
+        outs = [o.copy() if id(o) in state or _shared(o) or not o.flags.writeable
                 else o for o in outs]
         return self._restructure(outs)
 

@@ -60,3 +60,53 @@ def test_variables_in_any_memory_order_are_read_as_their_values():
     w.value = np.asfortranarray(2 * base)
     b._assign(np.arange(6, dtype=np.float32)[::2])  # a strided state array
     np.testing.assert_allclose(fn(a), a @ (2 * base) + np.arange(0, 6, 2), rtol=1e-5, atol=1e-6)
+
+
+def test_results_and_temporaries_are_aligned_and_reused_safely():
+    """Result arrays and the workspace of temporaries start on 64 bytes; a result whose view
+    the caller still holds is never recycled, and state is adopted without a copy."""
+    x = sg.placeholder(("n", 64), name="x")
+    w = sg.variable(np.ones((64, 64), np.float32), name="w")
+    h = sg.relu(sg.matmul(x, w))  # a temporary between two kernels
+    out = sg.exp(h - sg.max(h, axis=1, keepdims=True))
+    fn = sg.function([x], out, updates={w: w * 0.5}, backend="numba")
+    compiled = fn._run.compiled
+    a = np.random.default_rng(1).standard_normal((8, 64)).astype(np.float32)
+    first = fn(a)
+    held = first[2:]  # the caller keeps a view of the first result only
+    expected = held.copy()
+    del first
+    for _ in range(3):
+        got = fn(a)
+        assert got.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(held, expected)  # its memory was not reused
+    assert w._value.ctypes.data % 64 == 0
+    assert w._value.base is not None  # an aligned view, adopted as state without a copy
+    assert compiled.pool[1][-1] is w._value or any(p is w._value for p in compiled.pool[1])
+    temps = compiled.temp_shapes
+    assert temps, "the graph has temporaries"
+    (key, free), = compiled.workspaces.items()
+    assert key == (8,) and len(free) == 1  # one workspace, reused call after call
+    ws = free[0]
+    fn(a)
+    assert compiled.workspaces[(8,)][0] is ws
+    assert all(t.ctypes.data % 64 == 0 for t in ws)
+    for n in (3, 5, 7):  # workspaces are kept for the last two batch sizes only
+        fn(a[:n])
+    assert list(compiled.workspaces) == [(5,), (7,)]
+
+
+def test_a_failing_call_gives_its_workspace_back():
+    x = sg.placeholder(("n", 2), name="x")
+    idx = sg.placeholder((1,), "int64", name="idx")
+    b = sg.variable(np.zeros((3, 2), np.float32), name="b")
+    h = sg.exp(x) + sg.take(b, idx)  # take out of range raises inside the kernel
+    fn = sg.function([x, idx], sg.sum(h * sg.max(h)), backend="numba")
+    compiled = fn._run.compiled
+    a = np.ones((3, 2), np.float32)
+    assert np.isfinite(fn(a, np.array([1])))
+    assert compiled.temp_shapes
+    with pytest.raises(SymgraphError):
+        fn(a, np.array([7]))
+    assert [len(v) for v in compiled.workspaces.values()] == [1]
+    assert np.isfinite(fn(a, np.array([2])))

@@ -449,18 +449,18 @@ def generate(program: Program, single_entry: bool = True) -> Generated:
         kernel_args.append(list(w.args))
     # Results are parameters: the driver allocates them as plain N-d NumPy arrays, which the
     # runtime can adopt as new state without a copy (Numba-allocated arrays have a base).
+    # Temporaries are parameters too: the driver keeps them from call to call (its
+    # workspace), where allocating them inside `entry` made the C heap grow and shrink by
+    # their size every step, faulting every page in again.
     rets = computed_results(program)
+    temps = [b for b in program.buffers if b.kind in ("temp", "output") and b not in rets]
     args = [b for b in program.buffers if b.kind in ("input", "variable", "constant")
-            and b.node.id not in literals] + rets
+            and b.node.id not in literals] + rets + temps
     dim_names = list(symbols.values())
-    scalar = CpuScalarRenderer(symbols)
     flags = "fastmath=FASTMATH, error_model='numpy'" if single_entry else ""
     params = ", ".join([f"b{b.id}" for b in args] + dim_names)
     lines = [f"@njit(cache=True, nogil=True{', ' + flags if flags else ''})",
              f"def entry({params}):"]
-    for b in program.buffers:
-        if b.kind in ("temp", "output") and b not in rets:
-            lines.append(f"    b{b.id} = np.empty({scalar.size_expr(b.shape)}, np.{b.dtype})")
     lines.append("".join(calls).rstrip("\n"))
     lines.append("    return 0")
     parts.append("\n".join(lines) + "\n")
