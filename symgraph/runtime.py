@@ -88,7 +88,17 @@ def _shared(a: np.ndarray) -> bool:
     its memory; NumPy points every view at the owner) is referenced by more than `a` and
     getrefcount's argument. An array that owns its memory, or a view of a buffer nobody
     else holds (an aligned array, backends/numba_cpu.aligned_empty), is not."""
-    return a.base is not None and sys.getrefcount(a.base) > 2
+    return a.base is not None and sys.getrefcount(a.base) > _SOLE_BASE
+
+
+def _sole_base_count() -> int:
+    """What getrefcount says of a buffer only one view holds, asked as _shared asks (2 on
+    CPython <= 3.13; measured, not assumed, since 3.14 borrows some references)."""
+    view = np.empty(2)[1:]
+    return sys.getrefcount(view.base)
+
+
+_SOLE_BASE = _sole_base_count()
 
 
 class Function:

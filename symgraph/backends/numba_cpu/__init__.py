@@ -73,6 +73,17 @@ def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
     return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
 
 
+def _sole_counts() -> tuple:
+    """What getrefcount says, asked as _result_array asks, of an array only a list holds and
+    of a buffer only that array views (2 and 2 on CPython <= 3.13; measured, not assumed,
+    since 3.14 borrows some references)."""
+    pool = [aligned_empty(1, np.float32)]
+    return sys.getrefcount(pool[0]), sys.getrefcount(pool[0].base)
+
+
+_SOLE = _sole_counts()
+
+
 class CompiledProgram:
     """The driver around one generated module: binds arguments, calls `entry`, shapes results."""
 
@@ -271,9 +282,8 @@ class CompiledProgram:
         want = static if static is not None else resolve_shape(shape, dims)
         pool = self.pool[slot]  # the caller holds pool_lock
         for i in range(len(pool)):
-            # references: the pool list (the array, its buffer) and getrefcount's argument;
-            # a view someone took of the array holds the buffer
-            if (sys.getrefcount(pool[i]) <= 2 and sys.getrefcount(pool[i].base) <= 2
+            # held by the pool list alone (a view someone took of it would hold its buffer)
+            if (sys.getrefcount(pool[i]) <= _SOLE[0] and sys.getrefcount(pool[i].base) <= _SOLE[1]
                     and pool[i].shape == want):
                 a = pool.pop(i)
                 pool.append(a)
