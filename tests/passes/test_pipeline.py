@@ -76,7 +76,9 @@ def _unary_ops():
         "neg": lambda a: -a, "tanh": sg.tanh, "sigmoid": sg.sigmoid, "abs": sg.abs,
         "exp_tanh": lambda a: sg.exp(sg.tanh(a)), "log_sigmoid": lambda a: sg.log(sg.sigmoid(a)),
         "log1p_naive": lambda a: sg.log(1.0 + sg.sigmoid(a)),
-        "log1m_sigmoid": lambda a: sg.log(1.0 - sg.sigmoid(a)),
+        # |x| <= 8: beyond it the naive 1 - sigmoid(x) cancels (x = 26.6 lost 5 digits at O0,
+        # which the stabilized O2 form does not), and O0 is this test's reference
+        "log1m_sigmoid": lambda a: sg.log(1.0 - sg.sigmoid(sg.tanh(a) * 8.0)),
         "expm1_naive": lambda a: sg.exp(sg.tanh(a)) - 1.0, "neg_neg": lambda a: sg.negative(-a),
         "mul_one": lambda a: a * 1.0, "add_zero": lambda a: 0.0 + a,
         "mul_minus_one": lambda a: a * -1.0, "div_two": lambda a: a / 2.0,
