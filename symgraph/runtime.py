@@ -132,7 +132,7 @@ class Function:
         self._run = _backend(backend).compile(self.inputs, optimized, check_nan=check_nan,
                                               **parallel)
         if getattr(self._run, "program", None) is not None:  # lowered: kernels, FLOPs, ...
-            from symgraph.lower import fill_report
+            from symgraph.program import fill_report
 
             fill_report(self.report, self._run.program)
         self.compile_seconds = time.perf_counter() - start

@@ -273,7 +273,7 @@ def program_costs(program, dims: Mapping[str, int] | None = None,
     Unbound symbolic dims count as 1 (lower.py's convention), so pass the call-time binding
     (e.g. {"batch": 128}) for realistic estimates.
     """
-    from symgraph.lower import kernel_flops  # lazy: lower.py imports this module lazily too
+    from symgraph.program import kernel_flops  # lazy: program.py imports this module lazily too
 
     flops, moved = {}, {}
     for k in program.kernels:

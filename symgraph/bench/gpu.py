@@ -25,7 +25,7 @@ import symgraph as sg
 from symgraph.backends.cuda import load_cuda, require_gpu, simulating
 from symgraph.bench.workloads import build_m1, build_m2, make_batch, matmul_flops
 from symgraph.errors import SymgraphError
-from symgraph.lower import kernel_flops
+from symgraph.program import kernel_flops
 
 FP32_LANES_PER_SM = {(7, 0): 64, (8, 0): 64, (8, 6): 128, (8, 9): 128, (9, 0): 128,
                      (10, 0): 128, (12, 0): 128}

@@ -46,7 +46,7 @@ def _buffer_bytes(program, kernel, dims) -> int:
 def profile_step(model: str = "M1", sizes=None, batch: int = W.BATCH, steps: int = 20,
                  warmup: int = 3, top: int = 12) -> dict:
     """Per-kernel time of one model's Numba training step (seconds per step)."""
-    from symgraph.lower import kernel_flops
+    from symgraph.program import kernel_flops
 
     build = W.build_m1 if model == "M1" else W.build_m2
     sizes = tuple(sizes or (W.M1_SIZES if model == "M1" else W.M2_SIZES))
