@@ -9,24 +9,25 @@ from symgraph.lower import lower
 from symgraph.program import Buffer, kernel_flops
 
 
-def softmax_ce_forward_backward():
+def mlp_step():
+    """A two-layer MLP's squared-error loss and its weight gradients."""
     x = sg.placeholder(("batch", 8), name="x")
-    y = sg.placeholder(("batch",), dtype="int32", name="y")
-    W = sg.variable(np.zeros((8, 4), np.float32), name="W")
-    b = sg.variable(np.zeros(4, np.float32), name="b")
-    loss = sg.mean(sg.sparse_softmax_cross_entropy(x @ W + b, y))
-    return [x, y], [loss] + sg.grad(loss, [W, b])
+    t = sg.placeholder(("batch", 4), name="t")
+    w1 = sg.variable(np.ones((8, 16), np.float32), name="w1")
+    w2 = sg.variable(np.ones((16, 4), np.float32), name="w2")
+    loss = sg.mean(sg.square(sg.relu(x @ w1) @ w2 - t))
+    return [x, t], [loss] + sg.grad(loss, [w1, w2])
 
 
 def test_dump_and_stats():
-    inputs, outputs = softmax_ce_forward_backward()
-    program = lower(inputs, outputs)
+    program = lower(*mlp_step())
     text = program.dump()
     assert text.count("\nk") + text.startswith("k") == len(program.kernels)
     assert "matmul" in text and text.splitlines()[-1].startswith("return")
     stats = program.stats({"batch": 128})
-    assert stats["kernels"] == 8 and stats["buffers"] == len(program.buffers)
-    assert stats["flops"] >= 2 * 2 * 128 * 8 * 4  # the two GEMMs alone
+    assert stats["kernels"] == len(program.kernels) and stats["buffers"] == len(program.buffers)
+    forward = 2 * 128 * 8 * 16 + 2 * 128 * 16 * 4
+    assert stats["flops"] >= 2 * forward  # the forward GEMMs and the two weight gradients
     assert stats["bytes_moved"] > 128 * 8 * 4
 
 
