@@ -110,3 +110,20 @@ def test_a_failing_call_gives_its_workspace_back():
         fn(a, np.array([7]))
     assert [len(v) for v in compiled.workspaces.values()] == [1]
     assert np.isfinite(fn(a, np.array([2])))
+
+
+def test_workspace_evicted_during_a_call_is_dropped_not_an_error():
+    """Calls in other threads with other batch sizes may evict a running call's dims."""
+    x = sg.placeholder(("n", 4), name="x")
+    h = sg.exp(x)
+    fn = sg.function([x], sg.sum(h * sg.sum(h)), backend="numba")
+    compiled = fn._run.compiled
+    inner = compiled._call
+
+    def evicting(*args):
+        compiled.workspaces.clear()  # what three other batch sizes meanwhile would do
+        return inner(*args)
+    compiled._call = evicting
+    a = np.ones((2, 4), np.float32)
+    assert fn(a) == pytest.approx(float(np.sum(np.exp(a)) ** 2))
+    assert compiled.workspaces == {}

@@ -218,8 +218,10 @@ class CompiledProgram:
         try:
             self._call(args, arrays, dims)
         finally:
-            with self.pool_lock:
-                self.workspaces[key].append(temps)
+            with self.pool_lock:  # calls in other threads may have evicted these dims meanwhile
+                free = self.workspaces.get(key)
+                if free is not None:
+                    free.append(temps)
         results = []
         returned: set[int] = set()
         for kind, ref, shape in self.result_plan:
