@@ -8,12 +8,12 @@ variables: a failing call leaves all state as it was.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from typing import Sequence
 
 import numpy as np
 
+from symgraph.arrays import shared
 from symgraph.errors import SymgraphError, describe_trace
 from symgraph.graph import Node, Variable, dump, topo_order
 from symgraph.tensor import as_node, cast
@@ -81,24 +81,6 @@ def _backend(name: str):
     from symgraph.backends import get_backend
 
     return get_backend(name)
-
-
-def _shared(a: np.ndarray) -> bool:
-    """Whether `a` is a view of memory that something else may reach: its base (the owner of
-    its memory; NumPy points every view at the owner) is referenced by more than `a` and
-    getrefcount's argument. An array that owns its memory, or a view of a buffer nobody
-    else holds (an aligned array, backends/numba_cpu.aligned_empty), is not."""
-    return a.base is not None and sys.getrefcount(a.base) > _SOLE_BASE
-
-
-def _sole_base_count() -> int:
-    """What getrefcount says of a buffer only one view holds, asked as _shared asks (2 on
-    CPython <= 3.13; measured, not assumed, since 3.14 borrows some references)."""
-    view = np.empty(2)[1:]
-    return sys.getrefcount(view.base)
-
-
-_SOLE_BASE = _sole_base_count()
 
 
 class Function:
@@ -224,7 +206,7 @@ class Function:
                 continue
             if value is var._host:
                 continue
-            if (_shared(value) or not value.flags.writeable or id(value) in state
+            if (shared(value) or not value.flags.writeable or id(value) in state
                     or value.dtype != dtype):  # never share an array between states
                 value = np.array(value, dtype=dtype)
             staged.append((var, value))
@@ -236,7 +218,7 @@ class Function:
         if staged:
             state = {id(v._host) for v in self._variables}
         # outputs are the caller's to mutate: never hand out state or a view into it
-        outs = [o.copy() if id(o) in state or _shared(o) or not o.flags.writeable
+        outs = [o.copy() if id(o) in state or shared(o) or not o.flags.writeable
                 else o for o in outs]
         return self._restructure(outs)
 

@@ -27,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
+from symgraph.arrays import LIST_ONLY, aligned_empty, shared
 from symgraph.backends.numba_cpu import (
     blas,
     llvmjit,
@@ -58,30 +59,6 @@ _prepare_numba()
 def _debug(message: str) -> None:
     if os.environ.get("SYMGRAPH_DEBUG"):
         print(f"[symgraph numba] {message}", file=sys.stderr)
-
-
-def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
-    """An uninitialized C array starting on an `align`-byte boundary (NumPy's own start on 16
-    bytes): a view of a private byte buffer that nothing else references, which the runtime
-    therefore adopts as state without a copy (runtime._shared). 64 bytes: a cache line and
-    one AVX-512 vector, so vector loads never straddle two lines; measured on M1 (whole
-    step, perf stat task-clock): 16-byte aligned temporaries and state cost ~4%."""
-    dtype = np.dtype(dtype)
-    n = int(np.prod(shape, dtype=np.int64))
-    raw = np.empty(n * dtype.itemsize + align, np.uint8)
-    start = -raw.ctypes.data % align
-    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
-
-
-def _sole_counts() -> tuple:
-    """What getrefcount says, asked as _result_array asks, of an array only a list holds and
-    of a buffer only that array views (2 and 2 on CPython <= 3.13; measured, not assumed,
-    since 3.14 borrows some references)."""
-    pool = [aligned_empty(1, np.float32)]
-    return sys.getrefcount(pool[0]), sys.getrefcount(pool[0].base)
-
-
-_SOLE = _sole_counts()
 
 
 class CompiledProgram:
@@ -285,7 +262,7 @@ class CompiledProgram:
         pool = self.pool[slot]  # the caller holds pool_lock
         for i in range(len(pool)):
             # held by the pool list alone (a view someone took of it would hold its buffer)
-            if (sys.getrefcount(pool[i]) <= _SOLE[0] and sys.getrefcount(pool[i].base) <= _SOLE[1]
+            if (sys.getrefcount(pool[i]) <= LIST_ONLY and not shared(pool[i])
                     and pool[i].shape == want):
                 a = pool.pop(i)
                 pool.append(a)
