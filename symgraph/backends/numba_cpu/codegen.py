@@ -174,6 +174,17 @@ class KernelWriter(MatmulWriter):
                 self.emit(depth, f"v{self.num[n.id]} = {self.value(src, ['0'] * src.ndim, depth)}")
                 self.local.add(n.id)
 
+    def invariant_results(self, depth: int) -> list:
+        """Fill the buffer of each invariant result this kernel writes (lowering makes the first
+        kernel computing one its writer: a step counter's update); returns those nodes."""
+        invs = {n.id for n in self.k.invariants}
+        written = [w for w in self.k.writes if w.id in invs or w not in self.k.nodes]
+        for w in written:
+            if w.id not in self.local:
+                self.compute(w, ["0"] * w.ndim, depth, "0")
+            self.emit(depth, f"{self.buf(w)}[:] = v{self.num[w.id]}")
+        return written
+
     def store(self, node, flat: str, depth: int) -> None:
         if node.id in {w.id for w in self.k.writes}:
             self.emit(depth, f"{self.buf(node)}[{flat}] = v{self.num[node.id]}")
@@ -202,12 +213,7 @@ class KernelWriter(MatmulWriter):
         k = self.k
         self.invariants(1)
         self.random_keys(k.nodes, 1)
-        inv_writes = [w for w in k.writes if w.id in {n.id for n in k.invariants} or
-                      (w not in k.nodes)]
-        for w in inv_writes:  # an invariant result: fill its buffer once
-            if w.id not in self.local:
-                self.compute(w, ["0"] * w.ndim, 1, "0")
-            self.emit(1, f"{self.buf(w)}[:] = v{self.num[w.id]}")
+        inv_writes = self.invariant_results(1)
         members = [n for n in k.nodes if n not in inv_writes]
         if not members:
             return
@@ -224,6 +230,7 @@ class KernelWriter(MatmulWriter):
         axes = set(root.attr["axes"])
         keep = root.attr["keepdims"]
         self.invariants(1)
+        self.invariant_results(1)
         inv_locals = set(self.local)
         self.random_keys(k.nodes, 1)
         self.pre_loop_loads = set(self.loads)

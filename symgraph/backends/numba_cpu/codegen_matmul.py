@@ -100,6 +100,7 @@ class MatmulWriter:
     def epilogue_start(self, out: str) -> None:
         self.loads = {}
         self.invariants(1)
+        self.invariant_results(1)
         self.random_keys(self.k.epilogue, 1)
 
     def epilogue_body(self, root, out: str, idx: list, depth: int) -> None:
