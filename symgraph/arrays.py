@@ -27,6 +27,15 @@ def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
     return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
 
 
+def aligned_copy(a, dtype=None) -> np.ndarray:
+    """A 64-byte aligned C copy of `a` (a variable's first value: updates written in place
+    keep it as the state's memory from then on)."""
+    a = np.asarray(a, dtype=dtype)
+    out = aligned_empty(a.shape, a.dtype)
+    out[...] = a
+    return out
+
+
 def _baselines() -> tuple:
     """getrefcount of an array only a list holds, asked as `pool[i]`, and of a buffer only
     that array views, asked as `a.base` (2 and 2 on CPython <= 3.13)."""
@@ -34,7 +43,32 @@ def _baselines() -> tuple:
     return sys.getrefcount(pool[0]), sys.getrefcount(pool[0].base)
 
 
+class _Holder:
+    __slots__ = ("value",)
+
+
+def _refs_as_seen_by_a_check(a: np.ndarray) -> int:
+    return sys.getrefcount(a)  # called like held_only_by_attribute's own getrefcount
+
+
+def _attribute_baseline() -> int:
+    """What `held_only_by_attribute` counts for an array that one slot attribute holds and its
+    caller has in a local (4 on CPython <= 3.13)."""
+    holder = _Holder()
+    holder.value = aligned_empty(1, np.float32)
+    a = holder.value
+    return _refs_as_seen_by_a_check(a)
+
+
 LIST_ONLY, BASE_ONLY = _baselines()
+ATTRIBUTE_ONLY = _attribute_baseline()
+
+
+def held_only_by_attribute(a: np.ndarray, extra: int = 0) -> bool:
+    """Whether nothing but one object's attribute (a Variable's value), the caller's local
+    `a` and `extra` known references (a pool list) hold `a`: then no one else can see its
+    memory change (views hold their base: `shared` asks about those)."""
+    return sys.getrefcount(a) <= ATTRIBUTE_ONLY + extra
 
 
 def shared(a: np.ndarray) -> bool:

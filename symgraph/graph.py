@@ -14,6 +14,7 @@ from typing import Iterable, Sequence, Union
 
 import numpy as np
 
+from symgraph.arrays import aligned_copy
 from symgraph.errors import SymgraphError, describe_trace, user_frame
 
 Dim = Union[int, str]
@@ -168,7 +169,7 @@ class Variable(Node):
                  trace: str | None = None):
         ttype = TensorType(canonical_dtype(value.dtype), tuple(int(d) for d in value.shape))
         super().__init__("variable", (), {}, ttype, name=name, trace=trace)
-        object.__setattr__(self, "_host", np.array(value, copy=True))
+        object.__setattr__(self, "_host", aligned_copy(value))
         object.__setattr__(self, "_pending", None)
         object.__setattr__(self, "trainable", trainable)
         object.__setattr__(self, "default_update", None)
@@ -191,7 +192,7 @@ class Variable(Node):
                                 f"{new.shape}; expected {tuple(self.shape)}")
         if not np.can_cast(new.dtype, self.dtype, casting="same_kind"):
             raise SymgraphError(f"cannot set {self.describe()} to dtype {new.dtype}")
-        self._assign(np.array(new, dtype=self.dtype, copy=True))
+        self._assign(aligned_copy(new, self.dtype))
 
     def set_trainable(self, trainable: bool) -> None:
         object.__setattr__(self, "trainable", bool(trainable))

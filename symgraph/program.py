@@ -80,11 +80,22 @@ class Program:
     deps: dict
     buffer_of: dict = field(default_factory=dict)  # node id -> buffer id
     aliases: dict = field(default_factory=dict)  # result reshape id -> source node (same data)
+    inplace: dict = field(default_factory=dict)  # result buffer id -> variable (inplace.py)
 
     def buffer(self, node: Node) -> Buffer:
         """The buffer holding `node` (a reshape result shares its source's buffer)."""
         node = self.aliases.get(node.id, node)
         return self.buffers[self.buffer_of[node.id]]
+
+    def storage(self, node: Node) -> Buffer:
+        """The buffer whose memory holds `node`: its own, or for an update written over its
+        variable (`inplace`, symgraph/inplace.py) the variable's buffer when the program reads
+        the variable (else its own, which the backend points at the variable's array)."""
+        buf = self.buffer(node)
+        var = self.inplace.get(buf.id)
+        if var is not None and var.id in self.buffer_of:
+            return self.buffers[self.buffer_of[var.id]]
+        return buf
 
     def dump(self) -> str:
         """Compact text: one buffer, then one kernel, per line."""

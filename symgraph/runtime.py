@@ -110,9 +110,11 @@ class Function:
 
         optimized, self.report = run_passes(results, level=optimize)
         self.graph = optimized
-        parallel = {"workers": workers} if workers != 1 else {}  # kernel DAG on k threads
-        self._run = _backend(backend).compile(self.inputs, optimized, check_nan=check_nan,
-                                              **parallel)
+        options = {"workers": workers} if workers != 1 else {}  # kernel DAG on k threads
+        target = _backend(backend)
+        if getattr(target, "writes_in_place", False) and self.update_vars:
+            options["updates"] = self.update_vars  # the last results are their new values
+        self._run = target.compile(self.inputs, optimized, check_nan=check_nan, **options)
         if getattr(self._run, "program", None) is not None:  # lowered: kernels, FLOPs, ...
             from symgraph.program import fill_report
 
@@ -204,7 +206,7 @@ class Function:
             if type(value) is not np.ndarray and hasattr(value, "to_host"):
                 staged.append((var, value))  # device-resident (CUDA): stays there until read
                 continue
-            if value is var._host:
+            if value is var._host:  # written in place (the backend proved it safe)
                 continue
             if (shared(value) or not value.flags.writeable or id(value) in state
                     or value.dtype != dtype):  # never share an array between states

@@ -62,9 +62,10 @@ def test_variables_in_any_memory_order_are_read_as_their_values():
     np.testing.assert_allclose(fn(a), a @ (2 * base) + np.arange(0, 6, 2), rtol=1e-5, atol=1e-6)
 
 
-def test_results_and_temporaries_are_aligned_and_reused_safely():
+def test_results_and_temporaries_are_aligned_and_reused_safely(monkeypatch):
     """Result arrays and the workspace of temporaries start on 64 bytes; a result whose view
     the caller still holds is never recycled, and state is adopted without a copy."""
+    monkeypatch.setenv("SYMGRAPH_INPLACE", "0")  # the result pool (in place: test_inplace.py)
     x = sg.placeholder(("n", 64), name="x")
     w = sg.variable(np.ones((64, 64), np.float32), name="w")
     h = sg.relu(sg.matmul(x, w))  # a temporary between two kernels

@@ -249,7 +249,8 @@ def test_strided_and_readonly_inputs_reuse_the_compiled_signature():
     assert compiles_during(f, run) == 0
 
 
-def test_result_arrays_are_recycled_only_when_nobody_holds_them():
+def test_result_arrays_are_recycled_only_when_nobody_holds_them(monkeypatch):
+    monkeypatch.setenv("SYMGRAPH_INPLACE", "0")  # the result pool (in place: test_inplace.py)
     x = sg.placeholder((3,), "float32", name="x")
     w = sg.variable(np.ones(3, np.float32), name="w")
     f = sg.function([x], w * x, updates=[(w, w + x)], backend="numba")

@@ -27,7 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
-from symgraph.arrays import LIST_ONLY, aligned_empty, shared
+from symgraph import inplace
+from symgraph.arrays import LIST_ONLY, aligned_empty, held_only_by_attribute, shared
 from symgraph.backends.numba_cpu import (
     blas,
     llvmjit,
@@ -85,16 +86,27 @@ class CompiledProgram:
         # Native entries read only each array's data pointer, so they take 2-D arrays as they
         # are; Numba's signature wants flat ones.
         self.template, self.fill = [], []
-        computed = computed_results(program)
-        slot = {b.id: i for i, b in enumerate(computed)}
-        self.result_shapes = []  # per slot: (shape, dtype, static shape or None)
+        # Result slots: one per computed result buffer, then one per variable whose buffer an
+        # update overwrites (inplace.py). An in-place slot gets the variable's own array when
+        # nobody else holds it (see _result_arrays), else a fresh one (holding a copy of the
+        # variable where the program reads it from that same buffer).
+        slots = computed_results(program)
+        slots += [b for b in program.buffers if b.kind == "variable"
+                  and any(v is b.node for v in program.inplace.values())]
+        slot = {b.id: i for i, b in enumerate(slots)}
+        self.result_shapes = [(b.shape, np.dtype(b.dtype), tuple(b.shape)
+                               if all(isinstance(d, int) for d in b.shape) else None)
+                              for b in slots]  # per slot: (shape, dtype, static shape or None)
+        self.inplace = []  # (slot, variable, whether a fresh array needs the variable's value)
+        for bid, var in program.inplace.items():
+            read = var.id in program.buffer_of
+            self.inplace.append((slot[program.buffer_of[var.id] if read else bid], var, read))
+        self.inplace_busy = False  # one call at a time writes state in place
         self.temp_shapes = []  # per temporary: (shape, dtype)
         for b in arg_buffers:
             n = b.node
             if b.id in slot:
-                static = tuple(b.shape) if all(isinstance(d, int) for d in b.shape) else None
-                self.result_shapes.append((b.shape, np.dtype(b.dtype), static))
-                self.fill.append((len(self.template), 3, len(self.result_shapes) - 1))
+                self.fill.append((len(self.template), 3, slot[b.id]))
             elif b.kind in ("temp", "output"):
                 self.temp_shapes.append((b.shape, np.dtype(b.dtype)))
                 self.fill.append((len(self.template), 4, len(self.temp_shapes) - 1))
@@ -109,15 +121,15 @@ class CompiledProgram:
         self.flatten = not (self.native and llvmjit.BY_OBJECT)
         self.result_plan = []
         for r in program.results:
-            buf = program.buffer(r)
-            if buf.node.is_leaf():
+            buf = program.storage(r)
+            if buf.id in slot:
+                self.result_plan.append((3, slot[buf.id], tuple(r.shape)))
+            else:
                 src = buf.node
                 kind = 0 if src.op == "placeholder" else 1 if src.op == "variable" else 2
                 ref = inputs.get(src.id) if kind == 0 else src
                 self.result_plan.append((kind, ref, tuple(r.shape)))
-            else:
-                self.result_plan.append((3, slot[buf.id], tuple(r.shape)))
-        self.pool: list[list[np.ndarray]] = [[] for _ in computed]  # see _result_array
+        self.pool: list[list[np.ndarray]] = [[] for _ in slots]  # see _result_array
         self.pool_lock = threading.Lock()
         self.workspaces: dict = {}  # dims -> free workspaces (see _workspace)
         if not self.native:
@@ -176,7 +188,7 @@ class CompiledProgram:
 
     def __call__(self, arrays: Sequence[np.ndarray], dims: dict) -> list:
         args = list(self.template)
-        outs = self._result_arrays(dims)
+        outs, in_place = self._result_arrays(dims)
         key, temps = self._workspace(dims)
         flatten = self.flatten
         for pos, kind, ref in self.fill:
@@ -199,6 +211,8 @@ class CompiledProgram:
                 free = self.workspaces.get(key)
                 if free is not None:
                     free.append(temps)
+                if in_place:
+                    self.inplace_busy = False
         results = []
         returned: set[int] = set()
         for kind, ref, shape in self.result_plan:
@@ -222,11 +236,42 @@ class CompiledProgram:
             self._check_finite(results, arrays, dims)
         return results
 
-    def _result_arrays(self, dims) -> list:
-        """One array per result slot, in their shapes (see _result_array)."""
+    def _result_arrays(self, dims) -> tuple[list, bool]:
+        """(one array per result slot, in their shapes; whether any is a variable's own array).
+
+        An in-place slot (inplace.py) gets its variable's array when nothing but the variable
+        holds it (a user's reference, a view, an undo list keep it out of reach) and no other
+        call of this function is writing state in place right now; else a fresh array, which
+        gets a copy of the variable where the program reads the variable from it. Every other
+        slot gets a fresh array (see _result_array)."""
         with self.pool_lock:  # two threads calling one function never pick the same array
-            return [self._result_array(i, plan, dims)
+            own = {}
+            if self.inplace and not self.inplace_busy:
+                own = self._variable_arrays(dims)
+                self.inplace_busy = bool(own)
+            outs = [own[i] if i in own else self._result_array(i, plan, dims)
                     for i, plan in enumerate(self.result_shapes)]
+        for i, var, copy in self.inplace:
+            if copy and i not in own:
+                np.copyto(outs[i], var._value)
+        return outs, bool(own)
+
+    def _variable_arrays(self, dims) -> dict:
+        """Slot -> the array of the variable it updates, for the slots whose array may be
+        written over in this call."""
+        own = {}
+        for i, var, _ in self.inplace:
+            a = var._host
+            if type(a) is not np.ndarray:
+                continue
+            _, dtype, static = self.result_shapes[i]
+            want = static if static is not None else resolve_shape(self.result_shapes[i][0], dims)
+            # the pool may still hold it from a call that did not write in place
+            pooled = any(p is a for p in self.pool[i])
+            if (held_only_by_attribute(a, extra=pooled) and not shared(a) and a.dtype == dtype
+                    and a.shape == want and a.flags.c_contiguous and a.flags.writeable):
+                own[i] = a  # (asked before a.flags: the flags object holds the array)
+        return own
 
     def _workspace(self, dims) -> tuple:
         """(dims key, the temporaries' arrays) for one call: a free workspace for these dims,
@@ -370,14 +415,22 @@ class NumbaBackend:
     """Backend protocol: `compile(inputs, results, check_nan) -> run(arrays, dims) -> arrays`."""
 
     name = "numba"
+    writes_in_place = True  # compile takes `updates` (the runtime passes them)
 
     def compile(self, inputs: Sequence[Node], results: Sequence[Node], check_nan: bool = False,
-                workers: int = 1):
+                workers: int = 1, updates: Sequence[Node] = ()):
         """Lower, generate, import. workers=1: the whole program is one njit call; workers=k:
-        one nogil njit function per kernel, independent ones run on k threads."""
+        one nogil njit function per kernel, independent ones run on k threads. `updates`: the
+        variables whose new values are the last results; those inplace.py proves safe are
+        written over the variable's array (not with `check_nan`, whose re-run needs the old
+        state; `SYMGRAPH_INPLACE=0` turns it off)."""
         start = time.perf_counter()
         program = lower(inputs, results)
         _check_supported(program)
+        if updates and not check_nan and os.environ.get("SYMGRAPH_INPLACE", "1") != "0":
+            program = inplace.plan_inplace(program, updates)
+            for line in inplace.describe(program):
+                _debug(f"in place: {line}")
         driver = workers > 1 or os.environ.get("SYMGRAPH_NUMBA_DRIVER") == "1"
         gen = generate(program, single_entry=not driver)
         compiled = None

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from symgraph import inplace
 from symgraph.backends.numba_cpu import vecmath
 from symgraph.backends.numba_cpu.blas import GEMM_IMPORT
 from symgraph.backends.numba_cpu.codegen_matmul import MatmulWriter, _name
@@ -96,7 +97,7 @@ class KernelWriter(MatmulWriter):
 
     # --- names ---
     def buf(self, node) -> str:
-        return f"b{self.p.buffer(node).id}"
+        return f"b{self.p.storage(node).id}"  # an in-place update: its variable's buffer
 
     def emit(self, depth: int, text: str) -> None:
         self.lines.append("    " * depth + text)
@@ -405,7 +406,7 @@ def computed_results(program: Program) -> list:
     """Buffers of the results the entry function returns (leaves come from the driver)."""
     out = []
     for r in program.results:
-        buf = program.buffer(r)
+        buf = program.storage(r)  # an update over its variable's buffer: that parameter
         if not buf.node.is_leaf() and buf not in out:
             out.append(buf)
     return out
@@ -460,7 +461,8 @@ def generate(program: Program, single_entry: bool = True) -> Generated:
     # workspace), where allocating them inside `entry` made the C heap grow and shrink by
     # their size every step, faulting every page in again.
     rets = computed_results(program)
-    temps = [b for b in program.buffers if b.kind in ("temp", "output") and b not in rets]
+    temps = [b for b in program.buffers if b.kind in ("temp", "output") and b not in rets
+             and program.storage(b.node) is b]
     args = [b for b in program.buffers if b.kind in ("input", "variable", "constant")
             and b.node.id not in literals] + rets + temps
     dim_names = list(symbols.values())
@@ -468,6 +470,8 @@ def generate(program: Program, single_entry: bool = True) -> Generated:
     params = ", ".join([f"b{b.id}" for b in args] + dim_names)
     lines = [f"@njit(cache=True, nogil=True{', ' + flags if flags else ''})",
              f"def entry({params}):"]
+    # Updates written over their variable (inplace.py): part of the source, so of its hash
+    lines += [f"    # in place: {text}" for text in inplace.describe(program)]
     lines.append("".join(calls).rstrip("\n"))
     lines.append("    return 0")
     parts.append("\n".join(lines) + "\n")

@@ -30,8 +30,11 @@ class MatmulWriter:
         batch = tuple(root.shape[:-2])
         # The product goes straight into an epilogue output of its shape and dtype (each
         # element is read, then overwritten at the same index), else into a scratch array.
+        # Never a buffer written over its variable (inplace.py): the GEMM would overwrite the
+        # variable before the epilogue read it.
         target = [w for w in k.writes if w in k.epilogue and w.dtype == root.dtype
-                  and tuple(w.shape) == tuple(root.shape)]
+                  and tuple(w.shape) == tuple(root.shape)
+                  and self.p.buffer(w).id not in self.p.inplace]
         if root.id in self.p.buffer_of:
             out = self.buf(root)
         elif target:

@@ -1,0 +1,173 @@
+"""symgraph/inplace.py: which updates are written over their variable, and the Numba backend
+doing it without anyone seeing the difference (values, failing calls, held arrays)."""
+
+import weakref
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+from symgraph.bench.workloads import build_m1, make_batch
+from symgraph.errors import SymgraphError
+from symgraph.inplace import ancestors, plan_inplace
+from symgraph.lower import lower
+
+
+def _plan(inputs, outputs, updates):
+    """The lowered program of outputs + updates, planned: {variable name: result buffer}."""
+    program = lower(inputs, list(outputs) + [e for _, e in updates])
+    planned = plan_inplace(program, [v for v, _ in updates])
+    return planned, {var.name: bid for bid, var in planned.inplace.items()}
+
+
+def _sgd_step():
+    x = sg.placeholder(("n", 6), name="x")
+    y = sg.placeholder(("n",), "int32", name="y")
+    w = sg.variable(np.full((6, 3), 0.1, np.float32), name="w")
+    m = sg.variable(np.zeros((6, 3), np.float32), name="m")
+    loss = sg.mean(sg.sparse_softmax_cross_entropy(sg.relu(x @ w), y))
+    (g,) = sg.grad(loss, [w])
+    new_m = m * 0.9 - g * 0.1
+    return [x, y], loss, [(m, new_m), (w, w + new_m)]
+
+
+def test_a_momentum_step_writes_weights_and_slots_in_place_with_the_product_elsewhere():
+    inputs, loss, updates = _sgd_step()
+    program, planned = _plan(inputs, [loss], updates)
+    assert set(planned) == {"w", "m"}
+    (gemm,) = [k for k in program.kernels if k.kind == "matmul"
+               and any(program.buffer(n).id in program.inplace for n in k.writes)]
+    # the weight gradient's product goes to a scratch buffer, not over m or w
+    assert program.buffer(gemm.root).kind == "temp"
+    assert program.buffer(gemm.root).id not in program.inplace
+
+
+def test_every_reader_runs_before_the_writer_and_ids_stay_positions():
+    inputs, loss, updates = _sgd_step()
+    program, planned = _plan(inputs, [loss], updates)
+    assert [k.id for k in program.kernels] == list(range(len(program.kernels)))
+    anc = ancestors(program)
+    for bid, var in program.inplace.items():
+        (writer,) = [k for k in program.kernels if any(program.buffer_of.get(n.id) == bid
+                                                        for n in k.writes)]
+        for k in program.kernels:
+            if k is not writer and any(r is var for r in k.reads):
+                assert k.id in anc[writer.id], (str(k), str(writer))
+    for k in program.kernels:  # still a topological order
+        assert all(d < k.id for d in program.deps[k.id])
+
+
+def test_unsafe_updates_stay_out_of_place():
+    x = sg.placeholder((4, 4), name="x")
+    a = sg.variable(np.eye(4, dtype=np.float32), name="a")  # read through a transpose
+    b = sg.variable(np.eye(4, dtype=np.float32), name="b")  # a matmul operand
+    c = sg.variable(np.ones(4, np.float32), name="c")  # also returned as an output
+    d = sg.variable(np.ones((4, 4), np.float32), name="d")  # its new value is also an output
+    e = sg.variable(np.ones((4, 4), np.float32), name="e")  # plain: in place
+    new_d = d * x
+    updates = [(a, a + sg.transpose(a)), (b, b @ x), (c, c * 2.0), (d, new_d), (e, e - x)]
+    _, planned = _plan([x], [c, new_d], updates)
+    assert set(planned) == {"e"}
+
+
+def test_a_kernel_that_can_fail_runs_before_any_write_in_place():
+    table = sg.constant(np.arange(12, dtype=np.float32).reshape(6, 2))
+    idx = sg.placeholder(("n",), "int32", name="idx")
+    w = sg.variable(np.ones(5, np.float32), name="w")
+    v = sg.variable(np.ones(5, np.float32), name="v")
+    new_v = v * 3.0
+    gathered = sg.take(table, idx)  # independent of w's update: made to run before it
+    program, planned = _plan([idx], [gathered], [(w, w * 2.0), (v, new_v)])
+    assert set(planned) == {"w", "v"}
+    anc = ancestors(program)
+    (take,) = [k for k in program.kernels if k.nodes[0].op == "take"]
+    for k in program.kernels:
+        if any(program.buffer_of.get(n.id) in program.inplace for n in k.writes):
+            assert take.id in anc[k.id]
+    # a gather of the new value can only run after the write: that update stays out of place
+    _, planned = _plan([idx], [sg.take(sg.reshape(new_v, (5, 1)), idx)], [(v, new_v)])
+    assert planned == {}
+
+
+@pytest.fixture
+def numba_step():
+    inputs, loss, updates = _sgd_step()
+    fn = sg.function(inputs, loss, updates=updates, backend="numba")
+    ref_inputs, ref_loss, ref_updates = _sgd_step()
+    ref = sg.function(ref_inputs, ref_loss, updates=ref_updates, backend="numpy")
+    return fn, ref, {v.name: v for v, _ in updates}, {v.name: v for v, _ in ref_updates}
+
+
+def test_numba_writes_in_place_and_equals_the_reference(numba_step):
+    fn, ref, state, ref_state = numba_step
+    assert len(fn._run.program.inplace) == 2
+    arrays = {k: weakref.ref(v._host) for k, v in state.items()}  # (a reference would block it)
+    rng = np.random.default_rng(0)
+    for n in (5, 5, 3):
+        x = rng.standard_normal((n, 6)).astype(np.float32)
+        y = rng.integers(0, 3, n).astype(np.int32)
+        np.testing.assert_allclose(fn(x, y), ref(x, y), rtol=1e-5)
+    for k, v in state.items():
+        assert v._host is arrays[k]()  # the same memory, written in place
+        np.testing.assert_allclose(v.value, ref_state[k].value, rtol=1e-5, atol=1e-7)
+
+
+def test_an_array_someone_holds_is_never_written(numba_step):
+    fn, _, state, _ = numba_step
+    held = state["w"]._value  # a reference into state (the runtime's own undo lists do this)
+    before = held.copy()
+    x, y = np.ones((4, 6), np.float32), np.zeros(4, np.int32)
+    fn(x, y)
+    np.testing.assert_array_equal(held, before)
+    assert state["w"]._host is not held and state["m"]._host is not None
+    del held
+    now = weakref.ref(state["w"]._host)
+    fn(x, y)
+    assert state["w"]._host is now()  # nobody holds it any more: in place again
+
+
+def test_a_failing_call_changes_no_state():
+    idx = sg.placeholder(("n",), "int32", name="idx")
+    table = sg.variable(np.arange(10, dtype=np.float32).reshape(5, 2), name="table")
+    w = sg.variable(np.ones(4, np.float32), name="w")
+    loss = sg.sum(sg.take(table, idx) ** 2) + sg.sum(w * w)
+    g_table, g_w = sg.grad(loss, [table, w])  # a scatter_add: bounds-checked too
+    fn = sg.function([idx], loss, updates={table: table - 0.1 * g_table, w: w - 0.1 * g_w},
+                     backend="numba")
+    assert len(fn._run.program.inplace) == 2
+    fn(np.array([0, 4], np.int32))
+    before = {v.name: v.value for v in (table, w)}
+    with pytest.raises(SymgraphError, match="out of range|index"):
+        fn(np.array([1, 5], np.int32))  # row 5 of 5
+    for v in (table, w):
+        np.testing.assert_array_equal(v.value, before[v.name])
+
+
+def test_check_nan_and_the_switch_turn_it_off(monkeypatch):
+    inputs, loss, updates = _sgd_step()
+    fn = sg.function(inputs, loss, updates=updates, backend="numba", check_nan=True)
+    assert fn._run.program.inplace == {}
+    monkeypatch.setenv("SYMGRAPH_INPLACE", "0")
+    inputs, loss, updates = _sgd_step()
+    fn = sg.function(inputs, loss, updates=updates, backend="numba")
+    assert fn._run.program.inplace == {}
+
+
+def test_an_output_of_a_variable_shows_its_old_value():
+    x = sg.placeholder((3,), name="x")
+    w = sg.variable(np.ones(3, np.float32), name="w")
+    fn = sg.function([x], [w * 1.0, w], updates={w: w + x}, backend="numba")
+    old, out = fn(np.ones(3, np.float32))
+    np.testing.assert_array_equal(out, np.ones(3))
+    np.testing.assert_array_equal(old, np.ones(3))
+    np.testing.assert_array_equal(w.value, 2 * np.ones(3))
+
+
+def test_m1_at_tiny_sizes_keeps_every_state_array():
+    graph = build_m1(sizes=(20, 16, 16, 4))
+    fn = sg.function(*graph, backend="numba")
+    arrays = {k: weakref.ref(v._host) for k, v in graph.state.items()}
+    for k in range(3):
+        fn(*make_batch(8, 20, 4, seed=k))
+    kept = {k for k, v in graph.state.items() if v._host is arrays[k]()}
+    assert kept == set(graph.state)  # weights, biases, momenta and the dropout step counter
