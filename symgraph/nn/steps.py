@@ -86,7 +86,10 @@ class TrainStep:
 
 
 def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool = False,
-                     check_nan: bool = False) -> TrainStep:
+                     check_nan: bool = False, nan_guard: bool = False) -> TrainStep:
+    """The training step. With `nan_guard` every update keeps the old value when the loss is
+    not finite (fit's guard): such a step changes no state, so fit needs no copy of the state
+    to undo it, and the backend may write the updates in place (symgraph/inplace.py)."""
     x, y = placeholders(model, target)
     ctx = CallContext(training=True, step=model.step_counter)
     regions = []
@@ -108,6 +111,9 @@ def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool 
     regions.append((start, next_node_id(), f"the {model.optimizer.name} update / constraints"))
     updates += ctx.updates
     updates.append((model.step_counter, model.step_counter + np.int64(1)))
+    if nan_guard:
+        finite = sg.abs(total) < np.float32(np.inf)  # false for NaN and +-inf
+        updates = [(var, sg.where(finite, expr, var)) for var, expr in updates]
     outputs = [total] + metric_sums
     grad_layers, relu_layers = [], []
     if diagnostics:

@@ -121,16 +121,17 @@ class Trainer:
                 return self._compiled(key, builder)
         return self._functions[full_key]
 
-    def _train_step(self, target: TargetSpec, diagnostics=False, backend=None, check_nan=False):
-        key = ("train", target, diagnostics, self._trainable_key(), check_nan)
+    def _train_step(self, target: TargetSpec, diagnostics=False, backend=None, check_nan=False,
+                    nan_guard=False):
+        key = ("train", target, diagnostics, self._trainable_key(), check_nan, nan_guard)
         if backend is not None and backend != self.backend:  # the NaN hunt's numpy re-run
             full = key + (backend,)
             if full not in self._functions:
                 self._functions[full] = build_train_step(self, target, backend, diagnostics,
-                                                         check_nan)
+                                                         check_nan, nan_guard)
             return self._functions[full]
         return self._compiled(key, lambda b: build_train_step(self, target, b, diagnostics,
-                                                              check_nan))
+                                                              check_nan, nan_guard))
 
     def _eval_step(self, target: TargetSpec):
         return self._compiled(("eval", target), lambda b: build_eval_step(self, target, b))
@@ -189,7 +190,8 @@ class Trainer:
             cb.set_params(params)
         self.history = history
         self.stop_training = False
-        run = _FitRun(self._train_step(target, diagnostics), target, batch_size, augment, rng,
+        run = _FitRun(self._train_step(target, diagnostics, nan_guard=nan_guard), target,
+                      batch_size, augment, rng,
                       callback_list, nan_guard, self._metric_names(), history, diagnostics)
         for cb in callback_list:
             cb.on_train_begin()
@@ -230,12 +232,10 @@ class Trainer:
                 xb = np.asarray(run.augment(xb, run.rng), np.float32)
             for cb in run.callbacks:
                 cb.on_train_batch_begin(b)
-            # references only: the runtime swaps in new arrays, so keeping the old ones is free
-            before = [(v, v._value) for v in run.step.function.update_vars]
             outs = run.step(xb, yb)
             if run.nan_guard and not np.isfinite(outs[0]):
-                for var, value in before:  # undo the poisoned step
-                    var._assign(value)
+                # the guarded step kept every old value (steps.build_train_step): nothing to undo
+                before = [(v, v._value) for v in run.step.function.update_vars]
                 run.history.nan_report = hunt_nan(self, run.target, xb, yb, before)
                 print(f"\nTraining stopped at epoch {epoch + 1}, batch {b + 1}: "
                       f"{run.history.nan_report}", file=sys.stderr)

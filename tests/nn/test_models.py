@@ -1,6 +1,8 @@
 """Sequential end to end: the seed snippet, fit/evaluate/predict semantics, weights files,
 input errors, summary, diagnostics and the NaN guard."""
 
+import weakref
+
 import numpy as np
 import pytest
 
@@ -162,6 +164,23 @@ def test_nan_guard_names_the_layer():
     assert hist.epoch == [] and int(model.optimizer.iterations.value) == 0
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fit_on_numba_writes_in_place_and_its_guard_still_undoes_nothing():
+    """fit's NaN guard lives in the step (an update keeps its old value when the loss is not
+    finite), so fit holds no copy of the state and the Numba backend writes it in place."""
+    model = Sequential([Dense(3, input_dim=2, name="d", kernel_initializer="ones")])
+    model.compile(optimizer="adam", loss="mse", backend="numba")
+    kernel = model.layers[0].trainable_weights[0]
+    first = weakref.ref(kernel._host)
+    x, y = np.ones((8, 2), np.float32), np.zeros((8, 3), np.float32)
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    assert kernel._host is first()  # the same array, written in place four times
+    before = [w.copy() for w in model.get_weights()]
+    hist = model.fit(np.full((8, 2), np.nan, np.float32), y, batch_size=4, verbose=0)
+    assert hist.nan_report is not None
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # the poisoned step changed nothing
 
 
 def test_diagnostics_record_gradient_norms_and_dead_relus():
