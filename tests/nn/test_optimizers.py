@@ -1,4 +1,5 @@
-"""Each optimizer's first steps against its Keras formula, computed independently in NumPy."""
+"""Each optimizer's first steps against its Keras formula, computed independently in NumPy, on
+the NumPy and the Numba backends (which writes the updates in place, symgraph/inplace.py)."""
 
 import numpy as np
 import pytest
@@ -12,9 +13,14 @@ Y = RNG.normal(size=(6, 3)).astype(np.float32)
 STEPS = 3
 
 
-def _model(opt):
+@pytest.fixture(params=["numpy", "numba"])
+def backend(request):
+    return request.param
+
+
+def _model(opt, backend="numpy"):
     model = Sequential([Dense(3, input_dim=4, kernel_initializer="glorot_uniform")])
-    model.compile(optimizer=opt, loss="mse", backend="numpy")
+    model.compile(optimizer=opt, loss="mse", backend=backend)
     return model
 
 
@@ -35,8 +41,8 @@ def _run_reference(update, model):
     return w, b
 
 
-def _check(opt, update, clip=None):
-    model = _model(opt)
+def _check(opt, update, clip=None, backend="numpy"):
+    model = _model(opt, backend)
     ref = update if clip is None else (lambda p, g, s, t: update(p, clip(g), s, t))
     w_ref, b_ref = _run_reference(ref, model)
     for _ in range(STEPS):
@@ -47,30 +53,30 @@ def _check(opt, update, clip=None):
     assert int(opt.iterations.value) == STEPS
 
 
-def test_sgd_plain():
-    _check(optimizers.SGD(0.1), lambda p, g, s, t: p - 0.1 * g)
+def test_sgd_plain(backend):
+    _check(optimizers.SGD(0.1), lambda p, g, s, t: p - 0.1 * g, backend=backend)
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
-def test_sgd_momentum(nesterov):
+def test_sgd_momentum(nesterov, backend):
     def update(p, g, s, t):
         m = 0.9 * s.get("m", 0.0) - 0.1 * g
         s["m"] = m
         return p + 0.9 * m - 0.1 * g if nesterov else p + m
 
-    _check(optimizers.SGD(0.1, momentum=0.9, nesterov=nesterov), update)
+    _check(optimizers.SGD(0.1, momentum=0.9, nesterov=nesterov), update, backend=backend)
 
 
-def test_rmsprop():
+def test_rmsprop(backend):
     def update(p, g, s, t):
         v = 0.9 * s.get("v", 0.0) + 0.1 * g * g
         s["v"] = v
         return p - 0.01 * g / np.sqrt(v + 1e-7)
 
-    _check(optimizers.RMSprop(0.01), update)
+    _check(optimizers.RMSprop(0.01), update, backend=backend)
 
 
-def test_rmsprop_centered_momentum():
+def test_rmsprop_centered_momentum(backend):
     def update(p, g, s, t):
         v = 0.9 * s.get("v", 0.0) + 0.1 * g * g
         a = 0.9 * s.get("a", 0.0) + 0.1 * g
@@ -79,19 +85,19 @@ def test_rmsprop_centered_momentum():
         s.update(v=v, a=a, m=m)
         return p - m
 
-    _check(optimizers.RMSprop(0.01, momentum=0.5, centered=True), update)
+    _check(optimizers.RMSprop(0.01, momentum=0.5, centered=True), update, backend=backend)
 
 
-def test_adagrad():
+def test_adagrad(backend):
     def update(p, g, s, t):
         a = s.get("a", 0.1) + g * g
         s["a"] = a
         return p - 0.05 * g / np.sqrt(a + 1e-7)
 
-    _check(optimizers.Adagrad(0.05), update)
+    _check(optimizers.Adagrad(0.05), update, backend=backend)
 
 
-def test_adadelta():
+def test_adadelta(backend):
     def update(p, g, s, t):
         eg = 0.95 * s.get("eg", 0.0) + 0.05 * g * g
         d = -np.sqrt(s.get("ed", 0.0) + 1e-7) / np.sqrt(eg + 1e-7) * g
@@ -99,11 +105,11 @@ def test_adadelta():
         s["eg"] = eg
         return p + 1.0 * d
 
-    _check(optimizers.Adadelta(1.0), update)
+    _check(optimizers.Adadelta(1.0), update, backend=backend)
 
 
 @pytest.mark.parametrize("amsgrad", [False, True])
-def test_adam(amsgrad):
+def test_adam(amsgrad, backend):
     def update(p, g, s, t):
         m = s.get("m", 0.0) + (g - s.get("m", 0.0)) * 0.1
         v = s.get("v", 0.0) + (g * g - s.get("v", 0.0)) * 0.001
@@ -113,20 +119,20 @@ def test_adam(amsgrad):
         alpha = 0.01 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
         return p - alpha * m / (np.sqrt(v) + 1e-7)
 
-    _check(optimizers.Adam(0.01, amsgrad=amsgrad), update)
+    _check(optimizers.Adam(0.01, amsgrad=amsgrad), update, backend=backend)
 
 
-def test_clipvalue():
+def test_clipvalue(backend):
     _check(optimizers.SGD(0.1, clipvalue=0.05), lambda p, g, s, t: p - 0.1 * g,
-           clip=lambda g: np.clip(g, -0.05, 0.05))
+           clip=lambda g: np.clip(g, -0.05, 0.05), backend=backend)
 
 
-def test_clipnorm_per_variable():
+def test_clipnorm_per_variable(backend):
     def clip(g):
         norm = np.sqrt((g * g).sum())
         return g * 0.1 / max(norm, 0.1)
 
-    _check(optimizers.SGD(0.1, clipnorm=0.1), lambda p, g, s, t: p - 0.1 * g, clip=clip)
+    _check(optimizers.SGD(0.1, clipnorm=0.1), lambda p, g, s, t: p - 0.1 * g, clip=clip, backend=backend)
 
 
 def test_keras_defaults():
