@@ -64,7 +64,7 @@ def main() -> None:
             c = np.zeros((m, n), np.float32)
             lda, ldb = a.shape[1], b.shape[1]
             t_own = _median_seconds(lambda: own(ta, tb, m, n, k, a.ctypes.data, lda,
-                                                b.ctypes.data, ldb, c.ctypes.data, n, 1.0, 0.0),
+                                                b.ctypes.data, ldb, c.ctypes.data, n, 0),
                                     args.repeats)
             ours = c.copy()
             t_blas = _median_seconds(lambda: sgemm(101, 112 if ta else 111, 112 if tb else 111,

@@ -209,20 +209,19 @@ class GemmOnly:
         return np.float32(0.0)
 
     def _mkl(self) -> np.float32:
-        g, i, f, t = self._gemm, np.int64, np.bool_(False), np.bool_(True)
-        z = (np.float32(1), np.float32(0))  # alpha, beta
+        g, i, f, t, z = self._gemm, np.int64, np.bool_(False), np.bool_(True), np.float32(0)
 
         def whole(rows, cols):  # the block gemm computes: every row and column
             return i(0), i(rows), i(0), i(cols)
         for a, w, d, (fwd, dw, dx) in self.layers:
             (batch, n_in), n_out = a.shape, w.shape[1]
             g(f, f, i(batch), i(n_out), i(n_in), a.ravel(), i(0), w.ravel(), i(0), fwd.ravel(),
-              i(0), *z, *whole(batch, n_out))
+              i(0), z, *whole(batch, n_out))
             g(t, f, i(n_in), i(n_out), i(batch), a.ravel(), i(0), d.ravel(), i(0), dw.ravel(),
-              i(0), *z, *whole(n_in, n_out))
+              i(0), z, *whole(n_in, n_out))
             if dx is not None:
                 g(f, t, i(batch), i(n_in), i(n_out), d.ravel(), i(0), w.ravel(), i(0),
-                  dx.ravel(), i(0), *z, *whole(batch, n_in))
+                  dx.ravel(), i(0), z, *whole(batch, n_in))
         return np.float32(0.0)
 
 

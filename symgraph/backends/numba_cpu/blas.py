@@ -77,12 +77,12 @@ def _cblas(prefix: str):
         raise NotImplementedError
 
     @overload(call)
-    def typed(c, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, out, ldc):
-        """Row-major ?gemm for the dtype of `c`."""
-        fn = externs[c.dtype]
+    def typed(c, ta, tb, m, n, k, a, lda, b, ldb, beta, out, ldc):
+        """Row-major ?gemm (alpha = 1) for the dtype of `c`."""
+        fn, one = externs[c.dtype], (np.float32(1) if c.dtype == types.float32 else np.float64(1))
 
-        def impl(c, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, out, ldc):
-            fn(_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, out, ldc)
+        def impl(c, ta, tb, m, n, k, a, lda, b, ldb, beta, out, ldc):
+            fn(_ROW_MAJOR, ta, tb, m, n, k, one, a, lda, b, ldb, beta, out, ldc)
         return impl
     return call
 
@@ -94,8 +94,8 @@ _openblas_cblas = _cblas("scipy_")
 @njit(cache=True, nogil=True)
 def _nothing_for_blas(rows, cols, n, k, c, c_off, beta):
     """True when the block needs no BLAS call: it is empty, or k = 0, where c = beta * c is
-    done here (BLAS would reject the leading dimension 0; c is not read when beta is 0). The
-    block starts at c[c_off], row stride n."""
+    done here (BLAS would reject the leading dimension 0; c, often a fresh uninitialized
+    array, is not read when beta is 0). The block starts at c[c_off], row stride n."""
     if rows <= 0 or cols <= 0:
         return True
     if k == 0:
@@ -131,15 +131,14 @@ def gemm_parts(m, n, k, by_columns):
 
 
 @njit(cache=True, nogil=True)
-def scipy_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, alpha, beta, r0, r1,
-               c0, c1):
-    """Rows r0..r1, columns c0..c1 of c[c_off:] (m x n) = the same block of alpha op(a) @
-    op(b) + beta * c; op(a) is (m, k), op(b) is (k, n)."""
+def scipy_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1, c0, c1):
+    """Rows r0..r1, columns c0..c1 of c[c_off:] (m x n) = the same block of op(a) @ op(b) +
+    beta * c; op(a) is (m, k), op(b) is (k, n)."""
     a_off, b_off, c_off = _block_offsets(trans_a, trans_b, n, k, a_off, b_off, c_off, r0, c0)
     if _nothing_for_blas(r1 - r0, c1 - c0, n, k, c, c_off, beta):
         return
-    scal = np.empty(2, c.dtype)  # alpha and beta, passed by pointer
-    scal[0] = alpha
+    scal = np.empty(2, c.dtype)  # alpha = 1 and beta, passed by pointer
+    scal[0] = 1
     scal[1] = beta
     _xxgemm(c, _T if trans_b else _N, _T if trans_a else _N, c1 - c0, r1 - r0, k,
             scal[0:].ctypes, b[b_off:].ctypes, k if trans_b else n, a[a_off:].ctypes,
@@ -147,26 +146,25 @@ def scipy_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, alpha, b
 
 
 @njit(cache=True, nogil=True)
-def mkl_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, alpha, beta, r0, r1, c0,
-             c1):
+def mkl_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1, c0, c1):
     """scipy_gemm through MKL's cblas_sgemm / cblas_dgemm."""
     a_off, b_off, c_off = _block_offsets(trans_a, trans_b, n, k, a_off, b_off, c_off, r0, c0)
     if _nothing_for_blas(r1 - r0, c1 - c0, n, k, c, c_off, beta):
         return
     _mkl_cblas(c, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, r1 - r0,
-               c1 - c0, k, alpha, a[a_off:].ctypes.data, m if trans_a else k, b[b_off:].ctypes.data,
+               c1 - c0, k, a[a_off:].ctypes.data, m if trans_a else k, b[b_off:].ctypes.data,
                k if trans_b else n, beta, c[c_off:].ctypes.data, n)
 
 
 @njit(cache=True, nogil=True)
-def openblas_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, alpha, beta, r0, r1,
-                  c0, c1):
+def openblas_gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1, c0,
+                  c1):
     """scipy_gemm through OpenBLAS's scipy_cblas_sgemm / scipy_cblas_dgemm."""
     a_off, b_off, c_off = _block_offsets(trans_a, trans_b, n, k, a_off, b_off, c_off, r0, c0)
     if _nothing_for_blas(r1 - r0, c1 - c0, n, k, c, c_off, beta):
         return
     _openblas_cblas(c, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
-                    r1 - r0, c1 - c0, k, alpha, a[a_off:].ctypes.data, m if trans_a else k,
+                    r1 - r0, c1 - c0, k, a[a_off:].ctypes.data, m if trans_a else k,
                     b[b_off:].ctypes.data, k if trans_b else n, beta, c[c_off:].ctypes.data, n)
 
 

@@ -44,17 +44,17 @@ class MatmulWriter:
             self.emit(1, f"c = np.empty({self.scalar.size_expr(root.shape)}, np.{root.dtype})")
         (abuf, ta), (bbuf, tb) = self.operand(a), self.operand(b)
         gemm = "gemm"  # blas.GEMM_IMPORT: the BLAS of this process, either dtype
-        zero, one = (self.scalar.literal(v, root.dtype) for v in (0, 1))
+        zero = self.scalar.literal(0, root.dtype)
         # Every scalar argument is typed, never a literal: Numba compiles a dispatcher called
         # with literals once per distinct value (M2 compiled the GEMM wrapper 9 times).
         ta, tb = f"np.bool_({ta})", f"np.bool_({tb})"
         m, n, kk = f"np.int64({m})", f"np.int64({n})", f"np.int64({kk})"
         if not batch and SPLIT:
-            self.split_matmul(root, out, (ta, tb, m, n, kk, abuf, bbuf, one, zero))
+            self.split_matmul(root, out, (ta, tb, m, n, kk, abuf, bbuf, zero))
             return
         if not batch:
             self.emit(1, f"{gemm}({ta}, {tb}, {m}, {n}, {kk}, {abuf}, np.int64(0), {bbuf}, "
-                         f"np.int64(0), {out}, np.int64(0), {one}, {zero}, np.int64(0), {m}, "
+                         f"np.int64(0), {out}, np.int64(0), {zero}, np.int64(0), {m}, "
                          f"np.int64(0), {n})  # matmul{_name(root)}")
         else:
             for node in (a, b):
@@ -69,7 +69,7 @@ class MatmulWriter:
             # batch: a prange whose body calls gemm forks whenever it has two iterations
             self.emit(1, f"for q in {'prange' if SPLIT else 'range'}({nb}):")
             self.emit(2, f"{gemm}({ta}, {tb}, {m}, {n}, {kk}, {abuf}, np.int64(q * {sa}), "
-                         f"{bbuf}, np.int64(q * {sb}), {out}, q * {m} * {n}, {one}, {zero}, "
+                         f"{bbuf}, np.int64(q * {sb}), {out}, q * {m} * {n}, {zero}, "
                          f"np.int64(0), {m}, np.int64(0), {n})  # matmul{_name(root)}")
         if k.epilogue:
             self.epilogue_start(out)
@@ -82,7 +82,7 @@ class MatmulWriter:
         blas.split_columns says (each thread then packs only its part of the wide operand),
         each block's epilogue right after its GEMM, while it is in that thread's
         cache."""
-        ta, tb, m, n, kk, abuf, bbuf, alpha, beta = call
+        ta, tb, m, n, kk, abuf, bbuf, zero = call
         if self.k.epilogue:
             self.epilogue_start(out)
         self.emit(1, f"by_cols = split_columns({m}, {n}, {kk})")
@@ -93,7 +93,7 @@ class MatmulWriter:
         self.emit(2, f"c0 = p * {n} // parts if by_cols else np.int64(0)")
         self.emit(2, f"c1 = (p + 1) * {n} // parts if by_cols else {n}")
         self.emit(2, f"gemm({ta}, {tb}, {m}, {n}, {kk}, {abuf}, np.int64(0), {bbuf}, "
-                     f"np.int64(0), {out}, np.int64(0), {alpha}, {beta}, r0, r1, c0, c1)"
+                     f"np.int64(0), {out}, np.int64(0), {zero}, r0, r1, c0, c1)"
                      f"  # matmul{_name(root)}")
         if self.k.epilogue:
             self.emit(2, "for i0 in range(r0, r1):")

@@ -242,9 +242,8 @@ def link_gemm_kernels(dtypes) -> None:
 
 def standalone_gemm(dtype: str, features: str | None = None, speed: int = 1):
     """The own GEMM kernel as a ctypes function, in an engine of its own (for tests and
-    scripts/gemm_blocks.py): `f(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, alpha, beta)`
-    (C = alpha op(A) op(B) + beta C) with addresses for a, b, c, floats for alpha and beta
-    and ints for the rest. `features` defaults to this CPU's (pass
+    scripts/gemm_blocks.py): `f(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate)` with
+    addresses for a, b, c and ints for the rest. `features` defaults to this CPU's (pass
     "-avx512f" in it for the AVX2 tile)."""
     from llvmlite import ir
 
@@ -254,18 +253,15 @@ def standalone_gemm(dtype: str, features: str | None = None, speed: int = 1):
     tm = llvm_passes.target_machine(cpu, host_features)  # an engine owns (frees) its machine
     mod = native_gemm.module("standalone", dtype, features)
     i64 = ir.IntType(64)
-    f64 = ir.DoubleType()
     wrap = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i64] * 5 +
-                                            [ir.PointerType(), i64] * 3 + [f64, f64]), "run")
+                                            [ir.PointerType(), i64] * 3 + [i64]), "run")
     b = ir.IRBuilder(wrap.append_basic_block())
     args = list(wrap.args)
 
     def flag(v):  # ctypes has no i1
         return b.icmp_signed("!=", v, ir.Constant(i64, 0))
-    def scalar(v):  # the kernel's element type
-        return b.fptrunc(v, ir.FloatType()) if dtype == "float32" else v
     b.call(mod.globals["standalone_gemm"],
-           [flag(args[0]), flag(args[1])] + args[2:11] + [scalar(args[11]), scalar(args[12])])
+           [flag(args[0]), flag(args[1])] + args[2:11] + [flag(args[11])])
     b.ret_void()
     mod.triple = llvm.get_process_triple()
     mod.data_layout = str(tm.target_data)
@@ -276,7 +272,7 @@ def standalone_gemm(dtype: str, features: str | None = None, speed: int = 1):
         llvm_passes.compile_text(str(mod), tm, speed)))
     engine.finalize_object()
     fn = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * 5, *([ctypes.c_void_p, ctypes.c_int64] * 3),
-                          ctypes.c_double, ctypes.c_double)(engine.get_function_address("run"))
+                          ctypes.c_int64)(engine.get_function_address("run"))
     fn.engine = engine  # the code lives as long as the function
     return fn
 

@@ -15,6 +15,7 @@ from symgraph.backends.numba_cpu import blas, native_gemm, vecmath
 from symgraph.backends.numba_cpu.native_ir import (
     F32,
     FLOATS,
+    I1,
     I8,
     I32,
     I64,
@@ -171,13 +172,11 @@ class Calls:
         return b.select(large, parts, one), "int64"
 
     def gemm(self, args, prefix: str | None) -> None:
-        """blas.py's gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, alpha, beta,
-        r0, r1, c0, c1) on flat buffers: rows r0..r1, columns c0..c1 of c[c_off:] (m x n) =
-        that block of alpha op(a) @ op(b) + beta * c (c not read where beta is 0), through
-        the own kernel (native_gemm.py) for wide blocks, else the CBLAS `<prefix>cblas_?gemm`
-        (MKL's, or OpenBLAS's with prefix `scipy_`) or, with prefix None, Numba's
-        numba_xxgemm."""
-        if len(args) != 17:
+        """blas.py's gemm(trans_a, trans_b, m, n, k, a, a_off, b, b_off, c, c_off, beta, r0, r1,
+        c0, c1) on flat buffers: rows r0..r1, columns c0..c1 of c[c_off:] (m x n) = that block
+        of op(a) @ op(b) + beta * c, through the CBLAS `<prefix>cblas_?gemm` (MKL's, or
+        OpenBLAS's with prefix `scipy_`) or, with prefix None, Numba's numba_xxgemm."""
+        if len(args) != 16:
             raise Unsupported("gemm arity")
         b = self.builder
         ta, tb = (self.truth(*self.expr(a)) for a in args[:2])
@@ -186,8 +185,8 @@ class Calls:
         if not dtype == dt2 == dt3 or dtype not in FLOATS:
             raise Unsupported(f"gemm on {dtype}, {dt2}, {dt3}")
         offs = [self.cast(*self.expr(args[i]), "int64") for i in (6, 8, 10)]
-        alpha, beta = (self.cast(*self.expr(args[i]), dtype) for i in (11, 12))
-        r0, r1, c0, c1 = (self.cast(*self.expr(args[i]), "int64") for i in (13, 14, 15, 16))
+        beta = self.cast(*self.expr(args[11]), dtype)
+        r0, r1, c0, c1 = (self.cast(*self.expr(args[i]), "int64") for i in (12, 13, 14, 15))
         full_m, full_n = m, n  # the block: rows r0..r1 and columns c0..c1 of the product
         m, n = b.sub(r1, r0), b.sub(c1, c0)
         offs[0] = b.add(offs[0], b.select(ta, r0, b.mul(r0, k)))
@@ -206,7 +205,7 @@ class Calls:
         ldb = b.select(tb, k, full_n)
         b.cbranch(b.icmp_signed("==", k, zero), no_k, call_blas)
         b.position_at_end(no_k)  # c = beta c (BLAS rejects a leading dimension of 0)
-        read = b.fcmp_unordered("!=", beta, ir.Constant(et, 0.0))
+        read = b.fcmp_unordered("!=", beta, ir.Constant(et, 0.0))  # c unread where beta is 0
 
         def scale_row(i):
             row = self.builder.mul(i, full_n)
@@ -223,22 +222,24 @@ class Calls:
         if blas.OWN_GEMM:
             own, call_blas = self.new_block("own_gemm"), self.new_block("blas")
             wide = b.icmp_signed(">=", n, ir.Constant(I64, OWN_GEMM_MIN_COLS))
-            b.cbranch(wide, own, call_blas)
+            b.cbranch(b.and_(wide, b.fcmp_ordered("==", beta, ir.Constant(et, 0.0))), own,
+                      call_blas)
             b.position_at_end(own)
             b.call(native_gemm.declare(self.module, dtype),
-                   [ta, tb, m, n, k, pa, lda, pb, ldb, pc, full_n, alpha, beta])
+                   [ta, tb, m, n, k, pa, lda, pb, ldb, pc, full_n, ir.Constant(I1, 0)])
             b.branch(done)
             b.position_at_end(call_blas)
+        one = ir.Constant(et, 1.0)
         if prefix is not None:  # row-major CBLAS, 32-bit integers
             i32 = [b.trunc(v, I32) for v in (m, n, k, lda, ldb, full_n)]
             flag = [b.select(t, ir.Constant(I32, 112), ir.Constant(I32, 111)) for t in (ta, tb)]
             fn = self.declare(prefix + ("cblas_sgemm" if dtype == "float32" else "cblas_dgemm"),
                               ir.VoidType(), [I32] * 6 + [et, PTR, I32, PTR, I32, et, PTR, I32])
-            b.call(fn, [ir.Constant(I32, 101), flag[0], flag[1], i32[0], i32[1], i32[2], alpha,
+            b.call(fn, [ir.Constant(I32, 101), flag[0], flag[1], i32[0], i32[1], i32[2], one,
                         pa, i32[3], pb, i32[4], beta, pc, i32[5]])
         else:  # Numba's numba_xxgemm (SciPy's Fortran BLAS): C^T = op(B)^T op(A)^T
             alpha_slot, beta_slot = self.alloca(et), self.alloca(et)
-            b.store(alpha, alpha_slot)
+            b.store(one, alpha_slot)
             b.store(beta, beta_slot)
             chars = [b.select(t, ir.Constant(I8, 84), ir.Constant(I8, 78)) for t in (tb, ta)]
             fn = self.declare("numba_xxgemm", I32, [I8, I8, I8, I64, I64, I64, PTR, PTR, I64,

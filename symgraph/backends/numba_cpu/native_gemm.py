@@ -41,10 +41,8 @@ def tile(dtype: str, features: str) -> tuple[int, int, int]:
     return (8 if bits == 512 else 6), 2 * w, w
 
 
-def signature(dtype: str) -> ir.FunctionType:
-    et = F32 if dtype == "float32" else F64
-    return ir.FunctionType(ir.VoidType(), [I1, I1, I64, I64, I64, PTR, I64, PTR, I64, PTR, I64,
-                                           et, et])
+SIGNATURE = ir.FunctionType(ir.VoidType(),
+                            [I1, I1, I64, I64, I64, PTR, I64, PTR, I64, PTR, I64, I1])
 
 
 def name_of(dtype: str) -> str:
@@ -55,13 +53,12 @@ def name_of(dtype: str) -> str:
 def declare(module: ir.Module, dtype: str) -> ir.Function:
     """The kernel for `dtype` as an external function of a program's module:
     `void (i1 ta, i1 tb, i64 m, i64 n, i64 k, ptr a, i64 lda, ptr b, i64 ldb, ptr c,
-    i64 ldc, T alpha, T beta)`: C = alpha op(A) op(B) + beta C, row-major, op(A)[i, p] =
-    ta ? a[p*lda + i] : a[i*lda + p], op(B)[p, j] = tb ? b[j*ldb + p] : b[p*ldb + j];
-    m, n, k > 0; C is not read when beta == 0 (it may hold anything, NaN included)."""
+    i64 ldc, i1 accumulate)`: row-major, op(A)[i, p] = ta ? a[p*lda + i] : a[i*lda + p],
+    op(B)[p, j] = tb ? b[j*ldb + p] : b[p*ldb + j]; m, n, k > 0."""
     name = name_of(dtype)
     if name in module.globals:
         return module.globals[name]
-    return ir.Function(module, signature(dtype), name)
+    return ir.Function(module, SIGNATURE, name)
 
 
 def module(name: str, dtype: str, features: str) -> ir.Module:
@@ -130,7 +127,7 @@ def _if(b: ir.IRBuilder, cond, then, otherwise=None) -> None:
 
 class _Writer:
     def __init__(self, module: ir.Module, dtype: str, mr: int, nr: int, w: int):
-        self.module, self.dtype, self.mr, self.nr, self.w = module, dtype, mr, nr, w
+        self.module, self.mr, self.nr, self.w = module, mr, nr, w
         self.et = F32 if dtype == "float32" else F64
         self.vt = ir.VectorType(self.et, w)
         self.fma = ir.Function(module, ir.FunctionType(self.vt, [self.vt] * 3),
@@ -146,8 +143,8 @@ class _Writer:
     def kernel(self, name: str) -> ir.Function:
         et, mr, nr = self.et, self.mr, self.nr
         micro = self.micro_kernel(f"{name}.tile")
-        fn = ir.Function(self.module, signature(self.dtype), name)
-        ta, tb, m, n, k, a, lda, bm, ldb, c, ldc, alpha, beta = fn.args
+        fn = ir.Function(self.module, SIGNATURE, name)
+        ta, tb, m, n, k, a, lda, bm, ldb, c, ldc, accumulate = fn.args
         for arg in (a, bm, c):
             arg.add_attribute("noalias")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -157,9 +154,7 @@ class _Writer:
 
         def slice_k(pc):
             kc = _min(b, b.sub(k, pc), _c(KC))
-            later = b.icmp_signed(">", pc, _c(0))  # later slices of k add to C
-            acc = b.or_(later, b.fcmp_unordered("!=", beta, ir.Constant(et, 0.0)))
-            c_scale = b.select(later, ir.Constant(et, 1.0), beta)
+            acc = b.or_(accumulate, b.icmp_signed(">", pc, _c(0)))
 
             def rows(ic):
                 mc = _min(b, b.sub(m, ic), _c(self.mc))
@@ -177,7 +172,7 @@ class _Writer:
                         rows_left = _min(b, b.sub(mc, ir_), _c(mr))
                         c_tile = self.at(b, c, b.add(b.mul(b.add(ic, ir_), ldc), jr))
                         b.call(micro, [kc, self.at(b, a_pack, b.mul(ir_, kc)), panel, stride,
-                                       c_tile, ldc, acc, alpha, c_scale, rows_left, nc])
+                                       c_tile, ldc, acc, rows_left, nc])
                     _loop(b, _c(0), mc, _c(mr), tiles)
                 _loop(b, _c(0), n, _c(nr), columns)
             _loop(b, _c(0), m, _c(self.mc), rows)
@@ -271,16 +266,15 @@ class _Writer:
                          lambda j: b.select(b.icmp_signed("<", j, rows_vec), cols_vec, _c(0)))
 
     def micro_kernel(self, name: str) -> ir.Function:
-        """`void (i64 kc, ptr a_panel, ptr b, i64 ldb, ptr c, i64 ldc, i1 acc, T alpha,
-        T c_scale, i64 rows, i64 cols)`: the MR x NR tile of C = alpha a_panel (kc x MR,
-        packed) @ b (kc x NR rows `ldb` apart) [+ c_scale C where acc]; only `rows` x `cols`
-        of it are stored."""
+        """`void (i64 kc, ptr a_panel, ptr b, i64 ldb, ptr c, i64 ldc, i1 acc, i64 rows,
+        i64 cols)`: the MR x NR tile of C (+)= a_panel (kc x MR, packed) @ b (kc x NR rows
+        `ldb` apart); only `rows` x `cols` of it are stored."""
         et, vt, mr, nr, w = self.et, self.vt, self.mr, self.nr, self.w
         nv = nr // w
         fn = ir.Function(self.module, ir.FunctionType(
-            ir.VoidType(), [I64, PTR, PTR, I64, PTR, I64, I1, et, et, I64, I64]), name)
+            ir.VoidType(), [I64, PTR, PTR, I64, PTR, I64, I1, I64, I64]), name)
         fn.linkage = "internal"
-        kc, ap, bp, ldb, cp, ldc, acc, alpha, c_scale, rows, cols = fn.args
+        kc, ap, bp, ldb, cp, ldc, acc, rows, cols = fn.args
         for arg in (ap, bp, cp):
             arg.add_attribute("noalias")
         entry, loop, stores = (fn.append_basic_block(x) for x in ("entry", "k", "stores"))
@@ -322,20 +316,13 @@ class _Writer:
         b.position_at_end(stores)
         whole = b.and_(b.icmp_signed("==", rows, _c(mr)), b.icmp_signed("==", cols, _c(nr)))
 
-        def splat_of(x):
-            return b.shuffle_vector(b.insert_element(ir.Constant(vt, ir.Undefined), x,
-                                                     ir.Constant(I32, 0)),
-                                    ir.Constant(vt, ir.Undefined), splat)
-        alpha_v, scale_v = splat_of(alpha), splat_of(c_scale)
-        new = [[b.fmul(alpha_v, x) for x in row] for row in new]
-
         def store_whole():
             for r in range(mr):
                 for v in range(nv):
                     addr = self.at(b, cp, b.add(b.mul(_c(r), ldc), _c(v * w)))
                     old = b.load(addr, typ=vt, align=align)
-                    b.store(b.select(acc, b.fadd(b.fmul(old, scale_v), new[r][v]), new[r][v]),
-                            addr, align=align)
+                    b.store(b.select(acc, b.fadd(old, new[r][v]), new[r][v]), addr,
+                            align=align)
 
         def store_edge():  # the tile through a buffer, then its rows x cols part
             for r in range(mr):
@@ -347,8 +334,7 @@ class _Writer:
                 def col(j):
                     addr = self.at(b, cp, b.add(b.mul(r, ldc), j))
                     val = b.load(self.at(b, buf, b.add(b.mul(r, _c(nr)), j)), typ=et)
-                    old = b.fmul(b.load(addr, typ=et), c_scale)
-                    b.store(b.select(acc, b.fadd(old, val), val), addr)
+                    b.store(b.select(acc, b.fadd(b.load(addr, typ=et), val), val), addr)
                 _loop(b, _c(0), cols, _c(1), col)
             _loop(b, _c(0), rows, _c(1), row)
         _if(b, whole, store_whole, store_edge)
