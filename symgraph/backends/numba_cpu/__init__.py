@@ -189,27 +189,28 @@ class CompiledProgram:
     def __call__(self, arrays: Sequence[np.ndarray], dims: dict) -> list:
         args = list(self.template)
         outs, in_place = self._result_arrays(dims)
-        key, temps = self._workspace(dims)
-        flatten = self.flatten
-        for pos, kind, ref in self.fill:
-            if kind == 3:
-                a = outs[ref]
-            elif kind == 4:
-                a = temps[ref]
-            else:
-                a = arrays[ref] if kind == 0 else ref._value
-                flags = a.flags
-                if not (flags.c_contiguous and flags.writeable):
-                    a = np.array(a, order="C")  # the compiled code reads writable C arrays
-            args[pos] = a.reshape(-1) if flatten and a.ndim != 1 else a
-        for s in self.symbols:
-            args.append(dims[s])
+        key = temps = None
         try:
+            key, temps = self._workspace(dims)
+            flatten = self.flatten
+            for pos, kind, ref in self.fill:
+                if kind == 3:
+                    a = outs[ref]
+                elif kind == 4:
+                    a = temps[ref]
+                else:
+                    a = arrays[ref] if kind == 0 else ref._value
+                    flags = a.flags
+                    if not (flags.c_contiguous and flags.writeable):
+                        a = np.array(a, order="C")  # the compiled code reads writable C arrays
+                args[pos] = a.reshape(-1) if flatten and a.ndim != 1 else a
+            for s in self.symbols:
+                args.append(dims[s])
             self._call(args, arrays, dims)
         finally:
             with self.pool_lock:  # calls in other threads may have evicted these dims meanwhile
                 free = self.workspaces.get(key)
-                if free is not None:
+                if free is not None and temps is not None:
                     free.append(temps)
                 if in_place:
                     self.inplace_busy = False
@@ -248,9 +249,9 @@ class CompiledProgram:
             own = {}
             if self.inplace and not self.inplace_busy:
                 own = self._variable_arrays(dims)
-                self.inplace_busy = bool(own)
             outs = [own[i] if i in own else self._result_array(i, plan, dims)
                     for i, plan in enumerate(self.result_shapes)]
+            self.inplace_busy = self.inplace_busy or bool(own)  # reset after the call
         for i, var, copy in self.inplace:
             if copy and i not in own:
                 np.copyto(outs[i], var._value)
