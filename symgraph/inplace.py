@@ -2,24 +2,27 @@
 
 Stage: after lowering, before a CPU backend generates code. A training step reads the weights
 and optimizer slots and computes their new values. Written to fresh arrays, which the runtime
-swaps in after the step succeeded, the state occupies twice its size (M1: 2 x 23 MiB, beyond
+swaps in after the step succeeded, the state occupies twice its size (M1: 2 x 22 MiB, beyond
 this machine's 32 MiB L3). Written over the variable's own array, it stays at its size. That
 is done only where no one can tell the difference, for a pair (variable v, its new value r):
 
 - the kernel K writing r is a fused loop (elementwise, or a matmul's epilogue) that reads v
   only at the element it writes and before writing it: directly (no view, no broadcast),
   never as a matmul operand, and its first read of v comes at or before r in its body;
-- every other kernel reading v is an ancestor of K in the kernel DAG (it ran before K in the
-  serial entry and in every interleaving of the parallel driver);
-- every kernel that can fail (bounds-checked take and scatter_add) is an ancestor of every
-  in-place writer, so a failing call still changes no state;
+- every other kernel reading v runs before K: an ancestor in the kernel DAG, or made one by
+  an added edge where the two were independent (then it runs first in the serial entry and in
+  every interleaving of the parallel driver); a kernel that needs r cannot also read v;
+- every kernel that can fail (bounds-checked take and scatter_add) runs before every
+  in-place writer in the same way, so a failing call still changes no state;
 - neither v nor r is also returned as an output (an output of v would show the new value).
 
-A matmul writing r in place in its epilogue needs its product elsewhere (the GEMM would
-overwrite v before the epilogue read it): in a written epilogue node that is not in place, else
-in a scratch temporary added here. The backend still decides per call: the variable's array
-must be C-contiguous, writable, of its shape, and held by nothing but the variable
-(symgraph/arrays.py), else the update goes to a fresh array as before.
+The plan is `Program.inplace` ({r's buffer: v}); `Program.storage(r)` is then v's buffer, so
+the kernel writes v's buffer itself (one parameter: code generators keep LLVM's `noalias`).
+A matmul writing r in its epilogue needs its product elsewhere (the GEMM would overwrite v
+before the epilogue read it): in a written epilogue node that is not in place, else in a
+scratch buffer added here. The backend still decides per call: the variable's array must be
+C-contiguous, writable, of its shape, and held by nothing but the variable
+(symgraph/arrays.py), else the kernel gets a fresh array holding a copy of it.
 """
 
 from __future__ import annotations
