@@ -171,3 +171,20 @@ def test_m1_at_tiny_sizes_keeps_every_state_array():
         fn(*make_batch(8, 20, 4, seed=k))
     kept = {k for k, v in graph.state.items() if v._host is arrays[k]()}
     assert kept == set(graph.state)  # weights, biases, momenta and the dropout step counter
+
+
+def test_the_thread_pool_driver_honours_the_added_edges():
+    """workers=2 runs independent kernels at once: the input-gradient GEMMs that read a weight
+    must still finish before that weight's update overwrites it (the edges inplace.py adds)."""
+    graphs = [build_m1(sizes=(20, 16, 16, 4), rates=(0.0, 0.0)) for _ in range(2)]
+    ref = sg.function(*graphs[0], backend="numpy")
+    fn = sg.function(*graphs[1], backend="numba", workers=2)
+    assert len(fn._run.program.inplace) == 13  # 3 weights, 3 biases, their momenta, step
+    arrays = {k: weakref.ref(v._host) for k, v in graphs[1].state.items()}
+    for k in range(4):
+        batch = make_batch(8, 20, 4, seed=k)
+        np.testing.assert_allclose(fn(*batch), ref(*batch), rtol=1e-5)
+    for name, var in graphs[1].state.items():
+        assert var._host is arrays[name]()
+        np.testing.assert_allclose(var.value, graphs[0].state[name].value, rtol=1e-4,
+                                   atol=1e-6, err_msg=name)

@@ -339,7 +339,10 @@ class CompiledProgram:
         def execute(kid):
             fns[kid](*[env[a] for a in kargs[kid]])
 
-        self.runner.run(execute)
+        try:
+            self.runner.run(execute)
+        finally:  # a pool thread may still hold `execute` a moment after the run: never the
+            env.clear()  # arrays, whose reference count decides if state is written in place
         return 0
 
     def _call(self, args, arrays, dims):
