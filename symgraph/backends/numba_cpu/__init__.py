@@ -8,8 +8,9 @@ directory under a hash of its source and imported (cache.py), so Numba compiles 
 disk cache makes a second process skip compilation. The module's
 `entry` function runs every kernel in order (one dispatch per call); the driver allocates the
 result arrays as plain NumPy arrays and passes them in, so the runtime adopts new state without
-copying, and passes a variable's own array where inplace.py planned its update in place. With `workers=k` each kernel is its own nogil function and a thread pool runs the
-kernel DAG. Symbolic dims are plain int arguments, so a new batch size never recompiles.
+copying, and passes a variable's own array where inplace.py planned its update in place.
+With `workers=k` each kernel is its own nogil function and a thread pool runs the kernel DAG.
+Symbolic dims are plain int arguments, so a new batch size never recompiles.
 
 Errors: anything the backend cannot generate raises SymgraphError at compile time. At run
 time, an out-of-range label (IndexError inside a kernel) or a NaN with `check_nan=True` makes
