@@ -188,3 +188,25 @@ def test_the_thread_pool_driver_honours_the_added_edges():
         assert var._host is arrays[name]()
         np.testing.assert_allclose(var.value, graphs[0].state[name].value, rtol=1e-4,
                                    atol=1e-6, err_msg=name)
+
+
+def test_steps_from_two_threads_run_one_at_a_time():
+    """A function that writes state in place runs its calls one at a time: two threads'
+    steps neither read half-written state nor lose an update."""
+    import threading
+
+    x = sg.placeholder((1 << 20,), name="x")
+    w = sg.variable(np.zeros(1 << 20, np.float32), name="w")
+    fn = sg.function([x], sg.sum(x), updates={w: w + x}, backend="numba")
+    assert len(fn._run.program.inplace) == 1
+    ones = np.ones(1 << 20, np.float32)
+
+    def steps():
+        for _ in range(40):
+            fn(ones)
+    threads = [threading.Thread(target=steps) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    np.testing.assert_array_equal(w.value, np.full(1 << 20, 80, np.float32))

@@ -102,7 +102,9 @@ class CompiledProgram:
         for bid, var in program.inplace.items():
             read = var.id in program.buffer_of
             self.inplace.append((slot[program.buffer_of[var.id] if read else bid], var, read))
-        self.inplace_busy = False  # one call at a time writes state in place
+        # Calls that write state in place run one at a time: a second thread's step waits
+        # instead of reading half-written weights (and no update is lost).
+        self.step_lock = threading.Lock() if self.inplace else None
         self.temp_shapes = []  # per temporary: (shape, dtype)
         for b in arg_buffers:
             n = b.node
@@ -188,8 +190,14 @@ class CompiledProgram:
         return [self.entry.stats]
 
     def __call__(self, arrays: Sequence[np.ndarray], dims: dict) -> list:
+        if self.step_lock is None:
+            return self._run_once(arrays, dims)
+        with self.step_lock:
+            return self._run_once(arrays, dims)
+
+    def _run_once(self, arrays: Sequence[np.ndarray], dims: dict) -> list:
         args = list(self.template)
-        outs, in_place = self._result_arrays(dims)
+        outs = self._result_arrays(dims)
         key = temps = None
         try:
             key, temps = self._workspace(dims)
@@ -213,8 +221,6 @@ class CompiledProgram:
                 free = self.workspaces.get(key)
                 if free is not None and temps is not None:
                     free.append(temps)
-                if in_place:
-                    self.inplace_busy = False
         results = []
         returned: set[int] = set()
         for kind, ref, shape in self.result_plan:
@@ -238,25 +244,21 @@ class CompiledProgram:
             self._check_finite(results, arrays, dims)
         return results
 
-    def _result_arrays(self, dims) -> tuple[list, bool]:
-        """(one array per result slot, in their shapes; whether any is a variable's own array).
+    def _result_arrays(self, dims) -> list:
+        """One array per result slot, in their shapes.
 
         An in-place slot (inplace.py) gets its variable's array when nothing but the variable
-        holds it (a user's reference, a view, an undo list keep it out of reach) and no other
-        call of this function is writing state in place right now; else a fresh array, which
-        gets a copy of the variable where the program reads the variable from it. Every other
-        slot gets a fresh array (see _result_array)."""
+        holds it (a user's reference, a view, an undo list keep it out of reach), else a
+        fresh array, which gets a copy of the variable where the program reads the variable
+        from it. Every other slot gets a fresh array (see _result_array)."""
         with self.pool_lock:  # two threads calling one function never pick the same array
-            own = {}
-            if self.inplace and not self.inplace_busy:
-                own = self._variable_arrays(dims)
+            own = self._variable_arrays(dims) if self.inplace else {}
             outs = [own[i] if i in own else self._result_array(i, plan, dims)
                     for i, plan in enumerate(self.result_shapes)]
-            self.inplace_busy = self.inplace_busy or bool(own)  # reset after the call
         for i, var, copy in self.inplace:
             if copy and i not in own:
                 np.copyto(outs[i], var._value)
-        return outs, bool(own)
+        return outs
 
     def _variable_arrays(self, dims) -> dict:
         """Slot -> the array of the variable it updates, for the slots whose array may be
