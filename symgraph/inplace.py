@@ -35,21 +35,18 @@ import numpy as np
 
 from symgraph.graph import Node
 from symgraph.lower import view_source
+from symgraph.memplan import ancestor_masks
 from symgraph.program import Buffer, Kernel, Program
 
 FAILING_OPS = frozenset({"take", "scatter_add"})  # raise IndexError on a bad label
 
 
 def ancestors(program: Program) -> dict[int, set[int]]:
-    """Kernel id -> ids of every kernel it waits for, directly or not."""
-    anc: dict[int, set[int]] = {}
-    for k in program.kernels:  # topological order
-        seen: set[int] = set()
-        for d in program.deps[k.id]:
-            seen.add(d)
-            seen |= anc[d]
-        anc[k.id] = seen
-    return anc
+    """Kernel id -> ids of every kernel it waits for, directly or not (memplan's masks)."""
+    ids = [k.id for k in program.kernels]  # topological order
+    masks = ancestor_masks(program.deps, ids, {k: i for i, k in enumerate(ids)})
+    return {k: {ids[j] for j in range(len(ids)) if mask >> j & 1}
+            for k, mask in zip(ids, masks)}
 
 
 def _reads_at_own_element(kernel: Kernel, var: Node, new: Node) -> bool:
@@ -57,11 +54,11 @@ def _reads_at_own_element(kernel: Kernel, var: Node, new: Node) -> bool:
     if kernel.kind == "elementwise":
         if tuple(kernel.domain) != tuple(new.shape):
             return False
-        loop = set(id(n) for n in kernel.nodes)
+        loop = {id(n) for n in kernel.nodes}
     elif kernel.kind == "matmul" and new in kernel.epilogue:
         if tuple(kernel.root.shape) != tuple(new.shape):
             return False
-        loop = set(id(n) for n in kernel.epilogue)
+        loop = {id(n) for n in kernel.epilogue}
     else:
         return False
     first_read = None

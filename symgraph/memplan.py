@@ -106,8 +106,8 @@ def _fmt(n: int) -> str:
     return f"{n:.1f} GiB"
 
 
-def _ancestors(deps: Mapping[KernelId, Sequence[KernelId]], order: Sequence[KernelId],
-               index: Mapping[KernelId, int]) -> list[int]:
+def ancestor_masks(deps: Mapping[KernelId, Sequence[KernelId]], order: Sequence[KernelId],
+                   index: Mapping[KernelId, int]) -> list[int]:
     """Per kernel position, a bitmask of every kernel that must finish before it starts."""
     anc = [0] * len(order)
     for k in order:  # order is topological, so predecessors are complete
@@ -206,7 +206,7 @@ def plan_memory(buffers: Sequence[BufferUse], order: Sequence[KernelId],
                 raise SymgraphError(f"buffer {b.name!r} names kernel {k!r}, which is not in the "
                                     "execution order")
         by_name[b.name] = b
-    anc = _ancestors(deps, order, index) if deps is not None else None
+    anc = ancestor_masks(deps, order, index) if deps is not None else None
     start = finish = None
     if anc is not None and timeline is not None:
         start = [float(timeline[k][0]) for k in order]

@@ -252,7 +252,7 @@ class CompiledProgram:
         fresh array, which gets a copy of the variable where the program reads the variable
         from it. Every other slot gets a fresh array (see _result_array)."""
         with self.pool_lock:  # two threads calling one function never pick the same array
-            own = self._variable_arrays(dims) if self.inplace else {}
+            own = self._variable_arrays() if self.inplace else {}
             outs = [own[i] if i in own else self._result_array(i, plan, dims)
                     for i, plan in enumerate(self.result_shapes)]
         for i, var, copy in self.inplace:
@@ -260,16 +260,15 @@ class CompiledProgram:
                 np.copyto(outs[i], var._value)
         return outs
 
-    def _variable_arrays(self, dims) -> dict:
+    def _variable_arrays(self) -> dict:
         """Slot -> the array of the variable it updates, for the slots whose array may be
-        written over in this call."""
+        written over in this call (a variable's shape is static: no dims to resolve)."""
         own = {}
         for i, var, _ in self.inplace:
             a = var._host
             if type(a) is not np.ndarray:
                 continue
-            _, dtype, static = self.result_shapes[i]
-            want = static if static is not None else resolve_shape(self.result_shapes[i][0], dims)
+            _, dtype, want = self.result_shapes[i]
             # the pool may still hold it from a call that did not write in place
             pooled = any(p is a for p in self.pool[i])
             if (held_only_by_attribute(a, extra=pooled) and not shared(a) and a.dtype == dtype
