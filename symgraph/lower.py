@@ -105,6 +105,7 @@ class _Group:
 
 class _Grouper:
     def __init__(self, results, invariants):
+        self.result_ids = {r.id for r in results}
         self.order = topo_order(results)
         self.index = {n.id: i for i, n in enumerate(self.order)}
         self.users = consumers(self.order)
@@ -202,6 +203,28 @@ class _Grouper:
             mine.phase[node.id] = phase
         return self.merge(theirs, mine, phase)
 
+    def movable_to_prologue(self, x: Node, reduction: Node, theirs: _Group) -> bool:
+        """Whether `x`, the input of `reduction`, should leave the epilogue of `theirs` (a
+        matmul or another reduction) for the reduction's prologue.
+
+        In the epilogue `x` would be written to memory for the reduction to read back. Moved,
+        the reduction computes it from the one value of `theirs` it reads instead: the same
+        bytes read, and nothing more written when that value is stored anyway (max-norm's
+        squared weights: the updated weights are written for the rescale that follows). `x`
+        is computed once either way. Removing a node that only the reduction reads keeps
+        `theirs` convex, and the reduction then depends on `theirs` alone, as before."""
+        if (theirs.root is None or theirs.phase.get(x.id) != "epi" or x.id in self.result_ids
+                or OPS[x.op].kind != "elementwise" or len(self.users[x.id]) != 1):
+            return False
+        computed = set()
+        for inp in x.inputs:
+            if inp.is_leaf() or inp.id in self.inv:
+                continue
+            if self.group.get(inp.id) is not theirs:
+                return False  # a view, or a value of a third kernel
+            computed.add(inp.id)
+        return len(computed) == 1 and tuple(x.shape) == tuple(reduction.inputs[0].shape)
+
     def run(self) -> None:
         for node in self.order:
             if node.is_leaf() or node.id in self.inv or node.op in VIEW_OPS:
@@ -211,7 +234,11 @@ class _Grouper:
                 self.add(node, g, "root")
                 x = node.inputs[0]
                 theirs = self.group.get(x.id)
-                if (theirs is not None and theirs.kind == "elementwise" and x.id not in self.inv
+                if theirs is not None and self.movable_to_prologue(x, node, theirs):
+                    theirs.members.remove(x)
+                    del theirs.phase[x.id]
+                    self.add(x, g, "pro")
+                elif (theirs is not None and theirs.kind == "elementwise" and x.id not in self.inv
                         and theirs.domain == tuple(x.shape)):  # its one input: never a cycle
                     self.merge(g, theirs, "pro")
             elif node.op == "matmul":

@@ -74,6 +74,36 @@ def test_dense_relu_dropout_is_one_matmul_with_epilogue():
     assert [n.op for n in k.writes] == ["where"]  # only the layer output is materialized
 
 
+def max_norm_update():
+    """SGD then Keras's max-norm: the column norms of the updated weights rescale them."""
+    x = sg.placeholder(("batch", 6), name="x")
+    g = sg.placeholder(("batch", 5), name="g")
+    w = sg.variable(np.ones((6, 5), np.float32), name="w")
+    new = w - 0.1 * (sg.transpose(x) @ g)
+    norms = sg.sqrt(sg.sum(new * new, axis=0, keepdims=True))
+    return [x, g], [new * (sg.minimum(sg.maximum(norms, 0.0), 3.0) / (norms + 1e-7))]
+
+
+def test_reduction_input_moves_out_of_a_matmul_epilogue():
+    """The squared weights are only summed: the column-norm reduction squares the updated
+    weights it reads anyway, instead of the GEMM's epilogue writing a second matrix."""
+    inputs, outputs = max_norm_update()
+    program = lower(inputs, optimize(outputs, 2)[0])
+    check_structure(program)
+    mm, red = (k for k in program.kernels if k.kind in ("matmul", "reduce"))
+    assert [n.op for n in mm.writes] == ["sub"], program.dump()
+    assert red.nodes[0].op == "mul" and mm.writes[0] in red.reads, program.dump()
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(7, 6)).astype(np.float32)
+    gs = rng.normal(size=(7, 5)).astype(np.float32)
+    new = 1.0 - 0.1 * (xs.T @ gs)
+    norms = np.sqrt((new * new).sum(axis=0, keepdims=True))
+    want = new * (np.clip(norms, 0.0, 3.0) / (norms + 1e-7))
+    for backend in ("numpy", "numba"):
+        got = sg.function(inputs, outputs[0], backend=backend)(xs, gs)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def check_structure(program: Program) -> None:
     """Kernels in dependency order; each read is a leaf or written by an earlier kernel."""
     written_by = {}

@@ -56,6 +56,21 @@ def test_row_and_column_reductions_and_argmax():
     assert "reduce" in kernel_kinds(fn)
 
 
+def test_max_norm_reduction_reads_the_matmul_epilogue():
+    """The column norms square the GEMM epilogue's stored output in their own prologue
+    (lower.py moves the square out of the epilogue)."""
+    x = sg.placeholder(("batch", 6), name="x")
+    g = sg.placeholder(("batch", 5), name="g")
+    w = sg.variable(RNG.standard_normal((6, 5)).astype(np.float32), name="w")
+    new = w - 0.1 * (sg.transpose(x) @ g)
+    norms = sg.sqrt(sg.sum(new * new, axis=0, keepdims=True))
+    inputs, outputs = [x, g], [new * (sg.minimum(norms, 1.5) / (norms + 1e-7))]
+    xs = RNG.standard_normal((7, 6)).astype(np.float32)
+    gs = RNG.standard_normal((7, 5)).astype(np.float32)
+    fn = both(inputs, outputs, [xs, gs], atol=1e-5)
+    assert {"matmul", "reduce"} <= kernel_kinds(fn)
+
+
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True)])
 def test_tiled_matmul_and_transposed_operands(ta, tb):
     m, k, n = 19, 21, 23  # not multiples of the tile: edge padding is exercised
