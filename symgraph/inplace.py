@@ -104,7 +104,7 @@ def plan_inplace(program: Program, update_vars: Sequence[Node]) -> Program:
             continue  # the variable itself is an output: it must show the old value
         if not _reads_at_own_element(k, var, new):
             continue
-        first = {r for r in readers.get(var.id, ()) + failing if r != k.id}
+        first = {r for r in [*readers.get(var.id, ()), *failing] if r != k.id}
         if any(k.id in anc[r] for r in first):
             continue  # it needs the new value, or fails after the write
         for r in first - anc[k.id]:  # independent: make it run first

@@ -163,6 +163,26 @@ def test_an_output_of_a_variable_shows_its_old_value():
     np.testing.assert_array_equal(w.value, 2 * np.ones(3))
 
 
+@pytest.mark.parametrize("update", ["copy", "log", "input", "cast", "last_loss"])
+def test_an_update_that_does_not_read_its_variable(update):
+    """Nothing reads `d` (its new value is computed from others): the plan used to crash on
+    such an update (no reader list to join); now it is written in place and equals NumPy."""
+    x = sg.placeholder((2, 3), name="x")
+    results = {}
+    for backend in ("numpy", "numba"):
+        d = sg.variable(np.ones((2, 3), np.float32), name="d")
+        w = sg.variable(np.full((2, 3), 3.0, np.float32), name="w")
+        loss = sg.sum(x * w)
+        new = {"copy": w * 2.0, "log": sg.log(w), "input": w * 0.0 + x,
+               "cast": sg.cast(sg.cast(w, "float64") * 0.5, "float32"),
+               "last_loss": loss + d * 0.0}[update]
+        fn = sg.function([x], loss, updates={d: new, w: w - 0.1 * x}, backend=backend)
+        values = [fn(np.full((2, 3), float(i), np.float32)) for i in range(3)]
+        results[backend] = values, d.value.copy(), w.value.copy()
+    for want, got in zip(results["numpy"], results["numba"]):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_m1_at_tiny_sizes_keeps_every_state_array():
     graph = build_m1(sizes=(20, 16, 16, 4))
     fn = sg.function(*graph, backend="numba")
