@@ -51,13 +51,36 @@ def _elementwise(node: Node) -> bool:
     return OPS[node.op].kind == "elementwise" or node.op in ELEMENTWISE_EXTRA
 
 
-def find_invariants(order) -> set[int]:
+def find_invariants(order, users=None) -> set[int]:
     """Ids of loop-invariant values: elementwise nodes or views computed only from size-1 leaves,
     `dim_size` and other invariants. Their value is the same at every element whatever their
-    shape (a broadcast 1/n, a learning-rate schedule), so a kernel computes each once."""
+    shape (a broadcast 1/n, a learning-rate schedule), so a kernel computes each once.
+
+    With `users`, values that a GEMM or an index kernel takes as a whole array (d sum(x @ W)
+    / dx multiplies a broadcast 1 by W) are not invariants: they get a kernel and a buffer."""
+    inv = _invariants(order, set())
+    if users is None:
+        return inv
+    arrays: set[int] = set()
+    for u in order:
+        if not reads_arrays(u):
+            continue
+        for node in u.inputs:
+            if node.id in inv and node.op in VIEW_OPS and _needs_copy(u, node):
+                arrays.add(node.id)  # a copy kernel reads its source element by element
+                continue
+            while node.id in inv:  # BLAS or the index kernel reads the chain's source buffer
+                arrays.add(node.id)
+                if node.op not in VIEW_OPS:
+                    break
+                node = node.inputs[0]
+    return _invariants(order, arrays) if arrays else inv
+
+
+def _invariants(order, excluded: set[int]) -> set[int]:
     inv: set[int] = set()
     for n in order:
-        if n.is_leaf() or n.op in ("random_uniform", "one_hot"):
+        if n.is_leaf() or n.op in ("random_uniform", "one_hot") or n.id in excluded:
             continue
         if not (_elementwise(n) or n.op in VIEW_OPS):
             continue
@@ -253,6 +276,20 @@ class _Grouper:
                         g = self.try_join(node, g, inp)
 
 
+def reads_arrays(node: Node) -> bool:
+    """Does `node` take its inputs as whole arrays (BLAS, an index kernel), not element by
+    element through index maps?"""
+    return node.op == "matmul" or node.op in OWN_KERNEL_OPS
+
+
+def array_source(node: Node, group_of: dict) -> Node:
+    """The node whose buffer an array-reading kernel gets for `node`: the first view in the
+    chain with a copy kernel of its own (its buffer holds the view's data), else the source."""
+    while node.op in VIEW_OPS and node.id not in group_of:
+        node = node.inputs[0]
+    return node
+
+
 def _needs_copy(user: Node, view: Node) -> bool:
     """Does `user` need `view` as a real array that a plain view cannot give?"""
     if user.op == "matmul":
@@ -264,7 +301,7 @@ def lower(inputs, results) -> Program:
     """Fuse the graph of `results` into kernels over buffers (see the module docstring)."""
     results = list(results)
     order = topo_order(results)
-    inv = find_invariants(order)
+    inv = find_invariants(order, consumers(order))
     grouper = _Grouper(results, inv)
     users = grouper.users
     result_ids = {r.id for r in results}
@@ -308,14 +345,15 @@ def _build_program(inputs, results, order, groups, grouper, inv, aliases) -> Pro
         reads: dict[int, Node] = {}
         invs: dict[int, Node] = {}
         mine = {m.id for m in g.members}
-        stack = [i for m in g.members for i in m.inputs]
+        stack = [array_source(i, group_of) if reads_arrays(m) else i
+                 for m in g.members for i in m.inputs]
         while stack:
             n = stack.pop()
             if n.id in inv:
                 if n.id not in invs:
                     invs[n.id] = n
                     stack.extend(n.inputs)
-            elif n.op in VIEW_OPS and n.id not in mine:
+            elif n.op in VIEW_OPS and n.id not in mine and n.id not in group_of:
                 stack.append(n.inputs[0])
             elif n.id not in mine:
                 reads[n.id] = n

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import symgraph as sg
-from symgraph.lower import Program, lower
+from symgraph.lower import Program, array_source, lower, reads_arrays
 from symgraph.passes.pipeline import optimize
 
 
@@ -107,6 +107,7 @@ def test_reduction_input_moves_out_of_a_matmul_epilogue():
 def check_structure(program: Program) -> None:
     """Kernels in dependency order; each read is a leaf or written by an earlier kernel."""
     written_by = {}
+    computed = {n.id for k in program.kernels for n in k.nodes}
     for k in program.kernels:
         for n in k.writes:
             assert n.id in program.buffer_of
@@ -118,6 +119,12 @@ def check_structure(program: Program) -> None:
                 assert written_by[n.id] < k.id
                 assert written_by[n.id] in program.deps[k.id] or written_by[n.id] == k.id
         assert all(d < k.id for d in program.deps[k.id])
+        for m in k.nodes:  # a GEMM or index kernel reads (and waits for) the buffer it gets
+            if reads_arrays(m):
+                for i in m.inputs:
+                    src = array_source(i, computed)
+                    assert src.id in program.buffer_of, f"k{k.id}: %{src.id} has no buffer"
+                    assert any(src is r for r in k.reads), f"k{k.id} reads %{src.id} unlisted"
     for r in program.results:
         program.buffer(r)  # every result has a buffer (or aliases one)
 
@@ -141,7 +148,7 @@ def random_graphs(draw):
     nodes = [x]
     for _ in range(draw(st.integers(2, 12))):
         a = draw(st.sampled_from(nodes))
-        kind = draw(st.integers(0, 5))
+        kind = draw(st.integers(0, 6))
         if kind == 0:
             nodes.append(getattr(sg, {"neg": "negative"}.get(u := draw(st.sampled_from(UNARY)),
                                                              u))(a))
@@ -154,6 +161,12 @@ def random_graphs(draw):
             nodes.append(sg.sum(a, 0) + a)
         elif kind == 4 and a.ndim == 2 and a.shape[1] == 4:
             nodes.append(a @ sg.constant(np.ones((4, 4))))
+        elif kind == 5 and a.ndim == 2 and a.shape[1] == 4:  # arrays for index kernels
+            part = draw(st.sampled_from([a[:, 1:], a[:, ::2], sg.transpose(a)[:3].T]))
+            pad = draw(st.sampled_from([sg.constant(np.zeros((1,))), sg.sum(a, 0)[:2]]))
+            row = sg.concatenate([part, sg.broadcast_to(sg.reshape(pad, (1, -1)),
+                                                         ("n", pad.shape[0]))], axis=1)
+            nodes.append(row[:, :4] * 2.0)
         else:
             nodes.append(sg.sum(a) * 0.5)
     outs = draw(st.lists(st.sampled_from(nodes[1:]), min_size=1, max_size=3))

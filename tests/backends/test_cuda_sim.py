@@ -71,6 +71,21 @@ def test_max_norm_reduction_reads_the_matmul_epilogue():
     assert {"matmul", "reduce"} <= kernel_kinds(fn)
 
 
+def test_whole_array_operands_from_views_and_invariants():
+    """concatenate of slices and of a size-1 constant, gradients that feed a broadcast 1 to a
+    GEMM or a scatter: the slice's copy ran unordered (its buffer recycled: garbage)."""
+    x = sg.placeholder((5,), name="x")
+    y = sg.placeholder((2,), name="y")
+    idx = sg.placeholder(("batch",), "int32", name="idx")
+    table = sg.variable(np.arange(8.0, dtype=np.float32).reshape(4, 2), name="table")
+    outs = [sg.concatenate([y, x[1:]]), sg.concatenate([x[:2], x[3:]]),
+            sg.concatenate([sg.constant(np.zeros(1, np.float32)), x[:-1]]),
+            sg.grad(sg.mean(table[idx]), table),
+            sg.grad(sg.sum(sg.reshape(x[:4], (2, 2)) @ table[:2]), table)]
+    both([x, y, idx], outs, [np.arange(1.0, 6.0, dtype=np.float32),
+                             np.array([7, 8], np.float32), np.array([0, 3, 3], np.int32)])
+
+
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True)])
 def test_tiled_matmul_and_transposed_operands(ta, tb):
     m, k, n = 19, 21, 23  # not multiples of the tile: edge padding is exercised

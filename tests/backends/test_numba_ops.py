@@ -217,6 +217,33 @@ def test_updates_and_scalar_results():
     assert t.value == 2
 
 
+def test_whole_array_operands_from_views_and_invariants():
+    """Operands a GEMM or an index kernel takes as arrays: a sliced input (concatenate read
+    the unsliced input, so nothing ordered the slice's copy first: a race with workers=2, a
+    recycled buffer on CUDA), a size-1 constant (it was a literal with no buffer), and a
+    broadcast 1 or 1/n from a gradient (d sum(x @ C) / dx, d mean(W[y]) / dW: invariants with
+    no buffer). Each failed to compile or gave wrong values on numba before."""
+    x = sg.placeholder((5,), name="x")
+    y = sg.placeholder((2,), name="y")
+    rows = sg.placeholder(("batch", 4), "float64", name="rows")
+    idx = sg.placeholder(("batch",), "int32", name="idx")
+    table = sg.variable(np.arange(8.0).reshape(4, 2), name="table")
+    c = sg.constant(np.arange(16.0).reshape(4, 4))
+    outs = [sg.concatenate([y, x[1:]]), sg.concatenate([x[:2], x[3:]]),
+            sg.concatenate([sg.constant(np.zeros(1, np.float32)), x[:-1]]),
+            sg.concatenate([x[::2], y * 3.0]) + 1.0,
+            sg.grad(sg.sum(rows @ c), rows), sg.grad(sg.sum(sg.take(table, idx)), table),
+            sg.grad(sg.mean(table[idx]), table)]
+    feeds = [np.arange(1.0, 6.0, dtype=np.float32), np.array([7, 8], np.float32),
+             np.ones((3, 4)), np.array([0, 3, 3], np.int32)]
+    ref = sg.function([x, y, rows, idx], outs, backend="numpy")(*feeds)
+    for workers in (1, 2):
+        fn = sg.function([x, y, rows, idx], outs, backend="numba", workers=workers)
+        for _ in range(20 if workers == 2 else 1):
+            for r, g in zip(ref, fn(*feeds)):
+                np.testing.assert_allclose(g, r, rtol=1e-6)
+
+
 def test_thread_pool_driver_matches_single_entry():
     rng = np.random.default_rng(5)
     x = sg.placeholder(("n", 6), "float64", name="x")

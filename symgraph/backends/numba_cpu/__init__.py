@@ -118,7 +118,9 @@ class CompiledProgram:
             elif b.kind == "variable":
                 self.fill.append((len(self.template), 1, n))
             else:
-                self.template.append(np.ascontiguousarray(n.attr["value"].array).reshape(-1))
+                # a writable copy: a read-only array is another Numba type than the eagerly
+                # compiled signature's (the first call compiled the entry a second time)
+                self.template.append(np.array(n.attr["value"].array, order="C").reshape(-1))
                 continue
             self.template.append(None)
         self.flatten = not (self.native and llvmjit.BY_OBJECT)

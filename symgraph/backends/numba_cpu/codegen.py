@@ -29,7 +29,14 @@ from symgraph.backends.numba_cpu.codegen_matmul import MatmulWriter, _name
 from symgraph.backends.render import IndexRenderer, ScalarRenderer, broadcast_index
 from symgraph.errors import SymgraphError
 from symgraph.graph import topo_order
-from symgraph.lower import VIEW_OPS, Kernel, Program, view_source
+from symgraph.lower import (
+    VIEW_OPS,
+    Kernel,
+    Program,
+    array_source,
+    reads_arrays,
+    view_source,
+)
 from symgraph.ops.special import FMIX_A, FMIX_B, GOLDEN, MASK32, STEP_SALT
 
 FASTMATH = "{'nsz', 'arcp', 'contract', 'reassoc'}"  # never nnan/ninf: NaN checks must hold
@@ -393,11 +400,16 @@ def _words(text: str) -> set[str]:
 
 
 def size_one_literals(program: Program, scalar: ScalarRenderer) -> dict:
-    """Size-1 constants become typed literals in the source (no buffer argument)."""
+    """Size-1 constants become typed literals in the source (no buffer argument), except
+    those a kernel takes as a whole array (a GEMM operand, a concatenate or take input)."""
+    computed = {n.id for k in program.kernels for n in k.nodes}
+    as_array = {array_source(i, computed).id for k in program.kernels for n in k.nodes
+                if reads_arrays(n) for i in n.inputs}
     out = {}
     for b in program.buffers:
         n = b.node
-        if n.op == "constant" and int(np.prod(n.shape, dtype=np.int64)) == 1:
+        if (n.op == "constant" and int(np.prod(n.shape, dtype=np.int64)) == 1
+                and n.id not in as_array):
             out[n.id] = scalar.literal(n.attr["value"].array.reshape(-1)[0], n.dtype)
     return out
 
