@@ -22,7 +22,7 @@ def graphs(draw):
     nodes = [x]
     for _ in range(draw(st.integers(3, 10))):
         a = draw(st.sampled_from(nodes))
-        kind = draw(st.integers(0, 6))
+        kind = draw(st.integers(0, 7))
         if kind == 0:
             nodes.append(getattr(sg, draw(st.sampled_from(UNARY)))(a))
         elif kind == 1:
@@ -37,6 +37,12 @@ def graphs(draw):
             nodes.append(sg.tanh(a @ w) + sg.sum(a, 1, keepdims=True))
         elif kind == 5 and a.ndim == 2:
             nodes.append(sg.max(a, 1))
+        elif kind == 6 and a.ndim == 2:  # whole-array operands: slices, a constant, indices
+            nodes.append(draw(st.sampled_from([
+                sg.concatenate([a[:, 1:], a[:, :1] * 2.0], axis=1),
+                sg.concatenate([sg.constant(np.zeros((1, 1))) + a[:, :1], a[:, ::2]], axis=1),
+                sg.transpose(sg.take(sg.transpose(a), sg.constant(np.array([2, 0, 2])))),
+                a @ w])))
         else:
             nodes.append(sg.sum(a * a) + 1.0)
     outs = draw(st.lists(st.sampled_from(nodes[1:]), min_size=1, max_size=2))
