@@ -135,8 +135,13 @@ class Sequential(Trainer):
                 raise SymgraphError(f"{filepath}: weight {key!r} has shape {array.shape} but "
                                     f"{name!r} in the model has shape {tuple(var.shape)}; "
                                     "nothing was loaded")
+            if not np.can_cast(array.dtype, var.dtype, casting="same_kind"):
+                if skip_mismatch:
+                    continue
+                raise SymgraphError(f"{filepath}: weight {key!r} has dtype {array.dtype}, which "
+                                    f"{name!r} ({var.dtype}) cannot hold; nothing was loaded")
             plan.append((var, array))
-        for var, array in plan:
+        for var, array in plan:  # every check passed: now assign (cannot fail any more)
             var.value = array
 
     def count_params(self) -> int:

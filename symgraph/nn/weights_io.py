@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -50,9 +51,14 @@ def load_arrays(path: str) -> list[tuple[str, np.ndarray]]:
     if not os.path.exists(path):
         raise SymgraphError(f"weights file {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive of weights")
+        with data:
             items = [(k, data[k]) for k in data.files]
-    except ValueError as exc:
-        raise SymgraphError(f"cannot read weights file {path}: {exc}") from None
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        # a truncated or damaged archive (zip), an empty file (EOF), a bad CRC, pickled data
+        raise SymgraphError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}; "
+                            "nothing was loaded") from None
     items.sort(key=lambda kv: int(kv[0].split("/", 1)[0]) if kv[0][:1].isdigit() else -1)
     return [(k.split("/", 1)[1] if "/" in k else k, a) for k, a in items]

@@ -123,6 +123,35 @@ def test_load_wrong_shapes_changes_nothing(tmp_path):
         small.save_weights(str(tmp_path / "w.h5"))
 
 
+def test_damaged_weight_files_raise_and_change_nothing(tmp_path):
+    """Truncated, empty and bit-flipped archives, a .npy posing as .npz and a weight of a
+    dtype the model cannot hold: a SymgraphError naming the file, no weight changed (the
+    dtype check used to fail after the first weights were assigned)."""
+    model = Sequential([Dense(5, input_dim=3), Dense(2)])
+    path = tmp_path / "w.npz"
+    model.save_weights(str(path))
+    data = path.read_bytes()
+    flipped = bytearray(data)
+    flipped[data.index(b"\x93NUMPY") + 130] ^= 0xFF  # the first array's data: a bad CRC
+    arrays = dict(np.load(path))
+    last = sorted(arrays)[-1]
+    arrays[last] = arrays[last].astype(np.complex64)
+    damaged = {"truncated.npz": data[:len(data) // 2], "empty.npz": b"",
+               "crc.npz": bytes(flipped)}
+    for name, blob in damaged.items():
+        (tmp_path / name).write_bytes(blob)
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    (tmp_path / "single.npy").rename(tmp_path / "single.npz")
+    np.savez(tmp_path / "complex.npz", **arrays)
+    model.set_weights([w + 1 for w in model.get_weights()])
+    before = model.get_weights()
+    for name in [*damaged, "single.npz", "complex.npz"]:
+        with pytest.raises(SymgraphError, match=rf"{name}.*nothing was loaded"):
+            model.load_weights(str(tmp_path / name))
+        for a, b in zip(before, model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_bad_inputs_name_layer_and_shapes_and_change_nothing():
     model = Sequential([Dense(3, input_dim=4, activation="softmax", name="clf")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", backend="numpy")
