@@ -20,16 +20,28 @@ from symgraph.tensor import as_node, cast
 
 
 def _flatten_outputs(outputs):
-    if isinstance(outputs, Node):
+    """(flat list of leaves, a function rebuilding the structure from their values): nodes
+    nested in lists, tuples and dicts, as deep as the caller likes ([loss, sg.grad(...)])."""
+    if isinstance(outputs, np.ndarray) or not isinstance(outputs, (list, tuple, dict)):
+        if isinstance(outputs, (str, bytes, set, frozenset)) or outputs is None:
+            raise SymgraphError(f"outputs must be nodes in a list, tuple or dict (nested as "
+                                f"you like), got {type(outputs).__name__}")
         return [outputs], lambda vals: vals[0]
-    if isinstance(outputs, dict):
-        keys = list(outputs)
-        return [outputs[k] for k in keys], lambda vals: dict(zip(keys, vals))
-    if isinstance(outputs, (list, tuple)):
-        kind = type(outputs)
-        return list(outputs), lambda vals: kind(vals)
-    raise SymgraphError(f"outputs must be a node, list, tuple or dict, got "
-                        f"{type(outputs).__name__}")
+    keys = list(outputs) if isinstance(outputs, dict) else None
+    parts = [_flatten_outputs(outputs[k] if keys is not None else k)
+             for k in (keys if keys is not None else outputs)]
+    sizes = [len(flat) for flat, _ in parts]
+    kind = type(outputs)
+
+    def rebuild(vals):
+        items, start = [], 0
+        for (_, inner), size in zip(parts, sizes):
+            items.append(inner(vals[start:start + size]))
+            start += size
+        if keys is not None:
+            return dict(zip(keys, items))
+        return kind(items)
+    return [leaf for flat, _ in parts for leaf in flat], rebuild
 
 
 def _normalize_updates(updates) -> list[tuple[Variable, Node]]:
@@ -219,9 +231,13 @@ class Function:
                 var._assign_pending(value)
         if staged:
             state = {id(v._host) for v in self._variables}
-        # outputs are the caller's to mutate: never hand out state or a view into it
-        outs = [o.copy() if id(o) in state or shared(o) or not o.flags.writeable
-                else o for o in outs]
+        # outputs are the caller's to mutate: never hand out state, a view into it, or one
+        # array twice (the same node under two names)
+        seen: set[int] = set()
+        for i, o in enumerate(outs):
+            if id(o) in state or id(o) in seen or shared(o) or not o.flags.writeable:
+                outs[i] = o = o.copy()
+            seen.add(id(o))
         return self._restructure(outs)
 
     def dump(self) -> str:
@@ -232,7 +248,8 @@ class Function:
 def function(inputs: Sequence[Node], outputs, updates=None, backend: str = "numpy",
              optimize: int = 2, check_nan: bool = False, name: str | None = None,
              workers: int = 1) -> Function:
-    """Compile `outputs` (node, list, tuple or dict) of `inputs` for `backend`.
+    """Compile `outputs` (a node, or nodes in lists, tuples and dicts, nested) of `inputs`
+    for `backend`.
 
     `updates` maps variables to new-value expressions, applied after a successful call.
     `optimize` is the pass level O0..O3; `check_nan` raises on the first node producing NaN/inf.

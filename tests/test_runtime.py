@@ -27,6 +27,28 @@ def test_outputs_come_back_in_the_structure_given():
     assert isinstance(single(np.ones(2)), np.ndarray)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_nested_outputs_and_one_node_twice(backend):
+    """[loss, sg.grad(...)] comes back nested as given (it raised a confusing shape error);
+    a node returned twice comes back as two arrays (numpy handed out one array twice)."""
+    x = sg.placeholder((2, 3), name="x")
+    y = sg.placeholder((2, 3), name="y")
+    loss = sg.sum(sg.maximum(x, y))
+    f = sg.function([x, y], [loss, sg.grad(loss, [x, y]), {"a": (x * 2.0, [loss])}],
+                    backend=backend)
+    out = f(np.ones((2, 3)), np.zeros((2, 3)))
+    assert isinstance(out[1], list) and isinstance(out[2]["a"], tuple)
+    np.testing.assert_array_equal(out[1][0], np.ones((2, 3)))
+    np.testing.assert_array_equal(out[1][1], np.zeros((2, 3)))
+    np.testing.assert_array_equal(out[2]["a"][0], 2 * np.ones((2, 3)))
+    assert out[0] == out[2]["a"][1][0] == 6
+    twice = sg.function([x], {"p": x * 2.0, "q": x * 2.0}, backend=backend)(np.ones((2, 3)))
+    twice["p"][0, 0] = 5
+    assert twice["q"][0, 0] == 2
+    with pytest.raises(sg.SymgraphError, match="outputs must be nodes"):
+        sg.function([x], "x")
+
+
 def test_updates_apply_after_the_call_and_a_new_batch_size_works():
     step, W = make_step()
     rng = np.random.default_rng(0)

@@ -178,7 +178,7 @@ class Trainer:
                 raise SymgraphError(f"validation_split must be in (0, 1), got {validation_split}")
             split = int(len(x) * (1 - validation_split))  # Keras: the *last* samples
             x, y, val = x[:split], y[:split], (x[split:], y[split:])
-        batch_size = int(batch_size or 32)
+        batch_size = _batch_size(batch_size)
         n = len(x)
         steps = max(1, -(-n // batch_size))
         rng = np.random.default_rng(seed) if seed is not None else _fit_rng()
@@ -281,7 +281,7 @@ class Trainer:
         """[loss, *metrics] over the data (a float when there are no metrics)."""
         self._require_compiled("evaluate")
         x = self._check_x(x)
-        batch_size = int(batch_size or 32)
+        batch_size = _batch_size(batch_size)
         verbose = _verbosity(verbose)
         bar = Progbar(max(1, -(-len(x) // batch_size)), verbose) if verbose else None
         logs = self._evaluate_arrays(x, y, batch_size, bar)
@@ -296,7 +296,7 @@ class Trainer:
             self.backend, self._functions = choose_backend(None), {}
             self._auto_backend = True
         fn = self._predict_step()
-        batch_size = int(batch_size or 32)
+        batch_size = _batch_size(batch_size)
         steps = max(1, -(-len(x) // batch_size))
         verbose = _verbosity(verbose)
         bar = Progbar(steps, verbose) if verbose else None
@@ -345,3 +345,13 @@ def _fit_rng() -> np.random.Generator:
     from symgraph.nn.initializers import global_rng
 
     return np.random.default_rng(global_rng().integers(2**32))
+
+
+def _batch_size(batch_size) -> int:
+    """Keras's default 32 for None; anything but a positive integer is an error."""
+    if batch_size is None:
+        return 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise SymgraphError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    return int(batch_size)

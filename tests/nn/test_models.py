@@ -169,6 +169,23 @@ def test_bad_inputs_name_layer_and_shapes_and_change_nothing():
     assert int(model.optimizer.iterations.value) == 0 and int(model.step_counter.value) == 0
 
 
+@pytest.mark.parametrize("bad", [0, -4, 2.5, True, "32"])
+def test_a_batch_size_that_is_no_positive_integer_is_refused(bad):
+    """fit(batch_size=0) trained with 32 (`batch_size or 32`); now every entry point raises."""
+    model = Sequential([Dense(2, input_dim=3)])
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    x, y = np.ones((4, 3), np.float32), np.ones((4, 2), np.float32)
+    before = model.get_weights()
+    for call in (lambda: model.fit(x, y, batch_size=bad, verbose=0),
+                 lambda: model.evaluate(x, y, batch_size=bad, verbose=0),
+                 lambda: model.predict(x, batch_size=bad, verbose=0)):
+        with pytest.raises(SymgraphError, match="batch_size must be a positive integer"):
+            call()
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.predict(x, batch_size=np.int64(3), verbose=0).shape == (4, 2)
+
+
 def test_nan_guard_stops_and_names_first_nan_node(capsys):
     x = np.ones((4, 2), np.float32)
     model = Sequential([Dense(2, input_dim=2), Dense(1)])
