@@ -206,8 +206,25 @@ class Function:
             arrays.append(a)
         return arrays, dims
 
+    def _check_finite_inputs(self, arrays) -> None:
+        """With NaN checks on, a NaN/inf fed in (or a NaN a variable holds) is named as such,
+        not blamed on the first node that computes with it."""
+        for node, a in zip(self.inputs, arrays):
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                bad = "NaN" if np.isnan(a).any() else "inf"
+                where = np.argwhere(~np.isfinite(a))[0]
+                raise SymgraphError(f"input {node.label()!r} holds {bad} (first at index "
+                                    f"{tuple(int(i) for i in where)} of shape {a.shape}; "
+                                    f"placeholder {describe_trace(node.trace)})")
+        for var in self._variables:  # NaN only: an inf may be a deliberate initial value
+            a = var._value
+            if a.dtype.kind == "f" and np.isnan(a).any():
+                raise SymgraphError(f"{var.describe()} holds NaN before the call")
+
     def __call__(self, *args):
         arrays, dims = self._validate(args)
+        if self.check_nan:
+            self._check_finite_inputs(arrays)
         results = self._run(arrays, dims)
         outs = [o if type(o) is np.ndarray else o.to_host() if hasattr(o, "to_host") else o
                 for o in results[:self._n_out]]

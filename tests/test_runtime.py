@@ -127,6 +127,22 @@ def test_check_nan_names_the_first_node_that_produced_it():
     assert "bad = sg.log(x)" in str(info.value)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_check_nan_names_an_input_or_variable_that_holds_it(backend):
+    """A NaN fed in was blamed on the first node computing with it (a matmul)."""
+    x = sg.placeholder(("n", 2), name="x")
+    w = sg.variable(np.ones((2, 2), np.float32), name="w")
+    f = sg.function([x], sg.sum(x @ w), updates={w: w * 2.0}, backend=backend, check_nan=True)
+    bad = np.array([[1.0, np.inf]], np.float32)
+    with pytest.raises(sg.SymgraphError, match=r"input 'x' holds inf .*index \(0, 1\)") as info:
+        f(bad)
+    assert 'sg.placeholder(("n", 2), name="x")' in str(info.value)
+    np.testing.assert_array_equal(w.value, np.ones((2, 2)))  # no state changed
+    w.value = np.full((2, 2), np.nan, np.float32)
+    with pytest.raises(sg.SymgraphError, match="variable node 'w'.*holds NaN before the call"):
+        f(np.ones((1, 2), np.float32))
+
+
 def test_outputs_never_alias_variable_state():
     v = sg.variable(np.zeros(2, np.float32), name="v")
     f = sg.function([], v)
