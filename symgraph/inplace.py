@@ -36,9 +36,15 @@ import numpy as np
 from symgraph.graph import Node
 from symgraph.lower import view_source
 from symgraph.memplan import ancestor_masks
-from symgraph.program import Buffer, Kernel, Program
+from symgraph.program import Buffer, Kernel, Program, may_reduce_nothing
 
 FAILING_OPS = frozenset({"take", "scatter_add"})  # raise IndexError on a bad label
+
+
+def can_fail(node: Node) -> bool:
+    """Whether the kernel computing `node` may raise: an index out of range, or a max or
+    argmax over an axis that a batch of 0 empties."""
+    return node.op in FAILING_OPS or may_reduce_nothing(node)
 
 
 def ancestors(program: Program) -> dict[int, set[int]]:
@@ -88,7 +94,7 @@ def plan_inplace(program: Program, update_vars: Sequence[Node]) -> Program:
         for r in k.reads:
             readers.setdefault(r.id, []).append(k.id)
     returned = Counter(program.buffer(r).id for r in program.results)
-    failing = [k.id for k in program.kernels if any(n.op in FAILING_OPS for n in k.nodes)]
+    failing = [k.id for k in program.kernels if any(can_fail(n) for n in k.nodes)]
     chosen: dict[int, Node] = {}
     writers: dict[int, Kernel] = {}
     edges: dict[int, set[int]] = {}  # kernel -> kernels it now waits for as well

@@ -37,6 +37,20 @@ class Buffer:
         return f"b{self.id} {self.kind} {self.dtype}[{dims}] %{self.node.id}"
 
 
+def reduced_dims(node: Node) -> tuple:
+    """The dims a max or argmax reduces over (() for other ops): over none of them (a batch
+    of 0) such a reduction has no value and raises, as NumPy does."""
+    if node.op == "max":
+        return tuple(node.inputs[0].shape[a] for a in node.attr["axes"])
+    if node.op == "argmax":
+        return (node.inputs[0].shape[node.attr["axis"]],)
+    return ()
+
+
+def may_reduce_nothing(node: Node) -> bool:
+    return any(not isinstance(d, int) or d == 0 for d in reduced_dims(node))
+
+
 @dataclass(frozen=True)
 class Kernel:
     """One loop nest (or BLAS call): the fused nodes, what it reads and what it writes.

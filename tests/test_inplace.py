@@ -89,6 +89,29 @@ def test_a_kernel_that_can_fail_runs_before_any_write_in_place():
     assert planned == {}
 
 
+@pytest.mark.parametrize("reduce", ["max", "argmax"])
+def test_a_max_over_an_empty_batch_raises_before_any_write(reduce):
+    """A max or argmax over the batch axis fails on a batch of 0 (it returned -inf or index 0
+    on numba): it counts as a kernel that can fail, so it runs before the in-place writes and
+    the failing call changes no state."""
+    x = sg.placeholder(("n", 3), name="x")
+    w = sg.variable(np.ones(3, np.float32), name="w")
+    peak = sg.max(x, axis=0) if reduce == "max" else sg.argmax(x, axis=0)
+    fn = sg.function([x], peak, updates={w: w * 2.0}, backend="numba")
+    assert fn._run.program.inplace  # w is written in place
+    (red,) = [k for k in fn._run.program.kernels if k.nodes[-1].op == reduce]
+    anc = ancestors(fn._run.program)
+    writer = [k for k in fn._run.program.kernels if k.writes and any(
+        fn._run.program.buffer_of.get(n.id) in fn._run.program.inplace for n in k.writes)]
+    assert all(red.id in anc[k.id] for k in writer)
+    with pytest.raises(SymgraphError, match=f"{reduce} node"):
+        fn(np.zeros((0, 3), np.float32))
+    np.testing.assert_array_equal(w.value, np.ones(3))
+    np.testing.assert_array_equal(fn(np.eye(3, dtype=np.float32)), [1, 1, 1] if reduce == "max"
+                                  else [0, 1, 2])
+    np.testing.assert_array_equal(w.value, 2 * np.ones(3))
+
+
 @pytest.fixture
 def numba_step():
     inputs, loss, updates = _sgd_step()

@@ -86,6 +86,16 @@ def test_whole_array_operands_from_views_and_invariants():
                              np.array([7, 8], np.float32), np.array([0, 3, 3], np.int32)])
 
 
+def test_a_max_over_an_empty_batch_raises_and_changes_nothing():
+    x = sg.placeholder(("n", 3), name="x")
+    w = sg.variable(np.ones(3, np.float32), name="w")
+    for peak in (sg.max(x, axis=0), sg.argmax(x, axis=0)):
+        fn = sg.function([x], peak, updates={w: w * 2.0}, backend="cuda")
+        with pytest.raises(sg.SymgraphError, match=f"{peak.op} node .*empty axis"):
+            fn(np.zeros((0, 3), np.float32))
+        np.testing.assert_array_equal(w.value, np.ones(3))
+
+
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True)])
 def test_tiled_matmul_and_transposed_operands(ta, tb):
     m, k, n = 19, 21, 23  # not multiples of the tile: edge padding is exercised

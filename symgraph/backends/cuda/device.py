@@ -29,6 +29,7 @@ from symgraph.errors import SymgraphError
 from symgraph.graph import resolve_shape
 from symgraph.lower import kernel_flops, lower
 from symgraph.memplan import BufferUse, plan_memory
+from symgraph.program import may_reduce_nothing, reduced_dims
 from symgraph.schedule import CostModel, costs_from_counts, critical_path_schedule
 
 _STATE: dict[int, tuple] = {}  # id(variable) -> (value token it mirrors, device nd array)
@@ -129,6 +130,8 @@ class CudaProgram:
         self.results = list(results)
         self.check_nan = check_nan
         self.program = lower(self.inputs, self.results)
+        self._empty_able = [n for k in self.program.kernels for n in k.nodes
+                            if may_reduce_nothing(n)]
         self.module = render_program(self.program, SIM if simulate else GPU)
         mod = import_module(self.module)
         if os.environ.get("SYMGRAPH_DEBUG"):
@@ -243,6 +246,11 @@ class CudaProgram:
 
     def run(self, arrays, dims: dict) -> list:
         prog, cuda = self.program, self.cuda
+        for node in self._empty_able:  # before anything runs: the call changes no state
+            if 0 in resolve_shape(reduced_dims(node), dims):
+                shape = resolve_shape(node.inputs[0].shape, dims)
+                raise SymgraphError(f"evaluating {node.describe()} failed: a {node.op} over an "
+                                    f"empty axis (input shape {shape}) has no value")
         s0 = self.streams[0]
         state: dict[int, object] = {}
         for buf in prog.buffers:

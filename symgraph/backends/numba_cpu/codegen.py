@@ -254,6 +254,8 @@ class KernelWriter(MatmulWriter):
         # max-reduce: the renderer's maximum template, with named slots for `format` below
         combine = ("{a} + {b}" if is_sum else
                    self.scalar.template("maximum", root.dtype).format("{b}", "{a}"))
+        if not is_sum:
+            self.empty_check([d for a, d in enumerate(k.domain) if a in axes])
         self.emit(1, f"acc = np.full({self.scalar.size_expr(out_shape)}, {init}, np.{acc_dtype})")
         nd = len(k.domain)
         suffix = nd  # the trailing run of reduced axes accumulates in a scalar `s`
@@ -304,6 +306,14 @@ class KernelWriter(MatmulWriter):
             self.compute(n, oidx, depth, "g")
             self.store(n, "g", depth)
 
+    def empty_check(self, reduced) -> None:
+        """A max or argmax over no elements has no value: raise (as NumPy does; the driver then
+        names the node through the reference) instead of returning -inf or index 0."""
+        if all(isinstance(d, int) and d > 0 for d in reduced):
+            return
+        size = self.scalar.size_expr(tuple(reduced))
+        self.emit(1, f"if {size} == 0: raise IndexError('a reduction over an empty axis')")
+
     def array(self, node) -> str:
         """The buffer holding `node`'s data (a reshape chain shares its source's buffer)."""
         while node.id not in self.p.buffer_of and node.op in VIEW_OPS:
@@ -335,6 +345,7 @@ class KernelWriter(MatmulWriter):
         elif op == "argmax":
             x = node.inputs[0]
             ax = a["axis"]
+            self.empty_check([x.shape[ax]])
             outer, n, inner = size(x.shape[:ax]), self.scalar.dim_expr(x.shape[ax]), \
                 size(x.shape[ax + 1:])
             self.emit(1, f"for p in range({outer}):")
