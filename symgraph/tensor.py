@@ -268,7 +268,8 @@ def argmax(x, axis=None, keepdims: bool = False) -> Node:
 
 
 def reshape(x, shape) -> Node:
-    """x with a new shape; one -1 is inferred, symbolic dims included."""
+    """x with a new shape; one -1 is inferred. A symbolic dim stays a dim of its own: (-1, 784)
+    of ("batch", 28, 28) is ("batch", 784), but merging it with others ((-1,)) is an error."""
     x = as_node(x)
     shape = (shape,) if isinstance(shape, (int, str)) else tuple(shape)
     return apply("reshape", (x,), shape=shape) if tuple(shape) != tuple(x.shape) else x
@@ -356,9 +357,10 @@ def _getitem(x: Node, key) -> Node:
                 index.append((k.start or 0, k.stop, k.step or 1))
             else:
                 start, stop, step = k.indices(dim)
-                if step < 0:
-                    raise SymgraphError("negative slice steps are not supported")
-                index.append((start, builtins.max(stop, start), step))
+                if step > 0:
+                    index.append((start, builtins.max(stop, start), step))
+                else:  # x[::-1]: a stop below 0 means "past the first element", not -1
+                    index.append((start, stop if stop >= 0 else None, step))
         else:
             raise SymgraphError(f"unsupported index {k!r}")
         axis += 1

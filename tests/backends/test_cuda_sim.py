@@ -42,6 +42,7 @@ def test_elementwise_templates_broadcast_and_views():
     outs = [sg.exp(x) * v + sg.tanh(x) / v, sg.sigmoid(x) - sg.log1p(sg.abs(x)),
             sg.where(x > 0, sg.sqrt(sg.abs(x)), sg.expm1(x)), sg.maximum(x, v) ** 2.0,
             sg.transpose(x)[1:4, ::2] + 1.0, sg.reshape(x, (-1,))[3:9], sg.sign(x),
+            x[::-1, ::-2] * 2.0, sg.concatenate([x[:, ::-1], x[:, :1]], axis=1),
             sg.cast(x > 0.5, "int32") + 3, sg.concatenate([x, x * 2.0], axis=1)]
     fn = both([x, v], outs, [a, b])
     assert "elementwise" in kernel_kinds(fn)

@@ -83,7 +83,8 @@ def test_reductions_movement_matmul_index(dtype):
             sg.transpose(sg.reshape(x, (3, 12)))[2:9:3, :],
             sg.concatenate([x, x * 2.0], axis=2), sg.concatenate([x[:, :1], x], axis=1),
             sg.broadcast_to(sg.reshape(sg.sum(x, 2), (3, 3, 1)), (3, 3, 5)) * 1.0,
-            x[:, 1:, ::2], sg.one_hot(idx, 4, dtype), sg.take(t, idx),
+            x[:, 1:, ::2], x[::-1, :, ::-2], sg.concatenate([x[:, ::-1], x[:, 1:2]], axis=1),
+            sg.one_hot(idx, 4, dtype), sg.take(t, idx),
             sg.take(t, sg.concatenate([sg.reshape(idx, ("n", 1))] * 2, 1)),
             sg.var(x, 0), sg.matmul(sg.transpose(w), sg.transpose(sg.reshape(x, (-1, 4))))]
     feeds = [rng.standard_normal((3, 3, 4)).astype(dtype),

@@ -109,7 +109,9 @@ def _event(cuda):
 
 
 def _flat(array):
-    return array.reshape(max(1, int(np.prod(array.shape, dtype=np.int64))))
+    """The 1-D kernel argument of a buffer (`array` itself reshaped; an empty buffer, which no
+    kernel touches, is handed as an empty 1-D array: a size-0 array has no size-1 view)."""
+    return array.reshape(int(np.prod(array.shape, dtype=np.int64)))
 
 
 class _Arena:
