@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+from symgraph.errors import SymgraphError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     add_bench_parser(sub)
     add_viz_parser(sub)
     args = parser.parse_args(argv)
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except (SymgraphError, OSError) as exc:
+        if os.environ.get("SYMGRAPH_DEBUG"):
+            raise
+        # a user's mistake (a bad value, an unwritable folder, a missing file): one line,
+        # as argparse reports its own errors; SYMGRAPH_DEBUG=1 shows the traceback
+        prefix = f"symgraph {args.command}:"
+        text = str(exc).removeprefix(prefix).strip()
+        print(f"{prefix} error: {text}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

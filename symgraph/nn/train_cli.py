@@ -17,6 +17,9 @@ import time
 
 import numpy as np
 
+from symgraph.errors import SymgraphError
+from symgraph.nn.weights_io import atomic_write
+
 PAPER = "Srivastava et al. 2014, JMLR 15, Table 2"
 
 
@@ -67,23 +70,23 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=sorted(MODELS), default="mlp-dropout",
                    help="network (default: mlp-dropout, the paper's 1.06%% row)")
-    p.add_argument("--epochs", type=int, default=None, help="default 3, or 300 with --full")
+    p.add_argument("--epochs", type=_positive, default=None, help="default 3, or 300 with --full")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=_non_negative_float, default=None,
                    help="learning rate (sgd default 0.05; others: Keras defaults)")
-    p.add_argument("--momentum", type=float, default=None,
+    p.add_argument("--momentum", type=_non_negative_float, default=None,
                    help="SGD momentum (default 0.9, 0.95 with --full)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=_positive, default=128)
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba", "cuda"),
                    help="auto: the fastest available (numba when it works, else numpy)")
     p.add_argument("--out", default=None, help="output folder (default ./runs/<timestamp>)")
     p.add_argument("--full", action="store_true",
                    help="full-length reproduction: 300 epochs, momentum 0.95, lr decay")
-    p.add_argument("--limit", type=int, default=None,
+    p.add_argument("--limit", type=_positive, default=None,
                    help="train on the first N training images only (smoke tests)")
-    p.add_argument("--augment", type=int, default=0, metavar="PIXELS",
+    p.add_argument("--augment", type=_non_negative, default=0, metavar="PIXELS",
                    help="random shifts of up to PIXELS on training batches (default 0)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=_positive, default=None,
                    help="BLAS threads (default: the library's own; 1 on a busy machine)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
@@ -91,15 +94,60 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _writable_folder(path: str) -> None:
+    """Create `path` and prove a file can be written there, or raise a SymgraphError."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        atomic_write(os.path.join(path, ".write-test"), lambda f: f.write(b"ok"))
+        os.remove(os.path.join(path, ".write-test"))
+    except OSError as exc:
+        raise SymgraphError(f"--out {path!r} is not a folder symgraph can write to "
+                            f"({type(exc).__name__}: {exc})") from None
+
+
+def _json_safe(value):
+    """report.json stays strict JSON: a NaN or inf (a diverged run) becomes null."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
 def _optimizer(args):
     from symgraph.nn import optimizers
 
     if args.optimizer == "sgd":
         momentum = args.momentum if args.momentum is not None else (0.95 if args.full else 0.9)
-        return optimizers.SGD(args.lr or 0.05, momentum=momentum)
+        return optimizers.SGD(0.05 if args.lr is None else args.lr, momentum=momentum)
     cls = {"adam": optimizers.Adam, "rmsprop": optimizers.RMSprop,
            "adagrad": optimizers.Adagrad, "adadelta": optimizers.Adadelta}[args.optimizer]
-    return cls(args.lr) if args.lr else cls()
+    return cls() if args.lr is None else cls(args.lr)
 
 
 def _plot(history: dict, path: str) -> None:
@@ -120,15 +168,18 @@ def _plot(history: dict, path: str) -> None:
     ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+        else:  # stopped (NaN loss) before the first epoch ended
+            ax.text(0.5, 0.5, "no finished epoch", ha="center", transform=ax.transAxes)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))
     plt.close(fig)
 
 
 def run_train(args) -> int:
     """Train, evaluate, and write weights.npz, curves.png and report.json to the out folder."""
-    if args.threads:
+    if args.threads is not None:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=args.threads, user_api="blas"):
@@ -139,16 +190,14 @@ def run_train(args) -> int:
 def _train(args) -> int:
     from symgraph.data import RandomShift, mnist
     from symgraph.nn import callbacks, set_random_seed
-    from symgraph.nn.weights_io import atomic_write
-
     set_random_seed(args.seed)
-    epochs = args.epochs or (300 if args.full else 3)
+    epochs = args.epochs if args.epochs is not None else (300 if args.full else 3)
     out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(out, exist_ok=True)
+    _writable_folder(out)  # before minutes of training, not after
     (x_train, y_train), (x_test, y_test) = mnist.load_data()
     x_train = x_train.reshape(len(x_train), 784).astype(np.float32) / 255.0
     x_test = x_test.reshape(len(x_test), 784).astype(np.float32) / 255.0
-    if args.limit:
+    if args.limit is not None:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
     description, paper_error, build = MODELS[args.model]
     model = build()
@@ -190,7 +239,7 @@ def _train(args) -> int:
         "settings": {k: v for k, v in vars(args).items() if k not in ("run", "command")},
         "full": args.full,
     }
-    text = json.dumps(report, indent=2, default=float)
+    text = json.dumps(_json_safe(report), indent=2, allow_nan=False)
     atomic_write(os.path.join(out, "report.json"), lambda f: f.write(text.encode()))
     print(f"wrote {out}/weights.npz, {out}/curves.png, {out}/report.json")
     return 0 if history.nan_report is None else 1

@@ -56,3 +56,44 @@ def test_train_cli_full_schedule_decays_learning_rate(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["full"] and report["settings"]["momentum"] is None
     assert report["history"]["learning_rate"] == pytest.approx([0.05, 0.05 * 0.99])
+
+
+@pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--batch-size", "0"),
+                                        ("--limit", "0"), ("--limit", "-5"), ("--lr", "-1"),
+                                        ("--threads", "0"), ("--augment", "-1")])
+def test_train_cli_refuses_values_it_would_change(flag, value, tmp_path, capsys):
+    """--epochs 0 trained 3 epochs, --limit 0 all 60000 images, --lr 0 used 0.05: every
+    value is used as given or refused before anything runs."""
+    with pytest.raises(SystemExit) as info:
+        _main(["train", "--out", str(tmp_path / "x"), flag, value])
+    assert info.value.code == 2
+    assert f"argument {flag}" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_train_cli_uses_a_zero_learning_rate_and_reports_strict_json(tmp_path, capsys):
+    out = tmp_path / "lr0"
+    rc = _main(["train", "--model", "mlp-small", "--epochs", "1", "--limit", "128", "--lr", "0",
+                "--backend", "numpy", "--out", str(out), "--verbose", "0"])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text(),
+                        parse_constant=lambda c: pytest.fail(f"{c} in report.json"))
+    assert report["learning_rate"] == 0.0 and report["train_images"] == 128
+    # a diverged run: the loss is NaN, report.json holds null (strict JSON), the exit code 1
+    out = tmp_path / "diverged"
+    rc = _main(["train", "--model", "mlp-small", "--epochs", "1", "--limit", "128",
+                "--lr", "1e38", "--batch-size", "16", "--backend", "numpy", "--out", str(out),
+                "--verbose", "0"])
+    report = json.loads((out / "report.json").read_text(),
+                        parse_constant=lambda c: pytest.fail(f"{c} in report.json"))
+    assert rc == 1 and report["nan_report"] and report["test_loss"] is None
+
+
+def test_train_cli_checks_the_out_folder_before_training(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    rc = _main(["train", "--model", "mlp-small", "--epochs", "1", "--limit", "128",
+                "--backend", "numpy", "--out", str(afile), "--verbose", "0"])
+    captured = capsys.readouterr()
+    assert rc == 2 and "is not a folder symgraph can write to" in captured.err
+    assert "Traceback" not in captured.err and "symgraph train:" not in captured.out
