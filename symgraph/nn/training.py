@@ -178,6 +178,11 @@ class Trainer:
                 raise SymgraphError(f"validation_split must be in (0, 1), got {validation_split}")
             split = int(len(x) * (1 - validation_split))  # Keras: the *last* samples
             x, y, val = x[:split], y[:split], (x[split:], y[split:])
+        if len(x) == 0:
+            left = f" after validation_split={validation_split}" if validation_split else ""
+            raise SymgraphError(f"fit: no training samples{left} (x has 0 rows)")
+        if val is not None and len(val[0]) == 0:
+            raise SymgraphError("fit: the validation data has no samples")
         batch_size = _batch_size(batch_size)
         n = len(x)
         steps = max(1, -(-n // batch_size))
@@ -281,6 +286,9 @@ class Trainer:
         """[loss, *metrics] over the data (a float when there are no metrics)."""
         self._require_compiled("evaluate")
         x = self._check_x(x)
+        if len(x) == 0:
+            raise SymgraphError("evaluate: no samples (x has 0 rows): the loss of nothing is "
+                                "undefined")
         batch_size = _batch_size(batch_size)
         verbose = _verbosity(verbose)
         bar = Progbar(max(1, -(-len(x) // batch_size)), verbose) if verbose else None

@@ -186,6 +186,23 @@ def test_a_batch_size_that_is_no_positive_integer_is_refused(bad):
     assert model.predict(x, batch_size=np.int64(3), verbose=0).shape == (4, 2)
 
 
+def test_fit_and_evaluate_without_samples_raise(capsys):
+    """fit on no rows (or a validation_split that leaves none) printed a NaN report naming a
+    div node; evaluate returned [nan, 0.0]."""
+    model = Sequential([Dense(2, input_dim=3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], backend="numpy")
+    x, y = np.ones((32, 3), np.float32), np.zeros(32, np.int32)
+    with pytest.raises(SymgraphError, match="fit: no training samples"):
+        model.fit(x[:0], y[:0], verbose=0)
+    with pytest.raises(SymgraphError, match="after validation_split=0.99"):
+        model.fit(x, y, validation_split=0.99, verbose=0)
+    with pytest.raises(SymgraphError, match="evaluate: no samples"):
+        model.evaluate(x[:0], y[:0], verbose=0)
+    assert capsys.readouterr().err == ""
+    assert model.predict(x[:0], verbose=0).shape == (0, 2)
+
+
 def test_nan_guard_stops_and_names_first_nan_node(capsys):
     x = np.ones((4, 2), np.float32)
     model = Sequential([Dense(2, input_dim=2), Dense(1)])
