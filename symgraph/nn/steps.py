@@ -9,12 +9,17 @@ the same compiled function.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 import symgraph as sg
+from symgraph.graph import topo_order
 from symgraph.nn.layers import CallContext
+from symgraph.ops.table import tagging
+
+PART = "part:"  # tag prefix: which part of the training step built a node
 
 
 @dataclass(frozen=True)
@@ -30,30 +35,37 @@ def next_node_id() -> int:
     return sg.constant(0.0).id + 1
 
 
+@contextmanager
+def part(regions: list | None, what: str):
+    """Nodes built inside belong to `what`: an id range in `regions`, and a "part:" tag that
+    the optimizer's rewrites carry over to the nodes they build in their place."""
+    start = next_node_id()
+    with tagging(PART + what):
+        yield
+    if regions is not None:
+        regions.append((start, next_node_id(), what))
+
+
 def forward(model, x, ctx: CallContext, regions: list | None = None):
     """The model's output; `regions` collects (first id, last id, layer name) per layer."""
     h = x
     for layer in model.layers:
-        start = next_node_id()
-        h = layer.call(h, ctx)
-        if regions is not None:
-            regions.append((start, next_node_id(), f"layer {layer.name!r} (forward)"))
+        with part(regions, f"layer {layer.name!r} (forward)"):
+            h = layer.call(h, ctx)
     return h
 
 
 def _loss_terms(model, x, y, ctx, regions=None):
     out = forward(model, x, ctx, regions)
-    start = next_node_id()
     loss = model.loss
-    kind_logits = ctx.logits.get(out.id)
-    logits = kind_logits[1] if kind_logits and kind_logits[0] == loss.logits_kind else None
-    data_loss = sg.mean(loss.per_sample(y, out, logits=logits))
-    penalties = [p for layer in model.layers for p in layer.penalties()]
-    total = data_loss
-    for p in penalties:
-        total = total + p
-    if regions is not None:
-        regions.append((start, next_node_id(), f"the loss ({loss.name} and penalties)"))
+    with part(regions, f"the loss ({loss.name} and penalties)"):
+        kind_logits = ctx.logits.get(out.id)
+        logits = kind_logits[1] if kind_logits and kind_logits[0] == loss.logits_kind else None
+        data_loss = sg.mean(loss.per_sample(y, out, logits=logits))
+        penalties = [p for layer in model.layers for p in layer.penalties()]
+        total = data_loss
+        for p in penalties:
+            total = total + p
     metric_sums = [sg.cast(sg.sum(fn(y, out)), "float32") for _, fn in model.metric_fns]
     return out, total, metric_sums
 
@@ -75,10 +87,15 @@ class TrainStep:
     regions: list              # (first node id, end id, what built those nodes)
 
     def where(self, node_id: int) -> str | None:
-        """Which part of the step (layer forward, loss, gradients, updates) built a node."""
+        """Which part of the step (layer forward, loss, gradients, updates) built a node; for a
+        node an optimization pass built, the part whose node it replaced (its tag)."""
         for start, end, what in self.regions:
             if start <= node_id < end:
                 return what
+        for node in topo_order(self.function.graph):
+            if node.id == node_id:
+                parts = sorted(t[len(PART):] for t in node.tags if t.startswith(PART))
+                return parts[-1] if parts else None
         return None
 
     def __call__(self, xb, yb):
@@ -100,15 +117,13 @@ def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool 
         for var in layer.trainable_weights:
             owners[var.id] = layer
             trainable.append(var)
-    start = next_node_id()
-    grads = sg.grad(total, trainable) if trainable else []
-    regions.append((start, next_node_id(), "the gradients (backward pass)"))
+    with part(regions, "the gradients (backward pass)"):
+        grads = sg.grad(total, trainable) if trainable else []
     updates = []
-    start = next_node_id()
-    for var, expr in model.optimizer.updates(zip(grads, trainable)):
-        layer = owners.get(var.id)
-        updates.append((var, layer.constrain(var, expr) if layer is not None else expr))
-    regions.append((start, next_node_id(), f"the {model.optimizer.name} update / constraints"))
+    with part(regions, f"the {model.optimizer.name} update / constraints"):
+        for var, expr in model.optimizer.updates(zip(grads, trainable)):
+            layer = owners.get(var.id)
+            updates.append((var, layer.constrain(var, expr) if layer is not None else expr))
     updates += ctx.updates
     updates.append((model.step_counter, model.step_counter + np.int64(1)))
     if nan_guard:

@@ -203,6 +203,21 @@ def test_fit_and_evaluate_without_samples_raise(capsys):
     assert model.predict(x[:0], verbose=0).shape == (0, 2)
 
 
+def test_nan_report_names_the_layer_of_a_node_a_pass_rebuilt(capsys):
+    """The overflowing matmul of a softmax layer is rebuilt by the optimizer (the softmax and
+    cross-entropy fuse to logits): its id lies outside the recorded ranges, and the report
+    named no layer. The rewrite keeps the part tag, which names it."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 20)).astype(np.float32), rng.integers(0, 10, 64)
+    model = Sequential([Dense(32, input_dim=20, activation="relu", name="hid"),
+                        Dense(10, activation="softmax", name="out")])
+    model.compile(optimizer=optimizers.SGD(1e12), loss="sparse_categorical_crossentropy",
+                  backend="numpy")
+    hist = model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    assert "first produced by matmul node" in hist.nan_report
+    assert hist.nan_report.endswith("it belongs to layer 'out' (forward)")
+
+
 def test_nan_guard_stops_and_names_first_nan_node(capsys):
     x = np.ones((4, 2), np.float32)
     model = Sequential([Dense(2, input_dim=2), Dense(1)])
