@@ -234,22 +234,27 @@ def test_the_thread_pool_driver_honours_the_added_edges():
 
 
 def test_steps_from_two_threads_run_one_at_a_time():
-    """A function that writes state in place runs its calls one at a time: two threads'
-    steps neither read half-written state nor lose an update."""
+    """Calls writing a variable in place run one at a time, whichever function writes it:
+    threads' steps neither read half-written state nor lose an update (two functions sharing
+    a variable ended with a mix of 100 and 101 in one array before)."""
     import threading
 
     x = sg.placeholder((1 << 20,), name="x")
     w = sg.variable(np.zeros(1 << 20, np.float32), name="w")
     fn = sg.function([x], sg.sum(x), updates={w: w + x}, backend="numba")
-    assert len(fn._run.program.inplace) == 1
+    # another function writing the same variable in place (with a second one): it waits too
+    v = sg.variable(np.zeros(3, np.float32), name="v")
+    other = sg.function([x], sg.max(x), updates={v: v + 1.0, w: w + 2.0 * x}, backend="numba")
+    assert len(fn._run.program.inplace) == 1 and len(other._run.program.inplace) == 2
     ones = np.ones(1 << 20, np.float32)
 
-    def steps():
+    def steps(f):
         for _ in range(40):
-            fn(ones)
-    threads = [threading.Thread(target=steps) for _ in range(2)]
+            f(ones)
+    threads = [threading.Thread(target=steps, args=(f,)) for f in (fn, fn, other)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    np.testing.assert_array_equal(w.value, np.full(1 << 20, 80, np.float32))
+    np.testing.assert_array_equal(w.value, np.full(1 << 20, 160, np.float32))
+    np.testing.assert_array_equal(v.value, np.full(3, 40, np.float32))
