@@ -124,3 +124,14 @@ def test_cache_dir_env_var_is_used(tmp_path, monkeypatch):
     np.testing.assert_array_equal(f(np.array([1.0, 2.0])), [4.0, 7.0])
     assert f._run.compiled.module.__file__.startswith(str(tmp_path))
     assert glob.glob(str(tmp_path / "numba" / "sg_*.py"))
+
+
+def test_an_unusable_cache_dir_warns_and_still_compiles(tmp_path):
+    """SYMGRAPH_CACHE_DIR naming a file raised NotADirectoryError from sg.function."""
+    not_a_folder = tmp_path / "afile"
+    not_a_folder.write_text("")
+    for path in ("numba", "native"):
+        out, log = run_script(not_a_folder, path=path)
+        np.testing.assert_allclose(out["out"], (np.tanh(np.full((2, 1), 6.0)) * 2).tolist(),
+                                   rtol=1e-6)
+        assert "cannot use SYMGRAPH_CACHE_DIR" in log and "for this process only" in log

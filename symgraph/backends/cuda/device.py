@@ -25,6 +25,7 @@ import weakref
 import numpy as np
 
 from symgraph.backends.cuda.kernels import GPU, SIM, CudaModule, render_program
+from symgraph.cachedir import cache_folder
 from symgraph.errors import SymgraphError
 from symgraph.graph import resolve_shape
 from symgraph.lower import kernel_flops, lower
@@ -42,11 +43,7 @@ GPU_COSTS = CostModel(flops_per_second=40e12, bytes_per_second=2e12, overhead_se
 
 def cache_dir() -> str:
     """Where generated kernel modules are written (numba's kernel cache sits beside them)."""
-    root = os.environ.get("SYMGRAPH_CACHE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "symgraph")
-    path = os.path.join(root, "cuda")
-    os.makedirs(path, exist_ok=True)
-    return path
+    return cache_folder("cuda")
 
 
 def import_module(module: CudaModule):

@@ -19,18 +19,14 @@ import os
 import sys
 import tempfile
 
+from symgraph.cachedir import cache_folder
+
 SOURCE_VERSION = "1"  # bump when codegen changes meaning without changing text
 
 
 def cache_dir() -> str:
-    """`SYMGRAPH_CACHE_DIR`, else `$XDG_CACHE_HOME/symgraph`, else `~/.cache/symgraph`."""
-    root = os.environ.get("SYMGRAPH_CACHE_DIR")
-    if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(base, "symgraph")
-    path = os.path.join(root, "numba")
-    os.makedirs(path, exist_ok=True)
-    return path
+    """The folder of generated modules (symgraph/cachedir.py: where, and what if unusable)."""
+    return cache_folder("numba")
 
 
 def source_hash(source: str) -> str:
