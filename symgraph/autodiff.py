@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from symgraph.errors import SymgraphError, describe_trace
 from symgraph.graph import FLOAT_DTYPES, Node, topo_order
 from symgraph.ops import OPS
@@ -20,6 +22,17 @@ def _as_list(x) -> tuple[list[Node], bool]:
     if isinstance(x, Node):
         return [x], True
     return list(x), False
+
+
+def _nodes(what: str, x) -> tuple[list[Node], bool]:
+    """`x` (a node or a list of nodes) as a list, or a SymgraphError naming the argument."""
+    items, single = _as_list(x) if isinstance(x, (Node, list, tuple)) else ([x], True)
+    for i, item in enumerate(items):
+        if not isinstance(item, Node):
+            where = what if single else f"{what}[{i}]"
+            raise SymgraphError(f"jvp: {where} must be a symgraph node, got "
+                                f"{type(item).__name__}")
+    return items, single
 
 
 def _depends_on(order: Sequence[Node], sources: set[int]) -> set[int]:
@@ -114,13 +127,21 @@ def grad(cost: Node, wrt, disconnected: str = "zero"):
 
 def jvp(outputs, primals, tangents):
     """Forward mode: the directional derivative of `outputs` along `tangents` at `primals`."""
-    outs, single = _as_list(outputs)
-    prims, _ = _as_list(primals)
-    tans, _ = _as_list(tangents)
-    if len(prims) != len(tans):
-        raise SymgraphError(f"jvp: {len(prims)} primals but {len(tans)} tangents")
+    outs, single = _nodes("outputs", outputs)
+    prims, _ = _nodes("primals", primals)
+    if isinstance(tangents, np.ndarray) or not isinstance(tangents, (list, tuple)):
+        tangents = [tangents]
+    if len(prims) != len(tangents):
+        raise SymgraphError(f"jvp: {len(prims)} primals but {len(tangents)} tangents")
+    # a NumPy tangent is a constant direction, in its primal's dtype
+    tans, _ = _nodes("tangents", [t if isinstance(t, Node) or not isinstance(
+        t, (np.ndarray, np.number, float, int)) else B.const(t, p.dtype)
+        for p, t in zip(prims, tangents)])
     tangent: dict[int, Node] = {}
     for p, t in zip(prims, tans):
+        if p.id in tangent:
+            raise SymgraphError(f"jvp: {p.describe()} is listed twice among the primals (give "
+                                "it one tangent: the sum of the two)")
         if t.shape != p.shape or t.dtype != p.dtype:
             raise SymgraphError(f"jvp: tangent {t.type} does not match primal {p.describe()}")
         tangent[p.id] = t

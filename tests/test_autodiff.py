@@ -249,3 +249,22 @@ def _build(program, a, b):
 def test_random_expression_graphs_gradient_checked(program):
     arrays = [rand(3, 4), rand(3, 4)]
     verify_grad(lambda a, b: _build(program, a, b), arrays, rtol=1e-4, atol=1e-6)
+
+
+def test_jvp_takes_numpy_tangents_and_refuses_what_it_cannot_use():
+    """A NumPy tangent is a constant direction (it raised an error naming a matmul); non-node
+    primals or outputs and a primal listed twice (its first tangent was dropped) raise."""
+    x = sg.placeholder((2, 3), "float64")
+    W = sg.variable(rand(3, 4))
+    v0, x0 = rand(3, 4), rand(2, 3)
+    h = sg.sum(sg.tanh(x @ W))
+    want = sg.function([x], sg.jvp(h, [W], [sg.constant(v0)]))(x0)
+    np.testing.assert_allclose(sg.function([x], sg.jvp(h, W, v0))(x0), want)
+    with pytest.raises(sg.SymgraphError, match="primals\\[0\\] must be a symgraph node"):
+        sg.jvp(h, [v0], [v0])
+    with pytest.raises(sg.SymgraphError, match="outputs must be a symgraph node"):
+        sg.jvp(3.0, [W], [v0])
+    with pytest.raises(sg.SymgraphError, match="listed twice among the primals"):
+        sg.jvp(h, [W, W], [v0, v0 * 0])
+    with pytest.raises(sg.SymgraphError, match="argmax is piecewise constant"):
+        sg.jvp(sg.sum(sg.cast(sg.argmax(x @ W, axis=1), "float64")), [W], [v0])

@@ -143,7 +143,13 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except KeyError as exc:
+            raise SymgraphError(f"ModelCheckpoint: filepath {self.filepath!r} names {exc}, which "
+                                f"this epoch's logs lack (they hold: epoch, "
+                                f"{', '.join(sorted(logs))}; val_* need validation data)"
+                                ) from None
         if self.save_best_only:
             current = logs.get(self.monitor)
             if current is None or not np.isfinite(current) or not self._better(current):

@@ -70,13 +70,15 @@ def _infer_argmax(x: TensorType, axis: int, keepdims: bool) -> TensorType:
     return TensorType("int64", reduced_shape(x.shape, (axis,), keepdims))
 
 
+_ARGMAX_WHY = ("argmax is piecewise constant with no useful derivative; wrap it in "
+               "stop_gradient if a zero derivative is intended")
+
 register(OpDef("argmax", REDUCE, _infer_argmax,
                lambda attrs, dims, x: np.argmax(x, axis=attrs["axis"],
                                                 keepdims=attrs["keepdims"]).astype(np.int64),
                None, None, None,
-               why_not={"vjp": "argmax is piecewise constant with no useful gradient; wrap it in "
-                               "stop_gradient if a zero gradient is intended",
-                        "jvp": "as vjp", "template": "index reduction, rendered by hand"}))
+               why_not={"vjp": _ARGMAX_WHY, "jvp": _ARGMAX_WHY,
+                        "template": "index reduction, rendered by hand"}))
 
 
 def _infer_matmul(a: TensorType, b: TensorType) -> TensorType:

@@ -103,6 +103,10 @@ def test_model_checkpoint_writes_atomically(tmp_path):
     assert len(best.saved) >= 1 and not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
     with pytest.raises(SymgraphError, match=".npz"):
         callbacks.ModelCheckpoint(str(tmp_path / "w.h5"))
+    # a field the logs lack (no validation data): a SymgraphError naming it (was KeyError)
+    missing = callbacks.ModelCheckpoint(str(tmp_path / "ck-{val_loss:.2f}.npz"))
+    with pytest.raises(SymgraphError, match="names 'val_loss', which this epoch's logs lack"):
+        model.fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[missing])
 
 
 def test_learning_rate_scheduler_and_history_params():
