@@ -16,6 +16,7 @@ import subprocess
 from typing import Iterable, Sequence
 
 from symgraph.errors import SymgraphError, describe_trace
+from symgraph.files import atomic_write, write_text
 from symgraph.graph import Node, topo_order
 
 INSTALL_HINT = ("install Graphviz's `dot` program: `apt-get install graphviz` (Debian/Ubuntu), "
@@ -296,11 +297,10 @@ def render(outputs, path: str, format: str | None = None, program=None,  # noqa:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     if fmt == "dot":
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(source)
+        write_text(path, source)
         return path
-    with open(path, "wb") as fh:
-        fh.write(run_dot(source, fmt))
+    picture = run_dot(source, fmt)
+    atomic_write(path, lambda fh: fh.write(picture))
     return path
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 import symgraph as sg
 from symgraph.errors import SymgraphError
+from symgraph.files import write_text
 from symgraph.graph import Node, Variable, topo_order
 from symgraph.viz import INSTALL_HINT, count_by_kind, render, to_dot
 
@@ -150,8 +151,7 @@ def write_views(views: Views, out_dir: str, fmt: str = "svg") -> dict:
     written, missing_dot = {}, None
     for name, graph, program, caption in panels:
         dot_path = os.path.join(out_dir, f"{name}.dot")
-        with open(dot_path, "w", encoding="utf-8") as fh:
-            fh.write(to_dot(graph, program=program, title=caption))
+        write_text(dot_path, to_dot(graph, program=program, title=caption))
         written[f"{name}.dot"] = dot_path
         if missing_dot is None:
             try:
@@ -164,8 +164,7 @@ def write_views(views: Views, out_dir: str, fmt: str = "svg") -> dict:
     if missing_dot:
         views.notes.append(f"no pictures: {missing_dot}")
     report_path = os.path.join(out_dir, "report.txt")
-    with open(report_path, "w", encoding="utf-8") as fh:
-        fh.write(views.report_text + "\n")
+    write_text(report_path, views.report_text + "\n")
     written["report"] = report_path
     written["index"] = _write_index(views, out_dir, fmt, panels, bool(missing_dot))
     return written
@@ -199,8 +198,7 @@ h2 {{ font-size: 1em; }} pre {{ background: #f6f6f6; padding: .5em; overflow-x: 
 </body></html>
 """
     path = os.path.join(out_dir, "index.html")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(page)
+    write_text(path, page)
     return path
 
 

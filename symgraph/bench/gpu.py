@@ -25,6 +25,7 @@ import symgraph as sg
 from symgraph.backends.cuda import load_cuda, require_gpu, simulating
 from symgraph.bench.workloads import build_m1, build_m2, make_batch, matmul_flops
 from symgraph.errors import SymgraphError
+from symgraph.files import write_text
 from symgraph.program import kernel_flops
 
 FP32_LANES_PER_SM = {(7, 0): 64, (8, 0): 64, (8, 6): 128, (8, 9): 128, (9, 0): 128,
@@ -196,8 +197,7 @@ def main(argv=None) -> int:
               "steps": [bench_step(name, g, batch, steps, peaks) for name, g in models]}
     print(format_result(result))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        write_text(args.json, json.dumps(result, indent=1))
     return 0
 
 

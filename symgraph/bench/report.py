@@ -10,6 +10,7 @@ import json
 import statistics
 
 from symgraph.bench.train_worker import SYSTEMS
+from symgraph.files import atomic_write, write_text
 
 
 def _fmt_time(seconds) -> str:
@@ -243,8 +244,7 @@ def apply_roofs(doc: dict) -> None:
 def write_json(doc: dict, path: str) -> None:
     from symgraph.bench.timing import to_jsonable
 
-    with open(path, "w") as f:
-        json.dump(to_jsonable(doc), f, indent=1)
+    write_text(path, json.dumps(to_jsonable(doc), indent=1))
 
 
 def write_chart(doc: dict, path: str) -> None:
@@ -261,7 +261,7 @@ def write_chart(doc: dict, path: str) -> None:
     fig.suptitle(f"symgraph bench - {doc.get('environment', {}).get('cpu', '')}, "
                  f"{doc.get('environment', {}).get('threads')} threads", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=90, format="png"))
     plt.close(fig)
 
 
@@ -469,5 +469,4 @@ def write_markdown(doc: dict, path: str) -> None:
     if doc.get("chart") and os.path.exists(doc["chart"]):
         rel = os.path.relpath(doc["chart"], os.path.dirname(os.path.abspath(path)))
         link = rel if not rel.startswith("..") else None
-    with open(path, "w") as f:
-        f.write(markdown(doc, link))
+    write_text(path, markdown(doc, link))

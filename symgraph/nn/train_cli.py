@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from symgraph.errors import SymgraphError
-from symgraph.nn.weights_io import atomic_write
+from symgraph.files import atomic_write
 
 PAPER = "Srivastava et al. 2014, JMLR 15, Table 2"
 

@@ -7,35 +7,12 @@ order), so it can be inspected with plain `np.load`.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
 from symgraph.errors import SymgraphError
-
-
-def atomic_write(path: str, write) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`.
-
-    A crash or error mid-write leaves any previous file intact (os.replace is atomic).
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the result private
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+from symgraph.files import atomic_write  # noqa: F401  (re-exported)
 
 
 def save_arrays(path: str, named: list[tuple[str, np.ndarray]]) -> None:
