@@ -51,16 +51,14 @@ def _elementwise(node: Node) -> bool:
     return OPS[node.op].kind == "elementwise" or node.op in ELEMENTWISE_EXTRA
 
 
-def find_invariants(order, users=None) -> set[int]:
+def find_invariants(order) -> set[int]:
     """Ids of loop-invariant values: elementwise nodes or views computed only from size-1 leaves,
     `dim_size` and other invariants. Their value is the same at every element whatever their
     shape (a broadcast 1/n, a learning-rate schedule), so a kernel computes each once.
 
-    With `users`, values that a GEMM or an index kernel takes as a whole array (d sum(x @ W)
-    / dx multiplies a broadcast 1 by W) are not invariants: they get a kernel and a buffer."""
+    Values that a GEMM or an index kernel takes as a whole array (d sum(x @ W) / dx multiplies
+    a broadcast 1 by W) are not invariants: they get a kernel and a buffer."""
     inv = _invariants(order, set())
-    if users is None:
-        return inv
     arrays: set[int] = set()
     for u in order:
         if not reads_arrays(u):
@@ -301,7 +299,7 @@ def lower(inputs, results) -> Program:
     """Fuse the graph of `results` into kernels over buffers (see the module docstring)."""
     results = list(results)
     order = topo_order(results)
-    inv = find_invariants(order, consumers(order))
+    inv = find_invariants(order)
     grouper = _Grouper(results, inv)
     users = grouper.users
     result_ids = {r.id for r in results}
