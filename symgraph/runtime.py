@@ -28,8 +28,15 @@ def _flatten_outputs(outputs):
                                 f"you like), got {type(outputs).__name__}")
         return [outputs], lambda vals: vals[0]
     keys = list(outputs) if isinstance(outputs, dict) else None
-    parts = [_flatten_outputs(outputs[k] if keys is not None else k)
-             for k in (keys if keys is not None else outputs)]
+    items = [outputs[k] for k in keys] if keys is not None else list(outputs)
+    if not any(isinstance(i, (list, tuple, dict)) for i in items):  # flat: the common case
+        for item in items:
+            _flatten_outputs(item)  # the checks on each leaf
+        if keys is not None:
+            return items, lambda vals: dict(zip(keys, vals))
+        kind = type(outputs)
+        return items, lambda vals: kind(vals)
+    parts = [_flatten_outputs(i) for i in items]
     sizes = [len(flat) for flat, _ in parts]
     kind = type(outputs)
 
