@@ -135,3 +135,18 @@ def test_an_unusable_cache_dir_warns_and_still_compiles(tmp_path):
         np.testing.assert_allclose(out["out"], (np.tanh(np.full((2, 1), 6.0)) * 2).tolist(),
                                    rtol=1e-6)
         assert "cannot use SYMGRAPH_CACHE_DIR" in log and "for this process only" in log
+
+
+def test_the_same_source_for_two_dtypes_is_two_compiled_codes(tmp_path, monkeypatch,
+                                                             numba_path):
+    """`-x`, argmax and a concatenate render the same source for float32 and float64: the
+    native cache keyed only the source, so float64 ran float32 code (garbage)."""
+    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path))
+    xs = np.random.default_rng(0).standard_normal((4, 3))
+    for dtype in ("float32", "float64"):
+        x = sg.placeholder(("n", 3), dtype, name="x")
+        for y in (-x, sg.argmax(x, 1), sg.concatenate([x, x], 1)):
+            got = sg.function([x], y, backend="numba")(xs.astype(dtype))
+            want = sg.function([x], y, backend="numpy")(xs.astype(dtype))
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)

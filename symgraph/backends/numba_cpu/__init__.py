@@ -422,10 +422,15 @@ def _native_functions(gen, program: Program, driver: bool, workers: int) -> tupl
     own = sorted({n.dtype for k in program.kernels if k.kind == "matmul"
                   for n in (k.root, *k.root.inputs)
                   if n.dtype in ("float32", "float64")}) if blas.OWN_GEMM else []
+    # The code depends on the argument types and buffer sizes as much as on the source (the
+    # source of `-x` reads the same for float32 and float64): all of them key the cache.
+    typed = ";".join(
+        f"{name}(" + ",".join(f"{a}:{getattr(kinds[a], 'dtype', kinds[a])}[{sizes.get(a, '')}]"
+                              for a in args) + ")" for name, args in signatures.items())
     addresses, how = llvmjit.load(
         gen.source, lambda name: native.translate(gen.source, name, functions,
                                                   llvmjit.BY_OBJECT, parallel),
-        list(functions), options=f"parallel={parallel}", gemm_dtypes=own)
+        list(functions), options=f"parallel={parallel};{typed}", gemm_dtypes=own)
     entries = {}
     for name, args in signatures.items():
         n_buffers = sum(isinstance(kinds[a], native.Buf) for a in args)
