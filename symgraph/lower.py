@@ -177,9 +177,12 @@ class _Grouper:
         return True
 
     def phases_ok(self, rooted: _Group, pure: _Group, phase: str) -> bool:
-        """A prologue node must not read the reduction's result (it runs inside the loop)."""
+        """A prologue node must not read the reduction's result (it runs inside the loop), and
+        the root must not read an epilogue node (a GEMM operand computed after the GEMM)."""
         phases = dict(rooted.phase)
         phases.update({m.id: phase for m in pure.members})
+        if any(phases.get(view_source(i).id) == "epi" for i in rooted.root.inputs):
+            return False
         for m in rooted.members + pure.members:
             if phases[m.id] == "pro":
                 if any(phases.get(i.id) in ("root", "epi") for i in m.inputs):

@@ -359,6 +359,8 @@ def _getitem(x: Node, key) -> Node:
                 start, stop, step = k.indices(dim)
                 if step > 0:
                     index.append((start, builtins.max(stop, start), step))
+                elif not range(start, stop, step):
+                    index.append((0, 0, 1))  # empty (indices() may give a start of -1)
                 else:  # x[::-1]: a stop below 0 means "past the first element", not -1
                     index.append((start, stop if stop >= 0 else None, step))
         else:

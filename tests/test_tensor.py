@@ -46,7 +46,8 @@ def test_mixed_tensor_dtypes_promote():
     (1,), (slice(1, None),), (slice(None), 2), (Ellipsis, 1), (None, slice(0, 2)),
     (slice(None, None, 2), None, -1), (-2, slice(1, 3)), (slice(None, None, -1),),
     (slice(None), slice(None, None, -2)), (slice(3, 0, -1), slice(-1, -4, -2)),
-    (slice(2, 2, -1),), (slice(None, -10, -1), 1),
+    (slice(2, 2, -1),), (slice(None, -10, -1), 1), (slice(-6, None, -1),),
+    (slice(None), slice(-7, 0, -2)),
 ])
 def test_indexing_follows_numpy(key):
     a = rng.standard_normal((4, 5))

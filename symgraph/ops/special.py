@@ -56,7 +56,9 @@ def _infer_scatter_add(g: TensorType, idx: TensorType, size: int) -> TensorType:
 
 
 def _impl_scatter_add(attrs, dims, g, idx):
-    out = np.zeros((attrs["size"],) + g.shape[idx.ndim:], dtype=g.dtype)
+    size = attrs["size"]  # a symbolic dim (the gradient of a gather from a batch) is bound
+    out = np.zeros((dims[size] if isinstance(size, str) else size,) + g.shape[idx.ndim:],
+                   dtype=g.dtype)
     np.add.at(out, idx.reshape(-1), g.reshape((-1,) + g.shape[idx.ndim:]))
     return out
 

@@ -82,7 +82,10 @@ def test_whole_array_operands_from_views_and_invariants():
     outs = [sg.concatenate([y, x[1:]]), sg.concatenate([x[:2], x[3:]]),
             sg.concatenate([sg.constant(np.zeros(1, np.float32)), x[:-1]]),
             sg.grad(sg.mean(table[idx]), table),
-            sg.grad(sg.sum(sg.reshape(x[:4], (2, 2)) @ table[:2]), table)]
+            sg.grad(sg.sum(sg.reshape(x[:4], (2, 2)) @ table[:2]), table),
+            sg.tanh(table) @ sg.constant(np.eye(2, dtype=np.float32)) + sg.tanh(table),
+            sg.cast(sg.argmax(sg.broadcast_to(sg.tanh(x[0]), (2,)), 0), "float32")
+            + sg.broadcast_to(sg.tanh(x[0]), (2,))]
     both([x, y, idx], outs, [np.arange(1.0, 6.0, dtype=np.float32),
                              np.array([7, 8], np.float32), np.array([0, 3, 3], np.int32)])
 

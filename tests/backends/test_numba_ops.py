@@ -245,6 +245,28 @@ def test_whole_array_operands_from_views_and_invariants():
                 np.testing.assert_allclose(g, r, rtol=1e-6)
 
 
+def test_lowering_corner_cases_found_by_fuzzing():
+    """A GEMM operand also read by the GEMM's epilogue (it was fused into the epilogue, after
+    the GEMM that needs it: KeyError), a copied broadcast read again elementwise (the copy
+    was bypassed to a value never materialized), the gradient of a gather from a symbolic
+    batch (the reference's scatter had a symbolic size)."""
+    x = sg.placeholder((3, 3), "float32", name="x")
+    s = sg.placeholder((), "float64", name="s")
+    rows = sg.placeholder(("n", 3), "float64", name="rows")
+    a = sg.tanh(x)
+    c = sg.constant(np.arange(9, dtype=np.float32).reshape(3, 3))
+    b = sg.broadcast_to(sg.tanh(s), (2,))
+    outs = [a @ c + a, sg.transpose(a) @ c + a, sg.cast(sg.argmax(b, 0), "float64") + b,
+            sg.grad(sg.sum(sg.take(rows, sg.constant(np.array([0, 1]))) * 2.0), rows)]
+    feeds = [np.random.default_rng(0).standard_normal((3, 3)).astype(np.float32),
+             np.float64(0.3), np.arange(12.0).reshape(4, 3)]
+    ref = sg.function([x, s, rows], outs, backend="numpy")(*feeds)
+    got = sg.function([x, s, rows], outs, backend="numba")(*feeds)
+    for r, g in zip(ref, got):
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)  # float32 GEMM sums
+    np.testing.assert_array_equal(ref[3], [[2.0] * 3] * 2 + [[0.0] * 3] * 2)
+
+
 def test_thread_pool_driver_matches_single_entry():
     rng = np.random.default_rng(5)
     x = sg.placeholder(("n", 6), "float64", name="x")

@@ -94,6 +94,7 @@ class KernelWriter(MatmulWriter):
         self.p = program
         self.num = num  # node id -> position in the program (stable across processes)
         self.k = kernel
+        self.read_ids = {n.id for n in kernel.reads}  # a view copied by a kernel is read as such
         self.scalar = CpuScalarRenderer(symbols, consts)
         self.index = IndexRenderer(self.scalar)
         self.literals = literals  # node id -> literal text (size-1 constants)
@@ -119,7 +120,7 @@ class KernelWriter(MatmulWriter):
             return f"v{self.num[node.id]}"
         if node.id in self.literals:
             return self.literals[node.id]
-        if node.op in VIEW_OPS:
+        if node.op in VIEW_OPS and node.id not in self.read_ids:
             return self.value(node.inputs[0], self.index.through_view(node, idx), depth)
         if node.id not in self.p.buffer_of:
             raise SymgraphError(f"numba backend: {node.describe()} is read by kernel "
