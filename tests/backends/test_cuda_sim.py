@@ -85,7 +85,8 @@ def test_whole_array_operands_from_views_and_invariants():
             sg.grad(sg.sum(sg.reshape(x[:4], (2, 2)) @ table[:2]), table),
             sg.tanh(table) @ sg.constant(np.eye(2, dtype=np.float32)) + sg.tanh(table),
             sg.cast(sg.argmax(sg.broadcast_to(sg.tanh(x[0]), (2,)), 0), "float32")
-            + sg.broadcast_to(sg.tanh(x[0]), (2,))]
+            + sg.broadcast_to(sg.tanh(x[0]), (2,)),
+            sg.sign(sg.argmax(x, 0, keepdims=True))]  # a size-1 load was hoisted above its loop
     both([x, y, idx], outs, [np.arange(1.0, 6.0, dtype=np.float32),
                              np.array([7, 8], np.float32), np.array([0, 3, 3], np.int32)])
 

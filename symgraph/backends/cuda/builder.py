@@ -159,7 +159,7 @@ class KernelBuilder:
             self.emit(f"{name} = {expr}", pre)
             names.append(name)
         idx = tuple(names)
-        if n:
+        if n and any(i != "0" for i in idx):  # all "0": the offset is 0, not the loop's index
             self.flat_alias[(idx, tuple(shape))] = flat
         return idx
 
