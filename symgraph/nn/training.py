@@ -237,6 +237,18 @@ class Trainer:
                 xb = np.asarray(run.augment(xb, run.rng), np.float32)
             for cb in run.callbacks:
                 cb.on_train_batch_begin(b)
+            if run.nan_guard and xb.dtype.kind == "f" and not np.isfinite(xb).all():
+                # an activation (relu, clip) can hide a NaN input from the loss while its
+                # gradient poisons the weights: such a batch is never run (~30 us a batch)
+                row, *col = np.argwhere(~np.isfinite(xb))[0]
+                bad = "NaN" if np.isnan(xb).any() else "inf"
+                run.history.nan_report = (
+                    f"training sample {int(idx[row])} holds {bad} (at {tuple(int(c) for c in col)}"
+                    f"{' after augment' if run.augment is not None else ''}); the step was not run")
+                print(f"\nTraining stopped at epoch {epoch + 1}, batch {b + 1}: "
+                      f"{run.history.nan_report}", file=sys.stderr)
+                self.stop_training = True
+                return None
             outs = run.step(xb, yb)
             if run.nan_guard and not np.isfinite(outs[0]):
                 # the guarded step kept every old value (steps.build_train_step): nothing to undo

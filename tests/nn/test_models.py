@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import symgraph as sg
+from symgraph import nn
 from symgraph.errors import SymgraphError
 from symgraph.nn import (
     BatchNormalization,
@@ -216,6 +217,30 @@ def test_nan_report_names_the_layer_of_a_node_a_pass_rebuilt(capsys):
     hist = model.fit(x, y, epochs=3, batch_size=16, verbose=0)
     assert "first produced by matmul node" in hist.nan_report
     assert hist.nan_report.endswith("it belongs to layer 'out' (forward)")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_nan_sample_hidden_by_relu_is_never_trained_on(backend):
+    """relu(NaN) is 0, so the loss stays finite while the kernel's gradient is NaN: the guard
+    on the loss let the step poison the weights. fit now refuses such a batch unrun."""
+    def make():
+        nn.set_random_seed(0)
+        m = Sequential([Dense(4, input_dim=3, activation="relu"), Dense(2)])
+        m.compile(optimizer=optimizers.SGD(0.01, momentum=0.9), loss="mse", backend=backend)
+        return m
+
+    def state(m):
+        return [v.value for v in m.weights + m.optimizer.variables + [m.step_counter]]
+    x = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32)
+    y = np.ones((12, 2), np.float32)
+    two = make()
+    two.fit(x[:8], y[:8], epochs=1, batch_size=4, shuffle=False, verbose=0)
+    x[9, 1] = np.nan
+    model = make()
+    hist = model.fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=0)
+    assert hist.nan_report == "training sample 9 holds NaN (at (1,)); the step was not run"
+    for a, b in zip(state(two), state(model)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_nan_guard_stops_and_names_first_nan_node(capsys):
