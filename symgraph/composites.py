@@ -43,7 +43,7 @@ def relu(x, negative_slope: float = 0.0, max_value: float | None = None,
     below = x * negative_slope if negative_slope else 0.0
     if threshold:
         below = (x - threshold) * negative_slope if negative_slope else 0.0
-    out = where(x > threshold, x, below)
+    out = where(x <= threshold, below, x)  # NaN stays NaN (as in Keras), not 0
     return minimum(out, max_value) if max_value is not None else out
 
 

@@ -57,3 +57,16 @@ def test_batch_norm_training_and_inference_match_numpy():
     moments = sg.function([x], list(sg.batch_moments(x, (0,))))(a)
     np.testing.assert_allclose(moments[0], mu)
     np.testing.assert_allclose(moments[1], var)  # biased variance, as Keras
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_activations_propagate_nan_as_keras_does(backend):
+    """relu(NaN) was 0 (where(x > 0, x, 0) takes the 0 branch), which hid a NaN input from
+    the loss while its gradient was NaN; Keras (TF), JAX and PyTorch give NaN."""
+    x = sg.placeholder((3,), "float32", name="x")
+    acts = [sg.relu(x), sg.relu6(x), sg.relu(x, negative_slope=0.1, threshold=0.5),
+            sg.leaky_relu(x), sg.elu(x), sg.selu(x), sg.softplus(x), sg.sigmoid(x)]
+    out = sg.function([x], acts, backend=backend)(np.array([np.nan, -1.0, 2.0], np.float32))
+    for a in out:
+        assert np.isnan(a[0]) and np.isfinite(a[1:]).all()
+    np.testing.assert_array_equal(out[0][1:], [0.0, 2.0])
