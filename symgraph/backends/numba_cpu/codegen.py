@@ -29,14 +29,7 @@ from symgraph.backends.numba_cpu.codegen_matmul import MatmulWriter, _name
 from symgraph.backends.render import IndexRenderer, ScalarRenderer, broadcast_index
 from symgraph.errors import SymgraphError
 from symgraph.graph import topo_order
-from symgraph.lower import (
-    VIEW_OPS,
-    Kernel,
-    Program,
-    array_source,
-    reads_arrays,
-    view_source,
-)
+from symgraph.lower import VIEW_OPS, Kernel, Program, array_source, reads_arrays, view_source
 from symgraph.ops.special import FMIX_A, FMIX_B, GOLDEN, MASK32, STEP_SALT
 
 FASTMATH = "{'nsz', 'arcp', 'contract', 'reassoc'}"  # never nnan/ninf: NaN checks must hold
