@@ -77,3 +77,11 @@ def shared(a: np.ndarray) -> bool:
     array that owns its memory, or a view of a buffer nobody else holds (`aligned_empty`),
     is not."""
     return a.base is not None and sys.getrefcount(a.base) > BASE_ONLY
+
+
+def first_nonfinite(a: np.ndarray) -> tuple[str, tuple] | None:
+    """("NaN" or "inf", the index of the first such element) of a float array, else None."""
+    if a.dtype.kind != "f" or np.isfinite(a).all():
+        return None
+    bad = "NaN" if np.isnan(a).any() else "inf"
+    return bad, tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])

@@ -133,10 +133,9 @@ def jvp(outputs, primals, tangents):
         tangents = [tangents]
     if len(prims) != len(tangents):
         raise SymgraphError(f"jvp: {len(prims)} primals but {len(tangents)} tangents")
-    # a NumPy tangent is a constant direction, in its primal's dtype
-    tans, _ = _nodes("tangents", [t if isinstance(t, Node) or not isinstance(
-        t, (np.ndarray, np.number, float, int)) else B.const(t, p.dtype)
-        for p, t in zip(prims, tangents)])
+    numeric = (np.ndarray, np.number, float, int)  # a constant direction, in the primal's dtype
+    tans, _ = _nodes("tangents", [B.const(t, p.dtype) if isinstance(t, numeric) else t
+                                  for p, t in zip(prims, tangents)])
     tangent: dict[int, Node] = {}
     for p, t in zip(prims, tans):
         if p.id in tangent:

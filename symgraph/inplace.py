@@ -12,8 +12,9 @@ is done only where no one can tell the difference, for a pair (variable v, its n
 - every other kernel reading v runs before K: an ancestor in the kernel DAG, or made one by
   an added edge where the two were independent (then it runs first in the serial entry and in
   every interleaving of the parallel driver); a kernel that needs r cannot also read v;
-- every kernel that can fail (bounds-checked take and scatter_add) runs before every
-  in-place writer in the same way, so a failing call still changes no state;
+- every kernel that can fail (bounds-checked take and scatter_add, a max or argmax over an
+  axis a batch of 0 empties) runs before every in-place writer in the same way, so a failing
+  call still changes no state;
 - neither v nor r is also returned as an output (an output of v would show the new value).
 
 The plan is `Program.inplace` ({r's buffer: v}); `Program.storage(r)` is then v's buffer, so

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from symgraph.arrays import shared
+from symgraph.arrays import first_nonfinite, shared
 from symgraph.errors import SymgraphError, describe_trace
 from symgraph.graph import Node, Variable, dump, topo_order
 from symgraph.tensor import as_node, cast
@@ -217,11 +217,10 @@ class Function:
         """With NaN checks on, a NaN/inf fed in (or a NaN a variable holds) is named as such,
         not blamed on the first node that computes with it."""
         for node, a in zip(self.inputs, arrays):
-            if a.dtype.kind == "f" and not np.isfinite(a).all():
-                bad = "NaN" if np.isnan(a).any() else "inf"
-                where = np.argwhere(~np.isfinite(a))[0]
-                raise SymgraphError(f"input {node.label()!r} holds {bad} (first at index "
-                                    f"{tuple(int(i) for i in where)} of shape {a.shape}; "
+            found = first_nonfinite(a)
+            if found:
+                raise SymgraphError(f"input {node.label()!r} holds {found[0]} (first at index "
+                                    f"{found[1]} of shape {a.shape}; "
                                     f"placeholder {describe_trace(node.trace)})")
         for var in self._variables:  # NaN only: an inf may be a deliberate initial value
             a = var._value

@@ -9,7 +9,6 @@ the same compiled function.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,35 +29,25 @@ class TargetSpec:
     dtype: str
 
 
-def next_node_id() -> int:
-    """The id the next graph node will get (ids only grow), to map nodes back to layers."""
-    return sg.constant(0.0).id + 1
+def part(what: str):
+    """Nodes built inside belong to `what` (a "part:" tag, which the optimizer's rewrites carry
+    over to the nodes they build in their place): a NaN report names it."""
+    return tagging(PART + what)
 
 
-@contextmanager
-def part(regions: list | None, what: str):
-    """Nodes built inside belong to `what`: an id range in `regions`, and a "part:" tag that
-    the optimizer's rewrites carry over to the nodes they build in their place."""
-    start = next_node_id()
-    with tagging(PART + what):
-        yield
-    if regions is not None:
-        regions.append((start, next_node_id(), what))
-
-
-def forward(model, x, ctx: CallContext, regions: list | None = None):
-    """The model's output; `regions` collects (first id, last id, layer name) per layer."""
+def forward(model, x, ctx: CallContext):
+    """The model's output; each layer's nodes are tagged with the layer's name."""
     h = x
     for layer in model.layers:
-        with part(regions, f"layer {layer.name!r} (forward)"):
+        with part(f"layer {layer.name!r} (forward)"):
             h = layer.call(h, ctx)
     return h
 
 
-def _loss_terms(model, x, y, ctx, regions=None):
-    out = forward(model, x, ctx, regions)
+def _loss_terms(model, x, y, ctx):
+    out = forward(model, x, ctx)
     loss = model.loss
-    with part(regions, f"the loss ({loss.name} and penalties)"):
+    with part(f"the loss ({loss.name} and penalties)"):
         kind_logits = ctx.logits.get(out.id)
         logits = kind_logits[1] if kind_logits and kind_logits[0] == loss.logits_kind else None
         data_loss = sg.mean(loss.per_sample(y, out, logits=logits))
@@ -84,14 +73,10 @@ class TrainStep:
     n_metrics: int
     grad_layers: list          # layer names whose gradient norms follow the metrics
     relu_layers: list          # layer names whose per-unit activity vectors follow
-    regions: list              # (first node id, end id, what built those nodes)
 
     def where(self, node_id: int) -> str | None:
-        """Which part of the step (layer forward, loss, gradients, updates) built a node; for a
-        node an optimization pass built, the part whose node it replaced (its tag)."""
-        for start, end, what in self.regions:
-            if start <= node_id < end:
-                return what
+        """Which part of the step (layer forward, loss, gradients, updates) built a node of the
+        optimized graph; for a node a pass built, the part of the node it replaced."""
         for node in topo_order(self.function.graph):
             if node.id == node_id:
                 parts = sorted(t[len(PART):] for t in node.tags if t.startswith(PART))
@@ -109,18 +94,17 @@ def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool 
     to undo it, and the backend may write the updates in place (symgraph/inplace.py)."""
     x, y = placeholders(model, target)
     ctx = CallContext(training=True, step=model.step_counter)
-    regions = []
-    out, total, metric_sums = _loss_terms(model, x, y, ctx, regions)
+    out, total, metric_sums = _loss_terms(model, x, y, ctx)
     owners = {}
     trainable = []
     for layer in model.layers:
         for var in layer.trainable_weights:
             owners[var.id] = layer
             trainable.append(var)
-    with part(regions, "the gradients (backward pass)"):
+    with part("the gradients (backward pass)"):
         grads = sg.grad(total, trainable) if trainable else []
     updates = []
-    with part(regions, f"the {model.optimizer.name} update / constraints"):
+    with part(f"the {model.optimizer.name} update / constraints"):
         for var, expr in model.optimizer.updates(zip(grads, trainable)):
             layer = owners.get(var.id)
             updates.append((var, layer.constrain(var, expr) if layer is not None else expr))
@@ -146,7 +130,7 @@ def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool 
             relu_layers.append(name)
     fn = sg.function([x, y], outputs, updates=updates, backend=backend, check_nan=check_nan,
                      name="train_step")
-    return TrainStep(fn, len(metric_sums), grad_layers, relu_layers, regions)
+    return TrainStep(fn, len(metric_sums), grad_layers, relu_layers)
 
 
 def build_eval_step(model, target: TargetSpec, backend: str) -> sg.Function:

