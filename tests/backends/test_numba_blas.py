@@ -177,7 +177,7 @@ def test_openblas_split_gemms_equal_the_reference(gemm):
 
 
 _GUARD = """
-import ctypes, threading
+import ctypes, subprocess, sys, threading
 import numpy as np, symgraph as sg
 from symgraph.backends.numba_cpu import blas
 lib = ctypes.CDLL(blas._find_openblas())
@@ -193,16 +193,23 @@ want = [f(xs) for f in fns]
 errors = []
 
 def work(f, ref):
-    for _ in range(300):
+    for _ in range(1000):
         if not np.array_equal(f(xs), ref):
             errors.append("wrong result")
 
-pairs = [(fns[0], want[0]), (fns[1], want[1]), (fns[0], want[0])]  # 3 threads, 2 programs
-threads = [threading.Thread(target=work, args=pair) for pair in pairs]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
+# 4 threads, 2 programs, and two busy processes so that the OS preempts calls mid-way: the
+# guard without its lock left OpenBLAS at 1 thread in 1 run of 4 to 6 of 8 like this (the CI
+# run of c35a005 failed so), 0 of 5 without the busy processes
+busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+threads = [threading.Thread(target=work, args=(fns[i % 2], want[i % 2])) for i in range(4)]
+try:
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+finally:
+    for p in busy:
+        p.kill()
 assert not errors, errors[:3]
 assert blas.OPENBLAS_GUARD[0] == 0, list(blas.OPENBLAS_GUARD)
 print(lib.scipy_openblas_get_num_threads())

@@ -262,11 +262,11 @@ def _choose() -> str:
     return "scipy"
 
 
-# [generated functions running now, OpenBLAS's thread count before the first of them]: the
-# native path's functions that split GEMMs make OpenBLAS single-threaded while any of them
-# runs (the first to enter saves the count, the last to leave restores it, with atomic
-# counting), so concurrent calls from several threads never leave it at 1.
-OPENBLAS_GUARD = (ctypes.c_int64 * 2)(0, 0)
+# [generated functions running now, OpenBLAS's thread count before the first of them, spin
+# lock]: the native path's functions that split GEMMs make OpenBLAS single-threaded while any
+# of them runs (the first to enter saves the count, the last to leave restores it, each under
+# the lock), so concurrent calls from several threads never leave it at 1.
+OPENBLAS_GUARD = (ctypes.c_int64 * 3)(0, 0, 0)
 OPENBLAS_GUARD_SYMBOL = "symgraph_openblas_guard"
 OPENMP = False  # Intel's OpenMP runtime is loaded: the native path's thread team
 BLAS = _choose()  # "mkl", "openblas" or "scipy": the BLAS of every generated GEMM here

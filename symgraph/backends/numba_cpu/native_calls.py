@@ -251,17 +251,20 @@ class Calls:
         b.position_at_end(done)
 
     def single_threaded_openblas(self, fn, b: ir.IRBuilder, run):
-        """`run()` with OpenBLAS single-threaded while the team runs the GEMM blocks:
-        the first generated function to enter (blas.OPENBLAS_GUARD counts them atomically)
-        saves OpenBLAS's thread count and sets 1, the last to leave restores it."""
+        """`run()` with OpenBLAS single-threaded while the team runs the GEMM blocks: the
+        first generated function to enter saves OpenBLAS's thread count and sets 1, the last
+        to leave restores it. blas.OPENBLAS_GUARD holds [running, saved count, lock]; each
+        entry and exit takes the spin lock, so an entry cannot save the 1 that a leaving
+        call has not yet restored."""
         get, set_ = (self.declare(f"scipy_openblas_{x}_num_threads", t, a) for x, t, a in
                      (("get", I32, []), ("set", ir.VoidType(), [I32])))
         guard = self.module.globals.get(blas.OPENBLAS_GUARD_SYMBOL)
         if guard is None:
-            guard = ir.GlobalVariable(self.module, ir.ArrayType(I64, 2),
+            guard = ir.GlobalVariable(self.module, ir.ArrayType(I64, 3),
                                       blas.OPENBLAS_GUARD_SYMBOL)
-        active, saved = (b.gep(guard, [ir.Constant(I32, 0), ir.Constant(I32, i)]) for i in (0, 1))
-        one = ir.Constant(I64, 1)
+        running, saved, lock = (b.gep(guard, [ir.Constant(I32, 0), ir.Constant(I32, i)])
+                                for i in (0, 1, 2))
+        zero, one = ir.Constant(I64, 0), ir.Constant(I64, 1)
 
         def when(cond, label, body):
             then, after = fn.append_basic_block(label), fn.append_basic_block(label + ".done")
@@ -271,11 +274,30 @@ class Calls:
             b.branch(after)
             b.position_at_end(after)
 
-        first = b.icmp_signed("==", b.atomic_rmw("add", active, one, "seq_cst"),
-                              ir.Constant(I64, 0))
-        when(first, "save", lambda: (b.store(b.sext(b.call(get, []), I64), saved),
-                                     b.call(set_, [ir.Constant(I32, 1)])))
+        def locked(label, body):
+            spin, inside = fn.append_basic_block(label), fn.append_basic_block(label + ".held")
+            b.branch(spin)
+            b.position_at_end(spin)
+            taken = b.extract_value(b.cmpxchg(lock, zero, one, "acquire", "monotonic"), 1)
+            b.cbranch(taken, inside, spin)
+            b.position_at_end(inside)
+            body()
+            b.atomic_rmw("xchg", lock, zero, "release")
+
+        def enter():
+            count = b.load(running, typ=I64)
+            b.store(b.add(count, one), running)
+            when(b.icmp_signed("==", count, zero), "save",
+                 lambda: (b.store(b.sext(b.call(get, []), I64), saved),
+                          b.call(set_, [ir.Constant(I32, 1)])))
+
+        def leave():
+            count = b.sub(b.load(running, typ=I64), one)
+            b.store(count, running)
+            when(b.icmp_signed("==", count, zero), "restore",
+                 lambda: b.call(set_, [b.trunc(b.load(saved, typ=I64), I32)]))
+
+        locked("enter", enter)
         code = run()
-        last = b.icmp_signed("==", b.atomic_rmw("sub", active, one, "seq_cst"), one)
-        when(last, "restore", lambda: b.call(set_, [b.trunc(b.load(saved, typ=I64), I32)]))
+        locked("leave", leave)
         return code
