@@ -76,15 +76,29 @@ def test_exception_propagates_and_stops_dispatch(mode):
     assert set(started) - {"bad"} == set(done)
 
 
-def test_trace_measures_overlap():
+def test_overlap_is_busy_over_wall_seconds():
+    assert overlap([]) == 0.0
+    assert overlap([("a", 1, 0.0, 1.0), ("b", 1, 1.0, 3.0)]) == 1.0  # serial
+    assert overlap([("a", 1, 0.0, 2.0), ("b", 2, 0.0, 2.0)]) == 2.0  # two always busy
+    assert overlap([("a", 1, 0.0, 2.0), ("b", 2, 1.0, 3.0)]) == 4.0 / 3.0
+
+
+def test_trace_records_each_kernel_once_on_its_thread():
     deps = {"a": [], "b": [], "c": ["a", "b"]}
-    sleepy = lambda k: time.sleep(0.03 if k != "c" else 0.0)  # sleep releases the GIL
-    for workers, low, high in ((1, 0.9, 1.05), (2, 1.5, 2.05)):
+    barrier = threading.Barrier(2, timeout=10)  # a and b meet: they overlap with 2 workers
+    for workers in (1, 2):
         trace = []
-        DagRunner(deps, workers).run(sleepy, trace)
+        DagRunner(deps, workers).run(lambda k: barrier.wait() if workers == 2 and k != "c"
+                                     else None, trace)
         assert sorted(t[0] for t in trace) == ["a", "b", "c"]
-        assert low <= overlap(trace) <= high
         assert len({t[1] for t in trace}) <= workers
+        assert all(t[2] <= t[3] for t in trace)
+        span = {t[0]: t[2:] for t in trace}
+        assert span["c"][0] >= max(span["a"][1], span["b"][1])  # c after its inputs
+        if workers == 1:
+            assert overlap(trace) <= 1.0 + 1e-9
+        else:  # both were running when the later one reached the barrier
+            assert max(span["a"][0], span["b"][0]) <= min(span["a"][1], span["b"][1])
 
 
 def test_runner_errors():
