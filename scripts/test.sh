@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone: a new virtual environment with the project, its test
-# and CUDA extras, then two pytest processes (the CUDA simulator must own its process).
+# and CUDA extras at the versions last tested (scripts/constraints.txt), then two pytest
+# processes (the CUDA simulator must own its process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${SYMGRAPH_VENV:-.venv}
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip
-"$VENV/bin/pip" install -q -e ".[test,cuda]"
+"$VENV/bin/pip" install -q -c scripts/constraints.txt -e ".[test,cuda]"
 if ! command -v dot >/dev/null 2>&1; then
     echo "note: graphviz 'dot' not found; tests that render SVG will be skipped" >&2
 fi
