@@ -5,9 +5,10 @@ one compiled module serves every batch size. Kernel bodies:
 
 - elementwise: a loop nest over the kernel's domain; each fused node is one local variable
   (`v<node id>`), with a comment naming its op; written nodes are stored at the flat index;
-- reduce: the prologue loop nest accumulates into a float64 (sums of floats) or same-dtype
-  (max) accumulator, a scalar one across a reduced trailing suffix of the domain; an epilogue
-  loop over the result shape then computes the fused consumers;
+- reduce (codegen_reduce.py): the prologue loop nest accumulates into a float64 (sums of floats) or same-dtype
+  (max) accumulator, a scalar one across a reduced trailing suffix of the domain (one per
+  row range when a large reduction over axis 0 splits its rows across the team, combined in
+  order); an epilogue loop over the result shape then computes the fused consumers;
 - matmul: blas.py's `gemm` on flat buffers, batched by a loop, then the epilogue loop in
   place over the result, or the product in blocks shared by the team (codegen_matmul.py);
 - index kernels: take, scatter_add (bounds-checked), argmax, concatenate, unslice.
@@ -26,12 +27,12 @@ from symgraph import inplace
 from symgraph.backends.numba_cpu import vecmath
 from symgraph.backends.numba_cpu.blas import GEMM_IMPORT
 from symgraph.backends.numba_cpu.codegen_matmul import MatmulWriter, _name
+from symgraph.backends.numba_cpu.codegen_reduce import ReduceWriter
 from symgraph.backends.render import IndexRenderer, ScalarRenderer, broadcast_index
 from symgraph.errors import SymgraphError
 from symgraph.graph import topo_order
 from symgraph.lower import VIEW_OPS, Kernel, Program, array_source, reads_arrays, view_source
 from symgraph.ops.special import FMIX_A, FMIX_B, GOLDEN, MASK32, STEP_SALT
-from symgraph.program import may_reduce_nothing, reduced_dims
 
 FASTMATH = "{'nsz', 'arcp', 'contract', 'reassoc'}"  # never nnan/ninf: NaN checks must hold
 
@@ -80,7 +81,7 @@ class CpuScalarRenderer(ScalarRenderer):
     float32_calls = vecmath.FLOAT32_CALLS
 
 
-class KernelWriter(MatmulWriter):
+class KernelWriter(MatmulWriter, ReduceWriter):
     """Writes the source of one kernel function."""
 
     def __init__(self, program: Program, kernel: Kernel, symbols: dict, literals: dict,
@@ -227,87 +228,6 @@ class KernelWriter(MatmulWriter):
             self.compute(n, idx, depth, "f")
             self.store(n, "f", depth)
 
-    def reduce(self) -> None:
-        k, root = self.k, self.k.root
-        x = root.inputs[0]
-        axes = set(root.attr["axes"])
-        keep = root.attr["keepdims"]
-        self.invariants(1)
-        self.invariant_results(1)
-        inv_locals = set(self.local)
-        self.random_keys(k.nodes, 1)
-        self.pre_loop_loads = set(self.loads)
-        out_shape = tuple(root.shape)
-        is_sum = root.op == "sum"
-        acc_dtype = "float64" if is_sum and root.dtype.startswith("float") else root.dtype
-        if is_sum:
-            init = self.scalar.literal(0, acc_dtype)
-        elif root.dtype.startswith("float"):
-            init = f"np.{acc_dtype}(-np.inf)"
-        else:
-            init = f"np.iinfo(np.{root.dtype}).min"
-        # max-reduce: the renderer's maximum template, with named slots for `format` below
-        combine = ("{a} + {b}" if is_sum else
-                   self.scalar.template("maximum", root.dtype).format("{b}", "{a}"))
-        self.empty_check(root)
-        self.emit(1, f"acc = np.full({self.scalar.size_expr(out_shape)}, {init}, np.{acc_dtype})")
-        nd = len(k.domain)
-        suffix = nd  # the trailing run of reduced axes accumulates in a scalar `s`
-        while suffix > 0 and (suffix - 1) in axes:
-            suffix -= 1
-        dims = self.dims(k.domain)
-        idx = [f"i{a}" for a in range(nd)]
-        for a in range(nd):
-            if a == suffix:
-                self.emit(1 + a, f"s = {init}")
-            # rows of a reduction that keeps axis 0 are independent
-            loop = "prange" if a == 0 and 0 not in axes else "range"
-            self.emit(1 + a, f"for i{a} in {loop}({dims[a]}):")
-        depth = 1 + nd
-        self.emit(depth, f"f = {self.flat_of(k.domain, idx)}")
-        for n in k.nodes:
-            if n is root or n in k.epilogue:
-                continue
-            self.compute(n, idx, depth, "f")
-            self.store(n, "f", depth)
-        val = self.value(x, idx, depth)
-        if acc_dtype != root.dtype:
-            val = f"np.{acc_dtype}({val})"
-
-        def out_offset(upto):
-            oi = ["0" if a in axes else idx[a] for a in range(nd) if a not in axes or keep]
-            if upto < nd:
-                oi = ["0" if (a in axes or a >= upto) else idx[a]
-                      for a in range(nd) if a not in axes or keep]
-            return self.flat_of(out_shape, oi)
-
-        if suffix < nd:
-            self.emit(depth, "s = " + combine.format(a="s", b=val))
-            o = out_offset(suffix)
-            self.emit(1 + suffix, f"acc[{o}] = " + combine.format(a=f"acc[{o}]", b="s"))
-        else:
-            o = out_offset(nd)
-            self.emit(depth, f"acc[{o}] = " + combine.format(a=f"acc[{o}]", b=val))
-        # epilogue over the result shape
-        self.local = inv_locals
-        self.loads = {k: v for k, v in self.loads.items() if k in self.pre_loop_loads}
-        oidx, depth = self.loops(out_shape, 1, prefix="o", parallel=True)
-        self.emit(depth, f"g = {self.flat_of(out_shape, oidx)}")
-        self.emit(depth, f"v{self.num[root.id]} = {self.scalar.dtype_ctor(root.dtype)}(acc[g])")
-        self.local.add(root.id)
-        self.store(root, "g", depth)
-        for n in k.epilogue:
-            self.compute(n, oidx, depth, "g")
-            self.store(n, "g", depth)
-
-    def empty_check(self, node) -> None:
-        """A max or argmax over no elements has no value: raise (as NumPy does; the driver then
-        names the node through the reference) instead of returning -inf or index 0."""
-        if not may_reduce_nothing(node):
-            return
-        size = self.scalar.size_expr(reduced_dims(node))
-        self.emit(1, f"if {size} == 0: raise IndexError('a reduction over an empty axis')")
-
     def array(self, node) -> str:
         """The buffer holding `node`'s data (a reshape chain shares its source's buffer)."""
         while node.id not in self.p.buffer_of and node.op in VIEW_OPS:
@@ -429,7 +349,7 @@ def computed_results(program: Program) -> list:
     return out
 
 
-_LOCALS = re.compile(r"\b(f|g|s|acc|c|q|j|r|p|t|v|best|bi|base|i\d+|o\d+|ld\d+)\b")
+_LOCALS = re.compile(r"\b(f|g|s|acc|c|q|j|r|p|t|v|cn|cl|ct|best|bi|base|i\d+|o\d+|ld\d+)\b")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ class ParallelLoops:
         if calls_gemm(s):  # blocks of a product (codegen.split_matmul): each one is heavy
             enough = b.icmp_signed(">", work, ir.Constant(I64, 1))
         else:
-            for trip in self.inner_trips(s):
+            for trip in self.inner_trips(s, start):
                 work = b.mul(work, trip)
             enough = b.icmp_signed(">=", work, ir.Constant(I64, PARALLEL_WORK))
         threads = b.call(self.declare("omp_get_max_threads", I32, []), [])
@@ -59,20 +59,27 @@ class ParallelLoops:
         b.branch(done)
         b.position_at_end(done)
 
-    def inner_trips(self, s: ast.For) -> list:
-        """Trip counts of the loops nested in `s` whose bounds are known before it."""
+    def inner_trips(self, s: ast.For, start) -> list:
+        """Trip counts of the loops nested in `s` whose bounds are known before it, or
+        depend only on its target (taken at `start`: the chunks of codegen's reductions)."""
         trips = []
+        later = _assigned(s) - {s.target.id}  # names the nest assigns
+        held = self.scope.pop(s.target.id, None)
+        self.bind(s.target.id, "int64", start)
         node = s
         while True:
             inner = [x for x in node.body if isinstance(x, ast.For)]
-            if not inner:
-                return trips
-            node = inner[0]
-            args = node.iter.args if isinstance(node.iter, ast.Call) else []
+            args = inner[0].iter.args if inner and isinstance(inner[0].iter, ast.Call) else []
             names = {n.id for a in args for n in ast.walk(a) if isinstance(n, ast.Name)}
-            if args and not names & _assigned(s):  # bounds known before the nest
-                lo, hi = self.bounds(node.iter)
-                trips.append(self.builder.sub(hi, lo))
+            if not args or names & later:
+                break
+            node = inner[0]
+            lo, hi = self.bounds(node.iter)
+            trips.append(self.builder.sub(hi, lo))
+        del self.scope[s.target.id]
+        if held is not None:
+            self.scope[s.target.id] = held
+        return trips
 
     def outline(self, s: ast.For, free, kinds, types) -> ir.Function:
         """`void loop(i64 lo, i64 hi, <free values>)`: the loop over [lo, hi), buffers noalias."""
