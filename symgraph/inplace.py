@@ -122,7 +122,8 @@ def plan_inplace(program: Program, update_vars: Sequence[Node]) -> Program:
     if not chosen:
         return program
     program = replace(program, inplace=chosen)
-    return _renumber(_give_products_a_buffer(program, set(writers.values())), edges)
+    program = _renumber(_give_products_a_buffer(program, set(writers.values())), edges)
+    return _one_product_at_a_time(program)
 
 
 def _add_edge(anc: dict[int, set[int]], before: int, after: int) -> None:
@@ -179,6 +180,21 @@ def _give_products_a_buffer(program: Program, kernels: set) -> Program:
             replaced[k.id] = replace(k, writes=(k.root,) + k.writes)
     kernels_now = tuple(replaced.get(k.id, k) for k in program.kernels)
     return replace(program, kernels=kernels_now, buffers=tuple(buffers), buffer_of=buffer_of)
+
+
+def _one_product_at_a_time(program: Program) -> Program:
+    """Kernels sharing a GEMM scratch buffer wait for each other, in their (topological)
+    order, so that a parallel schedule (workers > 1) never runs two at once: two weight
+    gradients written into one scratch gave wrong updates in 1 call of 5."""
+    scratch: dict[int, list[int]] = {}  # buffer -> the matmul kernels putting products there
+    for k in program.kernels:
+        if k.kind == "matmul" and k.root.id in program.buffer_of:
+            scratch.setdefault(program.buffer_of[k.root.id], []).append(k.id)
+    deps = dict(program.deps)
+    for users in scratch.values():
+        for before, after in zip(users, users[1:]):
+            deps[after] = tuple(sorted(set(deps[after]) | {before}))
+    return replace(program, deps=deps)
 
 
 def describe(program: Program) -> list[str]:
