@@ -8,7 +8,9 @@ variables: a failing call leaves all state as it was.
 from __future__ import annotations
 
 import os
+import threading
 import time
+import weakref
 from typing import Sequence
 
 import numpy as np
@@ -102,6 +104,19 @@ def _backend(name: str):
     return get_backend(name)
 
 
+_VARIABLE_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_VARIABLE_LOCKS_LOCK = threading.Lock()
+
+
+def variable_lock(var: Variable) -> threading.Lock:
+    """The lock every call updating `var` holds (Function.__call__)."""
+    with _VARIABLE_LOCKS_LOCK:
+        lock = _VARIABLE_LOCKS.get(var)
+        if lock is None:
+            lock = _VARIABLE_LOCKS[var] = threading.Lock()
+        return lock
+
+
 class Function:
     """A compiled graph: call it with one array per input placeholder."""
 
@@ -144,6 +159,12 @@ class Function:
                   f"{self.compile_seconds * 1e3:.1f} ms ({len(topo_order(optimized))} nodes)")
         self._n_out = len(self.outputs)
         self._variables = [n for n in topo_order(optimized) if isinstance(n, Variable)]
+        # A call updating variables holds their locks from computing to assigning, taken in
+        # one global order (no deadlock): steps from several threads run one at a time per
+        # variable and lose no update, on every backend (a numba step writing in place into
+        # a fresh array, or a NumPy step, assigned after another step had read the old value).
+        self._locks = [variable_lock(v) for v in sorted(set(self.update_vars),
+                                                         key=lambda v: v.id)]
         self._signature = [(p, p.dtype, tuple(p.shape)) for p in self.inputs]
         # The fast path of _validate: (numpy dtype, rank, fixed (axis, size), symbolic
         # (axis, name)) per input; anything unusual takes the checking path below.
@@ -231,6 +252,18 @@ class Function:
         arrays, dims = self._validate(args)
         if self.check_nan:
             self._check_finite_inputs(arrays)
+        if not self._locks:
+            return self._call(arrays, dims)
+        for lock in self._locks:
+            lock.acquire()
+        try:
+            return self._call(arrays, dims)
+        finally:
+            for lock in reversed(self._locks):
+                lock.release()
+
+    def _call(self, arrays, dims):
+        """Run the backend, swap the updates in, hand out the outputs."""
         results = self._run(arrays, dims)
         outs = [o if type(o) is np.ndarray else o.to_host() if hasattr(o, "to_host") else o
                 for o in results[:self._n_out]]

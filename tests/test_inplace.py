@@ -298,3 +298,34 @@ def test_products_sharing_a_scratch_buffer_never_run_at_once():
         parallel(xs, ys)
         for a, b in zip(want, got):
             np.testing.assert_allclose(b.value, a.value, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend,check_nan", [("numpy", False), ("numba", False),
+                                               ("numba", True)],
+                         ids=["numpy", "numba-inplace", "numba-check-nan"])
+def test_no_update_is_lost_when_threads_step_at_once(backend, check_nan):
+    """Four threads each add 1 to a variable 3,000 times: every backend ends at 12,000. The
+    lock used to cover only a numba step writing in place (NumPy steps kept ~7,000; a numba
+    step that found the array referenced wrote a fresh one, assigned after the lock was
+    released, and lost updates under load); it now covers each call until the assignment.
+    A short switch interval makes the threads interleave as a loaded machine does."""
+    import sys
+    import threading
+
+    w = sg.variable(np.zeros(256, np.float32), name="w")
+    x = sg.placeholder((1,), "float32", name="x")
+    step = sg.function([x], sg.sum(x), updates={w: w + 1.0}, backend=backend,
+                       check_nan=check_nan)
+    one = np.ones(1, np.float32)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=lambda: [step(one) for _ in range(3000)])
+                   for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    np.testing.assert_array_equal(w.value, np.full(256, 12000, np.float32))

@@ -24,7 +24,6 @@ import pickle
 import sys
 import threading
 import time
-import weakref
 from typing import Sequence
 
 import numpy as np
@@ -57,19 +56,6 @@ def _prepare_numba() -> None:
 
 
 _prepare_numba()
-
-
-_VARIABLE_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_VARIABLE_LOCKS_LOCK = threading.Lock()
-
-
-def variable_lock(var: Node) -> threading.Lock:
-    """The lock every function writing `var` in place holds while it runs."""
-    with _VARIABLE_LOCKS_LOCK:
-        lock = _VARIABLE_LOCKS.get(var)
-        if lock is None:
-            lock = _VARIABLE_LOCKS[var] = threading.Lock()
-        return lock
 
 
 def _debug(message: str) -> None:
@@ -116,12 +102,6 @@ class CompiledProgram:
         for bid, var in program.inplace.items():
             read = var.id in program.buffer_of
             self.inplace.append((slot[program.buffer_of[var.id] if read else bid], var, read))
-        # Calls that write a variable in place run one at a time, across every function that
-        # writes it in place: a second thread's step waits instead of reading half-written
-        # weights (and no update is lost). Locks are taken in one global order (no deadlock).
-        self.step_locks = [variable_lock(var) for var in
-                           sorted({v.id: v for _, v, _ in self.inplace}.values(),
-                                  key=lambda v: v.id)]
         self.temp_shapes = []  # per temporary: (shape, dtype)
         for b in arg_buffers:
             n = b.node
@@ -209,17 +189,7 @@ class CompiledProgram:
         return [self.entry.stats]
 
     def __call__(self, arrays: Sequence[np.ndarray], dims: dict) -> list:
-        if not self.step_locks:
-            return self._run_once(arrays, dims)
-        for lock in self.step_locks:
-            lock.acquire()
-        try:
-            return self._run_once(arrays, dims)
-        finally:
-            for lock in reversed(self.step_locks):
-                lock.release()
-
-    def _run_once(self, arrays: Sequence[np.ndarray], dims: dict) -> list:
+        """One run (runtime.Function holds the updated variables' locks around it)."""
         args = list(self.template)
         outs = self._result_arrays(dims)
         key = temps = None

@@ -5,10 +5,11 @@ one compiled module serves every batch size. Kernel bodies:
 
 - elementwise: a loop nest over the kernel's domain; each fused node is one local variable
   (`v<node id>`), with a comment naming its op; written nodes are stored at the flat index;
-- reduce (codegen_reduce.py): the prologue loop nest accumulates into a float64 (sums of floats) or same-dtype
-  (max) accumulator, a scalar one across a reduced trailing suffix of the domain (one per
-  row range when a large reduction over axis 0 splits its rows across the team, combined in
-  order); an epilogue loop over the result shape then computes the fused consumers;
+- reduce (codegen_reduce.py): the prologue loop nest accumulates into a float64 (sums of
+  floats) or same-dtype (max) accumulator, a scalar one across a reduced trailing suffix of
+  the domain (one per row range when a large reduction over axis 0 splits its rows across
+  the team, combined in order); an epilogue loop over the result shape then computes the
+  fused consumers;
 - matmul: blas.py's `gemm` on flat buffers, batched by a loop, then the epilogue loop in
   place over the result, or the product in blocks shared by the team (codegen_matmul.py);
 - index kernels: take, scatter_add (bounds-checked), argmax, concatenate, unslice.
