@@ -1,13 +1,16 @@
 """Callbacks with Keras's hooks and logic: History, EarlyStopping, ModelCheckpoint,
-LearningRateScheduler."""
+BackupAndRestore, LearningRateScheduler."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 
 import numpy as np
 
 from symgraph.errors import SymgraphError
+from symgraph.nn.training_state import load_training_state, save_training_state
 
 
 class Callback:
@@ -119,7 +122,8 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save the weights (.npz, atomically) after each epoch, or only on improvement.
+    """Save the weights (.npz, atomically) after each epoch, or only on improvement; with
+    `save_weights_only=False` the whole training state (`Model.save_training_state`).
 
     `filepath` may hold format fields: "ckpt-{epoch:02d}-{val_loss:.3f}.npz".
     """
@@ -131,7 +135,7 @@ class ModelCheckpoint(Callback):
         if not str(filepath).endswith(".npz"):
             raise SymgraphError(f"ModelCheckpoint: filepath must end in .npz, got {filepath!r}")
         self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
-        self.save_best_only = save_best_only
+        self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
         self.mode = _monitor_mode(monitor, mode)
         self.best = initial_value_threshold
         self.saved: list[str] = []
@@ -160,8 +164,47 @@ class ModelCheckpoint(Callback):
             self.best = current
         elif self.verbose:
             print(f"Epoch {epoch + 1}: saving model to {path}")
-        self.model.save_weights(path)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save_training_state(path)
         self.saved.append(path)
+
+
+class BackupAndRestore(Callback):
+    """Resume an interrupted `fit` exactly where its last finished epoch left it.
+
+    After each epoch the training state (weights, optimizer, the dropout step, the next epoch
+    and the shuffling generator) goes to `backup_dir/training_state.npz`, atomically. A `fit`
+    that finds that file restores it and starts at the saved epoch; with the same data,
+    seeds and model this gives the weights an uninterrupted run would have. The file is
+    deleted when `fit` ends normally (`delete_checkpoint=True`, Keras's default).
+    """
+
+    def __init__(self, backup_dir: str, save_freq="epoch", delete_checkpoint: bool = True):
+        super().__init__()
+        if save_freq != "epoch":
+            raise SymgraphError(f"BackupAndRestore: save_freq={save_freq!r} is not supported; "
+                                "backups are made at the end of each epoch ('epoch')")
+        self.path = os.path.join(str(backup_dir), "training_state.npz")
+        self.delete_checkpoint = delete_checkpoint
+
+    def on_train_begin(self, logs=None):
+        if not os.path.exists(self.path):
+            return
+        fit = load_training_state(self.model, self.path)
+        if "fit/epoch" in fit:
+            self.model._resume = (int(fit["fit/epoch"]), json.loads(str(fit["fit/rng"])))
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        rng = json.dumps(self.model._fit_rng.bit_generator.state)
+        save_training_state(self.model, self.path,
+                            {"fit/epoch": np.int64(epoch + 1), "fit/rng": np.array(rng)})
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint and os.path.exists(self.path):
+            os.remove(self.path)
 
 
 class LearningRateScheduler(Callback):

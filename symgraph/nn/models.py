@@ -8,6 +8,7 @@ import symgraph as sg
 from symgraph.errors import SymgraphError
 from symgraph.nn.layers import CallContext, InputLayer, Layer, unique_name
 from symgraph.nn.training import Trainer
+from symgraph.nn.training_state import STATE, load_training_state, save_training_state
 from symgraph.nn.weights_io import load_arrays, save_arrays
 
 
@@ -119,9 +120,15 @@ class Sequential(Trainer):
                                for layer in self.layers for wname, var in layer._weights])
 
     def load_weights(self, filepath: str, skip_mismatch: bool = False) -> None:
-        """Read weights saved by `save_weights`, matched in order; a count or shape mismatch
-        raises and changes nothing (`skip_mismatch=True` skips mismatched weights instead)."""
-        items = load_arrays(filepath)
+        """Read weights saved by `save_weights` (or a training state's), matched in order; a
+        count or shape mismatch raises and changes nothing (`skip_mismatch=True` skips
+        mismatched weights instead)."""
+        items = [(k, a) for k, a in load_arrays(filepath) if not k.startswith(STATE)]
+        for var, array in self._weights_plan(items, filepath, skip_mismatch):
+            var.value = array  # every check passed: now assign (cannot fail any more)
+
+    def _weights_plan(self, items, filepath: str, skip_mismatch: bool = False) -> list:
+        """[(variable, array)] for saved weights `items`, every count, shape and dtype checked."""
         named = [(f"{layer.name}/{wname}", var) for layer in self.layers
                  for wname, var in layer._weights]
         if len(items) != len(named) and not skip_mismatch:
@@ -141,8 +148,17 @@ class Sequential(Trainer):
                 raise SymgraphError(f"{filepath}: weight {key!r} has dtype {array.dtype}, which "
                                     f"{name!r} ({var.dtype}) cannot hold; nothing was loaded")
             plan.append((var, array))
-        for var, array in plan:  # every check passed: now assign (cannot fail any more)
-            var.value = array
+        return plan
+
+    def save_training_state(self, filepath: str) -> None:
+        """Write the weights and the optimizer's and model's state (.npz, atomically): what
+        `load_training_state` needs to continue training exactly where it stopped."""
+        save_training_state(self, filepath)
+
+    def load_training_state(self, filepath: str) -> None:
+        """Restore a `save_training_state` file into this model, compiled with the same kind
+        of optimizer; any mismatch raises and changes nothing."""
+        load_training_state(self, filepath)
 
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)

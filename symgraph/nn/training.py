@@ -30,6 +30,7 @@ class Trainer:
     """The training API of a model with `layers`, `input_shape`, weights and `step_counter`."""
 
     optimizer = None
+    _resume = None  # (epoch, generator state) a BackupAndRestore found, for fit
     loss = None
     metric_fns: list = []
 
@@ -199,8 +200,11 @@ class Trainer:
         run = _FitRun(self._train_step(target, diagnostics, nan_guard=nan_guard), target,
                       batch_size, augment, rng,
                       callback_list, nan_guard, self._metric_names(), history, diagnostics)
+        self._fit_rng, self._resume = rng, None
         for cb in callback_list:
             cb.on_train_begin()
+        if self._resume is not None:  # BackupAndRestore found a backup: continue from it
+            initial_epoch, rng.bit_generator.state = self._resume
         for epoch in range(initial_epoch, epochs):
             for cb in callback_list:
                 cb.on_epoch_begin(epoch)

@@ -1,0 +1,124 @@
+"""Training state files and BackupAndRestore: an interrupted fit resumed from its backup ends
+with exactly the weights of an uninterrupted one (dropout, batch norm, Adam, shuffling)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from symgraph.errors import SymgraphError
+from symgraph.nn import BatchNormalization, Dense, Dropout, Sequential, callbacks, set_random_seed
+
+
+def _model(backend="numpy", optimizer="adam"):
+    set_random_seed(5)  # the same dropout seeds and initial weights in every build
+    model = Sequential([Dense(16, input_dim=6, activation="relu"), BatchNormalization(),
+                        Dropout(0.3), Dense(3, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizer,
+                  metrics=["accuracy"], backend=backend)
+    return model
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((90, 6)).astype(np.float32)
+    return x, (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAfter(callbacks.Callback):
+    """Raises at the end of epoch `epoch` (0-based), as a killed process would stop."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise _Interrupt
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_resumed_fit_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, backend):
+    x, y = _data()
+    whole = _model(backend)
+    whole.fit(x, y, batch_size=16, epochs=4, verbose=0, seed=3)
+    backup = callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    first = _model(backend)
+    with pytest.raises(_Interrupt):  # the backup after epoch 2 (index 1) stays
+        first.fit(x, y, batch_size=16, epochs=4, verbose=0, seed=3,
+                  callbacks=[backup, _StopAfter(1)])
+    assert os.path.exists(backup.path)
+    again = _model(backend)  # a fresh process would build the model anew
+    history = again.fit(x, y, batch_size=16, epochs=4, verbose=0, seed=3, callbacks=[backup])
+    assert history.epoch == [2, 3]
+    for a, b in zip(again.get_weights(), whole.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert again.optimizer.iterations.value == whole.optimizer.iterations.value == 24
+    assert not os.path.exists(backup.path)  # deleted once fit ended normally
+
+
+def test_a_state_file_round_trips_and_weights_only_loaders_read_it(tmp_path):
+    x, y = _data()
+    model = _model()
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, seed=1)
+    path = str(tmp_path / "state.npz")
+    model.save_training_state(path)
+    other = _model()  # not trained: its optimizer has no slots yet
+    other.load_training_state(path)
+    for a, b in zip(other.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert other.step_counter.value == model.step_counter.value == 6
+    assert other.optimizer.iterations.value == 6
+    slots = [s.value for s in model.optimizer.variables[2:]]
+    assert len(other.optimizer.variables[2:]) == len(slots) > 0
+    for a, b in zip(other.optimizer.variables[2:], slots):
+        np.testing.assert_array_equal(a.value, b)
+    plain = _model()
+    plain.load_weights(path)  # weights only: the state keys are skipped
+    for a, b in zip(plain.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert plain.optimizer.iterations.value == 0
+    # the next step of each is the same step (dropout mask, Adam's moments and step)
+    np.testing.assert_array_equal(other.train_on_batch(x[:16], y[:16]),
+                                  model.train_on_batch(x[:16], y[:16]))
+    for a, b in zip(other.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_state_files_raise_and_change_nothing(tmp_path):
+    x, y = _data()
+    model = _model()
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, seed=1)
+    weights_only, state = str(tmp_path / "w.npz"), str(tmp_path / "s.npz")
+    model.save_weights(weights_only)
+    model.save_training_state(state)
+    sgd = _model(optimizer="sgd")
+    before = [w.copy() for w in sgd.get_weights()]
+    with pytest.raises(SymgraphError, match="weights only"):
+        sgd.load_training_state(weights_only)
+    with pytest.raises(SymgraphError, match="Adam optimizer but .* SGD"):
+        sgd.load_training_state(state)
+    wider = Sequential([Dense(17, input_dim=6), BatchNormalization(), Dense(3)])
+    wider.compile(loss="mse", optimizer="adam")
+    with pytest.raises(SymgraphError, match="shape"):
+        wider.load_training_state(state)
+    assert wider.optimizer.iterations.value == 0
+    for a, b in zip(sgd.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    assert sgd.optimizer.iterations.value == 0
+
+
+def test_model_checkpoint_writes_the_training_state_unless_weights_only(tmp_path):
+    x, y = _data()
+    model = _model()
+    path = str(tmp_path / "ck-{epoch}.npz")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, seed=1,
+              callbacks=[callbacks.ModelCheckpoint(path, save_weights_only=False)])
+    keys = list(np.load(str(tmp_path / "ck-1.npz")).files)
+    assert any("_state/optimizer/iterations" in k for k in keys)
+    with pytest.raises(SymgraphError, match="save_freq"):
+        callbacks.BackupAndRestore(str(tmp_path), save_freq=10)
