@@ -178,7 +178,8 @@ class BackupAndRestore(Callback):
     and the shuffling generator) goes to `backup_dir/training_state.npz`, atomically. A `fit`
     that finds that file restores it and starts at the saved epoch; with the same data,
     seeds and model this gives the weights an uninterrupted run would have. The file is
-    deleted when `fit` ends normally (`delete_checkpoint=True`, Keras's default).
+    deleted when `fit` ends normally (`delete_checkpoint=True`, Keras's default), with the folder
+    when it is then empty.
     """
 
     def __init__(self, backup_dir: str, save_freq="epoch", delete_checkpoint: bool = True):
@@ -205,6 +206,10 @@ class BackupAndRestore(Callback):
     def on_train_end(self, logs=None):
         if self.delete_checkpoint and os.path.exists(self.path):
             os.remove(self.path)
+            try:
+                os.rmdir(os.path.dirname(self.path))  # the folder too, when nothing else is in it
+            except OSError:
+                pass
 
 
 class LearningRateScheduler(Callback):

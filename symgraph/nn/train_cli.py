@@ -5,6 +5,8 @@ a plot of the curves (PNG) and a JSON report into an output folder.
 
 Defaults (3 epochs, SGD with momentum) finish in a few minutes on 2 cores; `--full` runs the
 long schedule (momentum 0.95, learning-rate decay, many epochs) that the paper's figures need.
+After each epoch the training state goes to `<out>/backup/` (BackupAndRestore): the same
+command with the same `--out` continues an interrupted run after its last finished epoch.
 """
 
 from __future__ import annotations
@@ -213,6 +215,10 @@ def _train(args) -> int:
     if args.full and args.optimizer == "sgd":
         base = optimizer.learning_rate
         cbs.append(callbacks.LearningRateScheduler(lambda e, lr: base * 0.99 ** e))
+    backup = callbacks.BackupAndRestore(os.path.join(out, "backup"))
+    if os.path.exists(backup.path):  # a run into this --out was interrupted: continue it
+        print(f"found {backup.path}: continuing the interrupted run after its last epoch")
+    cbs.append(backup)
     augment = RandomShift(args.augment, (28, 28)) if args.augment else None
     start = time.perf_counter()
     history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=epochs,
@@ -230,6 +236,7 @@ def _train(args) -> int:
         "model": args.model, "description": description, "paper": PAPER,
         "paper_test_error_percent": paper_error, "test_error_percent": test_error,
         "test_accuracy": test_acc, "test_loss": test_loss, "epochs": len(history.epoch),
+        "first_epoch": history.epoch[0] + 1 if history.epoch else None,  # > 1: resumed
         "optimizer": args.optimizer, "learning_rate": optimizer.learning_rate,
         "batch_size": args.batch_size, "backend": model.backend, "train_images": len(x_train),
         "augment_pixels": args.augment, "seed": args.seed, "train_seconds": train_seconds,

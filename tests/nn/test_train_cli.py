@@ -97,3 +97,31 @@ def test_train_cli_checks_the_out_folder_before_training(tmp_path, capsys):
     captured = capsys.readouterr()
     assert rc == 2 and "is not a folder symgraph can write to" in captured.err
     assert "Traceback" not in captured.err and "symgraph train:" not in captured.out
+
+
+def test_an_interrupted_train_continues_when_run_again_into_the_same_out(tmp_path, capsys,
+                                                                        monkeypatch):
+    """The backup after each epoch lets the same command finish an interrupted run: the
+    second run trains the epochs left, from the first run's state, and tidies the backup."""
+    from symgraph.nn import callbacks
+
+    out = tmp_path / "run"
+    argv = ["train", "--model", "mlp-small", "--epochs", "3", "--limit", "256",
+            "--backend", "numpy", "--out", str(out), "--verbose", "0"]
+    save = callbacks.BackupAndRestore.on_epoch_end
+
+    def killed_after_epoch_2(self, epoch, logs=None):
+        save(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.BackupAndRestore, "on_epoch_end", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        _main(argv)
+    assert os.path.exists(out / "backup" / "training_state.npz")
+    monkeypatch.setattr(callbacks.BackupAndRestore, "on_epoch_end", save)
+    assert _main(argv) == 0
+    assert "continuing the interrupted run" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["first_epoch"] == 3 and report["epochs"] == 1
+    assert sorted(os.listdir(out)) == ["curves.png", "report.json", "weights.npz"]
