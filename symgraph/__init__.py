@@ -8,7 +8,6 @@
 """
 
 from symgraph import random  # noqa: F401
-from symgraph.autodiff import jvp
 from symgraph.composites import (
     batch_moments,
     batch_norm,
@@ -39,7 +38,7 @@ from symgraph.composites import (
 from symgraph.errors import SymgraphError, SymgraphTypeError
 from symgraph.graph import Node, TensorType, Variable, dump, topo_order
 from symgraph.passes.pipeline import optimize
-from symgraph.passes.stabilize import grad
+from symgraph.passes.stabilize import grad, jvp
 from symgraph.runtime import Function, function
 from symgraph.tensor import (
     abs,

@@ -18,9 +18,9 @@ from symgraph.tensor import (
     clip,
     exp,
     expm1,
+    greater_equal,
     log,
     log1p,
-    maximum,
     mean,
     minimum,
     one_hot,
@@ -77,9 +77,12 @@ def relu6(x) -> Node:
 
 
 def softplus(x) -> Node:
-    """log(1 + exp(x)) in a form that neither overflows nor loses small values."""
+    """log(1 + exp(x)) in a form that neither overflows nor loses small values (TF's): one
+    condition picks both parts, so the gradient is sigmoid(x) at x = 0 too (max(x, 0) with
+    -|x| gave 1 there: two rules for the tie that do not add up)."""
     x = as_node(x)
-    return maximum(x, 0.0) + log1p(exp(-sg_abs(x)))
+    pos = greater_equal(x, 0.0)
+    return where(pos, x, 0.0) + log1p(exp(where(pos, -x, x)))
 
 
 def maxout(x, num_units: int, axis: int = -1) -> Node:
@@ -102,9 +105,11 @@ def hard_sigmoid(x) -> Node:
 
 
 def logsumexp(x, axis=-1, keepdims: bool = False) -> Node:
-    """log(sum(exp(x))) shifted by the (gradient-free) max so it never overflows."""
+    """log(sum(exp(x))) shifted by the (gradient-free) max so it never overflows; a max that is
+    not finite shifts by 0 (as TF and JAX do), so a row of -inf gives -inf, not NaN."""
     x = as_node(x)
-    shift = stop_gradient(sg_max(x, axis, keepdims=True))
+    top = sg_max(x, axis, keepdims=True)
+    shift = stop_gradient(where(sg_abs(top) < np.inf, top, 0.0))
     out = log(sg_sum(exp(x - shift), axis, keepdims=True)) + shift
     return out if keepdims else out.reshape(tuple(
         d for i, d in enumerate(out.shape) if i not in _axes(axis, x.ndim)))
@@ -116,8 +121,11 @@ def _axes(axis, ndim):
 
 
 def log_softmax(x, axis: int = -1) -> Node:
+    """d - log(sum(exp(d))), d = x - max(x): x - logsumexp(x) would subtract two large numbers
+    (110 ulps lost in float32 at logits near 1000)."""
     x = as_node(x)
-    return x - logsumexp(x, axis, keepdims=True)
+    d = x - stop_gradient(sg_max(x, axis, keepdims=True))
+    return d - log(sg_sum(exp(d), axis, keepdims=True))
 
 
 def softmax(x, axis: int = -1) -> Node:
@@ -144,9 +152,9 @@ def sparse_softmax_cross_entropy(logits, labels) -> Node:
 
 
 def sigmoid_cross_entropy(logits, targets) -> Node:
-    """Binary cross-entropy on logits: max(x,0) - x*t + log1p(exp(-|x|))."""
+    """Binary cross-entropy on logits: softplus(x) - x*t (TF's form; gradient sigmoid(x) - t)."""
     x = as_node(logits)
-    return maximum(x, 0.0) - x * targets + log1p(exp(-sg_abs(x)))
+    return softplus(x) - x * targets
 
 
 def categorical_crossentropy(y_true, y_pred, from_logits: bool = False, axis: int = -1) -> Node:

@@ -119,19 +119,22 @@ def _lin(ta, tb, fa, fb):
     return (None if ta is None else fa(ta)), (None if tb is None else fb(tb))
 
 
+def _safe_log(a):
+    """log(a) where a > 0, else 0: d(a**b)/db = a**b log(a) is 0 at a = 0 (a**b is 0)."""
+    return B.where(B.binary("gt", a, B.scalar_like(0, a)), B.unary("log", a), B.scalar_like(0, a))
+
+
 def _vjp_pow(node, g):
     a, b = node.inputs
     ga = B.mul(g, B.mul(b, B.binary("pow", a, B.sub(b, B.scalar_like(1, b)))))
-    safe_log = B.where(B.binary("gt", a, B.scalar_like(0, a)), B.unary("log", a),
-                       B.scalar_like(0, a))
-    gb = B.mul(g, B.mul(node, safe_log))
+    gb = B.mul(g, B.mul(node, _safe_log(a)))
     return _unbroadcast(node, ga, gb)
 
 
 def _jvp_pow(node, ts):
     a, b = node.inputs
     da = lambda t: B.mul(t, B.mul(b, B.binary("pow", a, B.sub(b, B.scalar_like(1, b)))))  # noqa
-    db = lambda t: B.mul(t, B.mul(node, B.unary("log", a)))  # noqa: E731
+    db = lambda t: B.mul(t, B.mul(node, _safe_log(a)))  # noqa: E731
     return _jvp_sum(node, _lin(ts[0], ts[1], da, db))
 
 

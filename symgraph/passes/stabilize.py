@@ -6,11 +6,14 @@ with the same mathematical value.
                                       -sum(t * log(softmax(x))), becomes stable through it)
     log(1 + x)                     -> log1p(x)        log(1 - x) -> log1p(-x)
     exp(x) - 1                     -> expm1(x)
-    log(sigmoid(x))                -> -softplus(-x) = min(x, 0) - log1p(exp(-|x|))
-    log(1 - sigmoid(x))            -> -softplus(x)  = min(-x, 0) - log1p(exp(-|x|))
-    log1p(exp(x)) (naive softplus) -> max(x, 0) + log1p(exp(-|x|))
+    log(sigmoid(x))                -> -softplus(-x)
+    log(1 - sigmoid(x))            -> -softplus(x)
+    log1p(exp(x)) (naive softplus) -> softplus(x)
+                                      softplus(x) = where(c, x, 0) + log1p(exp(where(c, -x, x))),
+                                      c = x >= 0 (TF's form: the gradient at 0 is sigmoid(0))
     log(exp(x))                    -> x
-    log(sum(exp(a)))               -> log(sum(exp(a - m))) + m,  m = stop_gradient(max(a))
+    log(sum(exp(a)))               -> log(sum(exp(a - m))) + m,  m = stop_gradient(max(a)),
+                                      or 0 where that max is not finite (a row of -inf: -inf)
     sqrt(x * x)                    -> |x|
 
 softmax and log_softmax are composites, so their primitive shapes are matched:
@@ -64,7 +67,17 @@ def _shift_of(a: Node, axes: tuple) -> bool:
         m = m.inputs[0]
     if m.op != "stop_gradient":
         return False
-    return _keepdims_reduction(m.inputs[0], "max", x) == tuple(axes)
+    m = m.inputs[0]
+    if m.op == "where":  # the max where finite, else 0 (_finite_max)
+        m = m.inputs[1]
+    return _keepdims_reduction(m, "max", x) == tuple(axes)
+
+
+def _finite_max(a: Node, axes: tuple, like: Node) -> Node:
+    """stop_gradient(max(a) where it is finite, else 0): the shift of a log-sum-exp."""
+    top = build("max", (a,), like, axes=axes, keepdims=True)
+    finite = build("lt", (build("abs", (top,), like), B.const(float("inf"), top.dtype)), like)
+    return build("stop_gradient", (build("where", (finite, top, _zero(top)), like),), like)
 
 
 def _log_sum_exp_shifted(d: Node, axes: tuple, like: Node) -> Node:
@@ -101,7 +114,7 @@ def log_sum_exp(node: Node):
     a, axes = s.inputs[0].inputs[0], tuple(s.attr["axes"])
     if _shift_of(a, axes):  # already the stable form (the composite's, or ours)
         return None
-    shift = build("stop_gradient", (build("max", (a,), node, axes=axes, keepdims=True),), node)
+    shift = _finite_max(a, axes, node)
     d = build("sub", (a, shift), node)
     out = build("add", (_log_sum_exp_shifted(d, axes, node), shift), node)
     if not s.attr["keepdims"]:
@@ -117,24 +130,25 @@ def sqrt_square(node: Node):
     return None
 
 
-def _softplus_neg_part(x: Node, like: Node) -> Node:
-    """log1p(exp(-|x|)): the bounded part of softplus."""
-    return build("log1p", (build("exp", (build("neg", (build("abs", (x,), like),), like),), like),),
-                 like)
-
-
 def _zero(like: Node) -> Node:
     return B.const(0, like.dtype)
 
 
+def _softplus(x: Node, like: Node) -> Node:
+    """softplus(x) in composites.softplus's form: where(c, x, 0) + log1p(exp(where(c, -x, x)))."""
+    pos = build("ge", (x, _zero(x)), like)
+    bounded = build("where", (pos, build("neg", (x,), like), x), like)
+    return build("add", (build("where", (pos, x, _zero(x)), like),
+                         build("log1p", (build("exp", (bounded,), like),), like)), like)
+
+
 def log_sigmoid(node: Node):
-    """log(sigmoid(x)) = -softplus(-x) = min(x, 0) - log1p(exp(-|x|))."""
+    """log(sigmoid(x)) = -softplus(-x)."""
     s = node.inputs[0]
     if s.op != "sigmoid":
         return None
-    x = s.inputs[0]
-    low = build("minimum", (x, _zero(x)), node)
-    return build("sub", (low, _softplus_neg_part(x, node)), node), "log_sigmoid"
+    return build("neg", (_softplus(build("neg", (s.inputs[0],), node), node),), node), \
+        "log_sigmoid"
 
 
 def log_one_minus(node: Node):
@@ -144,9 +158,7 @@ def log_one_minus(node: Node):
         return None
     y = q.inputs[1]
     if y.op == "sigmoid" and y.type == node.type:
-        x = y.inputs[0]
-        low = build("minimum", (build("neg", (x,), node), _zero(x)), node)
-        return build("sub", (low, _softplus_neg_part(x, node)), node), "log_one_minus_sigmoid"
+        return build("neg", (_softplus(y.inputs[0], node),), node), "log_one_minus_sigmoid"
     out = fit(build("log1p", (build("neg", (y,), node),), node), node)
     return None if out is None else (out, "log_one_minus")
 
@@ -180,15 +192,16 @@ def exp_minus_one(node: Node):
 
 
 def softplus_naive(node: Node):
-    """log1p(exp(x)) -> max(x, 0) + log1p(exp(-|x|)), unless x is already -|.| (no overflow)."""
+    """log1p(exp(x)) -> softplus(x), unless x is already bounded above by 0: -|y|, or the
+    where(c, -y, y) of softplus's own form (no overflow)."""
     e = node.inputs[0]
     if e.op != "exp":
         return None
     x = e.inputs[0]
-    if x.op == "neg" and x.inputs[0].op == "abs":
+    if (x.op == "neg" and x.inputs[0].op == "abs") or (x.op == "where" and
+                                                        x.inputs[1].op == "neg"):
         return None
-    high = build("maximum", (x, _zero(x)), node)
-    return build("add", (high, _softplus_neg_part(x, node)), node), "softplus"
+    return _softplus(x, node), "softplus"
 
 
 RULES = {
@@ -206,11 +219,11 @@ def stabilize(outputs: Sequence[Node]) -> tuple[list[Node], dict]:
                   "rules": dict(fired.most_common())}
 
 
-def _stable_form(cost: Node, targets: list[Node]) -> Node:
-    """`cost` through the table, if it changed and every target is still in its graph."""
-    (stable,), stats = stabilize([cost])
-    present = {n.id for n in topo_order([stable])}
-    return stable if stats["rewrites"] and all(t.id in present for t in targets) else cost
+def _stable_forms(nodes: list[Node], targets: list[Node]) -> list[Node]:
+    """`nodes` through the table, if they changed and every target is still in their graph."""
+    stable, stats = stabilize(nodes)
+    present = {n.id for n in topo_order(stable)}
+    return stable if stats["rewrites"] and all(t.id in present for t in targets) else nodes
 
 
 def grad(cost: Node, wrt, disconnected: str = "zero", stabilize: bool = True):
@@ -223,5 +236,19 @@ def grad(cost: Node, wrt, disconnected: str = "zero", stabilize: bool = True):
     """
     targets = list(wrt) if isinstance(wrt, (list, tuple)) else [wrt]
     if stabilize and isinstance(cost, Node) and all(isinstance(t, Node) for t in targets):
-        cost = _stable_form(cost, targets)
+        cost = _stable_forms([cost], targets)[0]
     return autodiff.grad(cost, wrt, disconnected)
+
+
+def jvp(outputs, primals, tangents, stabilize: bool = True):
+    """`sg.jvp`: autodiff.jvp on the outputs' stable forms (as `grad` takes the cost's), so a
+    forward-mode derivative is finite wherever the reverse-mode one is; the outputs are used
+    as written with `stabilize=False`, or when a rewrite would remove a primal."""
+    single = isinstance(outputs, Node)
+    outs = [outputs] if single else outputs
+    prims = primals if isinstance(primals, (list, tuple)) else [primals]
+    if stabilize and isinstance(outs, (list, tuple)) and \
+            all(isinstance(n, Node) for n in [*outs, *prims]):
+        outs = _stable_forms(list(outs), list(prims))
+        outputs = outs[0] if single else outs
+    return autodiff.jvp(outputs, primals, tangents)  # autodiff checks the arguments

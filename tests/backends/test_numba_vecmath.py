@@ -10,7 +10,7 @@ from numba import njit
 import symgraph as sg
 from symgraph.backends.numba_cpu.vecmath import exp32, fmaximum, fminimum, log32, tanh32
 
-FASTMATH = {"nsz", "arcp", "contract", "reassoc"}  # what generated kernels use
+FASTMATH = {"nsz", "contract", "reassoc"}  # what generated kernels use
 
 
 def _loop(fn):
