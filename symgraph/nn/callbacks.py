@@ -171,6 +171,13 @@ class ModelCheckpoint(Callback):
         self.saved.append(path)
 
 
+def _read_fit_state(extra: dict) -> tuple:
+    """(next epoch, generator state) from a backup's fit arrays; raises on damaged ones."""
+    epoch, state = int(extra["fit/epoch"]), json.loads(str(extra["fit/rng"]))
+    np.random.default_rng().bit_generator.state = state  # refuses a state it cannot take
+    return epoch, state
+
+
 class BackupAndRestore(Callback):
     """Resume an interrupted `fit` exactly where its last finished epoch left it.
 
@@ -187,18 +194,22 @@ class BackupAndRestore(Callback):
         if save_freq != "epoch":
             raise SymgraphError(f"BackupAndRestore: save_freq={save_freq!r} is not supported; "
                                 "backups are made at the end of each epoch ('epoch')")
+        if not backup_dir:
+            raise SymgraphError("BackupAndRestore: backup_dir must name a folder")
         self.path = os.path.join(str(backup_dir), "training_state.npz")
         self.delete_checkpoint = delete_checkpoint
 
     def on_train_begin(self, logs=None):
-        if not os.path.exists(self.path):
-            return
-        fit = load_training_state(self.model, self.path)
-        if "fit/epoch" in fit:
-            self.model._resume = (int(fit["fit/epoch"]), json.loads(str(fit["fit/rng"])))
+        folder = os.path.dirname(self.path)
+        try:
+            os.makedirs(folder, exist_ok=True)  # found unusable now, not after an epoch
+        except OSError as exc:
+            raise SymgraphError(f"BackupAndRestore: cannot use {folder!r} as the backup folder "
+                                f"({type(exc).__name__}: {exc})") from None
+        if os.path.exists(self.path):
+            self.model._resume = load_training_state(self.model, self.path, _read_fit_state)
 
     def on_epoch_end(self, epoch, logs=None):
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         rng = json.dumps(self.model._fit_rng.bit_generator.state)
         save_training_state(self.model, self.path,
                             {"fit/epoch": np.int64(epoch + 1), "fit/rng": np.array(rng)})

@@ -51,6 +51,9 @@ class Layer:
         if kwargs:
             raise SymgraphError(f"{type(self).__name__}: unknown arguments "
                                 f"{', '.join(sorted(kwargs))}")
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise SymgraphError(f"{type(self).__name__}: name must be a non-empty string "
+                                f"without '/' (it keys the weights in saved files), got {name!r}")
         self.name = name or unique_name(_snake(type(self).__name__))
         self._trainable = bool(trainable)
         self.dtype = dtype

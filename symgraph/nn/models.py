@@ -8,7 +8,7 @@ import symgraph as sg
 from symgraph.errors import SymgraphError
 from symgraph.nn.layers import CallContext, InputLayer, Layer, unique_name
 from symgraph.nn.training import Trainer
-from symgraph.nn.training_state import STATE, load_training_state, save_training_state
+from symgraph.nn.training_state import is_state_key, load_training_state, save_training_state
 from symgraph.nn.weights_io import load_arrays, save_arrays
 
 
@@ -123,7 +123,7 @@ class Sequential(Trainer):
         """Read weights saved by `save_weights` (or a training state's), matched in order; a
         count or shape mismatch raises and changes nothing (`skip_mismatch=True` skips
         mismatched weights instead)."""
-        items = [(k, a) for k, a in load_arrays(filepath) if not k.startswith(STATE)]
+        items = [(k, a) for k, a in load_arrays(filepath) if not is_state_key(k)]
         for var, array in self._weights_plan(items, filepath, skip_mismatch):
             var.value = array  # every check passed: now assign (cannot fail any more)
 

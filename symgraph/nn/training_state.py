@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import numpy as np
 
+import symgraph as sg
 from symgraph.errors import SymgraphError
 from symgraph.nn.weights_io import load_arrays, save_arrays
 
 STATE = "_state/"  # the prefix of every key that is not a weight
 
 
+def is_state_key(key: str) -> bool:
+    """A training-state key: `_state/<part>/<name>`. Weight keys are `<layer>/<weight>` with
+    one slash (layer names cannot hold one), so a layer named `_state` is still a weight."""
+    return key.startswith(STATE) and key.count("/") >= 2
+
+
 def _state_variables(model) -> dict:
-    """{key without the prefix: variable} for the model's and its optimizer's state."""
+    """{key without the prefix: variable} for the model's and its optimizer's state now."""
     out = {"model/step": model.step_counter}
     opt = model.optimizer
     if opt is None:
@@ -30,6 +37,24 @@ def _state_variables(model) -> dict:
         for kind, slot in sorted(opt._slots.get(var.id, {}).items()):
             out[f"optimizer/{i}/{kind}"] = slot
     return out
+
+
+def _slots_a_step_uses(model) -> dict:
+    """{key without the prefix: (weight, slot kind)} for every slot the training step has or
+    will create: the optimizer's update rules run on zero gradients with a copy of its slot
+    table (the graph they build is dropped; the optimizer is left as it was)."""
+    opt, weights = model.optimizer, model.weights
+    position = {v.id: i for i, v in enumerate(weights)}
+    trainable = [v for layer in model.layers for v in layer.trainable_weights]
+    kept = opt._slots
+    opt._slots = {vid: dict(kinds) for vid, kinds in kept.items()}
+    try:
+        opt.updates([(sg.constant(np.zeros(v.shape, v.dtype)), v) for v in trainable])
+        would = opt._slots
+    finally:
+        opt._slots = kept
+    return {f"optimizer/{position[vid]}/{kind}": (weights[position[vid]], kind)
+            for vid, kinds in would.items() if vid in position for kind in kinds}
 
 
 def save_training_state(model, path: str, extra: dict | None = None) -> None:
@@ -45,43 +70,56 @@ def save_training_state(model, path: str, extra: dict | None = None) -> None:
     save_arrays(path, named)
 
 
-def load_training_state(model, path: str) -> dict:
-    """Restore what save_training_state wrote into `model` (compiled with the same kind of
-    optimizer); returns the extra arrays ({key: array})."""
+def load_training_state(model, path: str, read_extra=None):
+    """Restore what save_training_state wrote into `model` (built, and compiled with the same
+    kind of optimizer). `read_extra({key: array})` turns the extra arrays into what it returns
+    (raising ValueError, TypeError or KeyError on bad ones) before anything is assigned; every
+    check passes or nothing changes."""
+    if not model.built:
+        raise SymgraphError(f"model {model.name!r} is not built yet: build or compile it with "
+                            "its input shape before loading a training state")
+    opt = model.optimizer
+    if opt is None:
+        raise SymgraphError(f"model {model.name!r} is not compiled: a training state restores "
+                            "its optimizer too (compile it first, or use load_weights)")
     items = load_arrays(path)
-    state = {k[len(STATE):]: a for k, a in items if k.startswith(STATE)}
+    state = {k[len(STATE):]: a for k, a in items if is_state_key(k)}
     if "model/step" not in state:
         raise SymgraphError(f"{path} holds weights only (save_weights), not a training state; "
                             "nothing was loaded")
-    opt = model.optimizer
     kind = str(state.pop("optimizer/kind", "none"))
-    if kind != (type(opt).__name__ if opt is not None else "none"):
+    if kind != type(opt).__name__:
         raise SymgraphError(f"{path} holds the state of a {kind} optimizer but model "
                             f"{model.name!r} is compiled with {type(opt).__name__}; nothing "
                             "was loaded")
-    if opt is not None:  # slots the step has not created yet (no fit so far): create them
-        weights = model.weights
-        for key in state:
-            parts = key.split("/")
-            if len(parts) == 3 and parts[0] == "optimizer" and parts[1].isdigit() and \
-                    int(parts[1]) < len(weights):
-                opt.slot(weights[int(parts[1])], parts[2])
-    plan = model._weights_plan([(k, a) for k, a in items if not k.startswith(STATE)], path)
-    variables = _state_variables(model)
-    for key, var in variables.items():
+    plan = model._weights_plan([(k, a) for k, a in items if not is_state_key(k)], path)
+    wanted = {k: v for k, v in _state_variables(model).items() if not k.startswith("optimizer/")
+              or k in ("optimizer/learning_rate", "optimizer/iterations")}
+    slots = _slots_a_step_uses(model)
+    wanted.update({key: weight for key, (weight, _) in slots.items()})  # a slot is its weight's
+    for key, like in wanted.items():  # shape and dtype
         if key not in state:
             raise SymgraphError(f"{path} lacks {key!r} of model {model.name!r}'s training state; "
                                 "nothing was loaded")
         array = state[key]
-        if tuple(array.shape) != tuple(var.shape) or not np.can_cast(array.dtype, var.dtype,
-                                                                     casting="same_kind"):
+        if tuple(array.shape) != tuple(like.shape) or not np.can_cast(array.dtype, like.dtype,
+                                                                      casting="same_kind"):
             raise SymgraphError(f"{path}: {key!r} is {array.dtype}{list(array.shape)} but the "
-                                f"model's is {var.dtype}{list(var.shape)}; nothing was loaded")
-        plan.append((var, array))
-    unknown = sorted(k for k in state if k not in variables and not k.startswith("fit/"))
+                                f"model's is {like.dtype}{list(like.shape)}; nothing was loaded")
+    unknown = sorted(k for k in state if k not in wanted and not k.startswith("fit/"))
     if unknown:
-        raise SymgraphError(f"{path} holds state model {model.name!r} does not have: "
-                            f"{unknown[:4]}; nothing was loaded")
-    for var, array in plan:  # every check passed: now assign
+        raise SymgraphError(f"{path} holds state that model {model.name!r} and its "
+                            f"{type(opt).__name__} do not have: {unknown[:4]}; nothing was loaded")
+    extra = {k: a for k, a in state.items() if k.startswith("fit/")}
+    try:
+        extra = read_extra(extra) if read_extra is not None else extra
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SymgraphError(f"{path}: damaged fit state ({type(exc).__name__}: {exc}); "
+                            "nothing was loaded") from None
+    # every check passed: now create the slots the step has not made yet, and assign
+    for key, (weight, slot_kind) in slots.items():
+        plan.append((opt.slot(weight, slot_kind), state[key]))
+    plan += [(var, state[key]) for key, var in wanted.items() if key not in slots]
+    for var, array in plan:
         var.value = array
-    return {k: a for k, a in state.items() if k.startswith("fit/")}
+    return extra

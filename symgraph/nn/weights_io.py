@@ -33,8 +33,10 @@ def load_arrays(path: str) -> list[tuple[str, np.ndarray]]:
             raise ValueError("a single .npy array, not an .npz archive of weights")
         with data:
             items = [(k, data[k]) for k in data.files]
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        # a truncated or damaged archive (zip), an empty file (EOF), a bad CRC, pickled data
+    except (ValueError, OSError, EOFError, KeyError, NotImplementedError,
+            zipfile.BadZipFile) as exc:
+        # a truncated or damaged archive (zip), an empty file (EOF), a bad CRC, pickled data,
+        # a header naming a compression method or encryption zipfile does not implement
         raise SymgraphError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}; "
                             "nothing was loaded") from None
     items.sort(key=lambda kv: int(kv[0].split("/", 1)[0]) if kv[0][:1].isdigit() else -1)

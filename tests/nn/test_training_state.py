@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from symgraph.errors import SymgraphError
-from symgraph.nn import BatchNormalization, Dense, Dropout, Sequential, callbacks, set_random_seed
+from symgraph.nn import (
+    BatchNormalization,
+    Dense,
+    Dropout,
+    Sequential,
+    callbacks,
+    optimizers,
+    set_random_seed,
+)
 
 
 def _model(backend="numpy", optimizer="adam"):
@@ -122,3 +130,67 @@ def test_model_checkpoint_writes_the_training_state_unless_weights_only(tmp_path
     assert any("_state/optimizer/iterations" in k for k in keys)
     with pytest.raises(SymgraphError, match="save_freq"):
         callbacks.BackupAndRestore(str(tmp_path), save_freq=10)
+
+
+def test_a_failing_load_creates_no_optimizer_slot_and_extra_slots_are_refused(tmp_path):
+    """The slots a fresh model's step will need were created before the checks ran (a failed
+    load left Adagrad with zero accumulators, not 0.1), and any `optimizer/<i>/<kind>` key
+    became a slot (a centered RMSprop's state loaded into a plain one)."""
+    x, y = _data()
+    wide = Sequential([Dense(5, input_dim=6), Dense(3)])
+    wide.compile(loss="mse", optimizer=optimizers.Adagrad(0.1))
+    wide.fit(x, np.eye(3)[y], epochs=1, verbose=0, seed=0)
+    path = str(tmp_path / "wide.npz")
+    wide.save_training_state(path)
+    narrow = Sequential([Dense(4, input_dim=6), Dense(3)])
+    narrow.compile(loss="mse", optimizer=optimizers.Adagrad(0.1))
+    with pytest.raises(SymgraphError, match="shape"):
+        narrow.load_training_state(path)
+    assert len(narrow.optimizer.variables) == 2  # learning rate and iterations only
+    centered = Sequential([Dense(4, input_dim=6), Dense(3)])
+    centered.compile(loss="mse", optimizer=optimizers.RMSprop(centered=True, momentum=0.5))
+    centered.fit(x, np.eye(3)[y], epochs=1, verbose=0, seed=0)
+    centered.save_training_state(path)
+    narrow.compile(loss="mse", optimizer=optimizers.RMSprop())
+    with pytest.raises(SymgraphError, match="average_gradient"):
+        narrow.load_training_state(path)
+    assert len(narrow.optimizer.variables) == 2
+
+
+def test_layer_names_cannot_collide_with_the_state_keys(tmp_path):
+    model = Sequential([Dense(3, input_dim=2, name="_state")])
+    model.compile(loss="mse", optimizer="sgd")
+    path = str(tmp_path / "s.npz")
+    model.save_training_state(path)
+    model.load_training_state(path)
+    model.save_weights(path)
+    model.load_weights(path)
+    with pytest.raises(SymgraphError, match="without '/'"):
+        Dense(3, name="a/b")
+
+
+def test_damaged_backups_raise_before_anything_changes(tmp_path):
+    x, y = _data()
+    model = _model()
+    backup = callbacks.BackupAndRestore(str(tmp_path / "b"), delete_checkpoint=False)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, seed=1, callbacks=[backup])
+    with np.load(backup.path) as f:  # the generator's state, no longer JSON
+        arrays = {k: (np.array("{oops") if k.endswith("fit/rng") else f[k]) for k in f.files}
+    np.savez(backup.path, **arrays)
+    fresh = _model()
+    before = [w.copy() for w in fresh.get_weights()]
+    with pytest.raises(SymgraphError, match="damaged fit state"):
+        fresh.fit(x, y, batch_size=16, epochs=2, verbose=0, seed=1, callbacks=[backup])
+    for a, b in zip(fresh.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    raw = bytearray(open(backup.path, "rb").read())
+    central = raw.index(b"PK\x01\x02")  # the first member's compression method: unknown
+    raw[central + 10:central + 12] = (99).to_bytes(2, "little")
+    open(backup.path, "wb").write(bytes(raw))
+    with pytest.raises(SymgraphError, match="cannot read weights file"):
+        fresh.load_weights(backup.path)
+    with pytest.raises(SymgraphError, match="backup_dir"):
+        callbacks.BackupAndRestore("")
+    uncompiled = Sequential([Dense(3, input_dim=6)])
+    with pytest.raises(SymgraphError, match="not compiled"):
+        uncompiled.load_training_state(backup.path)
