@@ -191,6 +191,15 @@ def exp_minus_one(node: Node):
     return None if out is None else (out, "expm1")
 
 
+def _bounded_part(x: Node) -> bool:
+    """x is where(y >= 0, -y, y): softplus's bounded part, never above 0."""
+    if x.op != "where":
+        return False
+    c, neg, y = x.inputs
+    return (neg.op == "neg" and neg.inputs[0] is y and c.op == "ge" and c.inputs[0] is y
+            and is_value(c.inputs[1], 0))
+
+
 def softplus_naive(node: Node):
     """log1p(exp(x)) -> softplus(x), unless x is already bounded above by 0: -|y|, or the
     where(c, -y, y) of softplus's own form (no overflow)."""
@@ -198,8 +207,7 @@ def softplus_naive(node: Node):
     if e.op != "exp":
         return None
     x = e.inputs[0]
-    if (x.op == "neg" and x.inputs[0].op == "abs") or (x.op == "where" and
-                                                        x.inputs[1].op == "neg"):
+    if (x.op == "neg" and x.inputs[0].op == "abs") or _bounded_part(x):
         return None
     return _softplus(x, node), "softplus"
 
