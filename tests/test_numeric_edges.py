@@ -102,3 +102,46 @@ def test_forward_mode_takes_the_stable_forms_as_reverse_mode_does(backend):
     along_b = sg.jvp(sg.sum(a ** b), [b], [np.ones(2)])  # a**b log(a), 0 at a = 0
     got = sg.function([a, b], along_b, backend=backend)(np.array([0.0, 2.0]), np.full(2, 2.0))
     assert got == pytest.approx(4 * np.log(2), rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_derivatives_along_an_intermediate_node_keep_every_path(backend):
+    """d/ds of sum(log(1 - s)) + sum(s), s = sigmoid(x): the stabilizer's -softplus(x) reads
+    around s, which dropped the log's path (the gradient was 1, only the sum's). A target
+    that is not a leaf keeps the cost as written when a rewrite would bypass it."""
+    x = sg.placeholder((3,), "float64", name="x")
+    s = sg.sigmoid(x)
+    cost = sg.sum(sg.log(1.0 - s)) + sg.sum(s)
+    ds = sg.grad(cost, [s])[0]
+    outs = [s, ds, sg.grad(sg.sum(ds), [s])[0], sg.jvp(cost, [s], [np.ones(3)])]
+    sv, g, h, t = sg.function([x], outs, backend=backend)(np.array([-1.0, 0.5, 2.0]))
+    np.testing.assert_allclose(g, 1 - 1 / (1 - sv), rtol=1e-12)
+    np.testing.assert_allclose(h, -1 / (1 - sv) ** 2, rtol=1e-12)
+    assert t == pytest.approx(np.sum(1 - 1 / (1 - sv)), rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_softmax_written_with_two_exps_is_stabilized_for_grad(backend):
+    """sg.grad matched the log-softmax pattern by node identity: exp(x) written twice did not
+    match and the gradient at logits of +-1000 was NaN. Equal subexpressions merge first."""
+    x = sg.placeholder((4,), "float64", name="x")
+    t = np.array([0.1, 0.2, 0.3, 0.4])
+    cost = -sg.sum(t * sg.log(sg.exp(x) / sg.sum(sg.exp(x), keepdims=True)))
+    g = sg.function([x], sg.grad(cost, [x])[0], backend=backend)(
+        np.array([1000.0, 0.0, -1000.0, 1000.0]))
+    np.testing.assert_allclose(g, [0.4, -0.2, -0.3, 0.1], atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_the_mixed_second_derivative_of_pow_is_finite_at_zero(backend):
+    """d2(a**b)/da db = a**(b-1) (1 + b log a): 0 at a = 0 for b > 1 (was NaN: the guarded
+    log's own derivative multiplied a zero cotangent by 1/0)."""
+    a = sg.placeholder((3,), "float64", name="a")
+    b = sg.placeholder((3,), "float64", name="b")
+    gb = sg.grad(sg.sum(a ** b), [b])[0]
+    mixed = sg.grad(sg.sum(gb), [a])[0]
+    av, bv = np.array([0.0, 0.5, 2.0]), np.array([2.0, 3.0, 2.5])
+    got = sg.function([a, b], mixed, backend=backend)(av, bv)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = np.where(av > 0, av ** (bv - 1) * (1 + bv * np.log(av)), 0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-12)

@@ -120,8 +120,12 @@ def _lin(ta, tb, fa, fb):
 
 
 def _safe_log(a):
-    """log(a) where a > 0, else 0: d(a**b)/db = a**b log(a) is 0 at a = 0 (a**b is 0)."""
-    return B.where(B.binary("gt", a, B.scalar_like(0, a)), B.unary("log", a), B.scalar_like(0, a))
+    """log(a) where a > 0, else 0: d(a**b)/db = a**b log(a) is 0 at a = 0 (a**b is 0). The
+    log reads a only where a > 0 (else 1), so its own derivative is finite too (the second
+    derivative d2(a**b)/da db was 0 * inf = NaN at a = 0)."""
+    positive = B.binary("gt", a, B.scalar_like(0, a))
+    inside = B.where(positive, a, B.scalar_like(1, a))
+    return B.where(positive, B.unary("log", inside), B.scalar_like(0, a))
 
 
 def _vjp_pow(node, g):

@@ -33,6 +33,7 @@ from symgraph import autodiff
 from symgraph.graph import Node, topo_order
 from symgraph.ops import build as B
 from symgraph.ops.shapes import reduced_shape
+from symgraph.passes.cse import cse
 from symgraph.passes.rewrite import build, fit, is_value, rewrite, rule_table
 
 
@@ -228,10 +229,21 @@ def stabilize(outputs: Sequence[Node]) -> tuple[list[Node], dict]:
 
 
 def _stable_forms(nodes: list[Node], targets: list[Node]) -> list[Node]:
-    """`nodes` through the table, if they changed and every target is still in their graph."""
-    stable, stats = stabilize(nodes)
+    """`nodes` through the table (after merging equal subexpressions, so that a softmax whose
+    exp(x) is written twice still matches), if that changed them, every target is still in
+    their graph and every user of a target that is not a leaf is too: such a target is a
+    variable of its own, and a rewrite reading around it (log(1 - s) -> -softplus(x) with
+    s = sigmoid(x)) would drop the derivative along that path. Else `nodes` as written."""
+    merged, _ = cse(nodes)
+    stable, stats = stabilize(merged)
+    if not stats["rewrites"]:
+        return nodes
     present = {n.id for n in topo_order(stable)}
-    return stable if stats["rewrites"] and all(t.id in present for t in targets) else nodes
+    inner = {t.id for t in targets if t.inputs}
+    users = {n.id for n in topo_order(nodes) if any(i.id in inner for i in n.inputs)}
+    if all(t.id in present for t in targets) and users <= present:
+        return stable
+    return nodes
 
 
 def grad(cost: Node, wrt, disconnected: str = "zero", stabilize: bool = True):
