@@ -57,6 +57,22 @@ def test_row_and_column_reductions_and_argmax():
     assert "reduce" in kernel_kinds(fn)
 
 
+def test_stable_forms_at_zero_and_infinite_logits():
+    """The ninth session's numerics on CUDA: softplus-family gradients at a logit of 0 are
+    sigmoid(0), log-sum-exp of a row holding +inf is +inf, log_softmax keeps its digits. (A
+    row of -inf is left to the other backends' tests: the simulator runs `math.log(0.0)` as
+    Python does, which raises, where a GPU returns -inf.)"""
+    x = sg.placeholder((3, 3), "float64", name="x")
+    rows = np.array([[0.0, -0.0, 0.0], [np.inf, 0.0, 1.0], [1000.0, 1001.0, 999.0]])
+    grads = [sg.grad(sg.sum(sg.softplus(x[0])), [x])[0],
+             sg.grad(sg.sum(sg.log(sg.sigmoid(x[0]))), [x])[0]]
+    outs = [sg.logsumexp(x[1:], axis=1), sg.log_softmax(x[2:])] + grads
+    fn = both([x], outs, [rows], rtol=1e-12, atol=1e-12)
+    got = fn(rows)
+    assert np.all(got[2][0] == 0.5) and np.all(got[3][0] == 0.5)
+    assert got[0][0] == np.inf
+
+
 def test_max_norm_reduction_reads_the_matmul_epilogue():
     """The column norms square the GEMM epilogue's stored output in their own prologue
     (lower.py moves the square out of the epilogue)."""
