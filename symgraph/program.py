@@ -146,7 +146,8 @@ class Program:
         return memplan.plan_program(self)
 
 
-def _size(shape, dims) -> int:
+def element_count(shape, dims: dict | None = None) -> int:
+    """Elements of `shape`, symbolic dims bound by `dims` (a dim not bound counts as 1)."""
     return int(np.prod([d if isinstance(d, int) else (dims or {}).get(d, 1) for d in shape],
                        dtype=np.int64))
 
@@ -157,11 +158,11 @@ def kernel_flops(kernel: Kernel, dims: dict | None = None) -> float:
     for n in kernel.nodes:
         if n.op == "matmul":
             a = n.inputs[0]
-            total += 2.0 * _size(n.shape, dims) * _size((a.shape[-1],), dims)
+            total += 2.0 * element_count(n.shape, dims) * element_count((a.shape[-1],), dims)
         elif n.op in REDUCE_OPS:
-            total += _size(n.inputs[0].shape, dims)
+            total += element_count(n.inputs[0].shape, dims)
         else:
-            total += _size(n.shape, dims)
+            total += element_count(n.shape, dims)
     return total
 
 

@@ -25,14 +25,22 @@ def is_state_key(key: str) -> bool:
     return key.startswith(STATE) and key.count("/") >= 2
 
 
+def _counters(model) -> dict:
+    """{key without the prefix: variable} for the dropout step and the optimizer's scalars."""
+    out = {"model/step": model.step_counter}
+    opt = model.optimizer
+    if opt is not None:
+        out["optimizer/learning_rate"] = opt._lr
+        out["optimizer/iterations"] = opt.iterations
+    return out
+
+
 def _state_variables(model) -> dict:
     """{key without the prefix: variable} for the model's and its optimizer's state now."""
-    out = {"model/step": model.step_counter}
+    out = _counters(model)
     opt = model.optimizer
     if opt is None:
         return out
-    out["optimizer/learning_rate"] = opt._lr
-    out["optimizer/iterations"] = opt.iterations
     for i, var in enumerate(model.weights):  # by position, as weights are matched
         for kind, slot in sorted(opt._slots.get(var.id, {}).items()):
             out[f"optimizer/{i}/{kind}"] = slot
@@ -93,8 +101,7 @@ def load_training_state(model, path: str, read_extra=None):
                             f"{model.name!r} is compiled with {type(opt).__name__}; nothing "
                             "was loaded")
     plan = model._weights_plan([(k, a) for k, a in items if not is_state_key(k)], path)
-    wanted = {k: v for k, v in _state_variables(model).items() if not k.startswith("optimizer/")
-              or k in ("optimizer/learning_rate", "optimizer/iterations")}
+    wanted = _counters(model)
     slots = _slots_a_step_uses(model)
     wanted.update({key: weight for key, (weight, _) in slots.items()})  # a slot is its weight's
     for key, like in wanted.items():  # shape and dtype

@@ -4,9 +4,7 @@ the result shape computing the fused consumers."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from symgraph.program import may_reduce_nothing, reduced_dims
+from symgraph.program import element_count, may_reduce_nothing, reduced_dims
 
 REDUCE_CHUNKS = 4  # row ranges of a large reduction over axis 0, summed on the thread team
 # ... when the dims known at compile time hold this many elements (a symbolic batch counts as
@@ -14,10 +12,6 @@ REDUCE_CHUNKS = 4  # row ranges of a large reduction over axis 0, summed on the 
 # +46% of its native compile, for no measurable gain at batch 128), large ones pay it back
 # (a sum over 128 x 1024: 114 vs 237 us).
 CHUNKED_SIZE = 1 << 17
-
-
-def _known_size(shape) -> int:
-    return int(np.prod([d for d in shape if isinstance(d, int)], dtype=np.int64))
 
 
 class ReduceWriter:
@@ -48,7 +42,7 @@ class ReduceWriter:
         self.empty_check(root)
         out_size = self.scalar.size_expr(out_shape)
         nd = len(k.domain)
-        chunked = 0 in axes and _known_size(k.domain) >= CHUNKED_SIZE
+        chunked = 0 in axes and element_count(k.domain) >= CHUNKED_SIZE
         if chunked:  # partial results of REDUCE_CHUNKS row ranges, on the thread team
             self.emit(1, f"cn = {REDUCE_CHUNKS} if {self.scalar.size_expr(k.domain)} >= "
                          f"{REDUCE_CHUNKS * 8192} else 1")
