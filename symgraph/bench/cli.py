@@ -32,7 +32,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                         help=f"suites to run: {', '.join(SUITES)} or all (default: all); "
                         f"extras run only when named: {', '.join(EXTRA_SUITES)}")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=_positive, default=None,
                         help="threads for every system and BLAS (default: all cores)")
     parser.add_argument("--out", default=os.path.join("runs", "bench"),
                         help="directory for bench.json and bench.png (default runs/bench)")
@@ -45,13 +45,20 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--backends", nargs="+", default=None,
                         help="kernels/compile suites: only these symgraph backends")
     parser.add_argument("--models", nargs="+", default=["M1", "M2"], choices=["M1", "M2"])
-    parser.add_argument("--rounds", type=int, default=None,
+    parser.add_argument("--rounds", type=_positive, default=None,
                         help="train suite: interleaved rounds, the first cold (default 5; 2 quick)")
     parser.add_argument("--from-json", nargs="+", default=None,
                         help="render saved runs (table, chart, markdown) without measuring; "
                         "several files are merged suite by suite, later files winning")
     parser.set_defaults(run=run_bench)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def _log(message: str) -> None:
@@ -61,7 +68,16 @@ def _log(message: str) -> None:
 def measure_all(args, command: str) -> dict:
     """Run the chosen suites; returns the JSON document."""
     from symgraph.bench import timing
+    from symgraph.bench.train_worker import SYSTEMS
+    from symgraph.errors import SymgraphError
 
+    unknown = sorted(set(args.systems or ()) - set(SYSTEMS))
+    if unknown:  # before minutes of measuring, not an empty table after them
+        raise SymgraphError(f"--systems: unknown {', '.join(unknown)}; choose from "
+                            f"{', '.join(SYSTEMS)}")
+    unknown = sorted(set(args.backends or ()) - {"numpy", "numba"})
+    if unknown:
+        raise SymgraphError(f"--backends: unknown {', '.join(unknown)}; choose from numpy, numba")
     threads = max(1, min(args.threads or os.cpu_count() or 1, os.cpu_count() or 1))
     timing.apply_thread_env(threads)  # before Numba (or a peer) is imported in this process
     suites = set(args.suites or SUITES)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -156,7 +157,13 @@ class ModelCheckpoint(Callback):
                                 ) from None
         if self.save_best_only:
             current = logs.get(self.monitor)
-            if current is None or not np.isfinite(current) or not self._better(current):
+            if current is None:  # Keras warns too: a typo or missing validation data saves nothing
+                warnings.warn(f"ModelCheckpoint: can save the best model only with "
+                              f"{self.monitor} available (the logs hold: "
+                              f"{', '.join(sorted(logs))}), skipping.", RuntimeWarning,
+                              stacklevel=2)
+                return
+            if not np.isfinite(current) or not self._better(current):
                 return
             if self.verbose:
                 print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best} to "
@@ -232,7 +239,14 @@ class LearningRateScheduler(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         opt = self.model.optimizer
-        lr = float(self.schedule(epoch, opt.learning_rate))
+        try:
+            lr = self.schedule(epoch, opt.learning_rate)
+        except TypeError:  # Keras also takes the older schedule(epoch)
+            lr = self.schedule(epoch)
+        if not isinstance(lr, (int, float, np.floating, np.integer)) or isinstance(lr, bool):
+            raise SymgraphError("LearningRateScheduler: the schedule must return a float, got "
+                                f"{lr!r} for epoch {epoch}")
+        lr = float(lr)
         opt.learning_rate = lr
         if self.verbose:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")

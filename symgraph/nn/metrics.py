@@ -23,6 +23,16 @@ def sparse_categorical_accuracy(y_true, y_pred):
     return sg.cast(sg.equal(sg.argmax(y_pred, -1), sg.cast(labels, "int64")), "float32")
 
 
+def shape_accuracy(y_true, y_pred):
+    """Keras's "accuracy" for a loss that does not name one: chosen from the shapes, as
+    keras.src.trainers.compile_utils.get_metric does (one output unit: binary accuracy)."""
+    if y_pred.shape[-1] == 1:
+        return binary_accuracy(y_true, y_pred)
+    if y_true.ndim < y_pred.ndim or y_true.shape[-1] == 1:
+        return sparse_categorical_accuracy(y_true, y_pred)
+    return categorical_accuracy(y_true, y_pred)
+
+
 def mean_squared_error(y_true, y_pred):
     return sg.mean_squared_error(y_true, y_pred)
 
@@ -45,7 +55,9 @@ def get(identifier, loss_name: str) -> tuple[str, object]:
                 return identifier, binary_accuracy
             if loss_name == "sparse_categorical_crossentropy":
                 return identifier, sparse_categorical_accuracy
-            return identifier, categorical_accuracy
+            if loss_name == "categorical_crossentropy":
+                return identifier, categorical_accuracy
+            return identifier, shape_accuracy
         if identifier in _BY_NAME:
             return identifier, _BY_NAME[identifier]
         raise SymgraphError(f"unknown metric {identifier!r}; known: accuracy, "

@@ -41,15 +41,17 @@ def L2(l2: float = 0.01) -> L1L2:  # noqa: N802
 l1, l2 = L1, L2
 
 
-def l1_l2(l1: float = 0.01, l2: float = 0.01) -> L1L2:  # noqa: F811
-    """Keras's l1_l2 helper defaults both factors to 0.01 (the L1L2 class defaults to 0)."""
+def l1_l2(l1: float = 0.0, l2: float = 0.0) -> L1L2:  # noqa: F811
+    """Keras 3 exports L1L2 as `l1_l2` too: both factors default to 0 (Keras 2's helper used
+    0.01), so l1_l2(l1=1e-4) adds no L2 term."""
     return L1L2(l1=l1, l2=l2)
 
 
 def get(identifier):
     if identifier is None or isinstance(identifier, Regularizer) or callable(identifier):
         return identifier
-    names = {"l1": L1, "l2": L2, "l1_l2": l1_l2}
+    # the string "l1_l2" keeps 0.01 for both, as Keras's L1L2 docstring states
+    names = {"l1": L1, "l2": L2, "l1_l2": lambda: L1L2(l1=0.01, l2=0.01)}
     if isinstance(identifier, str) and identifier.lower() in names:
         return names[identifier.lower()]()
     raise SymgraphError(f"unknown regularizer {identifier!r}; use l1, l2, l1_l2 or a callable")

@@ -55,8 +55,20 @@ def _loss_terms(model, x, y, ctx):
         total = data_loss
         for p in penalties:
             total = total + p
-    metric_sums = [sg.cast(sg.sum(fn(y, out)), "float32") for _, fn in model.metric_fns]
+    metric_sums = [_metric_sum(fn(y, out), x) for _, fn in model.metric_fns]
     return out, total, metric_sums
+
+
+def _metric_sum(values, x):
+    """The batch's sum of a metric's per-sample values, as Keras's Mean reduces them: values
+    with more axes are averaged over the trailing ones first, and a scalar (a function that
+    averaged the batch itself) counts for each of the batch's samples."""
+    values = sg.cast(values, "float32")
+    if values.ndim == 0:
+        return values * sg.size_of(x, 0, "float32")
+    while values.ndim > 1:
+        values = sg.mean(values, -1)
+    return sg.sum(values)
 
 
 def placeholders(model, target: TargetSpec):

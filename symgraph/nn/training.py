@@ -42,6 +42,9 @@ class Trainer:
             raise SymgraphError(f"compile: unsupported arguments {', '.join(sorted(kwargs))}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise SymgraphError("compile: `metrics` must be a list or tuple, e.g. "
+                                f"metrics=[{metrics!r}]; got {type(metrics).__name__} {metrics!r}")
         self.metric_fns = [metrics_get(m, self.loss.name) for m in (metrics or [])]
         self._auto_backend = backend in (None, "auto")
         self.backend = choose_backend(backend)
@@ -70,7 +73,13 @@ class Trainer:
         return x.astype(np.float32, copy=False)
 
     def _check_y(self, y, n: int) -> tuple[np.ndarray, TargetSpec]:
+        if y is None:
+            raise SymgraphError(f"targets y are missing: the loss {self.loss.name} needs y with "
+                                f"{n} samples (placeholder 'y')")
         y = np.asarray(y)
+        if y.ndim == 0:
+            raise SymgraphError(f"targets y must be an array with {n} samples, got a scalar "
+                                f"{y!r} (placeholder 'y')")
         if len(y) != n:
             raise SymgraphError(f"x has {n} samples but y has {len(y)} (placeholder 'y')")
         out_shape = tuple(self.output_shape)
@@ -173,6 +182,14 @@ class Trainer:
         y, target = self._check_y(y, len(x))
         val = None
         if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise SymgraphError("validation_data must be a tuple (x_val, y_val) (or "
+                                    "(x_val, y_val, sample_weight)), got "
+                                    f"{type(validation_data).__name__}"
+                                    + (f" of length {len(validation_data)}"
+                                       if isinstance(validation_data, (tuple, list)) else ""))
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                raise SymgraphError("fit: validation sample weights are not supported")
             vx = self._check_x(validation_data[0])
             val = (vx, self._check_y(validation_data[1], len(vx))[0])
         elif validation_split:

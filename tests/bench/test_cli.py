@@ -159,3 +159,17 @@ def test_round_ratios_pair_systems_round_by_round():
                      {"samples_per_s": [20.0, 40.0]}]}
     assert round_ratios(ours, peer) == [2.0, 1.0]  # the round ours failed is skipped
     assert round_ratios(ours, {"runs": []}) == []
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--rounds", "-1"], "--rounds"), (["--rounds", "0"], "--rounds"),
+    (["--threads", "0"], "--threads"),
+    (["--systems", "symgraph-nunpy"], "symgraph-numpy"),  # the error lists the known names
+    (["--backends", "numbaa"], "numba"),
+])
+def test_bad_options_fail_in_one_line_before_measuring(tmp_path, argv, says):
+    r = subprocess.run([sys.executable, "-m", "symgraph.cli", "bench", "train", "--quick",
+                        "--no-chart", "--out", str(tmp_path), *argv],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert says in r.stderr and not (tmp_path / "bench.json").exists()

@@ -119,3 +119,27 @@ def test_learning_rate_scheduler_and_history_params():
     assert hist.history["learning_rate"] == pytest.approx([0.1, 0.05, 0.1 / 3])
     assert hist.params == {"verbose": 0, "epochs": 3, "steps": 2}
     assert hist.epoch == [0, 1, 2]
+
+
+def test_learning_rate_scheduler_takes_keras_one_argument_schedules():
+    x = np.ones((8, 2), np.float32)
+    model = Sequential([Dense(1, input_dim=2)])
+    model.compile(optimizer=optimizers.SGD(0.1), loss="mse", backend="numpy")
+    sched = callbacks.LearningRateScheduler(lambda epoch: 0.01 / (epoch + 1))
+    hist = model.fit(x, x[:, :1], epochs=2, batch_size=4, verbose=0, callbacks=[sched])
+    assert hist.history["learning_rate"] == pytest.approx([0.01, 0.005])
+    weights = model.get_weights()
+    bad = callbacks.LearningRateScheduler(lambda epoch: "0.1")
+    with pytest.raises(SymgraphError, match="must return a float"):
+        model.fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[bad])
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+
+
+def test_model_checkpoint_best_only_warns_when_its_monitor_is_missing(tmp_path):
+    x = np.ones((8, 2), np.float32)
+    model = Sequential([Dense(1, input_dim=2)])
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    ck = callbacks.ModelCheckpoint(str(tmp_path / "best.npz"), save_best_only=True)
+    with pytest.warns(RuntimeWarning, match="val_loss available .*loss"):
+        model.fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[ck])
+    assert not os.listdir(tmp_path)

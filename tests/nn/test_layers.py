@@ -186,6 +186,16 @@ def test_regularizer_penalty_added_to_loss():
     assert model.evaluate(x, y, verbose=0) == pytest.approx(expected, rel=1e-5)
 
 
+def test_l1_l2_defaults_follow_keras_3():
+    # keras.regularizers.l1_l2 is the L1L2 class: factors default to 0 (Keras 2's helper: 0.01)
+    from symgraph.nn import regularizers
+
+    only_l1 = regularizers.l1_l2(l1=1e-4)
+    assert (only_l1.l1, only_l1.l2) == (1e-4, 0.0)
+    named = regularizers.get("l1_l2")
+    assert (named.l1, named.l2) == (0.01, 0.01)
+
+
 def test_set_weights_checks_shapes_first():
     layer = Dense(3)
     layer.build((2,))

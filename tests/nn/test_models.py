@@ -400,3 +400,60 @@ def test_training_step_gradient_matches_finite_differences_float64():
     model.train_on_batch(x, y)
     for w0, w1, g in zip(weights, model.get_weights(), numeric):
         np.testing.assert_allclose(w0 - w1, g, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_accuracy_follows_keras_shape_rules_for_other_losses(backend):
+    # Keras picks binary accuracy for one output unit whatever the loss (an argmax over one
+    # column always matched: accuracy was 1.0 on any labels)
+    x = RNG.normal(size=(10, 3)).astype(np.float32)
+    y = (RNG.random((10, 1)) > 0.5).astype(np.float32)
+    model = Sequential([Dense(1, input_dim=3, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss="mse", metrics=["accuracy"], backend=backend)
+    p = model.predict(x, verbose=0)
+    for labels in (y, 1 - y):
+        want = ((p > 0.5) == labels).mean()
+        assert model.evaluate(x, labels, verbose=0)[1] == pytest.approx(want)
+    wide = Sequential([Dense(3, input_dim=3)])
+    wide.compile(optimizer="sgd", loss="mse", metrics=["accuracy"], backend=backend)
+    onehot = np.eye(3, dtype=np.float32)[RNG.integers(0, 3, 10)]
+    want = (wide.predict(x, verbose=0).argmax(1) == onehot.argmax(1)).mean()
+    assert wide.evaluate(x, onehot, verbose=0)[1] == pytest.approx(want)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_custom_metrics_are_averaged_per_sample_as_keras_does(backend):
+    x = RNG.normal(size=(10, 3)).astype(np.float32)
+    y = RNG.normal(size=(10, 3)).astype(np.float32)
+
+    def batch_mae(yt, yp):  # averages the batch itself, as most Keras custom metrics do
+        return sg.mean(sg.abs(yt - yp))
+
+    def elementwise_mae(yt, yp):  # (batch, 3): averaged over the trailing axis first
+        return sg.abs(yt - yp)
+
+    model = Sequential([Dense(3, input_dim=3)])
+    model.compile(optimizer="sgd", loss="mse", metrics=[batch_mae, elementwise_mae],
+                  backend=backend)
+    want = np.abs(model.predict(x, verbose=0) - y).mean()
+    got = model.evaluate(x, y, batch_size=10, verbose=0, return_dict=True)
+    assert got["batch_mae"] == pytest.approx(want, rel=1e-5)
+    assert got["elementwise_mae"] == pytest.approx(want, rel=1e-5)
+
+
+def test_missing_targets_and_malformed_arguments_raise_symgraph_errors():
+    x = np.ones((4, 2), np.float32)
+    model = Sequential([Dense(1, input_dim=2)])
+    with pytest.raises(SymgraphError, match="metrics=\\['mae'\\]"):
+        model.compile(optimizer="sgd", loss="mse", metrics="mae", backend="numpy")
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    weights = model.get_weights()
+    with pytest.raises(SymgraphError, match="targets y are missing"):
+        model.fit(x, verbose=0)
+    with pytest.raises(SymgraphError, match="targets y are missing"):
+        model.evaluate(x, verbose=0)
+    with pytest.raises(SymgraphError, match="validation_data must be a tuple"):
+        model.fit(x, x[:, :1], validation_data=(x,), verbose=0)
+    with pytest.raises(SymgraphError, match="validation sample weights"):
+        model.fit(x, x[:, :1], validation_data=(x, x[:, :1], np.ones(4)), verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
