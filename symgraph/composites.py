@@ -230,6 +230,8 @@ def dropout(x, rate: float, seed: int | None = None, step: Node | None = None,
         raise SymgraphError("Invalid value received for argument `rate`. Expected a float value "
                             f"between 0 and 1. Received: rate={rate}")
     x = as_node(x)
+    if x.dtype not in ("float32", "float64"):
+        raise SymgraphError(f"dropout needs a float tensor, got {x.describe()}")
     if not training or rate == 0:
         return x
     keep = uniform(x.shape, seed, step, x.dtype) >= rate

@@ -70,7 +70,9 @@ class ConstValue:
     __slots__ = ("array", "_key")
 
     def __init__(self, array: np.ndarray):
-        self.array = np.array(array, copy=True, order="C")
+        array = np.asarray(array)
+        # native byte order: code generators read the raw bytes
+        self.array = np.array(array, dtype=array.dtype.newbyteorder("="), copy=True, order="C")
         self.array.setflags(write=False)
         self._key = (self.array.dtype.str, self.array.shape, self.array.tobytes())
 
@@ -169,7 +171,7 @@ class Variable(Node):
                  trace: str | None = None):
         ttype = TensorType(canonical_dtype(value.dtype), tuple(int(d) for d in value.shape))
         super().__init__("variable", (), {}, ttype, name=name, trace=trace)
-        object.__setattr__(self, "_host", aligned_copy(value))
+        object.__setattr__(self, "_host", aligned_copy(value, ttype.dtype))  # native order
         object.__setattr__(self, "_pending", None)
         object.__setattr__(self, "trainable", trainable)
         object.__setattr__(self, "default_update", None)

@@ -209,11 +209,22 @@ class Function:
                                 f"got {len(args)}")
         arrays, dims, owner = [], {}, {}
         for (node, dtype, shape), arg in zip(self._signature, args):
-            a = arg if isinstance(arg, np.ndarray) else np.asarray(arg)
-            if a.dtype.name != dtype:
+            try:
+                a = arg if isinstance(arg, np.ndarray) else np.asarray(arg)
+            except (ValueError, TypeError) as exc:  # a ragged list, say
+                raise SymgraphError(f"input {node.label()!r} is not an array ({exc}) "
+                                    f"(placeholder {describe_trace(node.trace)})") from None
+            if a.dtype != np.dtype(dtype):  # by value: a non-native byte order is converted
                 if not np.can_cast(a.dtype, dtype, casting="same_kind"):
                     raise SymgraphError(f"input {node.label()!r} expects {dtype}, got {a.dtype} "
                                         f"(placeholder {describe_trace(node.trace)})")
+                if a.dtype.kind in "iu" and np.dtype(dtype).kind in "iu" and a.size:
+                    info = np.iinfo(dtype)
+                    if a.min() < info.min or a.max() > info.max:
+                        raise SymgraphError(
+                            f"input {node.label()!r} expects {dtype}, got {a.dtype} values from "
+                            f"{a.min()} to {a.max()}, which {dtype} cannot hold "
+                            f"(placeholder {describe_trace(node.trace)})")
                 a = a.astype(dtype)
             if a.ndim != len(shape):
                 raise SymgraphError(f"input {node.label()!r} expects rank {len(shape)} shape "

@@ -275,9 +275,24 @@ def reshape(x, shape) -> Node:
     return apply("reshape", (x,), shape=shape) if tuple(shape) != tuple(x.shape) else x
 
 
+def _axis(x: Node, axis, ndim: int, what: str) -> int:
+    """`axis` in [-ndim, ndim) as a non-negative int (NumPy's AxisError otherwise)."""
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral) \
+            or not -ndim <= axis < ndim:
+        raise SymgraphError(f"{what}: axis {axis!r} is out of range for {ndim} axes of "
+                            f"{x.describe()}")
+    return int(axis) % ndim
+
+
 def transpose(x, axes=None) -> Node:
     x = as_node(x)
-    perm = tuple(reversed(range(x.ndim))) if axes is None else tuple(a % x.ndim for a in axes)
+    if axes is None:
+        perm = tuple(reversed(range(x.ndim)))
+    else:
+        perm = tuple(_axis(x, a, x.ndim, "transpose") for a in axes)
+        if sorted(perm) != list(range(x.ndim)):
+            raise SymgraphError(f"transpose: axes {tuple(axes)} are not a permutation of the "
+                                f"{x.ndim} axes of {x.describe()}")
     return B.transpose(x, perm) if x.ndim > 1 else x
 
 
@@ -287,15 +302,20 @@ def broadcast_to(x, shape) -> Node:
 
 def expand_dims(x, axis: int) -> Node:
     x = as_node(x)
-    axis = axis % (x.ndim + 1)
+    axis = _axis(x, axis, x.ndim + 1, "expand_dims")
     return reshape(x, tuple(x.shape[:axis]) + (1,) + tuple(x.shape[axis:]))
 
 
 def concatenate(xs, axis: int = 0) -> Node:
     """Join tensors along an existing axis."""
     xs = [as_node(x) for x in xs]
+    if not xs:
+        raise SymgraphError("concatenate needs at least one tensor")
     first = xs[0]
-    return xs[0] if len(xs) == 1 else apply("concatenate", xs, axis=axis % first.ndim)
+    if first.ndim == 0:
+        raise SymgraphError(f"concatenate: zero-dimensional {first.describe()} cannot be joined")
+    axis = _axis(first, axis, first.ndim, "concatenate")
+    return xs[0] if len(xs) == 1 else apply("concatenate", xs, axis=axis)
 
 
 def matmul(a, b) -> Node:

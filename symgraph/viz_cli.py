@@ -102,7 +102,11 @@ def load_source(source: str) -> tuple[str, list[Node], Node | None, list, list[s
         raise SymgraphError(f"viz: {source} must define `outputs` (nodes to draw) or `model`")
     outs = scope["outputs"]
     outputs = (list(outs.values()) if isinstance(outs, dict)
-               else [outs] if isinstance(outs, Node) else list(outs))
+               else [outs] if isinstance(outs, Node)
+               else list(outs) if isinstance(outs, (list, tuple)) else None)
+    if outputs is None or not all(isinstance(o, Node) for o in outputs):
+        raise SymgraphError(f"viz: `outputs` in {source} must be a node, or a list, tuple or "
+                            f"dict of nodes; got {type(outs).__name__}")
     loss = scope.get("loss")
     if loss is None:
         loss = next((o for o in outputs if o.ndim == 0 and o.dtype.startswith("float")), None)

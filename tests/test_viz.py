@@ -284,6 +284,9 @@ def test_viz_command_reads_a_python_file(tmp_path):
     with pytest.raises(SymgraphError, match="must define"):
         (tmp_path / "empty.py").write_text("a = 1\n")
         viz_cli.build_views(str(tmp_path / "empty.py"))
+    (tmp_path / "five.py").write_text("outputs = 5\n")  # was a raw TypeError
+    with pytest.raises(SymgraphError, match="must be a node, or a list"):
+        viz_cli.build_views(str(tmp_path / "five.py"))
 
 
 def test_numba_function_draws_its_kernels():

@@ -105,12 +105,18 @@ class Sequential(Trainer):
         if len(arrays) != len(named):
             raise SymgraphError(f"model {self.name!r} has {len(named)} weights, got "
                                 f"{len(arrays)} arrays")
+        checked = []
         for (layer, wname, var), a in zip(named, arrays):
-            if tuple(np.shape(a)) != tuple(var.shape):
+            a = np.asarray(a)
+            if tuple(a.shape) != tuple(var.shape):
                 raise SymgraphError(f"layer {layer.name!r} weight {wname!r} has shape "
-                                    f"{tuple(var.shape)}, got an array of shape {np.shape(a)}")
-        for (_, _, var), a in zip(named, arrays):
-            var.value = np.asarray(a, var.dtype)
+                                    f"{tuple(var.shape)}, got an array of shape {a.shape}")
+            if not np.can_cast(a.dtype, var.dtype, casting="same_kind"):
+                raise SymgraphError(f"layer {layer.name!r} weight {wname!r} is {var.dtype}, got "
+                                    f"an array of dtype {a.dtype}; nothing was set")
+            checked.append((var, a))
+        for var, a in checked:  # every check passed: now assign (cannot fail any more)
+            var.value = a
 
     def save_weights(self, filepath: str) -> None:
         """Write every weight to `filepath` (.npz) atomically (temp file, then rename)."""

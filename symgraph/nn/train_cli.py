@@ -86,11 +86,11 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="full-length reproduction: 300 epochs, momentum 0.95, lr decay")
     p.add_argument("--limit", type=_positive, default=None,
                    help="train on the first N training images only (smoke tests)")
-    p.add_argument("--augment", type=_non_negative, default=0, metavar="PIXELS",
+    p.add_argument("--augment", type=_shift, default=0, metavar="PIXELS",
                    help="random shifts of up to PIXELS on training batches (default 0)")
     p.add_argument("--threads", type=_positive, default=None,
                    help="BLAS threads (default: the library's own; 1 on a busy machine)")
-    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--seed", type=_non_negative, default=1337)
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     p.set_defaults(run=run_train)
     return p
@@ -107,6 +107,13 @@ def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _shift(text: str) -> int:
+    value = _non_negative(text)
+    if value >= 28:
+        raise argparse.ArgumentTypeError(f"must be below the 28-pixel image size, got {text}")
     return value
 
 

@@ -159,6 +159,8 @@ class Trainer:
         """One optimizer step on one batch; returns loss (and metrics) of that batch."""
         self._require_compiled("train_on_batch")
         x = self._check_x(x)
+        if len(x) == 0:
+            raise SymgraphError("train_on_batch: no samples (x has 0 rows); nothing was run")
         y, target = self._check_y(y, len(x))
         outs = self._train_step(target)(x, y)
         logs = {"loss": float(outs[0])}

@@ -112,6 +112,10 @@ def uniform_bits(seed: int, step, size: int) -> np.ndarray:
 def _infer_random(step: TensorType, shape: tuple, seed: int, dtype: str) -> TensorType:
     if step.dtype not in INT_DTYPES or step.ndim != 0:
         raise SymgraphError(f"the random step counter must be an integer scalar, got {step}")
+    if canonical_dtype(dtype) not in ("float32", "float64"):  # [0, 1) draws: an int is 0
+        raise SymgraphError(f"uniform draws are float32 or float64, not {dtype}")
+    if any(isinstance(d, int) and d < 0 for d in shape):
+        raise SymgraphError(f"negative dim in shape {tuple(shape)}")
     return TensorType(canonical_dtype(dtype), tuple(shape))
 
 

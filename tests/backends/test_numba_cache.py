@@ -70,6 +70,12 @@ def test_second_process_hits_the_disk_cache_and_corruption_is_recovered(tmp_path
     fourth, log = run_script(tmp_path, debug=True)
     np.testing.assert_allclose(fourth["out"], expected, rtol=1e-6)
     assert "corrupt cached source rewritten" in log
+    # Bytes that are not UTF-8 at all (was a raw UnicodeDecodeError)
+    with open(third["file"], "wb") as fh:
+        fh.write(b"\xd2\xff garbage")
+    fifth, log = run_script(tmp_path, debug=True)
+    np.testing.assert_allclose(fifth["out"], expected, rtol=1e-6)
+    assert "corrupt cached source rewritten" in log
 
 
 def test_native_object_cache_hits_and_damage_is_recovered(tmp_path):

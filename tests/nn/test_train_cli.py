@@ -60,7 +60,8 @@ def test_train_cli_full_schedule_decays_learning_rate(tmp_path, capsys):
 
 @pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--batch-size", "0"),
                                         ("--limit", "0"), ("--limit", "-5"), ("--lr", "-1"),
-                                        ("--threads", "0"), ("--augment", "-1")])
+                                        ("--threads", "0"), ("--augment", "-1"),
+                                        ("--augment", "28"), ("--seed", "-1")])
 def test_train_cli_refuses_values_it_would_change(flag, value, tmp_path, capsys):
     """--epochs 0 trained 3 epochs, --limit 0 all 60000 images, --lr 0 used 0.05: every
     value is used as given or refused before anything runs."""

@@ -98,6 +98,8 @@ def load_module(source: str):
     except OSError:
         current = None
         reason = "new source (cache miss)"
+    except ValueError:  # undecodable bytes (UnicodeDecodeError): a damaged file
+        current = ""
     if current is not None and current != source:
         reason = "corrupt cached source rewritten"
         purge_numba_cache(path)
