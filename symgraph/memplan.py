@@ -121,11 +121,12 @@ def ancestor_masks(deps: Mapping[KernelId, Sequence[KernelId]], order: Sequence[
 class _Group:
     """Buffers merged by in-place updates: placed into a slot as one unit."""
 
-    __slots__ = ("members", "nbytes", "writers", "touch", "first", "last")
+    __slots__ = ("members", "nbytes", "writers", "touch", "first", "last", "preexisting")
 
     def __init__(self, buf: BufferUse, first: int, last: int, writers: int, touch: int):
         self.members = [buf.name]
         self.nbytes = buf.nbytes
+        self.preexisting = buf.writer is None  # holds data from before the run
         self.writers = writers  # bitmask of writing kernels (parallel mode)
         self.touch = touch  # bitmask of writing and reading kernels (parallel mode)
         self.first, self.last = first, last
@@ -135,6 +136,7 @@ class _Group:
         self.nbytes = max(self.nbytes, other.nbytes)
         self.writers |= other.writers
         self.touch |= other.touch
+        self.preexisting |= other.preexisting
         self.first, self.last = min(self.first, other.first), max(self.last, other.last)
 
 
@@ -156,8 +158,8 @@ class _Reuse:
         """None: b may not reuse a's memory; else the (position, position) edges it needs."""
         if self.anc is None:
             return [] if a.last < b.first else None
-        if not b.writers:  # b exists before the run starts: nothing can come before it
-            return None
+        if not b.writers or b.preexisting:  # b (or a member merged in place) exists before
+            return None  # the run starts: nothing can come before it
         needed = []
         for w in _bits(b.writers):
             missing = a.touch & ~self.anc[w]

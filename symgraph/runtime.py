@@ -159,6 +159,8 @@ class Function:
                   f"{self.compile_seconds * 1e3:.1f} ms ({len(topo_order(optimized))} nodes)")
         self._n_out = len(self.outputs)
         self._variables = [n for n in topo_order(optimized) if isinstance(n, Variable)]
+        # every variable whose array a call may hand out or replace (read, updated or both)
+        self._state_vars = list(dict.fromkeys(self._variables + self.update_vars))
         # A call updating variables holds their locks from computing to assigning, taken in
         # one global order (no deadlock): steps from several threads run one at a time per
         # variable and lose no update, on every backend (a numba step writing in place into
@@ -279,7 +281,9 @@ class Function:
         outs = [o if type(o) is np.ndarray else o.to_host() if hasattr(o, "to_host") else o
                 for o in results[:self._n_out]]
         news = results[self._n_out:]
-        state = {id(v._host) for v in self._variables}
+        # arrays held elsewhere: every variable's (read or only updated) and the caller's inputs
+        held = {id(v._host) for v in self._state_vars}
+        held.update(map(id, arrays))
         staged = []
         for var, dtype, value in zip(self.update_vars, self._update_dtypes, news):
             if type(value) is not np.ndarray and hasattr(value, "to_host"):
@@ -287,22 +291,24 @@ class Function:
                 continue
             if value is var._host:  # written in place (the backend proved it safe)
                 continue
-            if (shared(value) or not value.flags.writeable or id(value) in state
+            if (shared(value) or not value.flags.writeable or id(value) in held
                     or value.dtype != dtype):  # never share an array between states
                 value = np.array(value, dtype=dtype)
+            held.add(id(value))  # a second variable given the same array gets a copy
             staged.append((var, value))
         for var, value in staged:  # every update computed: now swap state in
             if type(value) is np.ndarray or not hasattr(value, "to_host"):
                 var._assign(value)
             else:
                 var._assign_pending(value)
-        if staged:
-            state = {id(v._host) for v in self._variables}
-        # outputs are the caller's to mutate: never hand out state, a view into it, or one
-        # array twice (the same node under two names)
+        if staged:  # the replaced arrays are nobody's now: they may be handed out
+            held = {id(v._host) for v in self._state_vars}
+            held.update(map(id, arrays))
+        # outputs are the caller's to mutate: never hand out state, a view into it, an input
+        # array, or one array twice (the same node under two names)
         seen: set[int] = set()
         for i, o in enumerate(outs):
-            if id(o) in state or id(o) in seen or shared(o) or not o.flags.writeable:
+            if id(o) in held or id(o) in seen or shared(o) or not o.flags.writeable:
                 outs[i] = o = o.copy()
             seen.add(id(o))
         return self._restructure(outs)

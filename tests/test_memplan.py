@@ -110,6 +110,12 @@ def test_preexisting_buffer_never_shares_in_parallel():
     bufs = [BufferUse("c", 64, None, ("k0",)), BufferUse("u", 64, "k1", ())]
     plan = plan_memory(bufs, ["k0", "k1"], deps=deps)
     assert plan.slot_of["c"] == plan.slot_of["u"]
+    # Merged in place with its successor, c still exists before the run: t written by k0
+    # must not take its slot (it did once the merge dropped that fact)
+    bufs = [BufferUse("c", 64, None, ("k1",)), BufferUse("out", 64, "k1", ()),
+            BufferUse("t", 64, "k0", ())]
+    plan = plan_memory(bufs, ["k0", "k1"], deps=deps, inplace=[("c", "out")])
+    assert plan.slot_of["c"] == plan.slot_of["out"] != plan.slot_of["t"]
 
 
 @st.composite

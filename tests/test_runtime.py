@@ -143,6 +143,27 @@ def test_check_nan_names_an_input_or_variable_that_holds_it(backend):
         f(np.ones((1, 2), np.float32))
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_variables_outputs_and_inputs_never_share_arrays(backend):
+    x = sg.placeholder(("batch", 4), name="x")
+    a = sg.variable(np.zeros(4, np.float32), name="a")
+    b = sg.variable(np.zeros(4, np.float32), name="b")
+    m = sg.max(x, axis=0)
+    f = sg.function([x], m, updates={a: m, b: m}, backend=backend)
+    out = f(np.ones((2, 4), np.float32))
+    out[0] = 99.0  # numpy: a, b and the output were one array
+    np.testing.assert_array_equal(a.value, 1.0)
+    np.testing.assert_array_equal(b.value, 1.0)
+    p = sg.placeholder((4,), name="p")
+    c = sg.variable(np.zeros(4, np.float32), name="c")
+    g = sg.function([p], [sg.sum(c), p], updates={c: p}, backend=backend)
+    buf = np.ones(4, np.float32)
+    _, echoed = g(buf)
+    buf[:] = 7.0  # the caller refills its batch buffer: c had adopted it
+    np.testing.assert_array_equal(c.value, 1.0)
+    assert echoed is not buf and echoed[0] == 1.0
+
+
 def test_outputs_never_alias_variable_state():
     v = sg.variable(np.zeros(2, np.float32), name="v")
     f = sg.function([], v)
