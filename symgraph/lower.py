@@ -369,10 +369,13 @@ def _build_program(inputs, results, order, groups, grouper, inv, aliases) -> Pro
         group_invs.append(sorted(invs.values(), key=lambda n: index[n.id]))
     # An invariant result is written by the first kernel that computes it anyway, else by a
     # tiny kernel of its own (so an optimizer step's counter update costs no extra kernel).
+    # Only a kernel whose domain is static and non-empty can be its writer: one over a batch
+    # of 0 rows is not launched on a GPU, and the update would be left unwritten.
     inv_writer: dict[int, int] = {}
     for n in order:
         if n.id in inv and n.id in result_ids:
-            users_of = [gi for gi, invs in enumerate(group_invs) if any(i is n for i in invs)]
+            users_of = [gi for gi, invs in enumerate(group_invs) if any(i is n for i in invs)
+                        and all(isinstance(d, int) and d > 0 for d in groups[gi].domain)]
             if users_of:
                 inv_writer[n.id] = min(users_of, key=lambda gi: index[groups[gi].members[0].id])
             else:

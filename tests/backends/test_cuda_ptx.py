@@ -110,3 +110,27 @@ def test_gpu_benchmark_exits_cleanly_without_a_gpu(capsys):
 
     assert gpu.main([]) == 2
     assert "no GPU benchmark on this machine" in capsys.readouterr().err
+
+
+def test_max_min_and_sign_kernels_keep_nan_in_machine_code():
+    """Numba's max/min lower to fmax/fmin (PTX max.f32/min.f32), which return the operand that
+    is not NaN; NumPy's max, maximum, argmax and sign keep a NaN, and so must every kernel."""
+    from numba import cuda
+
+    from symgraph.backends.cuda.device import import_module
+    from symgraph.backends.cuda.kernels import render_program
+
+    x = sg.placeholder(("batch", 40), name="x")
+    x64 = sg.placeholder((5, 7), "float64", name="x64")
+    outs = [sg.max(x, 1), sg.max(x, 0), sg.argmax(x, 1), sg.maximum(1.0, x) * sg.minimum(x, 2.0),
+            sg.sign(x), sg.relu6(x), sg.max(x64, 1), sg.min(x64, 0), sg.sign(x64)]
+    module = render_program(_program([x, x64], outs))
+    functions = import_module(module)
+    dropping = []
+    for launches in module.launches.values():
+        for launch in launches:
+            code, _ = cuda.compile_ptx(getattr(functions, launch.func),
+                                       ptx._signature(launch.args), cc=(8, 0))
+            dropping += [(launch.func, w) for w in code.split()
+                         if w.startswith(("max.f", "min.f"))]
+    assert not dropping

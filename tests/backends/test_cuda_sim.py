@@ -230,3 +230,38 @@ def test_float64_and_integer_dtypes():
     k = RNG.integers(-9, 9, (5, 7))
     both([a, i], [sg.sigmoid(a) @ sg.transpose(a), sg.sum(i * 3, axis=0), sg.max(i, axis=1),
                   sg.abs(i) + 1, sg.cast(i, "float64") * a], [x, k], rtol=1e-12, atol=1e-12)
+
+
+def test_nan_survives_max_min_argmax_maximum_and_sign():
+    # a GPU's fmax/fmin drop NaN; the simulator's Python max kept it only in first position
+    x = sg.placeholder((2, 4), name="x")
+    a = np.array([[1, np.nan, 3, 0], [np.nan, -1, -2, 5]], np.float32)
+    outs = [sg.max(x, 1), sg.max(x), sg.min(x, 1), sg.argmax(x, 1), sg.maximum(1.0, x),
+            sg.minimum(x, 0.5), sg.sign(x)]
+    both([x], outs, [a])
+
+
+def test_argmax_of_a_mask():
+    x = sg.placeholder((3, 4), name="x")
+    a = np.array([[-1, 2, 3, -1], [1, -1, 1, -1], [-1, -1, -1, 4]], np.float32)
+    both([x], [sg.argmax(x > 0, axis=1)], [a])  # was a ValueError from np.iinfo(bool)
+
+
+def test_out_of_range_labels_raise_and_change_nothing():
+    w = sg.variable(np.arange(8, dtype=np.float32).reshape(4, 2), name="w")
+    idx = sg.placeholder(("n",), dtype="int32", name="idx")
+    loss = sg.sum(sg.take(w, idx) ** 2.0)
+    fn = sg.function([idx], loss, updates={w: w - 0.1 * sg.grad(loss, w)}, backend="cuda")
+    with pytest.raises(sg.SymgraphError, match="take node .*index 4 is out of bounds"):
+        fn(np.array([0, 4, 2], np.int32))  # a GPU does not bounds-check its loads
+    np.testing.assert_array_equal(w.value, np.arange(8).reshape(4, 2))
+
+
+def test_a_counter_update_is_kept_on_empty_batches():
+    x = sg.placeholder(("n", 3), name="x")
+    cnt = sg.variable(np.zeros((), np.float32), name="cnt")
+    fn = sg.function([x], x * (cnt + 1.0), updates={cnt: cnt + 1.0}, backend="cuda")
+    fn(np.ones((2, 3), np.float32))
+    for _ in range(3):  # its writer was the batch kernel, which is not launched on 0 rows
+        fn(np.zeros((0, 3), np.float32))
+    assert float(cnt.value) == 4.0

@@ -26,6 +26,16 @@ VIEW_OPS = frozenset({"reshape", "transpose", "broadcast_to", "slice"})
 _FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d+(?:e[-+]?\d+)?)")
 
 
+# NaN-propagating forms for float operands (arguments are names or literals, so repeating
+# them costs nothing): Numba's max/min lower to __nv_fmaxf/fminf on a GPU, which return the
+# non-NaN operand, and the op table's sign template maps NaN to 0.
+NAN_TEMPLATES = {
+    "maximum": "({0} if ({0} > {1} or {0} != {0}) else {1})",
+    "minimum": "({0} if ({0} < {1} or {0} != {0}) else {1})",
+    "sign": "(1.0 if {0} > 0 else (-1.0 if {0} < 0 else ({0} if {0} != {0} else 0.0)))",
+}
+
+
 def literal(value, dtype: str) -> str:
     """Source for a typed scalar constant (float32 stays float32 on the GPU)."""
     if dtype == "bool":
@@ -42,6 +52,8 @@ def identity_of(op: str, dtype: str) -> str:
     """The neutral element of a reduction, as typed source."""
     if op == "sum":
         return literal(0, dtype)
+    if dtype == "bool":  # argmax of a mask: False is below every other value
+        return "False"
     if dtype.startswith("float"):
         return literal(-np.inf, dtype)
     return literal(np.iinfo(dtype).min, dtype)
@@ -265,6 +277,8 @@ class KernelBuilder:
             raise NotImplementedError(f"the CUDA renderer cannot fuse {node.describe()}")
         args = [self.value(i, self.broadcast_index(idx, node.shape, i.shape), pre)
                 for i in node.inputs]
+        if node.dtype.startswith("float") and op in NAN_TEMPLATES:
+            template = NAN_TEMPLATES[op]  # NumPy's NaN semantics, not fmax/fmin's
         return self._typed(template, node.dtype).format(*args)
 
     @staticmethod

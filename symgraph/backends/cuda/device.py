@@ -131,6 +131,15 @@ class CudaProgram:
         self.program = lower(self.inputs, self.results)
         self._empty_able = [n for k in self.program.kernels for n in k.nodes
                             if may_reduce_nothing(n)]
+        # Indices read straight from an input: a GPU does not bounds-check a load, so an
+        # out-of-range one is refused on the host before anything runs (as the reference does).
+        position = {node.id: k for k, node in enumerate(self.inputs)}
+        self._indexed = []
+        for k in self.program.kernels:
+            for n in k.nodes:
+                if n.op in ("take", "scatter_add") and n.inputs[1].id in position:
+                    rows = n.inputs[0].shape[0] if n.op == "take" else n.shape[0]
+                    self._indexed.append((n, position[n.inputs[1].id], rows))
         self.module = render_program(self.program, SIM if simulate else GPU)
         mod = import_module(self.module)
         if os.environ.get("SYMGRAPH_DEBUG"):
@@ -250,6 +259,12 @@ class CudaProgram:
                 shape = resolve_shape(node.inputs[0].shape, dims)
                 raise SymgraphError(f"evaluating {node.describe()} failed: a {node.op} over an "
                                     f"empty axis (input shape {shape}) has no value")
+        for node, pos, rows in self._indexed:
+            labels, n = np.asarray(arrays[pos]), resolve_shape((rows,), dims)[0]
+            if labels.size and (labels.min() < -n or labels.max() >= n):
+                bad = labels[(labels < -n) | (labels >= n)].reshape(-1)[0]
+                raise SymgraphError(f"evaluating {node.describe()} failed: index {bad} is out "
+                                    f"of bounds for axis 0 with size {n}")
         s0 = self.streams[0]
         state: dict[int, object] = {}
         for buf in prog.buffers:

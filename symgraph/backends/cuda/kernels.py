@@ -194,7 +194,11 @@ def _out_index(root, domain, axes, kept_idx) -> tuple:
 
 
 def _combine(op: str, acc: str, x: str) -> str:
-    return f"{acc} + {x}" if op == "sum" else f"max({acc}, {x})"
+    """One step of the reduction; a float max keeps NaN, as NumPy's does (Numba's max is
+    fmax on a GPU, which drops it)."""
+    if op == "sum":
+        return f"{acc} + {x}"
+    return f"({acc} if ({acc} >= {x} or {acc} != {acc}) else {x})"
 
 
 def _finish(b: KernelBuilder, kernel, root, out_idx, acc: str) -> None:
@@ -318,7 +322,8 @@ def _block_reduce(b: KernelBuilder, op: str, ident: str, target: Target) -> None
                 other = f"_shfl_down(acc, {off}, scratch)"
             else:
                 other = f"cuda.shfl_down_sync(0xFFFFFFFF, acc, {off})"
-            b.emit(f"acc = {_combine(op, 'acc', other)}")
+            b.emit(f"other = {other}")  # every thread exchanges once: no divergent shuffles
+            b.emit(f"acc = {_combine(op, 'acc', 'other')}")
     warp()
     b.emit("if tid % 32 == 0:")
     b.emit("    partial[tid // 32] = acc")
@@ -344,7 +349,8 @@ def _argmax(kernel, program, target, name, members):
     b.emit(f"for r in range({b.size(red)}):")
     b.push(1)
     v = b.value(x, _join_index(domain, (axis,), kept_idx, ("r",)))
-    b.emit(f"if {v} > best or r == 0:  # first maximum wins, as in NumPy")
+    b.emit(f"if r == 0 or {v} > best or ({v} != {v} and best == best):  # first max (or NaN)"
+           " wins, as in NumPy")
     b.emit(f"    best = {v}")
     b.emit("    where = r")
     b.pop(1)
