@@ -5,12 +5,15 @@ dropout and batch normalization. Being compositions, they get gradients, CSE and
 from __future__ import annotations
 
 import itertools
+import numbers
 
 import numpy as np
 
-from symgraph.errors import SymgraphError
+from symgraph.errors import SymgraphError, SymgraphTypeError
 from symgraph.graph import Node, Variable
 from symgraph.ops import apply
+from symgraph.ops.shapes import normalize_axes, normalize_axis, normalize_shape
+from symgraph.ops.table import checking_args
 from symgraph.tensor import abs as sg_abs
 from symgraph.tensor import (
     as_node,
@@ -88,7 +91,8 @@ def softplus(x) -> Node:
 def maxout(x, num_units: int, axis: int = -1) -> Node:
     """Max over groups of `size // num_units` consecutive features on `axis`."""
     x = as_node(x)
-    axis = axis % x.ndim
+    with checking_args("maxout", (x,)):
+        axis = normalize_axis(axis, x.ndim)
     size = x.shape[axis]
     if not isinstance(size, int) or size % num_units:
         raise SymgraphError(f"maxout: dim {size} of {x.describe()} is not a multiple of "
@@ -111,13 +115,9 @@ def logsumexp(x, axis=-1, keepdims: bool = False) -> Node:
     top = sg_max(x, axis, keepdims=True)
     shift = stop_gradient(where(sg_abs(top) < np.inf, top, 0.0))
     out = log(sg_sum(exp(x - shift), axis, keepdims=True)) + shift
+    reduced = normalize_axes(axis, x.ndim)  # checked by sg_max above
     return out if keepdims else out.reshape(tuple(
-        d for i, d in enumerate(out.shape) if i not in _axes(axis, x.ndim)))
-
-
-def _axes(axis, ndim):
-    axes = (axis,) if isinstance(axis, int) else tuple(range(ndim)) if axis is None else axis
-    return {a % ndim for a in axes}
+        d for i, d in enumerate(out.shape) if i not in reduced))
 
 
 def log_softmax(x, axis: int = -1) -> Node:
@@ -148,6 +148,10 @@ def sparse_softmax_cross_entropy(logits, labels) -> Node:
     labels = as_node(labels)
     if labels.dtype not in ("int32", "int64"):
         raise SymgraphError(f"labels {labels.describe()} must be integers")
+    with checking_args("sparse_softmax_cross_entropy", (logits, labels)):
+        if logits.ndim == 0 or not isinstance(logits.shape[-1], int):
+            raise SymgraphError("logits need a last axis of classes whose size is an int, "
+                                f"got shape {tuple(logits.shape)}")
     return softmax_cross_entropy(logits, one_hot(labels, logits.shape[-1], logits.dtype))
 
 
@@ -218,17 +222,21 @@ def default_step() -> Variable:
 def uniform(shape, seed: int | None = None, step: Node | None = None,
             dtype: str = "float32") -> Node:
     """Uniform [0, 1) draws from a counter-based hash of (seed, step, element index)."""
+    with checking_args("random_uniform"):
+        shape = normalize_shape(shape)
     seed = next(_seeds) if seed is None else int(seed)
     step = default_step() if step is None else as_node(step)
-    return apply("random_uniform", (step,), shape=tuple(shape), seed=seed, dtype=dtype)
+    return apply("random_uniform", (step,), shape=shape, seed=seed, dtype=dtype)
 
 
 def dropout(x, rate: float, seed: int | None = None, step: Node | None = None,
             training: bool = True) -> Node:
     """Inverted dropout: zero with probability `rate`, scale kept values by 1/(1-rate)."""
-    if not 0 <= rate < 1:
-        raise SymgraphError("Invalid value received for argument `rate`. Expected a float value "
-                            f"between 0 and 1. Received: rate={rate}")
+    with checking_args("dropout", (x,)):
+        kind = SymgraphError if isinstance(rate, numbers.Real) else SymgraphTypeError
+        if not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+            raise kind("Invalid value received for argument `rate`. Expected a float value "
+                       f"between 0 and 1. Received: rate={rate!r}")
     x = as_node(x)
     if x.dtype not in ("float32", "float64"):
         raise SymgraphError(f"dropout needs a float tensor, got {x.describe()}")
@@ -254,7 +262,8 @@ def batch_norm(x, gamma=None, beta=None, running_mean=None, running_var=None,
                training: bool = True, epsilon: float = 1e-3, axis: int = -1) -> Node:
     """Normalize over every axis but `axis`: batch statistics in training, running ones else."""
     x = as_node(x)
-    axis = axis % x.ndim
+    with checking_args("batch_norm", (x,)):
+        axis = normalize_axis(axis, x.ndim)
     reduce_axes = tuple(a for a in range(x.ndim) if a != axis)
     if training:
         mu, var = batch_moments(x, reduce_axes)

@@ -15,7 +15,7 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 
 from symgraph.arrays import aligned_copy
-from symgraph.errors import SymgraphError, describe_trace, user_frame
+from symgraph.errors import SymgraphError, SymgraphTypeError, describe_trace, user_frame
 
 Dim = Union[int, str]
 Shape = tuple  # tuple[Dim, ...]
@@ -27,7 +27,11 @@ INT_DTYPES = ("int32", "int64")
 
 def canonical_dtype(dtype) -> str:
     """'float32' for np.float32, 'float32', np.dtype('float32'); error for unsupported ones."""
-    name = np.dtype(dtype).name
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:  # "foo", 3, an object that is no dtype
+        raise SymgraphTypeError(f"unknown dtype {dtype!r}; symgraph supports "
+                                f"{', '.join(DTYPES)}") from None
     if name == "uint32":
         return name
     if name not in DTYPES:

@@ -13,39 +13,53 @@ import numbers
 import numpy as np
 
 from symgraph.errors import SymgraphError, SymgraphTypeError
-from symgraph.graph import FLOAT_DTYPES, ConstValue, Node, TensorType, Variable, canonical_dtype
+from symgraph.graph import (
+    FLOAT_DTYPES,
+    INT_DTYPES,
+    ConstValue,
+    Node,
+    TensorType,
+    Variable,
+    canonical_dtype,
+)
 from symgraph.ops import apply
 from symgraph.ops import build as B
-from symgraph.ops.shapes import normalize_axes
+from symgraph.ops.shapes import is_int, normalize_axes, normalize_axis, normalize_shape
+from symgraph.ops.table import checking_args
 
 # --- leaves --------------------------------------------------------------------------------
 
 
 def placeholder(shape, dtype="float32", name: str | None = None) -> Node:
     """An input fed at call time; str dims are symbolic (bound per call, e.g. "batch")."""
-    dims = []
-    for d in shape:
-        if isinstance(d, (bool, np.bool_)) or not isinstance(d, (numbers.Integral, str)):
-            raise SymgraphError(f"placeholder {name!r}: dim {d!r} must be an int or a str name")
-        if isinstance(d, numbers.Integral) and d < 0:
-            raise SymgraphError(f"placeholder {name!r}: negative dim {d}")
-        dims.append(d if isinstance(d, str) else int(d))
-    return Node("placeholder", (), {}, TensorType(canonical_dtype(dtype), tuple(dims)), name=name)
+    with checking_args("placeholder" if name is None else f"placeholder {name!r}"):
+        ttype = TensorType(canonical_dtype(dtype), normalize_shape(shape))
+    return Node("placeholder", (), {}, ttype, name=name)
+
+
+def _leaf_array(value, dtype) -> np.ndarray:
+    """`value` as an array, float64 from Python floats made float32 (floatx, as in Keras)."""
+    try:
+        array = np.asarray(value, dtype=None if dtype is None else canonical_dtype(dtype))
+    except (ValueError, TypeError) as exc:  # a ragged list, say
+        raise SymgraphError(f"the value is not a rectangular numeric array ({exc})") from None
+    if dtype is None and array.dtype == np.float64 and not isinstance(value, np.ndarray):
+        array = array.astype(np.float32)
+    canonical_dtype(array.dtype)
+    return array
 
 
 def variable(value, name: str | None = None, trainable: bool = True, dtype=None) -> Variable:
     """Persistent state initialised from `value`; read or set it with `.value`."""
-    array = np.asarray(value, dtype=dtype)
-    if dtype is None and array.dtype == np.float64 and not isinstance(value, np.ndarray):
-        array = array.astype(np.float32)  # Python floats default to floatx, as in Keras
+    with checking_args("variable" if name is None else f"variable {name!r}"):
+        array = _leaf_array(value, dtype)
     return Variable(array, name=name, trainable=trainable)
 
 
 def constant(value, dtype=None, name: str | None = None) -> Node:
     """A constant tensor (folded and merged by value)."""
-    array = np.asarray(value, dtype=dtype)
-    if dtype is None and array.dtype == np.float64 and not isinstance(value, np.ndarray):
-        array = array.astype(np.float32)
+    with checking_args("constant" if name is None else f"constant {name!r}"):
+        array = _leaf_array(value, dtype)
     if dtype is None and array.dtype == np.int64 and not isinstance(value, np.ndarray):
         array = array.astype(np.int32) if array.size else array
     ttype = TensorType(canonical_dtype(array.dtype), tuple(array.shape))
@@ -56,12 +70,17 @@ def as_node(x, like: Node | None = None) -> Node:
     """Nodes pass through; scalars take `like`'s dtype; arrays keep theirs."""
     if isinstance(x, Node):
         return x
+    if isinstance(x, (complex, np.complexfloating)):
+        raise SymgraphTypeError(f"complex value {x!r}: symgraph tensors are real")
     if isinstance(x, (numbers.Number, np.number, np.bool_)) and like is not None:
         dtype = like.dtype
         if dtype == "bool":
             dtype = "bool" if isinstance(x, (bool, np.bool_)) else "float32"
         elif dtype not in FLOAT_DTYPES and isinstance(x, float) and not float(x).is_integer():
             dtype = "float32"
+        if dtype in INT_DTYPES and not np.iinfo(dtype).min <= x <= np.iinfo(dtype).max:
+            raise SymgraphError(f"the scalar {x!r} is out of range for {dtype} (as in NumPy 2); "
+                                "cast the tensor to a wider dtype first")
         return B.const(x, dtype)
     if isinstance(x, (list, tuple, np.ndarray, numbers.Number, np.number)):
         return constant(x)
@@ -77,9 +96,10 @@ def _promote(a: Node, b: Node) -> tuple[Node, Node]:
 
 
 def _binary(op: str, a, b) -> Node:
-    if not isinstance(a, Node):
-        a = as_node(a, like=b if isinstance(b, Node) else None)
-    b = as_node(b, like=a)
+    with checking_args(op, (a, b)):
+        if not isinstance(a, Node):
+            a = as_node(a, like=b if isinstance(b, Node) else None)
+        b = as_node(b, like=a)
     a, b = _promote(a, b)
     if op in ("div", "pow") and a.dtype not in FLOAT_DTYPES:
         a, b = cast(a, "float64"), cast(b, "float64")  # NumPy's true division of integers
@@ -193,7 +213,10 @@ def where(cond, a, b) -> Node:
 
 def cast(x, dtype) -> Node:
     """x converted to `dtype` (gradient flows between float dtypes)."""
-    return B.cast(as_node(x), canonical_dtype(dtype))
+    x = as_node(x)
+    with checking_args("cast", (x,)):
+        dtype = canonical_dtype(dtype)
+    return B.cast(x, dtype)
 
 
 def clip(x, low, high) -> Node:
@@ -212,7 +235,8 @@ def _reduce(op: str, x, axis, keepdims: bool) -> Node:
     x = as_node(x)
     if x.dtype == "bool":
         x = cast(x, "int64")
-    axes = normalize_axes(axis, x.ndim)
+    with checking_args(op, (x,)):
+        axes = normalize_axes(axis, x.ndim)
     if not axes:
         return x
     return apply(op, (x,), axes=axes, keepdims=bool(keepdims))
@@ -234,7 +258,8 @@ def min(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
 
 def size_of(x: Node, axis=None, dtype: str = "float32") -> Node:
     """The number of elements over `axis`, known at build time or bound at call time."""
-    dims = tuple(x.shape[a] for a in normalize_axes(axis, x.ndim))
+    with checking_args("size_of", (x,)):
+        dims = tuple(x.shape[a] for a in normalize_axes(axis, x.ndim))
     if all(isinstance(d, int) for d in dims):
         return B.const(int(np.prod(dims, dtype=np.int64)), dtype)
     return apply("dim_size", (), dims=dims, dtype=dtype)
@@ -260,7 +285,10 @@ def argmax(x, axis=None, keepdims: bool = False) -> Node:
     x = as_node(x)
     if axis is None:
         return apply("argmax", (reshape(x, (-1,)),), axis=0, keepdims=False)
-    (ax,) = normalize_axes(axis, x.ndim)
+    with checking_args("argmax", (x,)):
+        if isinstance(axis, (tuple, list)):
+            raise SymgraphTypeError(f"argmax takes one axis (an int or None), got {axis!r}")
+        ax = normalize_axis(axis, x.ndim)
     return apply("argmax", (x,), axis=ax, keepdims=bool(keepdims))
 
 
@@ -271,17 +299,15 @@ def reshape(x, shape) -> Node:
     """x with a new shape; one -1 is inferred. A symbolic dim stays a dim of its own: (-1, 784)
     of ("batch", 28, 28) is ("batch", 784), but merging it with others ((-1,)) is an error."""
     x = as_node(x)
-    shape = (shape,) if isinstance(shape, (int, str)) else tuple(shape)
+    with checking_args("reshape", (x,)):
+        shape = normalize_shape(shape, "reshape target", allow_inferred=True)
     return apply("reshape", (x,), shape=shape) if tuple(shape) != tuple(x.shape) else x
 
 
 def _axis(x: Node, axis, ndim: int, what: str) -> int:
     """`axis` in [-ndim, ndim) as a non-negative int (NumPy's AxisError otherwise)."""
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral) \
-            or not -ndim <= axis < ndim:
-        raise SymgraphError(f"{what}: axis {axis!r} is out of range for {ndim} axes of "
-                            f"{x.describe()}")
-    return int(axis) % ndim
+    with checking_args(what, (x,)):
+        return normalize_axis(axis, ndim)
 
 
 def transpose(x, axes=None) -> Node:
@@ -297,7 +323,10 @@ def transpose(x, axes=None) -> Node:
 
 
 def broadcast_to(x, shape) -> Node:
-    return B.broadcast_to(as_node(x), tuple(shape))
+    x = as_node(x)
+    with checking_args("broadcast_to", (x,)):
+        shape = normalize_shape(shape, "broadcast_to target")
+    return B.broadcast_to(x, shape)
 
 
 def expand_dims(x, axis: int) -> Node:
@@ -338,7 +367,15 @@ def dot(a, b) -> Node:
 
 def one_hot(indices, depth: int, dtype: str = "float32") -> Node:
     """Integer labels -> one-hot rows (no gradient: the input is integer)."""
-    return apply("one_hot", (as_node(indices),), depth=int(depth), dtype=canonical_dtype(dtype))
+    indices = as_node(indices)
+    with checking_args("one_hot", (indices,)):
+        if not is_int(depth):
+            raise SymgraphTypeError(f"depth {depth!r} must be an int (the number of classes, "
+                                    "known when the graph is built)")
+        if depth < 0:
+            raise SymgraphError(f"depth {depth} must not be negative")
+        dtype = canonical_dtype(dtype)
+    return apply("one_hot", (indices,), depth=int(depth), dtype=dtype)
 
 
 def take(x, indices) -> Node:
@@ -349,56 +386,66 @@ def take(x, indices) -> Node:
 def _getitem(x: Node, key) -> Node:
     if isinstance(key, Node):
         return take(x, key)
+    with checking_args("index", (x,)):
+        index, final = _index_plan(x.shape, key)
+    full = tuple((0, d if isinstance(d, int) else None, 1) for d in x.shape)
+    sliced = x if tuple(index) == full else apply("slice", (x,), index=tuple(index))
+    return reshape(sliced, tuple(1 if k is None else sliced.shape[k] for k in final))
+
+
+def _index_plan(shape, key) -> tuple[list, list]:
+    """x[key] for ints, slices, None and one Ellipsis, checked as NumPy checks them: the
+    (start, stop, step) per axis of x, and the result's axes (an axis of x, or None: a new one)."""
     key = key if isinstance(key, tuple) else (key,)
     if builtins.sum(1 for k in key if k is Ellipsis) > 1:
         raise SymgraphError("an index can hold only one Ellipsis")
     used = builtins.sum(1 for k in key if k is not None and k is not Ellipsis)
-    if used > x.ndim:
-        raise SymgraphError(f"too many indices ({used}) for {x.describe()}")
+    if used > len(shape):
+        raise SymgraphError(f"too many indices ({used}) for a tensor of rank {len(shape)}")
     if any(k is Ellipsis for k in key):
         i = next(j for j, k in enumerate(key) if k is Ellipsis)
-        key = key[:i] + (slice(None),) * (x.ndim - used) + key[i + 1:]
+        key = key[:i] + (slice(None),) * (len(shape) - used) + key[i + 1:]
     else:
-        key = key + (slice(None),) * (x.ndim - used)
-    index, axis = [], 0
+        key = key + (slice(None),) * (len(shape) - used)
+    index, final, axis = [], [], 0
     for k in key:
         if k is None:
+            final.append(None)
             continue
-        dim = x.shape[axis]
-        if isinstance(k, numbers.Integral):
+        dim = shape[axis]
+        if is_int(k):
             if not isinstance(dim, int):
-                raise SymgraphError(f"integer index on symbolic dim {dim!r} of {x.describe()}")
+                raise SymgraphError(f"integer index on symbolic dim {dim!r}")
             if not -dim <= k < dim:
-                raise SymgraphError(f"index {k} is out of range for dim {dim} of {x.describe()}")
+                raise SymgraphError(f"index {k} is out of range for dim {dim} of axis {axis}")
             k = int(k) % dim
             index.append((k, k + 1, 1))
         elif isinstance(k, slice):
-            if isinstance(dim, str):
-                index.append((k.start or 0, k.stop, k.step or 1))
-            else:
-                start, stop, step = k.indices(dim)
-                if step > 0:
-                    index.append((start, builtins.max(stop, start), step))
-                elif not range(start, stop, step):
-                    index.append((0, 0, 1))  # empty (indices() may give a start of -1)
-                else:  # x[::-1]: a stop below 0 means "past the first element", not -1
-                    index.append((start, stop if stop >= 0 else None, step))
+            index.append(_slice_bounds(k, dim))
+            final.append(axis)
         else:
-            raise SymgraphError(f"unsupported index {k!r}")
+            raise SymgraphTypeError(f"unsupported index {k!r}: indices are ints, slices, None, "
+                                    "Ellipsis or an integer tensor")
         axis += 1
-    full = tuple((0, d if isinstance(d, int) else None, 1) for d in x.shape)
-    sliced = x if tuple(index) == full else apply("slice", (x,), index=tuple(index))
-    final, axis = [], 0
-    for k in key:
-        if k is None:
-            final.append(1)
-            continue
-        if not isinstance(k, numbers.Integral):
-            final.append(sliced.shape[axis])
-        axis += 1
-    return reshape(sliced, tuple(final))
+    return index, final
 
 
+def _slice_bounds(k: slice, dim) -> tuple:
+    """(start, stop, step) of slice `k` on a dim, with NumPy's rules for negative bounds."""
+    if any(b is not None and not is_int(b) for b in (k.start, k.stop, k.step)):
+        raise SymgraphTypeError(f"slice {k.start}:{k.stop}:{k.step}: bounds must be ints or "
+                                "None")
+    if k.step == 0:
+        raise SymgraphError("slice step cannot be zero")
+    if isinstance(dim, str):
+        return (k.start or 0, k.stop, k.step or 1)
+    start, stop, step = k.indices(dim)
+    if step > 0:
+        return (start, builtins.max(stop, start), step)
+    if not range(start, stop, step):
+        return (0, 0, 1)  # empty (indices() may give a start of -1)
+    # x[::-1]: a stop below 0 means "past the first element", not -1
+    return (start, stop if stop >= 0 else None, step)
 
 
 # --- operators on nodes --------------------------------------------------------------------

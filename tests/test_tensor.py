@@ -126,3 +126,60 @@ def test_keras_losses_match_their_formulas():
         -(onehot * np.log(np.clip(pn, eps, 1 - eps))).sum(-1))
     np.testing.assert_allclose(run(lambda q: sg.mse(sg.constant(t), q), p), ((p - t) ** 2).mean(-1))
     np.testing.assert_allclose(run(lambda q: sg.mae(sg.constant(t), q), p), abs(p - t).mean(-1))
+
+
+def test_numpy_integer_axes_dims_and_indices_are_accepted():
+    m = sg.placeholder((3, 5), name="m")
+    assert sg.sum(m, axis=np.int64(1)).shape == (3,)
+    assert sg.argmax(m, axis=np.int32(-1)).shape == (3,)
+    assert sg.reshape(m, (np.int64(5), -1)).shape == (5, 3)
+    assert m[np.int64(1):, np.int64(2)].shape == (2,)
+    assert sg.placeholder(3).shape == (3,)  # an int shape, as NumPy takes one
+    assert sg.broadcast_to(sg.placeholder((1,)), 3).shape == (3,)
+
+
+BAD_BUILDS = {
+    "sum(axis=1.0)": (lambda m, y, s: sg.sum(m, axis=1.0), "axis 1.0 must be an int"),
+    "sum(axis=2)": (lambda m, y, s: sg.sum(m, axis=2), "axis 2 is out of range"),
+    "softmax(axis=2)": (lambda m, y, s: sg.softmax(m, axis=2), "axis 2 is out of range"),
+    "argmax((0, 1))": (lambda m, y, s: sg.argmax(m, axis=(0, 1)), "one axis"),
+    "reshape(None)": (lambda m, y, s: sg.reshape(m, None), "got NoneType"),
+    "reshape((-3, -5))": (lambda m, y, s: sg.reshape(m, (-3, -5)), "negative dim -3"),
+    "broadcast_to(3)": (lambda m, y, s: sg.broadcast_to(m, 3), "do not broadcast"),
+    "m[::0]": (lambda m, y, s: m[::0], "step cannot be zero"),
+    "m[0.5:2]": (lambda m, y, s: m[0.5:2], "bounds must be ints"),
+    "m[1.5]": (lambda m, y, s: m[1.5], "unsupported index 1.5"),
+    "m[0, 0, 0]": (lambda m, y, s: m[0, 0, 0], "too many indices"),
+    "y + 3e9": (lambda m, y, s: y + 3e9, "3000000000.0 is out of range for int32"),
+    "y + 2**40": (lambda m, y, s: y + 2**40, "out of range for int32"),
+    "m + 1j": (lambda m, y, s: m + 1j, "complex"),
+    "cast(foo)": (lambda m, y, s: sg.cast(m, "foo"), "unknown dtype 'foo'"),
+    "cast(float16)": (lambda m, y, s: sg.cast(m, "float16"), "unsupported dtype 'float16'"),
+    "placeholder dtype": (lambda m, y, s: sg.placeholder((2,), "xx", name="p"), "placeholder 'p'"),
+    "variable(ragged)": (lambda m, y, s: sg.variable([[1, 2], [3]], name="v"), "rectangular"),
+    "variable(uint8)": (lambda m, y, s: sg.variable(np.ones(2, np.uint8)), "'uint8'"),
+    "one_hot(depth='a')": (lambda m, y, s: sg.one_hot(y, "a"), "depth 'a' must be an int"),
+    "one_hot(depth=-1)": (lambda m, y, s: sg.one_hot(y, -1), "depth -1 must not be negative"),
+    "sparse CE 1-D": (lambda m, y, s: sg.sparse_softmax_cross_entropy(y, y), "last axis"),
+    "dropout(rate='a')": (lambda m, y, s: sg.dropout(m, "a", seed=1), "rate='a'"),
+    "take(scalar)": (lambda m, y, s: sg.take(s, y), "x is a scalar"),
+    "uniform((-1,))": (lambda m, y, s: sg.random.uniform((-1,), 1), "negative dim"),
+}
+
+# the line of each case's lambda: where the user wrote the call
+BAD_LINES = {case: fn.__code__.co_firstlineno for case, (fn, _) in BAD_BUILDS.items()}
+
+
+@pytest.mark.parametrize("case", BAD_BUILDS)
+def test_bad_arguments_raise_symgraph_errors_naming_the_node_and_the_line(case):
+    m = sg.placeholder((3, 5), name="m")
+    y = sg.placeholder(("batch",), dtype="int32", name="y")
+    s = sg.placeholder((), name="s")
+    build, expected = BAD_BUILDS[case]
+    with pytest.raises(sg.SymgraphError, match=expected.replace("(", r"\(")) as info:
+        build(m, y, s)
+    msg = str(info.value)
+    assert "created at " in msg and f"test_tensor.py:{BAD_LINES[case]}: " in msg, msg
+    if case not in ("placeholder dtype", "variable(ragged)", "variable(uint8)",
+                    "uniform((-1,))"):
+        assert "float32[3,5]" in msg or "int32[batch]" in msg, msg

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from symgraph.errors import SymgraphError
+import numbers
+
+import numpy as np
+
+from symgraph.errors import SymgraphError, SymgraphTypeError
 from symgraph.graph import FLOAT_DTYPES, Shape
 
 
@@ -25,19 +29,48 @@ def broadcast_shapes(*shapes: Shape) -> Shape:
     return tuple(out)
 
 
+def is_int(value) -> bool:
+    """An integer as NumPy takes it for an axis or a dim (np.int64 too; bool is not one)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def normalize_axis(axis, ndim: int) -> int:
+    """One axis in [-ndim, ndim) -> a non-negative int (NumPy's AxisError otherwise)."""
+    if not is_int(axis):
+        raise SymgraphTypeError(f"axis {axis!r} must be an int")
+    if not -ndim <= axis < ndim:
+        raise SymgraphError(f"axis {axis} is out of range for a tensor of rank {ndim}")
+    return int(axis) % ndim
+
+
 def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
     """axis=None|int|tuple -> sorted tuple of non-negative axes, checked against ndim."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    out = []
-    for a in axes:
-        if not isinstance(a, int) or not -ndim <= a < ndim:
-            raise SymgraphError(f"axis {a} is out of range for a tensor of rank {ndim}")
-        out.append(a % ndim)
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    out = [normalize_axis(a, ndim) for a in axes]
     if len(set(out)) != len(out):
         raise SymgraphError(f"repeated axis in {axis}")
     return tuple(sorted(out))
+
+
+def normalize_shape(shape, what: str = "shape", allow_inferred: bool = False) -> Shape:
+    """A shape as the user may write it (an int, a str symbol or a sequence of them) -> a tuple
+    of ints and str symbols; negative dims are refused (-1 only where `allow_inferred`)."""
+    if is_int(shape) or isinstance(shape, str):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)):
+        raise SymgraphTypeError(f"{what} must be a tuple of ints and str dim names, got "
+                                f"{type(shape).__name__} {shape!r}")
+    dims = []
+    for d in shape:
+        if not is_int(d) and not isinstance(d, str):
+            raise SymgraphTypeError(f"{what} {tuple(shape)}: dim {d!r} must be an int or a str "
+                                    "name")
+        if is_int(d) and d < (-1 if allow_inferred else 0):
+            raise SymgraphError(f"{what} {tuple(shape)}: negative dim {d}")
+        dims.append(d if isinstance(d, str) else int(d))
+    return tuple(dims)
 
 
 def reduced_shape(shape: Shape, axes: tuple[int, ...], keepdims: bool) -> Shape:

@@ -47,6 +47,8 @@ register(OpDef("one_hot", INDEX, _infer_one_hot, _impl_one_hot, lambda n, g: [No
 
 def _infer_take(x: TensorType, idx: TensorType) -> TensorType:
     _require_int(idx, "take")
+    if x.ndim == 0:
+        raise SymgraphError("take picks rows along axis 0 of x, but x is a scalar")
     return TensorType(x.dtype, tuple(idx.shape) + tuple(x.shape[1:]))
 
 

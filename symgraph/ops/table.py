@@ -77,9 +77,31 @@ def apply(op: str, inputs, name: str | None = None, trace: str | None = None,
     try:
         ttype = opdef.infer(*[i.type for i in inputs], **attrs)
     except SymgraphError as exc:
-        operands = ", ".join(f"{i.label()} {i.type}" for i in inputs)
-        raise SymgraphError(f"{op}({operands}): {exc} ({describe_trace(trace)})") from None
+        raise op_error(op, inputs, exc, trace) from None
     return Node(op, inputs, attrs, ttype, name=name, trace=trace, tags=tags | _active_tags[-1])
+
+
+def op_error(op: str, inputs, exc: SymgraphError, trace: str) -> SymgraphError:
+    """`exc` restated as 'op(operand types): message (created at file:line: code)'."""
+    head = f"{op}({', '.join(f'{i.label()} {i.type}' for i in inputs)})" if inputs else op
+    return type(exc)(f"{head}: {exc} ({describe_trace(trace)})")
+
+
+class checking_args:  # noqa: N801  (reads as a function in `with checking_args(...)`)
+    """`with checking_args("sum", (x,)):` a SymgraphError raised by the argument checks inside
+    names the op, its operands and the user's line, as the shape rules' errors in `apply` do."""
+
+    def __init__(self, op: str, inputs=()):
+        self.op = op
+        self.inputs = tuple(i for i in inputs if isinstance(i, Node))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if isinstance(exc, SymgraphError):
+            raise op_error(self.op, self.inputs, exc, user_frame()) from None
+        return False
 
 
 def rebuild(node: Node, inputs) -> Node:
