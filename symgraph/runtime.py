@@ -56,12 +56,21 @@ def _flatten_outputs(outputs):
 def _normalize_updates(updates) -> list[tuple[Variable, Node]]:
     if updates is None:
         return []
-    pairs = list(updates.items()) if isinstance(updates, dict) else list(updates)
+    try:
+        if isinstance(updates, Node):  # a node is iterable (it has __getitem__): not pairs
+            raise TypeError
+        pairs = list(updates.items()) if isinstance(updates, dict) else list(updates)
+    except TypeError:
+        raise SymgraphError(f"updates must be a dict {{variable: new value}} or a list of "
+                            f"(variable, new value) pairs, got {_shown(updates)}") from None
     out, seen = [], set()
-    for var, expr in pairs:
+    for pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise SymgraphError(f"updates must be a dict {{variable: new value}} or a list of "
+                                f"(variable, new value) pairs; got an entry {_shown(pair)}")
+        var, expr = pair
         if not isinstance(var, Variable):
-            raise SymgraphError(f"updates: keys must be sg.variable nodes, got "
-                                f"{var.describe() if isinstance(var, Node) else repr(var)}")
+            raise SymgraphError(f"updates: keys must be sg.variable nodes, got {_shown(var)}")
         if var.id in seen:
             raise SymgraphError(f"updates: {var.describe()} is updated twice")
         seen.add(var.id)
@@ -77,6 +86,10 @@ def _normalize_updates(updates) -> list[tuple[Variable, Node]]:
                                 f"update {expr.describe()} has shape {tuple(expr.shape)}")
         out.append((var, expr))
     return out
+
+
+def _shown(value) -> str:
+    return value.describe() if isinstance(value, Node) else f"{type(value).__name__} {value!r}"
 
 
 def _add_default_updates(pairs, roots):
@@ -104,6 +117,7 @@ def _backend(name: str):
     return get_backend(name)
 
 
+_MISSING = object()  # an input not given in a keyword call
 _VARIABLE_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _VARIABLE_LOCKS_LOCK = threading.Lock()
 
@@ -247,6 +261,28 @@ class Function:
             arrays.append(a)
         return arrays, dims
 
+    def _bind(self, args, named) -> tuple:
+        """Positional arguments followed by keyword ones, matched to placeholders by name."""
+        names = [p.name for p in self.inputs]
+        listed = ", ".join(p.label() for p in self.inputs)
+        bound = list(args) + [_MISSING] * (len(names) - len(args))
+        for key, value in named.items():
+            if names.count(key) != 1:
+                why = "two inputs have" if names.count(key) else "no input has"
+                raise SymgraphError(f"{self.name} got a keyword argument {key!r}, but {why} "
+                                    f"that name; its inputs are ({listed})")
+            i = names.index(key)
+            if i < len(args):
+                raise SymgraphError(f"{self.name} got input {key!r} both by position and by "
+                                    "keyword")
+            bound[i] = value
+        missing = [p.label() for p, value in zip(self.inputs, bound) if value is _MISSING]
+        if missing or len(bound) != len(names):
+            raise SymgraphError(f"{self.name} takes {len(names)} inputs ({listed}), got "
+                                f"{len(args)} by position and {', '.join(named)} by keyword"
+                                + (f"; missing {', '.join(missing)}" if missing else ""))
+        return tuple(bound)
+
     def _check_finite_inputs(self, arrays) -> None:
         """With NaN checks on, a NaN/inf fed in (or a NaN a variable holds) is named as such,
         not blamed on the first node that computes with it."""
@@ -261,7 +297,9 @@ class Function:
             if a.dtype.kind == "f" and np.isnan(a).any():
                 raise SymgraphError(f"{var.describe()} holds NaN before the call")
 
-    def __call__(self, *args):
+    def __call__(self, *args, **named):
+        if named:
+            args = self._bind(args, named)
         arrays, dims = self._validate(args)
         if self.check_nan:
             self._check_finite_inputs(arrays)

@@ -170,3 +170,31 @@ def test_outputs_never_alias_variable_state():
     out = f()
     out[0] = 9
     assert v.value[0] == 0
+
+
+def test_updates_given_as_a_list_of_variables_get_a_clear_error():
+    x = sg.placeholder((2,), name="x")
+    W = sg.variable(np.ones(2, np.float32), name="W")
+    with pytest.raises(sg.SymgraphError, match=r"list of \(variable, new value\) pairs; got an "
+                                               "entry variable node 'W'"):
+        sg.function([x], x, updates=[W])  # was "index 2 is out of range" (a node iterates)
+    with pytest.raises(sg.SymgraphError, match="got variable node 'W'"):
+        sg.function([x], x, updates=W)
+    step = sg.function([x], x, updates=zip([W], [W * 2.0]))  # any iterable of pairs
+    step(np.ones(2, np.float32))
+    np.testing.assert_array_equal(W.value, 2.0)
+
+
+def test_inputs_bind_by_placeholder_name_as_keywords():
+    a = sg.placeholder((2,), name="a")
+    b = sg.placeholder((2,), name="b")
+    f = sg.function([a, b], a - b)
+    one, two = np.ones(2, np.float32), np.full(2, 2.0, np.float32)
+    np.testing.assert_array_equal(f(b=two, a=one), -1.0)
+    np.testing.assert_array_equal(f(one, b=two), -1.0)
+    with pytest.raises(sg.SymgraphError, match=r"no input has that name; its inputs are \(a, b\)"):
+        f(one, c=two)
+    with pytest.raises(sg.SymgraphError, match="both by position and by keyword"):
+        f(one, a=two)
+    with pytest.raises(sg.SymgraphError, match="missing b"):
+        f(a=one)
