@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import tempfile
 
+from symgraph.errors import SymgraphError
+
 
 def atomic_write(path: str, write) -> None:
     """Call `write(file)` on a temporary file beside `path`, then rename it over `path`.
@@ -25,9 +27,11 @@ def atomic_write(path: str, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, IsADirectoryError):  # os.replace cannot put a file over a folder
+            raise SymgraphError(f"cannot write {path}: it is a directory") from None
         raise
 
 

@@ -7,6 +7,7 @@ updates, ReLU outputs for dead-unit diagnostics, logits for stable cross-entropy
 from __future__ import annotations
 
 import itertools
+import numbers
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -192,6 +193,10 @@ class Dense(Layer):
         self.kernel = self.bias = None
 
     def build(self, input_shape):
+        if not input_shape:
+            raise SymgraphError(f"Dense {self.name!r} needs inputs with a feature axis, shape "
+                                "(None, features); got shape (None,): give x as (n, 1) for "
+                                "one feature")
         self.kernel = self.add_weight("kernel", (input_shape[-1], self.units),
                                       self.kernel_initializer)
         if self.use_bias:
@@ -238,9 +243,9 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, noise_shape=None, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if not 0 <= rate <= 1:
+        if not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
             raise SymgraphError("Invalid value received for argument `rate`. Expected a float "
-                                f"value between 0 and 1. Received: rate={rate}")
+                                f"value between 0 and 1. Received: rate={rate!r}")
         if noise_shape is not None:
             raise SymgraphError("Dropout: noise_shape is not supported")
         self.rate = float(rate)

@@ -59,8 +59,7 @@ class Sequential(Trainer):
         """Create every layer's weights for inputs of `input_shape` (batch dim excluded)."""
         if not self.layers:
             raise SymgraphError(f"model {self.name!r} has no layers")
-        shape = tuple(int(d) for d in input_shape)
-        self.input_shape = shape
+        shape = input_shape = tuple(int(d) for d in input_shape)
         for layer in self.layers:
             if not layer.built:
                 layer.build(shape)
@@ -68,6 +67,7 @@ class Sequential(Trainer):
                 raise SymgraphError(f"layer {layer.name!r} was built for inputs {layer.input_shape}"
                                     f" but receives {shape}")
             shape = layer.output_shape
+        self.input_shape = input_shape  # only now: a layer refusing the shape changes nothing
         self.output_shape = shape
         self.built = True
 

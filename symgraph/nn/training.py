@@ -58,9 +58,7 @@ class Trainer:
             raise SymgraphError(f"You must call `compile()` before using the model ({what}).")
 
     def _check_x(self, x) -> np.ndarray:
-        x = np.asarray(x)
-        if x.dtype.kind not in "fiub":
-            raise SymgraphError(f"model inputs must be numeric, got dtype {x.dtype}")
+        x = _as_array(x, "model inputs x", "x")
         if not self.built:
             self.build(tuple(x.shape[1:]))
         expected = tuple(self.input_shape)
@@ -76,7 +74,7 @@ class Trainer:
         if y is None:
             raise SymgraphError(f"targets y are missing: the loss {self.loss.name} needs y with "
                                 f"{n} samples (placeholder 'y')")
-        y = np.asarray(y)
+        y = _as_array(y, "targets y", "y")
         if y.ndim == 0:
             raise SymgraphError(f"targets y must be an array with {n} samples, got a scalar "
                                 f"{y!r} (placeholder 'y')")
@@ -180,6 +178,9 @@ class Trainer:
         if class_weight is not None or sample_weight is not None:
             raise SymgraphError("fit: class_weight and sample_weight are not supported")
         verbose = _verbosity(verbose)
+        epochs = _count(epochs, "epochs")
+        initial_epoch = _count(initial_epoch, "initial_epoch")
+        callbacks = _callbacks(callbacks)
         x = self._check_x(x)
         y, target = self._check_y(y, len(x))
         val = None
@@ -209,7 +210,7 @@ class Trainer:
         steps = max(1, -(-n // batch_size))
         rng = np.random.default_rng(seed) if seed is not None else _fit_rng()
         history = cbks.History()
-        callback_list = list(callbacks or []) + [history]  # last: sees every callback's logs
+        callback_list = callbacks + [history]  # last: sees every callback's logs
         params = {"verbose": verbose, "epochs": epochs, "steps": steps}
         for cb in callback_list:
             cb.set_model(self)
@@ -389,6 +390,40 @@ def _fit_rng() -> np.random.Generator:
     from symgraph.nn.initializers import global_rng
 
     return np.random.default_rng(global_rng().integers(2**32))
+
+
+def _as_array(value, what: str, placeholder: str) -> np.ndarray:
+    """`value` as a numeric array; a ragged list or strings are errors naming `what`."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # a ragged list, say
+        raise SymgraphError(f"{what} must be a rectangular numeric array ({exc}) "
+                            f"(placeholder {placeholder!r})") from None
+    if array.dtype.kind not in "fiub":
+        raise SymgraphError(f"{what} must be numeric, got dtype {array.dtype} "
+                            f"(placeholder {placeholder!r})")
+    return array
+
+
+def _count(value, what: str) -> int:
+    """A non-negative integer argument (epochs, initial_epoch)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise SymgraphError(f"{what} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _callbacks(callbacks) -> list:
+    """Keras's `callbacks`: None or a list of Callback instances."""
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)):
+        raise SymgraphError(f"callbacks must be a list of nn.callbacks.Callback instances, got "
+                            f"{type(callbacks).__name__} {callbacks!r}")
+    for cb in callbacks:
+        if not isinstance(cb, cbks.Callback):
+            raise SymgraphError(f"callbacks must be nn.callbacks.Callback instances, got "
+                                f"{type(cb).__name__} {cb!r}")
+    return list(callbacks)
 
 
 def _batch_size(batch_size) -> int:

@@ -23,8 +23,17 @@ def save_arrays(path: str, named: list[tuple[str, np.ndarray]]) -> None:
     atomic_write(str(path), lambda f: np.savez(f, **arrays))
 
 
+def _saved_position(key: str) -> int:
+    """The NNN of a key `NNN/layer/weight`; -1 (first) for a key another writer made."""
+    head = key.split("/", 1)[0]
+    return int(head) if head.isascii() and head.isdigit() else -1
+
+
 def load_arrays(path: str) -> list[tuple[str, np.ndarray]]:
     """[(key, array)] in saved order (pickled objects are refused)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise SymgraphError(f"the weights filepath must be a str or path, got "
+                            f"{type(path).__name__} {path!r}")
     if not os.path.exists(path):
         raise SymgraphError(f"weights file {path} does not exist")
     try:
@@ -39,5 +48,5 @@ def load_arrays(path: str) -> list[tuple[str, np.ndarray]]:
         # a header naming a compression method or encryption zipfile does not implement
         raise SymgraphError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}; "
                             "nothing was loaded") from None
-    items.sort(key=lambda kv: int(kv[0].split("/", 1)[0]) if kv[0][:1].isdigit() else -1)
+    items.sort(key=lambda kv: _saved_position(kv[0]))
     return [(k.split("/", 1)[1] if "/" in k else k, a) for k, a in items]

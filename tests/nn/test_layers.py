@@ -95,6 +95,8 @@ def test_dropout_identity_at_inference_and_scaled_in_training():
 def test_dropout_rate_validation():
     with pytest.raises(SymgraphError, match="Received: rate=1.5"):
         Dropout(1.5)
+    with pytest.raises(SymgraphError, match="Received: rate='a'"):  # was a raw TypeError
+        Dropout("a")
 
 
 def test_dense_glorot_uniform_seeded_and_bounded():

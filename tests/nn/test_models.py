@@ -1,6 +1,7 @@
 """Sequential end to end: the seed snippet, fit/evaluate/predict semantics, weights files,
 input errors, summary, diagnostics and the NaN guard."""
 
+import os
 import weakref
 
 import numpy as np
@@ -457,3 +458,41 @@ def test_missing_targets_and_malformed_arguments_raise_symgraph_errors():
     with pytest.raises(SymgraphError, match="validation sample weights"):
         model.fit(x, x[:, :1], validation_data=(x, x[:, :1], np.ones(4)), verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+
+
+def test_malformed_data_arguments_and_weight_paths_raise_symgraph_errors(tmp_path):
+    x, labels = np.zeros((20, 4), np.float32), np.arange(20) % 10
+    model = Sequential([Dense(10, input_dim=4, activation="softmax", name="clf")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", backend="numpy")
+    weights = model.get_weights()
+    for args, kwargs, expected in [
+            ((x, labels.astype(str)), {}, "targets y must be numeric, got dtype <U"),
+            (([[1, 2], [3]], labels), {}, "model inputs x must be a rectangular"),
+            ((x, labels), {"epochs": "2"}, "epochs must be a non-negative integer, got '2'"),
+            ((x, labels), {"callbacks": 3}, "callbacks must be a list"),
+            ((x, labels), {"callbacks": [print]}, "Callback instances, got builtin")]:
+        with pytest.raises(SymgraphError, match=expected):
+            model.fit(*args, verbose=0, **kwargs)
+    with pytest.raises(SymgraphError, match="filepath must be a str or path, got NoneType"):
+        model.load_weights(None)
+    (tmp_path / "dir.npz").mkdir()
+    with pytest.raises(SymgraphError, match="dir.npz: it is a directory"):
+        model.save_weights(str(tmp_path / "dir.npz"))
+    assert sorted(os.listdir(tmp_path)) == ["dir.npz"]  # no temporary left behind
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+    # a key another writer numbered oddly sorts first instead of failing int()
+    kernel, bias = np.ones((4, 10), np.float32), np.full(10, 2.0, np.float32)
+    np.savez(tmp_path / "odd.npz", **{"0a/clf/kernel": kernel, "001/clf/bias": bias})
+    model.load_weights(str(tmp_path / "odd.npz"))
+    np.testing.assert_array_equal(model.get_weights()[0], kernel)
+    np.testing.assert_array_equal(model.get_weights()[1], bias)
+
+
+def test_an_unbuilt_model_fed_one_dimensional_x_names_the_layer_and_stays_unbuilt():
+    model = Sequential([Dense(1, name="out")])
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    with pytest.raises(SymgraphError, match="Dense 'out' needs inputs with a feature axis"):
+        model.fit(np.zeros(8, np.float32), np.zeros(8, np.float32), verbose=0)
+    assert not model.built and model.input_shape is None
+    model.fit(np.zeros((8, 1), np.float32), np.zeros(8, np.float32), verbose=0)
+    assert model.input_shape == (1,)
