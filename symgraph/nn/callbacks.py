@@ -1,5 +1,5 @@
 """Callbacks with Keras's hooks and logic: History, EarlyStopping, ModelCheckpoint,
-BackupAndRestore, LearningRateScheduler."""
+BackupAndRestore, LearningRateScheduler, TerminateOnNaN."""
 
 from __future__ import annotations
 
@@ -31,8 +31,26 @@ class Callback:
     def on_train_end(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
-    def on_train_batch_begin(self, batch, logs=None): ...
-    def on_train_batch_end(self, batch, logs=None): ...
+    def on_batch_begin(self, batch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs=logs)  # Keras keeps on_batch_* as aliases
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs=logs)
+
+
+_BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end")
+
+
+def uses_batch_hooks(callback) -> bool:
+    """Whether `callback` overrides a per-batch hook (fit calls those hooks on no other)."""
+    for name in _BATCH_HOOKS:
+        hook = getattr(callback, name, None)
+        if hook is not None and getattr(hook, "__func__", hook) is not getattr(Callback, name):
+            return True
+    return False
 
 
 class History(Callback):
@@ -254,3 +272,27 @@ class LearningRateScheduler(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = self.model.optimizer.learning_rate
+
+
+class TerminateOnNaN(Callback):
+    """Stop training after a batch whose loss (logs["loss"]) is NaN or infinite.
+
+    fit's own `nan_guard` (on by default) catches such a batch first, without applying its
+    step, and names the node that made the NaN; this callback matters with nan_guard=False,
+    where the step has been applied, as in Keras. `raise_error=True` raises instead of
+    stopping (other callbacks' `on_train_end` then does not run).
+    """
+
+    def __init__(self, raise_error: bool = False):
+        super().__init__()
+        self.raise_error = raise_error
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(loss):
+            return
+        if self.raise_error:
+            raise RuntimeError(f"NaN or Inf loss encountered at batch {batch}. "
+                               f"Loss value: {loss}. Terminating training immediately.")
+        print(f"Batch {batch}: Invalid loss, terminating training")
+        self.model.stop_training = True

@@ -219,7 +219,8 @@ class Trainer:
         self.stop_training = False
         run = _FitRun(self._train_step(target, diagnostics, nan_guard=nan_guard), target,
                       batch_size, augment, rng,
-                      callback_list, nan_guard, self._metric_names(), history, diagnostics)
+                      [cb for cb in callback_list if cbks.uses_batch_hooks(cb)],
+                      nan_guard, self._metric_names(), history, diagnostics)
         self._fit_rng, self._resume = rng, None
         for cb in callback_list:
             cb.on_train_begin()
@@ -260,7 +261,7 @@ class Trainer:
             xb, yb = x[idx], y[idx]
             if run.augment is not None:
                 xb = np.asarray(run.augment(xb, run.rng), np.float32)
-            for cb in run.callbacks:
+            for cb in run.batch_callbacks:
                 cb.on_train_batch_begin(b)
             found = first_nonfinite(xb) if run.nan_guard else None
             if found:
@@ -291,8 +292,10 @@ class Trainer:
             running = {nm: float(s) / seen for nm, s in zip(names, metric_sums)}
             running["loss"] = loss_sum / seen
             bar.update(b + 1, running)
-            for cb in run.callbacks:
+            for cb in run.batch_callbacks:
                 cb.on_train_batch_end(b, running)
+            if self.stop_training:  # a callback (TerminateOnNaN, say) ended it mid-epoch
+                break
         logs = {nm: float(s) / seen for nm, s in zip(names, metric_sums)}
         logs["loss"] = loss_sum / seen
         if diag is not None:
@@ -367,7 +370,7 @@ class _FitRun:
     batch_size: int
     augment: object
     rng: np.random.Generator
-    callbacks: list
+    batch_callbacks: list      # those overriding a per-batch hook: only these are called
     nan_guard: bool
     names: list                # metric names, in output order
     history: cbks.History

@@ -1,6 +1,7 @@
 """EarlyStopping (Keras's wait/patience/min_delta logic, restore_best_weights), ModelCheckpoint,
-History, LearningRateScheduler."""
+History, LearningRateScheduler, TerminateOnNaN."""
 
+import math
 import os
 
 import numpy as np
@@ -143,3 +144,92 @@ def test_model_checkpoint_best_only_warns_when_its_monitor_is_missing(tmp_path):
     with pytest.warns(RuntimeWarning, match="val_loss available .*loss"):
         model.fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[ck])
     assert not os.listdir(tmp_path)
+
+
+# --- TerminateOnNaN and the per-batch hooks ----------------------------------------------------
+
+
+def test_terminate_on_nan_checks_each_batch_loss(capsys):
+    cb = callbacks.TerminateOnNaN()
+    model = FakeModel()
+    cb.set_model(model)
+    cb.on_train_batch_end(0, {"loss": 1.0})
+    cb.on_train_batch_end(1, {})
+    assert not model.stop_training and capsys.readouterr().out == ""
+    cb.on_train_batch_end(2, {"loss": math.inf})
+    assert model.stop_training
+    assert capsys.readouterr().out == "Batch 2: Invalid loss, terminating training\n"
+    strict = callbacks.TerminateOnNaN(raise_error=True)
+    strict.set_model(FakeModel())
+    with pytest.raises(RuntimeError, match="NaN or Inf loss encountered at batch 3"):
+        strict.on_batch_end(3, {"loss": math.nan})
+
+
+def test_fit_calls_per_batch_hooks_only_where_overridden():
+    class Begin(callbacks.Callback):
+        def on_batch_begin(self, batch, logs=None): ...
+
+    plain = callbacks.Callback()
+    patched = callbacks.Callback()
+    patched.on_train_batch_end = lambda batch, logs=None: None
+    assert not callbacks.uses_batch_hooks(plain)
+    assert not callbacks.uses_batch_hooks(callbacks.EarlyStopping())
+    assert not callbacks.uses_batch_hooks(callbacks.History())
+    assert callbacks.uses_batch_hooks(Begin()) and callbacks.uses_batch_hooks(patched)
+    assert callbacks.uses_batch_hooks(callbacks.TerminateOnNaN())
+
+
+class BatchLog(callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen, self.epoch = [], None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen.append((self.epoch, batch, logs["loss"]))
+
+
+def _diverging_fit(nan_guard):
+    """SGD(50) on mean((w x)^2), x = 1: w <- -99 w, so the float32 loss w^2 overflows."""
+    model = Sequential([Dense(1, input_dim=1, use_bias=False, kernel_initializer="ones")])
+    model.compile(optimizer=optimizers.SGD(50.0), loss="mse", backend="numpy")
+    log, stop = BatchLog(), callbacks.TerminateOnNaN()
+    hist = model.fit(np.ones((8, 1), np.float32), np.zeros(8, np.float32), epochs=10,
+                     batch_size=4, shuffle=False, verbose=0, nan_guard=nan_guard,
+                     callbacks=[log, stop])
+    return model, hist, log
+
+
+def _first_overflow():
+    """(step, weight before it, weight after it) of the first step with a non-finite loss."""
+    w = np.float32(1.0)
+    with np.errstate(over="ignore"):
+        for step in range(100):
+            if not np.isfinite(w * w):
+                return step, w, np.float32(w - np.float32(50.0) * (np.float32(2.0) * w))
+            w = np.float32(w - np.float32(50.0) * (np.float32(2.0) * w))
+
+
+def test_terminate_on_nan_stops_fit_after_the_first_bad_batch(capsys):
+    step, w_before, w_after = _first_overflow()
+    epoch, batch = divmod(step, 2)  # 2 batches an epoch
+    model, hist, log = _diverging_fit(nan_guard=False)
+    assert (epoch, batch) == (5, 0)
+    # Keras: the bad step is applied, the batch's hooks run, then the epoch ends (and is logged)
+    assert log.seen[-1][:2] == (epoch, batch) and not math.isfinite(log.seen[-1][2])
+    assert len(log.seen) == step + 1 and all(math.isfinite(s[2]) for s in log.seen[:-1])
+    assert hist.epoch == list(range(epoch + 1)) and math.isinf(hist.history["loss"][-1])
+    np.testing.assert_allclose(model.get_weights()[0], [[w_after]], rtol=1e-5)
+    assert f"Batch {batch}: Invalid loss, terminating training" in capsys.readouterr().out
+
+
+def test_nan_guard_acts_before_terminate_on_nan():
+    step, w_before, _ = _first_overflow()
+    model, hist, log = _diverging_fit(nan_guard=True)
+    # the guard refuses the bad step itself: the weights are those before it, the callbacks
+    # never see the inf, and the report names where it came from
+    np.testing.assert_allclose(model.get_weights()[0], [[w_before]], rtol=1e-5)
+    assert len(log.seen) == step and hist.epoch == list(range(step // 2))
+    assert "the loss became NaN/inf" in hist.nan_report and model.stop_training
