@@ -1,5 +1,5 @@
 """EarlyStopping (Keras's wait/patience/min_delta logic, restore_best_weights), ModelCheckpoint,
-History, LearningRateScheduler, TerminateOnNaN."""
+History, LearningRateScheduler, ReduceLROnPlateau, TerminateOnNaN."""
 
 import math
 import os
@@ -144,6 +144,137 @@ def test_model_checkpoint_best_only_warns_when_its_monitor_is_missing(tmp_path):
     with pytest.warns(RuntimeWarning, match="val_loss available .*loss"):
         model.fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[ck])
     assert not os.listdir(tmp_path)
+
+
+# --- ReduceLROnPlateau -----------------------------------------------------------------------
+
+
+class FakeOptimizer:
+    """Keeps the rate as float32 and hands it out as a Python float, as nn.optimizers does."""
+
+    def __init__(self, lr):
+        self._lr = np.float32(lr)
+
+    @property
+    def learning_rate(self):
+        return float(self._lr)
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self._lr = np.float32(value)
+
+
+def _drive_lr(cb, values, key="val_loss", model=None, lr=1.0):
+    """The learning rate each epoch logged (the one it trained with) and the final rate."""
+    if model is None:
+        model = FakeModel()
+        model.optimizer = FakeOptimizer(lr)
+    cb.set_model(model)
+    cb.on_train_begin()
+    logged = []
+    for epoch, v in enumerate(values):
+        logs = {key: v}
+        cb.on_epoch_end(epoch, logs)
+        logged.append(logs["learning_rate"])
+    cb.on_train_end()
+    return logged, model.optimizer.learning_rate
+
+
+def _f32(values):
+    return pytest.approx([float(np.float32(v)) for v in values], rel=1e-6)
+
+
+def _lr(value):
+    return pytest.approx(float(np.float32(value)), rel=1e-6)
+
+
+def test_reduce_lr_on_plateau_waits_patience_epochs_without_improvement():
+    cb = callbacks.ReduceLROnPlateau(factor=0.5, patience=2)
+    # best 1.0, 0.9; 0.95 and 0.93 do not improve: halve after 0.93; 0.92 waits 1, 0.5 is a
+    # new best, then two 0.6s halve again
+    logged, final = _drive_lr(cb, [1.0, 0.9, 0.95, 0.93, 0.92, 0.5, 0.6, 0.6, 0.6])
+    assert logged == _f32([1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.25])
+    assert final == _lr(0.25) and cb.wait == 1 and cb.best == 0.5
+
+
+def test_reduce_lr_on_plateau_min_delta_counts_only_real_improvements():
+    cb = callbacks.ReduceLROnPlateau(factor=0.1, patience=1, min_delta=0.1)
+    # 0.95 is not below 1.0 - 0.1: reduce; 0.85 is below 0.9: best; 0.80 is not below 0.75
+    logged, final = _drive_lr(cb, [1.0, 0.95, 0.85, 0.80])
+    assert logged == _f32([1, 1, 0.1, 0.1]) and final == _lr(0.01)
+    assert callbacks.ReduceLROnPlateau().min_delta == 1e-4  # Keras's default
+
+
+def test_reduce_lr_on_plateau_cooldown_counts_down_before_waiting_again():
+    cb = callbacks.ReduceLROnPlateau(factor=0.5, patience=1, cooldown=2)
+    # Keras: the counter drops at the start of each epoch's check, so with cooldown=2 a flat
+    # loss is reduced at epochs 1, 3, 5 (epochs 2, 4, 6 are cooling down)
+    logged, final = _drive_lr(cb, [1.0] * 7)
+    assert logged == _f32([1, 1, 0.5, 0.5, 0.25, 0.25, 0.125]) and final == _lr(0.125)
+
+
+def test_reduce_lr_on_plateau_stops_at_min_lr_and_max_mode():
+    cb = callbacks.ReduceLROnPlateau(factor=0.1, patience=0, min_lr=0.05)
+    # patience 0 reduces on every epoch without improvement: 1 -> 0.1 -> max(0.01, 0.05);
+    # the float32 rate then equals min_lr and is left alone
+    logged, final = _drive_lr(cb, [1.0, 2.0, 3.0, 4.0])
+    assert logged == _f32([1, 1, 0.1, 0.05]) and final == _lr(0.05)
+    acc = callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=2)
+    assert acc.mode == "max"
+    logged, final = _drive_lr(acc, [0.5, 0.6, 0.6, 0.6], key="val_accuracy")
+    assert logged == _f32([1, 1, 1, 1]) and final == 0.5
+
+
+def test_reduce_lr_on_plateau_resets_counters_each_fit_and_refuses_factor_one(capsys):
+    cb = callbacks.ReduceLROnPlateau(factor=0.5, patience=2, verbose=1)
+    model = FakeModel()
+    model.optimizer = FakeOptimizer(1.0)
+    _drive_lr(cb, [1.0, 2.0], model=model)
+    assert cb.wait == 1
+    # a new fit starts afresh: 3.0 is a first best, not a second epoch without improvement
+    logged, final = _drive_lr(cb, [3.0, 3.0], model=model)
+    assert final == 1.0 and cb.wait == 1
+    _drive_lr(cb, [3.0, 3.0, 3.0], model=model)
+    assert capsys.readouterr().out == ("\nEpoch 3: ReduceLROnPlateau reducing learning rate to "
+                                       "0.5.\n")
+    with pytest.raises(SymgraphError, match="does not support a factor >= 1.0. Received "
+                                            "factor=1.0"):
+        callbacks.ReduceLROnPlateau(factor=1.0)
+
+
+def test_reduce_lr_on_plateau_warns_when_its_monitor_is_missing():
+    cb = callbacks.ReduceLROnPlateau(patience=0)
+    model = FakeModel()
+    model.optimizer = FakeOptimizer(0.1)
+    cb.set_model(model)
+    cb.on_train_begin()
+    logs = {"loss": 1.0}
+    with pytest.warns(RuntimeWarning, match="conditioned on metric `val_loss` which is not "
+                                            "available. Available metrics are: "
+                                            "loss,learning_rate."):
+        cb.on_epoch_end(0, logs)
+    assert logs["learning_rate"] == _lr(0.1) and model.optimizer.learning_rate == _lr(0.1)
+
+
+def _linear_data():
+    x = np.array([[1.0], [2.0], [-1.0], [0.5]], np.float32)
+    return x, 3.0 * x[:, 0]
+
+
+def test_reduce_lr_on_plateau_in_fit_changes_the_rate_the_steps_use():
+    x, y = _linear_data()
+    model = Sequential([Dense(1, input_dim=1, use_bias=False, kernel_initializer="zeros")])
+    model.compile(optimizer=optimizers.SGD(0.1), loss="mse", backend="numpy")
+    # min_delta so large that only the first epoch improves: halve after every later epoch
+    reduce = callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=1e9)
+    hist = model.fit(x, y, epochs=4, batch_size=4, shuffle=False, verbose=0, callbacks=[reduce])
+    assert hist.history["learning_rate"] == _f32([0.1, 0.1, 0.05, 0.025])
+    assert model.optimizer.learning_rate == _lr(0.0125)
+    w = 0.0  # SGD on mean((w x - y)^2), one batch per epoch, with the logged rates
+    for lr in [0.1, 0.1, 0.05, 0.025]:
+        w -= lr * float(np.mean(2 * x[:, 0] * (w * x[:, 0] - y)))
+    np.testing.assert_allclose(model.get_weights()[0], [[w]], rtol=1e-5)
+    assert [k[0] for k in model._functions] == ["train"]  # one step, never recompiled
 
 
 # --- TerminateOnNaN and the per-batch hooks ----------------------------------------------------
