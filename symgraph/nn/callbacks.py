@@ -1,8 +1,9 @@
 """Callbacks with Keras's hooks and logic: History, EarlyStopping, ModelCheckpoint,
-BackupAndRestore, LearningRateScheduler, ReduceLROnPlateau, TerminateOnNaN."""
+BackupAndRestore, LearningRateScheduler, ReduceLROnPlateau, CSVLogger, TerminateOnNaN."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -333,6 +334,66 @@ class ReduceLROnPlateau(Callback):
                         print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
                               f"to {new_lr}.")
                     self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+class CSVLogger(Callback):
+    """Stream each epoch's logs to a CSV file: a header `epoch` then the sorted log keys of the
+    first epoch, one row per epoch (epochs counted from 0, a missing value written `NA`).
+
+    Each row is flushed when written, so a killed run keeps the rows of its finished epochs
+    (at worst the row being written is cut short); the file is not written atomically.
+    `append=True` continues an existing file without repeating the header.
+    """
+
+    def __init__(self, filename, separator: str = ",", append: bool = False):
+        super().__init__()
+        self.filename, self.sep, self.append = os.fspath(filename), separator, append
+        self.keys: list | None = None
+        self.csv_file = None
+        self._writer = None
+        self._write_header = True
+
+    def on_train_begin(self, logs=None):
+        self._write_header = True
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename, newline="") as f:
+                self._write_header = not f.readline()  # an empty file still needs one
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        try:
+            self.csv_file = open(self.filename, "a" if self.append else "w", newline="")
+        except OSError as exc:
+            raise SymgraphError(f"CSVLogger: cannot write {self.filename!r} "
+                                f"({type(exc).__name__}: {exc})") from None
+        self.keys, self._writer = None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+        if self._writer is None:
+            dialect = type("CSVLoggerDialect", (csv.excel,), {"delimiter": self.sep})
+            self._writer = csv.DictWriter(self.csv_file, ["epoch"] + self.keys, dialect=dialect)
+            if self._write_header:
+                self._writer.writeheader()
+        row = {"epoch": epoch}
+        row.update((k, _csv_value(logs.get(k, "NA"))) for k in self.keys)
+        self._writer.writerow(row)
+        self.csv_file.flush()
+
+    def on_train_end(self, logs=None):
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        self._writer = None
+
+
+def _csv_value(value):
+    """Numbers and strings as they are, arrays with more than 0 dims as "[a, b, ...]"."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return f"[{', '.join(map(str, value))}]"
+    return value
 
 
 class TerminateOnNaN(Callback):

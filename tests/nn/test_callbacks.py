@@ -1,6 +1,7 @@
 """EarlyStopping (Keras's wait/patience/min_delta logic, restore_best_weights), ModelCheckpoint,
-History, LearningRateScheduler, ReduceLROnPlateau, TerminateOnNaN."""
+History, LearningRateScheduler, ReduceLROnPlateau, CSVLogger, TerminateOnNaN."""
 
+import csv
 import math
 import os
 
@@ -275,6 +276,79 @@ def test_reduce_lr_on_plateau_in_fit_changes_the_rate_the_steps_use():
         w -= lr * float(np.mean(2 * x[:, 0] * (w * x[:, 0] - y)))
     np.testing.assert_allclose(model.get_weights()[0], [[w]], rtol=1e-5)
     assert [k[0] for k in model._functions] == ["train"]  # one step, never recompiled
+
+
+# --- CSVLogger --------------------------------------------------------------------------------
+
+
+def test_csv_logger_writes_keras_rows(tmp_path):
+    path = tmp_path / "log.csv"
+    cb = callbacks.CSVLogger(path)
+    cb.set_model(FakeModel())
+    cb.on_train_begin()
+    cb.on_epoch_end(0, {"val_loss": 2.0, "loss": 1.0})
+    cb.on_epoch_end(1, {"loss": 0.5, "extra": 7.0})  # missing: NA; new keys: not columns
+    cb.on_train_end()
+    assert path.read_bytes() == b"epoch,loss,val_loss\r\n0,1.0,2.0\r\n1,0.5,NA\r\n"
+    semi = callbacks.CSVLogger(str(tmp_path / "semi.csv"), separator=";")
+    semi.set_model(FakeModel())
+    semi.on_train_begin()
+    semi.on_epoch_end(0, {"loss": 0.25, "w": np.array([1, 2])})
+    semi.on_train_end()
+    assert (tmp_path / "semi.csv").read_text() == "epoch;loss;w\n0;0.25;[1, 2]\n"
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_csv_logger_in_fit_matches_history_and_appends(tmp_path):
+    x, y = _linear_data()
+    model = Sequential([Dense(1, input_dim=1)])
+    model.compile(optimizer=optimizers.SGD(0.05), loss="mse", metrics=["mae"], backend="numpy")
+    path = str(tmp_path / "train.csv")
+    logger = callbacks.CSVLogger(path)
+    reduce = callbacks.ReduceLROnPlateau(monitor="val_loss", patience=1)  # adds learning_rate
+    hist = model.fit(x, y, epochs=3, verbose=0, validation_data=(x, y),
+                     callbacks=[reduce, logger])
+    rows = _read_csv(path)
+    assert rows[0] == ["epoch", "learning_rate", "loss", "mae", "val_loss", "val_mae"]
+    assert [int(r[0]) for r in rows[1:]] == [0, 1, 2]
+    for i, key in enumerate(rows[0][1:], start=1):
+        assert [float(r[i]) for r in rows[1:]] == hist.history[key]  # repr: exact round trip
+    # append=True continues the file under the same header; append=False starts it again
+    model.fit(x, y, epochs=2, verbose=0, validation_data=(x, y),
+              callbacks=[reduce, callbacks.CSVLogger(path, append=True)])
+    rows = _read_csv(path)
+    assert [r[0] for r in rows] == ["epoch", "0", "1", "2", "0", "1"]
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.CSVLogger(path)])
+    rows = _read_csv(path)
+    assert rows[0] == ["epoch", "loss", "mae"] and [r[0] for r in rows[1:]] == ["0"]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")  # an existing empty file still gets its header
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.CSVLogger(empty, append=True)])
+    assert _read_csv(empty)[0] == ["epoch", "loss", "mae"] and len(_read_csv(empty)) == 2
+
+
+def test_csv_logger_rows_survive_a_run_that_dies(tmp_path):
+    x, y = _linear_data()
+    model = Sequential([Dense(1, input_dim=1)])
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+
+    class Crash(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    path = tmp_path / "log.csv"
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=5, verbose=0, callbacks=[callbacks.CSVLogger(path), Crash()])
+    # on_train_end never ran, the file is still open: the flushed rows are already there
+    assert [r[0] for r in _read_csv(path)] == ["epoch", "0", "1", "2"]
+    with pytest.raises(SymgraphError, match="CSVLogger: cannot write .*missing"):
+        model.fit(x, y, epochs=1, verbose=0,
+                  callbacks=[callbacks.CSVLogger(tmp_path / "missing" / "log.csv")])
 
 
 # --- TerminateOnNaN and the per-batch hooks ----------------------------------------------------
