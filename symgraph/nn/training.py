@@ -1,4 +1,5 @@
-"""compile / fit / evaluate / predict / train_on_batch with Keras semantics (mixed into models).
+"""compile / fit / evaluate / predict / train_on_batch / test_on_batch with Keras semantics
+(mixed into models).
 
 Step functions are compiled once per (targets, trainable set, backend) and cached; a new batch
 size never recompiles. Input checks run in Python before a step, so a bad array names the layer
@@ -335,6 +336,20 @@ class Trainer:
         logs = self._evaluate_arrays(x, y, batch_size, bar)
         if bar is not None:
             bar.finish(logs)
+        return _logs_result(logs, return_dict)
+
+    def test_on_batch(self, x, y, return_dict: bool = False):
+        """Loss (and metrics) of one batch in inference mode, as `evaluate`; changes no state."""
+        self._require_compiled("test_on_batch")
+        x = self._check_x(x)
+        if len(x) == 0:
+            raise SymgraphError("test_on_batch: no samples (x has 0 rows): the loss of nothing "
+                                "is undefined")
+        y, target = self._check_y(y, len(x))
+        outs = self._eval_step(target)(x, y)
+        logs = {"loss": float(outs[0])}
+        for name, s in zip(self._metric_names(), outs[1:]):
+            logs[name] = float(s) / len(x)
         return _logs_result(logs, return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto") -> np.ndarray:

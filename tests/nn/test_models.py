@@ -94,6 +94,40 @@ def test_train_on_batch_and_categorical_targets():
     assert np.isfinite(p).all() and np.allclose(p.sum(1), 1, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_test_on_batch_is_the_inference_loss_of_one_batch_and_changes_nothing(backend):
+    from symgraph.nn import regularizers
+
+    set_random_seed(3)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(6, 4)).astype(np.float32)
+    y = rng.normal(size=(6, 1)).astype(np.float32)
+    model = Sequential([Dense(3, input_dim=4), BatchNormalization(), Dropout(0.5),
+                        Dense(1, kernel_regularizer=regularizers.l2(0.01))])
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"], backend=backend)
+    model.fit(x, y, epochs=2, batch_size=3, verbose=0)  # moving statistics away from 0 and 1
+    state = [v.value.copy() for v in model.weights + model.optimizer.variables
+             + [model.step_counter]]
+    d1, bn, _, d2 = model.layers
+    h = x @ d1.kernel.value + d1.bias.value  # inference: moving statistics, no dropout
+    h = bn.gamma.value * (h - bn.moving_mean.value) / np.sqrt(bn.moving_variance.value + 1e-3) \
+        + bn.beta.value
+    err = h @ d2.kernel.value + d2.bias.value - y
+    loss = np.mean(err ** 2) + 0.01 * np.sum(d2.kernel.value ** 2)  # Keras adds the penalty
+    got = model.test_on_batch(x, y)
+    assert got == pytest.approx([loss, np.mean(np.abs(err))], rel=1e-5)
+    assert model.test_on_batch(x, y, return_dict=True) == pytest.approx(
+        {"loss": loss, "mae": np.mean(np.abs(err))}, rel=1e-5)
+    assert got == pytest.approx(model.evaluate(x, y, batch_size=6, verbose=0), rel=1e-6)
+    for before, v in zip(state, model.weights + model.optimizer.variables + [model.step_counter]):
+        np.testing.assert_array_equal(before, v.value)
+    with pytest.raises(SymgraphError, match="test_on_batch: no samples"):
+        model.test_on_batch(x[:0], y[:0])
+    fresh = Sequential([Dense(1, input_dim=4)])
+    with pytest.raises(SymgraphError, match="compile"):
+        fresh.test_on_batch(x, y)
+
+
 def test_save_load_round_trip(tmp_path):
     model = Sequential([Dense(5, input_dim=3, activation="relu"), BatchNormalization(),
                         Dense(2)])
