@@ -28,15 +28,19 @@ def _program(inputs, results):
 
 
 def _other_kinds():
-    """Gather, scatter-add, argmax, concatenate, unslice, column/row reductions, random."""
+    """Gather, scatter-add (of input and of computed labels, which the kernels bounds-check
+    into a flag buffer), argmax, concatenate, unslice, column/row reductions, random."""
     x = sg.placeholder(("batch", 40), name="x")
     table = sg.variable(np.ones((12, 40), np.float32), name="table")
     labels = sg.placeholder(("batch",), dtype="int32", name="labels")
     rows = sg.take(table, labels)
-    loss = sg.sum(rows * x) + sg.sum(sg.concatenate([x, x[:, 1:5] * 2.0], axis=1) ** 2.0)
+    shifted = sg.take(table, labels + 1)
+    loss = (sg.sum(rows * x) + sg.sum(sg.concatenate([x, x[:, 1:5] * 2.0], axis=1) ** 2.0)
+            + sg.sum(shifted * shifted))
     g_table, g_x = sg.grad(loss, [table, x])
     outs = [loss, g_table, g_x, sg.argmax(x, axis=1), sg.mean(x, axis=0),
-            sg.dropout(x, 0.3, seed=2), sg.softmax(x), sg.transpose(x) @ x]
+            sg.dropout(x, 0.3, seed=2), sg.softmax(x), sg.transpose(x) @ x,
+            sg.take(table, sg.argmax(x, axis=1))]
     return [x, labels], outs
 
 
@@ -76,6 +80,16 @@ def test_report_lists_registers_and_shared_memory(reports):
     assert {"elementwise", "reduce", "matmul", "index"} <= kinds
     line = str(reports["m1"][0])
     assert "regs=" in line and "smem=" in line and "spill=" in line
+
+
+def test_computed_labels_are_checked_in_the_kernels():
+    from symgraph.backends.cuda.kernels import render_program
+
+    module = render_program(_program(*_other_kinds()))
+    assert sorted(n.op for n in module.checked) == ["scatter_add", "take", "take"]
+    flagged = [launch for launches in module.launches.values() for launch in launches
+               if ("bounds",) in launch.args]
+    assert len(flagged) == 3 and all("bounds[" in launch.source for launch in flagged)
 
 
 def test_ptxas_output_parser():

@@ -257,6 +257,72 @@ def test_out_of_range_labels_raise_and_change_nothing():
     np.testing.assert_array_equal(w.value, np.arange(8).reshape(4, 2))
 
 
+def test_computed_and_negative_labels_match_reference():
+    """Labels a kernel computes (argmax, idx + 1, a cast) and negative ones, wrapped as NumPy
+    wraps them, in take and in its gradient's scatter_add; inputs' negative labels too."""
+    w = sg.variable(np.arange(12, dtype=np.float32).reshape(6, 2), name="w")
+    x = sg.placeholder((3, 5), name="x")
+    idx = sg.placeholder(("n",), dtype="int32", name="idx")
+    outs = [sg.take(w, sg.argmax(x, 1)), sg.take(w, idx + 1), sg.take(w, idx),
+            sg.take(w, sg.cast(x[:, 0], "int32")), sg.take(w[1:], idx),
+            sg.grad(sg.sum(sg.take(w, idx - 2) * 3.0), w),
+            sg.grad(sg.sum(sg.take(w, sg.cast(x[:, 1], "int64")) ** 2.0), w)]
+    xs = RNG.standard_normal((3, 5)).astype(np.float32)
+    xs[:, 0], xs[:, 1] = [-6, 5, -1], [-2, -2, 4]
+    both([x, idx], outs, [xs, np.array([0, 3, -4, -3, -1], np.int32)])
+
+
+def _raises_out_of_range(fn, args, op, bad, size):
+    with pytest.raises(sg.SymgraphError, match=f"evaluating {op} node .*failed: index {bad} is "
+                                               f"out of bounds for axis 0 with size {size}"):
+        fn(*args)
+
+
+@pytest.mark.parametrize("check_nan", [False, True])
+def test_computed_out_of_range_labels_raise_and_change_nothing(check_nan):
+    """A training step whose gathered rows come from computed labels: a bad label (too large,
+    or below -n) is a SymgraphError naming the take, no variable changes (also when the
+    weights are device-resident from an earlier step), and the next good call works."""
+    init = np.arange(8, dtype=np.float32).reshape(4, 2)
+    w = sg.variable(init.copy(), name="w")
+    step = sg.variable(np.int64(0), name="step", trainable=False)
+    idx = sg.placeholder(("n",), dtype="int32", name="idx")
+    loss = sg.sum(sg.take(w, idx + 1) ** 2.0)
+    updates = {w: w - 0.01 * sg.grad(loss, w), step: step + np.int64(1)}
+    fn = sg.function([idx], loss, updates=updates, backend="cuda", check_nan=check_nan)
+    ref = sg.function([idx], loss, updates=updates, backend="numpy")
+    good = np.array([0, 2, -4], np.int32)
+    fn(good)  # w now lives on the device as the step's output
+    after = w.value.copy()
+    for bad, shown in (([0, 3, 1], 4), ([-6, 1], -5)):
+        _raises_out_of_range(fn, [np.array(bad, np.int32)], "take", shown, 4)
+        np.testing.assert_array_equal(w.value, after)
+        assert int(step.value) == 1
+    got = fn(good)
+    w.value, step.value = after, np.int64(1)
+    np.testing.assert_allclose(got, ref(good), rtol=1e-6)
+    assert int(step.value) == 2
+
+
+def test_scatter_add_of_computed_labels_raises_and_changes_nothing():
+    """The gradient of a take alone (its forward pass pruned) is a scatter_add: its labels are
+    checked on the device too, before any update is applied."""
+    init = np.ones((4, 3), np.float32)
+    w = sg.variable(init.copy(), name="w")
+    x = sg.placeholder(("n", 5), name="x")
+    g = sg.grad(sg.sum(sg.take(w, sg.argmax(x, 1) * 2)), w)
+    fn = sg.function([x], g, updates={w: w - 0.5 * g}, backend="cuda")
+    assert [n.op for k in fn._run.plan.program.kernels for n in k.nodes].count("take") == 0
+    xs = np.zeros((3, 5), np.float32)
+    xs[:, 1] = 1.0  # argmax 1: row 2
+    np.testing.assert_array_equal(fn(xs)[:, 0], [0, 0, 3, 0])
+    xs[1] = [0, 0, 1, 0, 0]  # argmax 2: row 4 of 4
+    _raises_out_of_range(fn, [xs], "scatter_add", 4, 4)
+    np.testing.assert_array_equal(w.value, init - 0.5 * np.array([[0], [0], [3], [0]]))
+    xs[1] = [0, 1, 0, 0, 0]
+    np.testing.assert_array_equal(fn(xs)[:, 0], [0, 0, 3, 0])
+
+
 def test_a_counter_update_is_kept_on_empty_batches():
     x = sg.placeholder(("n", 3), name="x")
     cnt = sg.variable(np.zeros((), np.float32), name="cnt")

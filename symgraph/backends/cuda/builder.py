@@ -71,12 +71,14 @@ class KernelBuilder:
     before the loop. Arguments are buffers (flat 1-D device arrays) and int64 sizes.
     """
 
-    def __init__(self, name: str, buffers: dict, members, invariants=()):
+    def __init__(self, name: str, buffers: dict, members, invariants=(), bounds=None):
         self.name = name
         self.buffers = buffers
         self.members = {n.id for n in members}
         self.invariants = {n.id for n in invariants}
-        self.args: list[tuple] = []  # ("buf", buffer id, dtype) | ("int", dims tuple)
+        self.bounds = bounds or {}  # take/scatter_add node id -> its slot in the bounds flags
+        # ("buf", buffer id, dtype) | ("int", dims tuple) | ("bounds",): the flag buffer
+        self.args: list[tuple] = []
         self._arg_name: dict = {}
         self.pre: list[str] = []  # statements before the loop (loop-invariant)
         self.lines: list[str] = []
@@ -94,6 +96,14 @@ class KernelBuilder:
         if key not in self._arg_name:
             self._arg_name[key] = f"b{buffer_id}"
             self.args.append(("buf", buffer_id, dtype))
+        return self._arg_name[key]
+
+    def flags(self) -> str:
+        """The bounds flag buffer (int64, a pair per checked node: hit, the bad index)."""
+        key = ("bounds",)
+        if key not in self._arg_name:
+            self._arg_name[key] = "bounds"
+            self.args.append(key)
         return self._arg_name[key]
 
     def size(self, dims) -> str:
@@ -261,8 +271,16 @@ class KernelBuilder:
         if op == "take":
             x, labels = node.inputs
             k = labels.ndim
-            row = self.value(labels, idx[:k], pre)
-            return self.value(x, (row,) + tuple(idx[k:]), pre)
+            label = self.value(labels, idx[:k], pre)
+            row = self.row_in_range(label, x.shape[0], pre)
+            out = self.fresh("g")
+            self.emit(f"{out} = {literal(0, node.dtype)}", pre)
+            self.emit(f"if {row} >= 0 and {row} < {self.size(x.shape[:1])}:", pre)
+            self.push(1)
+            self.emit(f"{out} = {self.value(x, (row,) + tuple(idx[k:]), pre)}", pre)
+            self.pop(1)
+            self.record_out_of_range(node, label, pre)
+            return out
         if op == "cast":
             inner = self.value(node.inputs[0], idx, pre)
             if node.dtype == "bool":
@@ -320,6 +338,29 @@ class KernelBuilder:
         self.emit(f"{h} = ({h} * np.uint64({FMIX_B})) & {mask}", pre)
         self.emit(f"{h} = {h} ^ ({h} >> np.uint64(16))", pre)
 
+    def row_in_range(self, label: str, rows, pre: bool = False) -> str:
+        """The row a label picks along an axis of `rows`, a negative one wrapped as in NumPy.
+
+        A GPU does not bounds-check: the caller loads or stores only under
+        `0 <= row < rows` and, for a label the host did not check, records it otherwise.
+        """
+        row = self.fresh("row")
+        self.emit(f"{row} = np.int64({label})", pre)
+        self.emit(f"if {row} < 0:", pre)
+        self.emit(f"    {row} += {self.size((rows,))}", pre)
+        return row
+
+    def record_out_of_range(self, node: Node, label: str, pre: bool = False) -> None:
+        """The `else:` of a bounds test: a checked node marks its slot and keeps the label
+        (racing threads all write a bad one; device.py raises after the launch)."""
+        slot = self.bounds.get(node.id)
+        if slot is None:  # labels from an input: the host checked them before launch
+            return
+        flags = self.flags()
+        self.emit("else:", pre)
+        self.emit(f"    {flags}[{2 * slot}] = 1  # {node.op} {node.label()}: out of range", pre)
+        self.emit(f"    {flags}[{2 * slot + 1}] = np.int64({label})", pre)
+
     def concatenate(self, node: Node, idx, pre: bool) -> str:
         """Pick the piece that holds `idx` along the axis (branches, so no load runs off)."""
         axis = node.attr["axis"]
@@ -368,6 +409,5 @@ class KernelBuilder:
     def signature(self) -> str:
         names = []
         for arg in self.args:
-            names.append(self._arg_name[arg[:2]] if arg[0] == "buf" else
-                         self._arg_name[("int", arg[1])])
+            names.append(self._arg_name[arg[:2]])
         return ", ".join(names)

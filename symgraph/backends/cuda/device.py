@@ -12,6 +12,11 @@ Stage: backend runtime (called by runtime.Function through `run(arrays, dims)`).
   per binding of the symbolic dims); inputs and outputs have their own arrays per binding.
 - Streams: the critical-path list schedule (schedule.py) maps its workers to CUDA streams; a
   kernel that reads a result made on another stream first waits on that kernel's event.
+- Bounds: a GPU does not bounds-check a load. Labels read straight from an input are checked on
+  the host before launch; labels a kernel computed set a flag pair in a small device buffer
+  (kernels.py), read back with the results (the call synchronizes there anyway) and raised as
+  a SymgraphError. Kernels write no state (updates are outputs the runtime swaps in after a
+  call returns), so a failed call changes nothing.
 """
 
 from __future__ import annotations
@@ -141,6 +146,15 @@ class CudaProgram:
                     rows = n.inputs[0].shape[0] if n.op == "take" else n.shape[0]
                     self._indexed.append((n, position[n.inputs[1].id], rows))
         self.module = render_program(self.program, SIM if simulate else GPU)
+        self._checked = self.module.checked  # labels computed on the device: a flag pair each
+        checked_ids = {n.id for n in self._checked}
+        self._checked_in = {k.id for k in self.program.kernels
+                            if any(n.id in checked_ids for n in k.nodes)}
+        self._bounds = self._bounds_host = None
+        self._bounds_dirty = False
+        if self._checked:
+            self._bounds = cuda.to_device(np.zeros(2 * len(self._checked), np.int64))
+            self._bounds_host = cuda.pinned_array(2 * len(self._checked), np.int64)
         mod = import_module(self.module)
         if os.environ.get("SYMGRAPH_DEBUG"):
             n = sum(len(v) for v in self.module.launches.values())
@@ -247,6 +261,8 @@ class CudaProgram:
         for arg in launch.args:
             if arg[0] == "int":
                 args.append(int(np.prod([dims[s] for s in arg[1]], dtype=np.int64)))
+            elif arg[0] == "bounds":
+                args.append(self._bounds)
             else:
                 bid = arg[1]
                 args.append(arena.flat[bid] if bid in arena.flat else state[bid])
@@ -266,6 +282,9 @@ class CudaProgram:
                 raise SymgraphError(f"evaluating {node.describe()} failed: index {bad} is out "
                                     f"of bounds for axis 0 with size {n}")
         s0 = self.streams[0]
+        if self._bounds_dirty:  # relaunch ran kernels on stale data: forget its flags
+            self._bounds.copy_to_device(np.zeros(2 * len(self._checked), np.int64), stream=s0)
+            self._bounds_dirty = False
         state: dict[int, object] = {}
         for buf in prog.buffers:
             if buf.kind == "variable":
@@ -309,13 +328,18 @@ class CudaProgram:
             if self.cross[kid]:
                 self.events[kid].record(stream)
             if self.check_nan:
-                self._check(prog.kernels[kid], arena, stream)
+                self._check(prog.kernels[kid], arena, stream, dims)
         for s in self.streams[1:]:
             done = _event(cuda)
             done.record(s)
             done.wait(s0)
         self._last = (arena, state, dict(dims))
-        return self._download(arena, state, dims, s0)
+        if self._checked:  # copied with the results: _download's synchronize covers it
+            self._bounds.copy_to_host(self._bounds_host, stream=s0)
+        out = self._download(arena, state, dims, s0)
+        if self._checked:
+            self._raise_out_of_bounds(dims, s0)
+        return out
 
     def relaunch(self, kid: int, stream) -> None:
         """Launch kernel `kid` again on the previous call's buffers (per-kernel benchmarks).
@@ -325,6 +349,7 @@ class CudaProgram:
         same time.
         """
         arena, state, dims = self._last
+        self._bounds_dirty = self._bounds_dirty or kid in self._checked_in
         for launch in self.module.launches[kid]:
             geometry = self._geometry(launch, dims)
             if geometry is not None:
@@ -348,8 +373,28 @@ class CudaProgram:
         stream.synchronize()
         return out
 
-    def _check(self, kernel, arena, stream) -> None:
+    def _raise_out_of_bounds(self, dims, stream) -> None:
+        """The first checked node (in program order) whose kernel met a label outside its
+        axis, as the other backends word it; the flags are cleared for the next call."""
+        flags = self._bounds_host
+        hit = np.flatnonzero(flags[0::2])
+        if not hit.size:
+            return
+        slot = int(hit[0])
+        node, bad = self._checked[slot], int(flags[2 * slot + 1])
+        self._bounds.copy_to_device(np.zeros_like(flags), stream=stream)
         stream.synchronize()
+        rows = node.inputs[0].shape[0] if node.op == "take" else node.shape[0]
+        n = resolve_shape((rows,), dims)[0]
+        raise SymgraphError(f"evaluating {node.describe()} failed: index {bad} is out of bounds "
+                            f"for axis 0 with size {n}")
+
+    def _check(self, kernel, arena, stream, dims) -> None:
+        stream.synchronize()
+        if kernel.id in self._checked_in:  # a bad label before its NaN, as the reference
+            self._bounds.copy_to_host(self._bounds_host, stream=stream)
+            stream.synchronize()
+            self._raise_out_of_bounds(dims, stream)
         for node in kernel.writes:
             bid = self.program.buffer_of[node.id]
             if not node.dtype.startswith("float") or bid not in arena.flat:

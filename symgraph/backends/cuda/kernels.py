@@ -14,6 +14,9 @@ Stage: backend code generation. Kinds, one function each below:
   applied to the accumulators before the store;
 - argmax: a thread per output; scatter_add: a zero fill then atomic adds.
 
+take and scatter_add wrap a negative label as NumPy does and load or add only inside the axis
+(a GPU does not bounds-check); computed labels (device_checked) flag a miss in `bounds`.
+
 Nothing here imports numba: the source is plain text, so it can be rendered, inspected and
 compiled to PTX (ptx.py) on machines with no GPU. `Target` holds the few numbers that differ
 between a GPU and the simulator (block sizes, tile sizes, the warp shuffle, which the simulator
@@ -96,19 +99,31 @@ class CudaModule:
     source: str
     launches: dict = field(default_factory=dict)  # kernel id -> list[Launch]
     target: Target = GPU
+    checked: tuple = ()  # the nodes of `bounds` slots 0, 1, ... (device_checked)
 
     @property
     def digest(self) -> str:
         return hashlib.sha256(self.source.encode()).hexdigest()[:16]
 
 
+def device_checked(program) -> tuple:
+    """take and scatter_add nodes whose labels a kernel computes (argmax, idx + 1, a cast):
+    only the device can check those. Labels read straight from an input are checked on the
+    host before launch, which costs no device round trip."""
+    inputs = {n.id for n in program.inputs}
+    return tuple(n for k in program.kernels for n in k.nodes
+                 if n.op in ("take", "scatter_add") and n.inputs[1].id not in inputs)
+
+
 def render_program(program, target: Target = GPU) -> CudaModule:
     """Source for every kernel of a lowered Program (see the module docstring)."""
     chunks = [HEADER + (SIM_SHUFFLE if target.name == "sim" else "")]
-    module = CudaModule("", {}, target)
+    checked = device_checked(program)
+    module = CudaModule("", {}, target, checked)
+    bounds = {n.id: slot for slot, n in enumerate(checked)}
     for kernel in program.kernels:
         launches = []
-        for fname, builder, shape, work, threads in _render(kernel, program, target):
+        for fname, builder, shape, work, threads in _render(kernel, program, target, bounds):
             text = _assemble(fname, builder, kernel)
             chunks.append(text)
             launches.append(Launch(fname, shape, work, threads, list(builder.args), kernel.id,
@@ -124,8 +139,9 @@ def _assemble(fname: str, b: KernelBuilder, kernel) -> str:
     return head + "\n".join(b.pre + b.lines or ["    pass"])
 
 
-def _render(kernel, program, target: Target):
-    """(function name, builder, launch shape, work, threads) for each launch of `kernel`."""
+def _render(kernel, program, target: Target, bounds: dict):
+    """(function name, builder, launch shape, work, threads) for each launch of `kernel`;
+    `bounds` maps each device-checked node to its slot (device_checked)."""
     inv = set(kernel.invariants)
     name = f"k{kernel.id}"
     members = list(kernel.nodes)
@@ -136,13 +152,13 @@ def _render(kernel, program, target: Target):
     elif kernel.root is None and members and members[0].op == "argmax":
         yield name, *_argmax(kernel, program, target, name, members)
     elif members and members[0].op == "scatter_add":
-        yield from _scatter_add(kernel, program, target, name, members)
-    else:
-        yield name, *_elementwise(kernel, program, target, name, members, inv)
+        yield from _scatter_add(kernel, program, target, name, members, bounds)
+    else:  # take included (a kernel of its own)
+        yield name, *_elementwise(kernel, program, target, name, members, inv, bounds)
 
 
-def _builder(kernel, program, name, members) -> KernelBuilder:
-    return KernelBuilder(name, program.buffer_of, members, kernel.invariants)
+def _builder(kernel, program, name, members, bounds=None) -> KernelBuilder:
+    return KernelBuilder(name, program.buffer_of, members, kernel.invariants, bounds)
 
 
 def _invariant_writes(b: KernelBuilder, kernel, first_thread: str) -> None:
@@ -161,8 +177,8 @@ FIRST_3D = ("cuda.threadIdx.x == 0 and cuda.blockIdx.x == 0 and cuda.blockIdx.y 
             "and cuda.blockIdx.z == 0")
 
 
-def _elementwise(kernel, program, target, name, members, inv):
-    b = _builder(kernel, program, name, members)
+def _elementwise(kernel, program, target, name, members, inv, bounds):
+    b = _builder(kernel, program, name, members, bounds)
     domain = tuple(kernel.domain)
     _invariant_writes(b, kernel, FIRST_1D)
     b.indent = 1
@@ -359,7 +375,7 @@ def _argmax(kernel, program, target, name, members):
     return b, "grid1d", (kept,), target.threads
 
 
-def _scatter_add(kernel, program, target, name, members):
+def _scatter_add(kernel, program, target, name, members, bounds):
     (node,) = members
     g, labels = node.inputs
     fill = _builder(kernel, program, name + "_zero", members)
@@ -368,17 +384,22 @@ def _scatter_add(kernel, program, target, name, members):
     buf = fill.buf(program.buffer_of[node.id], node.dtype)
     fill.emit(f"    {buf}[i] = {literal(0, node.dtype)}")
     yield name + "_zero", fill, "grid1d", (tuple(node.shape),), target.threads
-    b = _builder(kernel, program, name, members)
+    b = _builder(kernel, program, name, members, bounds)
     b.indent = 1
     b.emit(f"for i in range(cuda.grid(1), {b.size(g.shape)}, cuda.gridsize(1)):")
     b.indent = 2
     idx = b.decompose("i", g.shape, "j")
     k = labels.ndim
-    row = b.value(labels, idx[:k])
+    label = b.value(labels, idx[:k])
+    row = b.row_in_range(label, node.shape[0])
+    b.emit(f"if {row} >= 0 and {row} < {b.size(node.shape[:1])}:")
+    b.push(1)
     v = b.value(g, idx)
     pos = b.linear((row,) + tuple(idx[k:]), node.shape)
     # rows may repeat (several examples of one class): atomics make the sums exact
     b.emit(f"cuda.atomic.add({b.buf(program.buffer_of[node.id], node.dtype)}, {pos}, {v})")
+    b.pop(1)
+    b.record_out_of_range(node, label)
     yield name, b, "grid1d", (tuple(g.shape),), target.threads
 
 

@@ -64,6 +64,8 @@ def _signature(args):
     for arg in args:
         if arg[0] == "int":
             sig.append(types.int64)
+        elif arg[0] == "bounds":  # the out-of-range flags (kernels.py, device_checked)
+            sig.append(types.Array(types.int64, 1, "C"))
         else:
             scalar = types.boolean if arg[2] == "bool" else from_dtype(np.dtype(arg[2]))
             sig.append(types.Array(scalar, 1, "C"))
