@@ -156,12 +156,16 @@ class Trainer:
 
     def train_on_batch(self, x, y, return_dict: bool = False):
         """One optimizer step on one batch; returns loss (and metrics) of that batch."""
-        self._require_compiled("train_on_batch")
+        return self._on_batch("train_on_batch", self._train_step, x, y, return_dict)
+
+    def _on_batch(self, what: str, step_for, x, y, return_dict: bool):
+        """Run the step `step_for(target)` on one batch: its loss and per-sample metrics."""
+        self._require_compiled(what)
         x = self._check_x(x)
         if len(x) == 0:
-            raise SymgraphError("train_on_batch: no samples (x has 0 rows); nothing was run")
+            raise SymgraphError(f"{what}: no samples (x has 0 rows); nothing was run")
         y, target = self._check_y(y, len(x))
-        outs = self._train_step(target)(x, y)
+        outs = step_for(target)(x, y)
         logs = {"loss": float(outs[0])}
         for name, s in zip(self._metric_names(), outs[1:]):
             logs[name] = float(s) / len(x)
@@ -340,17 +344,7 @@ class Trainer:
 
     def test_on_batch(self, x, y, return_dict: bool = False):
         """Loss (and metrics) of one batch in inference mode, as `evaluate`; changes no state."""
-        self._require_compiled("test_on_batch")
-        x = self._check_x(x)
-        if len(x) == 0:
-            raise SymgraphError("test_on_batch: no samples (x has 0 rows): the loss of nothing "
-                                "is undefined")
-        y, target = self._check_y(y, len(x))
-        outs = self._eval_step(target)(x, y)
-        logs = {"loss": float(outs[0])}
-        for name, s in zip(self._metric_names(), outs[1:]):
-            logs[name] = float(s) / len(x)
-        return _logs_result(logs, return_dict)
+        return self._on_batch("test_on_batch", self._eval_step, x, y, return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto") -> np.ndarray:
         """The model's outputs in inference mode (dropout off, moving BN statistics)."""
