@@ -253,7 +253,14 @@ def max(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
 
 
 def min(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
-    return negative(max(negative(as_node(x)), axis, keepdims))
+    x = as_node(x)
+    if x.dtype in INT_DTYPES:
+        # -x wraps at the most negative integer (-INT_MIN == INT_MIN), so max(-x) would pick
+        # the wrong element; ~x = -x - 1 is exact under wrap-around and reverses the order
+        def invert(v):
+            return subtract(negative(v), 1)
+        return invert(max(invert(x), axis, keepdims))
+    return negative(max(negative(x), axis, keepdims))
 
 
 def size_of(x: Node, axis=None, dtype: str = "float32") -> Node:

@@ -39,8 +39,12 @@ _COMMUTATIVE = frozenset({"add", "mul", "maximum", "minimum", "eq", "ne", "logic
 
 def _quote(text: str) -> str:
     """A DOT double-quoted string (backslashes and quotes escaped; newlines as \\n)."""
-    text = str(text).replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + text.replace("\r", "").replace("\n", "\\n") + '"'
+    # text dot cannot take is shown escaped: a NUL ends dot's string (a syntax error), a lone
+    # surrogate cannot be encoded as UTF-8 (UnicodeEncodeError in render)
+    text = str(text).replace("\r", "").encode("utf-8", "backslashreplace").decode("utf-8")
+    text = "".join(c if c >= " " or c in "\n\t" else f"\\x{ord(c):02x}" for c in text)
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text.replace("\n", "\\n") + '"'
 
 
 def _is_function(obj) -> bool:

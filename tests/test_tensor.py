@@ -183,3 +183,15 @@ def test_bad_arguments_raise_symgraph_errors_naming_the_node_and_the_line(case):
     if case not in ("placeholder dtype", "variable(ragged)", "variable(uint8)",
                     "uniform((-1,))"):
         assert "float32[3,5]" in msg or "int32[batch]" in msg, msg
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_integer_min_holds_the_most_negative_value(dtype, backend):
+    # min was -max(-x), and -INT_MIN wraps to INT_MIN: min([0, -1, 5, INT_MIN]) was -1
+    low = np.iinfo(dtype).min
+    a = np.array([[0, -1, 5, low], [7, np.iinfo(dtype).max, 2, 3]], dtype)
+    x = sg.placeholder((2, 4), dtype, name="x")
+    got = sg.function([x], [sg.min(x), sg.min(x, axis=1), sg.min(x, axis=0)], backend=backend)(a)
+    for g, want in zip(got, [a.min(), a.min(axis=1), a.min(axis=0)]):
+        np.testing.assert_array_equal(g, want)

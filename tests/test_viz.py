@@ -139,6 +139,15 @@ def test_quotes_and_backslashes_in_names_are_escaped():
 
 
 @needs_dot
+def test_control_characters_and_surrogates_in_names_render(tmp_path):
+    # a NUL made DOT that dot rejected; a lone surrogate (os.fsdecode) a UnicodeEncodeError
+    x = sg.placeholder((2,), name="nul\x00bell\x07")
+    y = sg.placeholder((2,), name="file\udcff")
+    svg = sg.render(sg.exp(x) + y, str(tmp_path / "odd.svg"))
+    assert os.path.getsize(svg) > 0
+
+
+@needs_dot
 def test_svg_renders_well_formed_with_one_svg_node_per_graph_node(tmp_path):
     g = small_mlp()
     outs = [g.loss, g.gW, g.gb]

@@ -8,7 +8,9 @@ labels 2049 (uint8, 1-D).
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 
 import numpy as np
 
@@ -27,7 +29,7 @@ def parse_idx(raw: bytes, source: str = "<bytes>") -> np.ndarray:
     if len(raw) < header:
         raise SymgraphError(f"{source}: truncated IDX header")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python ints: a forged header cannot wrap around
     if len(raw) != header + count * dtype.itemsize:
         raise SymgraphError(f"{source}: IDX header says shape {shape} ({count} items) but the "
                             f"file holds {len(raw) - header} data bytes")
@@ -40,9 +42,22 @@ def read_idx(path: str) -> np.ndarray:
     if not os.path.exists(path):
         raise SymgraphError(f"IDX file {path} does not exist")
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as exc:  # truncated or damaged gzip, unreadable
+        raise SymgraphError(f"cannot read IDX file {path}: {type(exc).__name__}: {exc} "
+                            "(damaged or truncated download?)") from None
     return parse_idx(raw, path)
+
+
+def _check(array: np.ndarray, path: str, ndim: int, what: str) -> np.ndarray:
+    """MNIST-style images are uint8 (n, h, w) (magic 2051), labels uint8 (n,) (magic 2049)."""
+    if array.dtype != np.uint8 or array.ndim != ndim:
+        magic = 2051 if ndim == 3 else 2049
+        raise SymgraphError(f"{path} should hold {what} (IDX magic {magic}: uint8 with {ndim} "
+                            f"dims) but holds {array.dtype} with shape {array.shape}")
+    return array
 
 
 def load_idx_dataset(folder: str, prefix: str = "") -> tuple:
@@ -54,10 +69,14 @@ def load_idx_dataset(folder: str, prefix: str = "") -> tuple:
                 return path
         raise SymgraphError(f"missing {prefix}{stem}[.gz] in {folder}")
 
-    x_train = read_idx(find("train-images-idx3-ubyte"))
-    y_train = read_idx(find("train-labels-idx1-ubyte"))
-    x_test = read_idx(find("t10k-images-idx3-ubyte"))
-    y_test = read_idx(find("t10k-labels-idx1-ubyte"))
+    def load(stem: str, ndim: int, what: str) -> np.ndarray:
+        path = find(stem)
+        return _check(read_idx(path), path, ndim, what)
+
+    x_train = load("train-images-idx3-ubyte", 3, "images")
+    y_train = load("train-labels-idx1-ubyte", 1, "labels")
+    x_test = load("t10k-images-idx3-ubyte", 3, "images")
+    y_test = load("t10k-labels-idx1-ubyte", 1, "labels")
     for x, y, part in ((x_train, y_train, "train"), (x_test, y_test, "test")):
         if len(x) != len(y):
             raise SymgraphError(f"{folder}: {part} has {len(x)} images but {len(y)} labels")

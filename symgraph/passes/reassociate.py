@@ -26,6 +26,8 @@ def sum_broadcast(node):
         return None
     src = node.inputs[0]
     dims = tuple(src.shape[a] for a in node.attr["axes"])
+    if 0 in dims:  # a sum of no copies is 0, while x * 0 is NaN for an inf or NaN x
+        return None
     if is_static(dims):
         count = B.const(int(np.prod(dims, dtype=np.int64)), node.dtype)
     else:

@@ -116,7 +116,12 @@ def reduced_broadcast_input(node: Node) -> Node | None:
 
 
 def max_broadcast(node):
-    """max over axes that only hold broadcast copies of x is x (exact)."""
+    """max over axes that only hold broadcast copies of x is x (exact), when there is at least
+    one copy: a max over a size-0 axis is an error (NumPy: no identity), never x, so the axes
+    must be static and non-empty (a symbolic batch may be bound to 0 at call time)."""
+    src = node.inputs[0]
+    if not all(isinstance(src.shape[a], int) and src.shape[a] > 0 for a in node.attr["axes"]):
+        return None
     x = reduced_broadcast_input(node)
     return None if x is None else (x, "max_broadcast")
 

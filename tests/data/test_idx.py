@@ -60,3 +60,32 @@ def test_fashion_mnist_missing_gives_install_hint(tmp_path, monkeypatch):
     monkeypatch.delenv("SYMGRAPH_FASHION_MNIST", raising=False)
     with pytest.raises(SymgraphError, match="apt-get install dataset-fashion-mnist"):
         fashion_mnist.load_data()
+
+
+def test_damaged_gzip_and_forged_headers_raise_naming_the_file(tmp_path):
+    parts = _write_dataset(tmp_path)
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    good = path.read_bytes()
+    for damaged in (good[: len(good) // 2], b"not gzip at all", good[:-6] + b"\0" * 6):
+        path.write_bytes(damaged)  # truncated, not gzip, bad CRC: were raw EOFError/BadGzipFile
+        with pytest.raises(SymgraphError, match="t10k-images-idx3-ubyte.gz"):
+            idx.load_idx_dataset(str(tmp_path))
+    forged = struct.pack(">BBBB", 0, 0, 0x08, 4) + struct.pack(">I", 2**31) * 4
+    with pytest.raises(SymgraphError, match="header says shape"):  # int64 product wrapped to 0
+        idx.parse_idx(forged)
+    assert len(parts) == 4
+
+
+def test_swapped_or_wrong_kind_files_are_refused(tmp_path):
+    _write_dataset(tmp_path)
+    images, labels = tmp_path / "t10k-images-idx3-ubyte.gz", tmp_path / "t10k-labels-idx1-ubyte.gz"
+    a, b = images.read_bytes(), labels.read_bytes()
+    images.write_bytes(b)
+    labels.write_bytes(a)  # loaded silently: x_test 1-D, y_test images
+    with pytest.raises(SymgraphError, match="should hold images .*2051"):
+        idx.load_idx_dataset(str(tmp_path))
+    images.write_bytes(a)
+    with gzip.open(labels, "wb") as f:
+        f.write(_idx_bytes(np.zeros(3, np.float32), 0x0D))
+    with pytest.raises(SymgraphError, match="should hold labels .*float32"):
+        idx.load_idx_dataset(str(tmp_path))

@@ -1,6 +1,7 @@
 """O3 reassociation: the rewrites fire only at O3 and round within a few ulps."""
 
 import numpy as np
+import pytest
 from rewrite_checks import check_same
 from rewrite_checks import placeholder_x as _x
 
@@ -24,6 +25,22 @@ def test_max_over_broadcast_is_exact_and_sum_is_o3():
     assert out.op == "mul" and stats["rules"] == {"sum_broadcast": 1}
     bs = np.array([0.1, -3.0, 1e10, 7.0])
     np.testing.assert_allclose(sg.function([b], s, optimize=3)(bs), 3 * bs[None, :], rtol=1e-15)
+
+
+def test_reductions_over_zero_copies_keep_their_meaning():
+    # max over no copies is an error (no identity) and sum over none is 0; the rewrites gave
+    # x and x * 0 (NaN for an inf x)
+    x = sg.placeholder((1, 3), name="x")
+    xs = np.array([[1.0, np.inf, 3.0]], np.float32)
+    empty = sg.broadcast_to(x, (0, 3))
+    for level in (0, 2, 3):
+        np.testing.assert_array_equal(
+            sg.function([x], sg.sum(empty, axis=0), optimize=level)(xs), np.zeros(3))
+        with pytest.raises(sg.SymgraphError, match="empty"):
+            sg.function([x], sg.max(empty, axis=0), optimize=level)(xs)
+    v = sg.placeholder((3,), name="v")
+    copies = sg.max(sg.broadcast_to(v, ("batch", 3)), axis=0)  # the batch may be bound to 0
+    assert simplify([copies])[0][0].op == "max"
 
 
 def test_sum_over_symbolic_broadcast_uses_dim_size():
