@@ -76,7 +76,8 @@ def as_node(x, like: Node | None = None) -> Node:
         dtype = like.dtype
         if dtype == "bool":
             dtype = "bool" if isinstance(x, (bool, np.bool_)) else "float32"
-        elif dtype not in FLOAT_DTYPES and isinstance(x, float) and not float(x).is_integer():
+        elif dtype not in FLOAT_DTYPES and isinstance(x, (float, np.floating)) \
+                and not float(x).is_integer():  # np.float32(0.5) too, not only a float
             dtype = "float32"
         if dtype in INT_DTYPES and not np.iinfo(dtype).min <= x <= np.iinfo(dtype).max:
             raise SymgraphError(f"the scalar {x!r} is out of range for {dtype} (as in NumPy 2); "
@@ -254,7 +255,9 @@ def max(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
 
 def min(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
     x = as_node(x)
-    if x.dtype in INT_DTYPES:
+    if x.dtype == "bool":
+        x = cast(x, "int64")  # as max and sum count a mask
+    if x.dtype in INT_DTYPES or x.dtype == "uint32":
         # -x wraps at the most negative integer (-INT_MIN == INT_MIN), so max(-x) would pick
         # the wrong element; ~x = -x - 1 is exact under wrap-around and reverses the order
         def invert(v):

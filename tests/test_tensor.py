@@ -195,3 +195,20 @@ def test_integer_min_holds_the_most_negative_value(dtype, backend):
     got = sg.function([x], [sg.min(x), sg.min(x, axis=1), sg.min(x, axis=0)], backend=backend)(a)
     for g, want in zip(got, [a.min(), a.min(axis=1), a.min(axis=0)]):
         np.testing.assert_array_equal(g, want)
+
+
+def test_min_of_unsigned_and_bool_and_numpy_float_scalars_with_ints():
+    u = sg.placeholder((3,), "uint32", name="u")
+    m = sg.placeholder((3,), "bool", name="m")
+    i = sg.placeholder((3,), "int32", name="i")
+    f = sg.function([u, m, i], [sg.min(u), sg.min(m), i * np.float32(0.5)], backend="numpy")
+    lo, mask, scaled = f(np.array([0, 5, 3], np.uint32), np.array([True, False, True]),
+                         np.array([1, 2, 3], np.int32))
+    assert lo == 0 and mask == 0  # uint32 min skipped zeros (-x wraps); a mask was refused
+    np.testing.assert_allclose(scaled, [0.5, 1.0, 1.5])  # truncated to int32 [0 0 0]
+
+
+def test_shapes_given_as_numpy_int_arrays_or_ranges():
+    p = sg.placeholder(np.array([2, 3]), name="p")  # worked before the shape checks; NumPy does
+    assert p.shape == (2, 3)
+    assert sg.reshape(p, range(6, 7)).shape == (6,)

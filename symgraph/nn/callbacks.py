@@ -210,7 +210,9 @@ class BackupAndRestore(Callback):
     After each epoch the training state (weights, optimizer, the dropout step, the next epoch
     and the shuffling generator) goes to `backup_dir/training_state.npz`, atomically. A `fit`
     that finds that file restores it and starts at the saved epoch; with the same data,
-    seeds and model this gives the weights an uninterrupted run would have. The file is
+    seeds and model this gives the weights an uninterrupted run would have, unless another
+    callback keeps counters of its own (EarlyStopping's and ReduceLROnPlateau's wait and best
+    start afresh, as in Keras; the learning rate it set is restored). The file is
     deleted when `fit` ends normally (`delete_checkpoint=True`, Keras's default), with the folder
     when it is then empty.
     """

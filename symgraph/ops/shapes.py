@@ -59,6 +59,10 @@ def normalize_shape(shape, what: str = "shape", allow_inferred: bool = False) ->
     of ints and str symbols; negative dims are refused (-1 only where `allow_inferred`)."""
     if is_int(shape) or isinstance(shape, str):
         shape = (shape,)
+    if isinstance(shape, np.ndarray) and shape.ndim == 1 and shape.dtype.kind in "iu":
+        shape = shape.tolist()  # np.array([28, 28]), as NumPy's own shape arguments take it
+    elif isinstance(shape, range):
+        shape = tuple(shape)
     if not isinstance(shape, (tuple, list)):
         raise SymgraphTypeError(f"{what} must be a tuple of ints and str dim names, got "
                                 f"{type(shape).__name__} {shape!r}")

@@ -30,9 +30,13 @@ def sum_broadcast(node):
         return None
     if is_static(dims):
         count = B.const(int(np.prod(dims, dtype=np.int64)), node.dtype)
-    else:
-        count = apply("dim_size", (), dims=dims, dtype=node.dtype, trace=node.trace)
-    return build("mul", (x, count), node), "sum_broadcast"
+        return build("mul", (x, count), node), "sum_broadcast"
+    # a symbolic dim may be bound to 0 at call time: no copies sum to 0, while x * 0 is NaN
+    # for an inf or NaN x, so the product is taken only where there is a copy
+    count = apply("dim_size", (), dims=dims, dtype=node.dtype, trace=node.trace)
+    zero = B.const(0, node.dtype)
+    some = build("gt", (count, zero), node)
+    return build("where", (some, build("mul", (x, count), node), zero), node), "sum_broadcast"
 
 
 def _pair(x: Node | None, name: str):

@@ -331,3 +331,17 @@ def test_a_counter_update_is_kept_on_empty_batches():
     for _ in range(3):  # its writer was the batch kernel, which is not launched on 0 rows
         fn(np.zeros((0, 3), np.float32))
     assert float(cnt.value) == 4.0
+
+
+def test_two_variables_updated_with_one_node_keep_their_own_arrays():
+    # they shared one device array: later steps on one changed the other
+    x = sg.placeholder((3,), name="x")
+    p1 = sg.variable(np.zeros(3, np.float32), name="p1")
+    p2 = sg.variable(np.zeros(3, np.float32), name="p2")
+    both_ = sg.function([x], [], updates={p1: x * 2.0, p2: x * 2.0}, backend="cuda")
+    only1 = sg.function([x], [], updates={p1: p1 + x}, backend="cuda")
+    both_(np.ones(3, np.float32))
+    for _ in range(3):
+        only1(np.ones(3, np.float32))
+    np.testing.assert_array_equal(p1.value, 5.0)
+    np.testing.assert_array_equal(p2.value, 2.0)

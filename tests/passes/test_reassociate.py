@@ -41,6 +41,11 @@ def test_reductions_over_zero_copies_keep_their_meaning():
     v = sg.placeholder((3,), name="v")
     copies = sg.max(sg.broadcast_to(v, ("batch", 3)), axis=0)  # the batch may be bound to 0
     assert simplify([copies])[0][0].op == "max"
+    total = sg.sum(sg.broadcast_to(v, ("n", 3)), axis=0)  # n bound to 0: x * 0 was NaN for inf
+    n0 = sg.placeholder(("n", 3), name="n0")
+    f = sg.function([v, n0], total + sg.sum(n0, axis=0), optimize=3)
+    np.testing.assert_array_equal(f(np.array([np.inf, 1, 2], np.float32),
+                                    np.zeros((0, 3), np.float32)), np.zeros(3))
 
 
 def test_sum_over_symbolic_broadcast_uses_dim_size():

@@ -358,12 +358,20 @@ class CudaProgram:
 
     def _download(self, arena, state, dims, stream) -> list:
         prog = self.program
-        out = []
+        out, handed = [], set()
         for node in self.results:
             buf = prog.buffer(node)
             if buf.kind == "output":  # stays on the device until the runtime or user reads it
-                value = DeviceValue(arena.nd[buf.id], stream, resolve_shape(node.shape, dims))
-                self._handed.append((arena, buf.id, weakref.ref(value)))
+                device = arena.nd[buf.id]
+                if buf.id in handed:  # the same node again (two variables updated with it):
+                    # a device copy of its own, as variables never share an array
+                    device = _take_free(self.cuda, tuple(device.shape), device.dtype.name)
+                    device.copy_to_device(arena.nd[buf.id], stream=stream)
+                    value = DeviceValue(device, stream, resolve_shape(node.shape, dims))
+                else:
+                    handed.add(buf.id)
+                    value = DeviceValue(device, stream, resolve_shape(node.shape, dims))
+                    self._handed.append((arena, buf.id, weakref.ref(value)))
                 out.append(value)
                 continue
             host = np.empty(resolve_shape(node.shape, dims), node.dtype)
