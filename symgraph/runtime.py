@@ -264,7 +264,8 @@ class Function:
     def _bind(self, args, named) -> tuple:
         """Positional arguments followed by keyword ones, matched to placeholders by name."""
         names = [p.name for p in self.inputs]
-        listed = ", ".join(p.label() for p in self.inputs)
+        listed = ", ".join(p.name if p.name else f"{p.label()} (unnamed: by position only)"
+                           for p in self.inputs)
         bound = list(args) + [_MISSING] * (len(names) - len(args))
         for key, value in named.items():
             if names.count(key) != 1:

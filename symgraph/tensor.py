@@ -79,7 +79,7 @@ def as_node(x, like: Node | None = None) -> Node:
         elif dtype not in FLOAT_DTYPES and isinstance(x, (float, np.floating)) \
                 and not float(x).is_integer():  # np.float32(0.5) too, not only a float
             dtype = "float32"
-        if dtype in INT_DTYPES and not np.iinfo(dtype).min <= x <= np.iinfo(dtype).max:
+        if np.dtype(dtype).kind in "iu" and not np.iinfo(dtype).min <= x <= np.iinfo(dtype).max:
             raise SymgraphError(f"the scalar {x!r} is out of range for {dtype} (as in NumPy 2); "
                                 "cast the tensor to a wider dtype first")
         return B.const(x, dtype)

@@ -198,3 +198,10 @@ def test_inputs_bind_by_placeholder_name_as_keywords():
         f(one, a=two)
     with pytest.raises(sg.SymgraphError, match="missing b"):
         f(a=one)
+    unnamed = sg.placeholder((2,))
+    g = sg.function([unnamed, b], unnamed * b)
+    with pytest.raises(sg.SymgraphError, match=r"\(unnamed: by position only\), b\)"):
+        g(c=one)
+    u = sg.placeholder((2,), "uint32", name="u")
+    with pytest.raises(sg.SymgraphError, match="-1 is out of range for uint32"):
+        u + (-1)  # was a raw OverflowError
