@@ -89,6 +89,20 @@ class KernelBuilder:
         self.special: dict[int, str] = {}  # node id -> code (a matmul accumulator, a reduction)
         self.flat_alias: dict = {}  # (idx, shape) -> name of the flat index already at hand
 
+    @classmethod
+    def for_kernel(cls, kernel, program, name: str, members, bounds=None) -> KernelBuilder:
+        """The builder of one launch of a lowered kernel."""
+        return cls(name, program.buffer_of, members, kernel.invariants, bounds)
+
+    def write_invariants(self, kernel, first_thread: str) -> None:
+        """Invariant results (a step counter's update) are written once, by the first thread."""
+        for node in kernel.writes:
+            if node.id in self.invariants:
+                v = self.value(node, ("0",) * node.ndim, pre=True)
+                buf = self.buf(self.buffers[node.id], node.dtype)
+                self.emit(f"if {first_thread}:", pre=True)
+                self.emit(f"    {buf}[0] = {v}", pre=True)
+
     # --- arguments and statements -----------------------------------------------------------
 
     def buf(self, buffer_id: int, dtype: str) -> str:
