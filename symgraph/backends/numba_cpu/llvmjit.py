@@ -25,7 +25,7 @@ import llvmlite.binding as llvm
 from symgraph.backends.numba_cpu import blas, llvm_passes, native, native_gemm
 from symgraph.backends.numba_cpu.cache import cache_dir
 
-VERSION = "10"  # bump when native.py changes the code it emits for the same source
+VERSION = "11"  # bump when native.py changes the code it emits for the same source
 MAGIC = b"symgraph-native-object 1\n"
 PAIR = b"symgraph-object-pair\n"  # a payload of two objects (compile_object)
 # Programs of at least this many IR instructions are compiled in two processes at once

@@ -63,6 +63,15 @@ from symgraph.backends.numba_cpu.native_parallel import (  # noqa: F401
 )
 
 
+def _accumulates(target, value) -> bool:
+    """`acc = acc + x` or `acc[i] = acc[i] + x`: a reduction's accumulating add."""
+    return (isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add)
+            and ast.dump(value.left) == ast.dump(ast.Name(target.id, ast.Load())
+                                                 if isinstance(target, ast.Name) else
+                                                 ast.Subscript(target.value, target.slice,
+                                                               ast.Load())))
+
+
 def _decorator_fastmath(fdef: ast.FunctionDef, namespace: dict) -> tuple:
     for d in fdef.decorator_list:
         if isinstance(d, ast.Call):
@@ -178,6 +187,17 @@ class Translator(ScalarIR, ParallelLoops, Calls):
         """Code after a return or raise: emitted into a block nothing reaches."""
         self.builder.position_at_end(self.new_block("dead"))
 
+    def accumulation(self, value: ast.BinOp) -> tuple:
+        """`acc + x` of a reduction's `acc = acc + x`: that add alone may be reordered
+        (`reassoc`), so the loop vectorizes while every other operation keeps IEEE semantics."""
+        left, right = self.expr(value.left), self.expr(value.right)
+        saved = self.fastmath
+        self.fastmath = tuple(sorted(set(saved) | {"reassoc"}))
+        try:
+            return self.binop(value.op, left, right)
+        finally:
+            self.fastmath = saved
+
     # --- statements ---
     def statements(self, stmts) -> None:
         for s in stmts:
@@ -190,11 +210,13 @@ class Translator(ScalarIR, ParallelLoops, Calls):
             if isinstance(target, ast.Name):
                 if self.allocation(target.id, s.value):
                     return
-                v, t = self.expr(s.value)
+                v, t = self.accumulation(s.value) if _accumulates(target, s.value) \
+                    else self.expr(s.value)
                 self.bind(target.id, t, v)
                 return
             if isinstance(target, ast.Subscript):
-                self.store(target, self.expr(s.value))
+                self.store(target, self.accumulation(s.value) if _accumulates(target, s.value)
+                           else self.expr(s.value))
                 return
         elif isinstance(s, ast.AugAssign):
             value = ast.BinOp(left=s.target, op=s.op, right=s.value)  # ctx is not read
