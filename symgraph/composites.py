@@ -10,7 +10,7 @@ import numbers
 import numpy as np
 
 from symgraph.errors import SymgraphError, SymgraphTypeError
-from symgraph.graph import Node, Variable
+from symgraph.graph import FLOAT_DTYPES, Node, Variable
 from symgraph.ops import apply
 from symgraph.ops.shapes import normalize_axes, normalize_axis, normalize_shape
 from symgraph.ops.table import checking_args
@@ -238,7 +238,7 @@ def dropout(x, rate: float, seed: int | None = None, step: Node | None = None,
             raise kind("Invalid value received for argument `rate`. Expected a float value "
                        f"between 0 and 1. Received: rate={rate!r}")
     x = as_node(x)
-    if x.dtype not in ("float32", "float64"):
+    if x.dtype not in FLOAT_DTYPES:
         raise SymgraphError(f"dropout needs a float tensor, got {x.describe()}")
     if not training or rate == 0:
         return x

@@ -314,15 +314,19 @@ class Function:
             for lock in reversed(self._locks):
                 lock.release()
 
+    def _held(self, arrays) -> set:
+        """ids of arrays held elsewhere: every variable's (read or only updated), the inputs'."""
+        held = {id(v._host) for v in self._state_vars}
+        held.update(map(id, arrays))
+        return held
+
     def _call(self, arrays, dims):
         """Run the backend, swap the updates in, hand out the outputs."""
         results = self._run(arrays, dims)
         outs = [o if type(o) is np.ndarray else o.to_host() if hasattr(o, "to_host") else o
                 for o in results[:self._n_out]]
         news = results[self._n_out:]
-        # arrays held elsewhere: every variable's (read or only updated) and the caller's inputs
-        held = {id(v._host) for v in self._state_vars}
-        held.update(map(id, arrays))
+        held = self._held(arrays)
         staged = []
         for var, dtype, value in zip(self.update_vars, self._update_dtypes, news):
             if type(value) is not np.ndarray and hasattr(value, "to_host"):
@@ -341,8 +345,7 @@ class Function:
             else:
                 var._assign_pending(value)
         if staged:  # the replaced arrays are nobody's now: they may be handed out
-            held = {id(v._host) for v in self._state_vars}
-            held.update(map(id, arrays))
+            held = self._held(arrays)
         # outputs are the caller's to mutate: never hand out state, a view into it, an input
         # array, or one array twice (the same node under two names)
         seen: set[int] = set()

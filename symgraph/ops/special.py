@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from symgraph.errors import SymgraphError
-from symgraph.graph import INT_DTYPES, TensorType, canonical_dtype, resolve_shape
+from symgraph.graph import FLOAT_DTYPES, INT_DTYPES, TensorType, canonical_dtype, resolve_shape
 from symgraph.ops import build as B
 from symgraph.ops.table import INDEX, LEAF, RANDOM, OpDef, register
 
@@ -114,7 +114,7 @@ def uniform_bits(seed: int, step, size: int) -> np.ndarray:
 def _infer_random(step: TensorType, shape: tuple, seed: int, dtype: str) -> TensorType:
     if step.dtype not in INT_DTYPES or step.ndim != 0:
         raise SymgraphError(f"the random step counter must be an integer scalar, got {step}")
-    if canonical_dtype(dtype) not in ("float32", "float64"):  # [0, 1) draws: an int is 0
+    if canonical_dtype(dtype) not in FLOAT_DTYPES:  # [0, 1) draws: an int is 0
         raise SymgraphError(f"uniform draws are float32 or float64, not {dtype}")
     if any(isinstance(d, int) and d < 0 for d in shape):
         raise SymgraphError(f"negative dim in shape {tuple(shape)}")

@@ -91,6 +91,17 @@ class DeviceValue:
         return self.device.copy_to_host().reshape(self.shape)
 
 
+def _rows(node, dims) -> int:
+    """The size of the axis a take's (or scatter_add's) labels index, bound to `dims`."""
+    rows = node.inputs[0].shape[0] if node.op == "take" else node.shape[0]
+    return resolve_shape((rows,), dims)[0]
+
+
+def _out_of_bounds(node, bad, n: int):
+    raise SymgraphError(f"evaluating {node.describe()} failed: index {bad} is out of bounds "
+                        f"for axis 0 with size {n}")
+
+
 def _take_free(cuda, shape, dtype):
     pool = _FREE.get((shape, dtype))
     return pool.pop() if pool else cuda.device_array(shape, dtype)
@@ -143,8 +154,7 @@ class CudaProgram:
         for k in self.program.kernels:
             for n in k.nodes:
                 if n.op in ("take", "scatter_add") and n.inputs[1].id in position:
-                    rows = n.inputs[0].shape[0] if n.op == "take" else n.shape[0]
-                    self._indexed.append((n, position[n.inputs[1].id], rows))
+                    self._indexed.append((n, position[n.inputs[1].id]))
         self.module = render_program(self.program, SIM if simulate else GPU)
         self._checked = self.module.checked  # labels computed on the device: a flag pair each
         checked_ids = {n.id for n in self._checked}
@@ -275,12 +285,10 @@ class CudaProgram:
                 shape = resolve_shape(node.inputs[0].shape, dims)
                 raise SymgraphError(f"evaluating {node.describe()} failed: a {node.op} over an "
                                     f"empty axis (input shape {shape}) has no value")
-        for node, pos, rows in self._indexed:
-            labels, n = np.asarray(arrays[pos]), resolve_shape((rows,), dims)[0]
+        for node, pos in self._indexed:
+            labels, n = np.asarray(arrays[pos]), _rows(node, dims)
             if labels.size and (labels.min() < -n or labels.max() >= n):
-                bad = labels[(labels < -n) | (labels >= n)].reshape(-1)[0]
-                raise SymgraphError(f"evaluating {node.describe()} failed: index {bad} is out "
-                                    f"of bounds for axis 0 with size {n}")
+                _out_of_bounds(node, labels[(labels < -n) | (labels >= n)].reshape(-1)[0], n)
         s0 = self.streams[0]
         if self._bounds_dirty:  # relaunch ran kernels on stale data: forget its flags
             self._bounds.copy_to_device(np.zeros(2 * len(self._checked), np.int64), stream=s0)
@@ -367,10 +375,9 @@ class CudaProgram:
                     # a device copy of its own, as variables never share an array
                     device = _take_free(self.cuda, tuple(device.shape), device.dtype.name)
                     device.copy_to_device(arena.nd[buf.id], stream=stream)
-                    value = DeviceValue(device, stream, resolve_shape(node.shape, dims))
-                else:
+                value = DeviceValue(device, stream, resolve_shape(node.shape, dims))
+                if buf.id not in handed:
                     handed.add(buf.id)
-                    value = DeviceValue(device, stream, resolve_shape(node.shape, dims))
                     self._handed.append((arena, buf.id, weakref.ref(value)))
                 out.append(value)
                 continue
@@ -392,10 +399,7 @@ class CudaProgram:
         node, bad = self._checked[slot], int(flags[2 * slot + 1])
         self._bounds.copy_to_device(np.zeros_like(flags), stream=stream)
         stream.synchronize()
-        rows = node.inputs[0].shape[0] if node.op == "take" else node.shape[0]
-        n = resolve_shape((rows,), dims)[0]
-        raise SymgraphError(f"evaluating {node.describe()} failed: index {bad} is out of bounds "
-                            f"for axis 0 with size {n}")
+        _out_of_bounds(node, bad, _rows(node, dims))
 
     def _check(self, kernel, arena, stream, dims) -> None:
         stream.synchronize()
