@@ -1,4 +1,5 @@
-"""The Keras-style model layer: Sequential, layers, losses, optimizers, callbacks.
+"""The Keras-style model layer: Sequential, the functional Model, layers, losses, optimizers,
+callbacks.
 
     from symgraph.nn import Sequential, Dense
     model = Sequential()
@@ -19,6 +20,7 @@ from symgraph.nn import (
            regularizers,
 )
 from symgraph.nn.backend import choose_backend
+from symgraph.nn.functional import Model
 from symgraph.nn.initializers import set_random_seed
 from symgraph.nn.layers import (
            ELU,
@@ -35,9 +37,12 @@ from symgraph.nn.layers import (
            PReLU,
            ReLU,
 )
+from symgraph.nn.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from symgraph.nn.models import Sequential
+from symgraph.nn.symbolic import SymbolicTensor
 
-__all__ = ["ELU", "Activation", "BatchNormalization", "Dense", "Dropout", "Flatten", "Input",
-           "InputLayer", "Layer", "LeakyReLU", "Maxout", "PReLU", "ReLU", "Sequential",
-           "activations", "callbacks", "choose_backend", "constraints", "initializers", "losses",
-           "metrics", "optimizers", "regularizers", "set_random_seed"]
+__all__ = ["ELU", "Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense",
+           "Dropout", "Flatten", "Input", "InputLayer", "Layer", "LeakyReLU", "Maximum", "Maxout",
+           "Minimum", "Model", "Multiply", "PReLU", "ReLU", "Sequential", "Subtract",
+           "SymbolicTensor", "activations", "callbacks", "choose_backend", "constraints",
+           "initializers", "losses", "metrics", "optimizers", "regularizers", "set_random_seed"]

@@ -17,6 +17,7 @@ import numpy as np
 import symgraph as sg
 from symgraph.errors import SymgraphError
 from symgraph.nn import activations, constraints, initializers, regularizers
+from symgraph.nn.symbolic import SymbolicTensor, call_layer
 
 _name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
 
@@ -47,6 +48,11 @@ class CallContext:
 class Layer:
     """Base layer: naming, weights, trainable flag, input shape declaration."""
 
+    takes_list = False  # merge layers are called on a list of inputs
+    # a functional Model may call it more than once (Dropout masks and batch-norm statistics
+    # would be shared between the calls, so those layers say False)
+    shareable = True
+
     def __init__(self, name: str | None = None, trainable: bool = True, input_shape=None,
                  input_dim: int | None = None, dtype: str = "float32", **kwargs):
         if kwargs:
@@ -64,6 +70,7 @@ class Layer:
         self.built = False
         self._weights: list[tuple[str, sg.Variable]] = []
         self.output_shape = None
+        self.calls = 0  # calls on symbolic tensors so far (numbers them, Keras's node index)
 
     # --- weights ----------------------------------------------------------------------------
 
@@ -127,6 +134,11 @@ class Layer:
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return tuple(input_shape)
 
+    def __call__(self, inputs) -> SymbolicTensor:
+        """Call on symbolic tensors (the functional API): builds the layer from their shapes on
+        first use and returns the output's symbolic tensor."""
+        return call_layer(self, inputs)
+
     def call(self, x, ctx: CallContext):
         raise NotImplementedError
 
@@ -143,18 +155,37 @@ class Layer:
 
 
 class InputLayer(Layer):
-    """Declares the model's input shape (what `keras.Input(shape=...)` does in a Sequential)."""
+    """Declares the model's input shape: the first entry of a Sequential, or the layer behind
+    the symbolic tensor `Input()` returns (its `output`)."""
 
     def __init__(self, shape=None, name: str | None = None, input_shape=None, **kwargs):
         super().__init__(name=name or unique_name("input_layer"),
                          input_shape=shape if shape is not None else input_shape, **kwargs)
+        self.output = None
+
+    def __call__(self, inputs):
+        raise SymgraphError(f"InputLayer {self.name!r} is not called on tensors: Input(shape) "
+                            "returns its symbolic tensor, on which the next layer is called")
 
     def call(self, x, ctx):
         return x
 
 
-def Input(shape, name: str | None = None) -> InputLayer:  # noqa: N802  (Keras's name)
-    return InputLayer(shape=tuple(shape), name=name)
+def Input(shape, name: str | None = None, dtype: str = "float32") -> SymbolicTensor:  # noqa: N802
+    """Keras's `Input`: the symbolic tensor a functional model starts from (shape excludes the
+    batch dim). `Sequential([Input(shape), ...])` takes it as the model's input shape."""
+    valid = isinstance(shape, (tuple, list)) and all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape)
+    if not valid:
+        raise SymgraphError("Input: shape must be a tuple of positive integers without the batch "
+                            f"dim, e.g. shape=(784,); got {shape!r}")
+    if dtype != "float32":
+        raise SymgraphError(f"Input: only dtype='float32' inputs are supported, got {dtype!r}")
+    layer = InputLayer(shape=tuple(int(d) for d in shape), name=name)
+    layer.build(layer.input_shape)
+    layer.output = SymbolicTensor(layer.output_shape, dtype, layer, 0)
+    layer.calls = 1
+    return layer.output
 
 
 def _apply_activation(x, activation, ctx: CallContext, layer_name: str):
@@ -241,6 +272,8 @@ class Activation(Layer):
 class Dropout(Layer):
     """Inverted dropout: active only in training; kept values scaled by 1/(1-rate)."""
 
+    shareable = False  # its mask is a function of (seed, step): two calls would share it
+
     def __init__(self, rate: float, noise_shape=None, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
@@ -264,6 +297,8 @@ class Dropout(Layer):
 class BatchNormalization(Layer):
     """Keras BN: batch moments (biased variance) in training, moving statistics otherwise;
     moving = moving*momentum + batch*(1-momentum). A frozen layer runs in inference mode."""
+
+    shareable = False  # two calls would update the moving statistics twice in one step
 
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3,
                  center: bool = True, scale: bool = True, beta_initializer="zeros",

@@ -1,4 +1,5 @@
-"""Sequential: a stack of layers with Keras's model API (training lives in training.py)."""
+"""Sequential, and the model API it shares with the functional Model (functional.py):
+weights, weights files, training state, summary. Training lives in training.py."""
 
 from __future__ import annotations
 
@@ -7,17 +8,19 @@ import numpy as np
 import symgraph as sg
 from symgraph.errors import SymgraphError
 from symgraph.nn.layers import CallContext, InputLayer, Layer, unique_name
+from symgraph.nn.symbolic import SymbolicTensor
 from symgraph.nn.training import Trainer
 from symgraph.nn.training_state import is_state_key, load_training_state, save_training_state
 from symgraph.nn.weights_io import load_arrays, save_arrays
 
 
-class Sequential(Trainer):
-    """`Sequential([Dense(...), ...])` or `model.add(layer)`; the first layer (or an Input)
-    declares the input shape, else the first fit/predict builds the model from the data."""
+class BaseModel(Trainer):
+    """What every model shares: `layers` (each once, in weight order), the step counter that
+    drives dropout masks, weights, weights files, training state and summary. A subclass
+    defines `run_layers`, which says how the layers connect."""
 
-    def __init__(self, layers=None, name: str | None = None):
-        self.name = name or unique_name("sequential")
+    def __init__(self, name: str):
+        self.name = name
         self.layers: list[Layer] = []
         self.input_shape = None
         self.built = False
@@ -25,61 +28,26 @@ class Sequential(Trainer):
         self.stop_training = False
         # drives dropout masks: one new mask per training step, reproducible from the seeds
         self.step_counter = sg.variable(np.int64(0), name=f"{self.name}/step", trainable=False)
-        for layer in layers or []:
-            self.add(layer)
 
-    def add(self, layer: Layer) -> None:
-        if not isinstance(layer, Layer):
-            raise SymgraphError(f"Sequential.add needs a layer, got {type(layer).__name__}")
-        if isinstance(layer, InputLayer):
-            if self.layers:
-                raise SymgraphError("an Input can only be the first entry of a Sequential model")
-            self.input_shape = layer.input_shape
-            return
-        if any(existing.name == layer.name for existing in self.layers):
-            raise SymgraphError(f"a layer named {layer.name!r} is already in the model; "
-                                "layer names must be unique")
-        if not self.layers and self.input_shape is None and layer.input_shape is not None:
-            self.input_shape = layer.input_shape
-        self.layers.append(layer)
-        self.built = False
-        self._functions = {}
-        if self.input_shape is not None:
-            self.build(self.input_shape)
+    def run_layers(self, x, call):
+        """The output node for input node `x`, where `call(layer, input)` runs one layer."""
+        raise NotImplementedError
 
-    def pop(self) -> Layer:
-        layer = self.layers.pop()
-        self._functions = {}
-        self.built = False
-        if self.layers and self.input_shape is not None:
-            self.build(self.input_shape)
-        return layer
-
-    def build(self, input_shape) -> None:
-        """Create every layer's weights for inputs of `input_shape` (batch dim excluded)."""
-        if not self.layers:
-            raise SymgraphError(f"model {self.name!r} has no layers")
-        shape = input_shape = tuple(int(d) for d in input_shape)
-        for layer in self.layers:
-            if not layer.built:
-                layer.build(shape)
-            elif tuple(layer.input_shape) != shape:
-                raise SymgraphError(f"layer {layer.name!r} was built for inputs {layer.input_shape}"
-                                    f" but receives {shape}")
-            shape = layer.output_shape
-        self.input_shape = input_shape  # only now: a layer refusing the shape changes nothing
-        self.output_shape = shape
-        self.built = True
+    @property
+    def output_layer(self) -> Layer:
+        """The layer that computes the model's output (error messages name it)."""
+        return self.layers[-1]
 
     def __call__(self, x, training: bool = False):
         """The model's output node for an input node (a symbolic forward pass)."""
+        if isinstance(x, SymbolicTensor):
+            raise SymgraphError(f"model {self.name!r} was called on a symbolic tensor: using a "
+                                "model as a layer of a functional model is not supported (call "
+                                "its layers instead)")
         if not self.built:
             self.build(tuple(x.shape[1:]))
-        h = x
         ctx = CallContext(training=training, step=self.step_counter)
-        for layer in self.layers:
-            h = layer.call(h, ctx)
-        return h
+        return self.run_layers(x, lambda layer, h: layer.call(h, ctx))
 
     # --- weights --------------------------------------------------------------------------
 
@@ -175,8 +143,79 @@ class Sequential(Trainer):
         """Keras's table: Layer (type) | Output Shape | Param #, then parameter totals."""
         from symgraph.nn.summary import format_summary
 
-        text = format_summary(self)
+        text = format_summary(self, self._connections())
         (print_fn or print)(text)
+
+    def _connections(self) -> list | None:
+        """Per layer, what its calls take (summary's "Connected to"); None for a chain."""
+        return None
+
+
+class Sequential(BaseModel):
+    """`Sequential([Dense(...), ...])` or `model.add(layer)`; the first layer (or an Input)
+    declares the input shape, else the first fit/predict builds the model from the data."""
+
+    def __init__(self, layers=None, name: str | None = None):
+        super().__init__(name or unique_name("sequential"))
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer: Layer) -> None:
+        if isinstance(layer, SymbolicTensor) and isinstance(layer.layer, InputLayer):
+            layer = layer.layer  # Sequential([Input(shape), ...]), as in Keras
+        if not isinstance(layer, Layer):
+            raise SymgraphError(f"Sequential.add needs a layer, got {type(layer).__name__}"
+                                + (" (a symbolic tensor: build a functional Model(inputs, "
+                                   "outputs) from it)" if isinstance(layer, SymbolicTensor)
+                                   else ""))
+        if layer.takes_list:
+            raise SymgraphError(f"{type(layer).__name__} {layer.name!r} merges a list of inputs: "
+                                "it belongs in a functional Model, not a Sequential")
+        if isinstance(layer, InputLayer):
+            if self.layers:
+                raise SymgraphError("an Input can only be the first entry of a Sequential model")
+            self.input_shape = layer.input_shape
+            return
+        if any(existing.name == layer.name for existing in self.layers):
+            raise SymgraphError(f"a layer named {layer.name!r} is already in the model; "
+                                "layer names must be unique")
+        if not self.layers and self.input_shape is None and layer.input_shape is not None:
+            self.input_shape = layer.input_shape
+        self.layers.append(layer)
+        self.built = False
+        self._functions = {}
+        if self.input_shape is not None:
+            self.build(self.input_shape)
+
+    def pop(self) -> Layer:
+        layer = self.layers.pop()
+        self._functions = {}
+        self.built = False
+        if self.layers and self.input_shape is not None:
+            self.build(self.input_shape)
+        return layer
+
+    def build(self, input_shape) -> None:
+        """Create every layer's weights for inputs of `input_shape` (batch dim excluded)."""
+        if not self.layers:
+            raise SymgraphError(f"model {self.name!r} has no layers")
+        shape = input_shape = tuple(int(d) for d in input_shape)
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(shape)
+            elif tuple(layer.input_shape) != shape:
+                raise SymgraphError(f"layer {layer.name!r} was built for inputs {layer.input_shape}"
+                                    f" but receives {shape}")
+            shape = layer.output_shape
+        self.input_shape = input_shape  # only now: a layer refusing the shape changes nothing
+        self.output_shape = shape
+        self.built = True
+
+    def run_layers(self, x, call):
+        h = x
+        for layer in self.layers:
+            h = call(layer, h)
+        return h
 
     def __repr__(self) -> str:
         return f"<Sequential {self.name!r}: {len(self.layers)} layers>"

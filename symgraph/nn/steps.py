@@ -37,11 +37,11 @@ def part(what: str):
 
 def forward(model, x, ctx: CallContext):
     """The model's output; each layer's nodes are tagged with the layer's name."""
-    h = x
-    for layer in model.layers:
+    def call(layer, h):
         with part(f"layer {layer.name!r} (forward)"):
-            h = layer.call(h, ctx)
-    return h
+            return layer.call(h, ctx)
+
+    return model.run_layers(x, call)
 
 
 def _loss_terms(model, x, y, ctx):

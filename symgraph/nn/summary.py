@@ -18,23 +18,31 @@ def _count(variables) -> int:
     return int(sum(int(np.prod(v.shape)) for v in variables))
 
 
-def format_summary(model) -> str:
+def format_summary(model, connected: list | None = None) -> str:
+    """Keras's table; `connected` (one text per layer) adds its "Connected to" column, which
+    Keras shows for functional models whose layers do not form a chain."""
     rows = []
     for layer in model.layers:
         shape = layer.output_shape
         shown = "?" if shape is None else "(None, " + ", ".join(map(str, shape)) + ")"
         rows.append((f"{layer.name} ({type(layer).__name__})", shown,
                      f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"))
+    head = ("Layer (type)", "Output Shape", "Param #")
     widths = [max(31, *(len(r[0]) for r in rows)) if rows else 31,
               max(22, *(len(r[1]) for r in rows)) if rows else 22, 13]
-    head = ("Layer (type)", "Output Shape", "Param #")
+    aligns = "<<>"
+    if connected is not None:
+        rows = [r + (text,) for r, text in zip(rows, connected)]
+        head += ("Connected to",)
+        widths.append(max(20, *(len(text) for text in connected)))
+        aligns += "<"
 
     def line(left, mid, right, fill):
         return left + mid.join(fill * (w + 2) for w in widths) + right
 
     def row(cells, sep):
-        a, b, c = cells
-        return f"{sep} {a:<{widths[0]}} {sep} {b:<{widths[1]}} {sep} {c:>{widths[2]}} {sep}"
+        shown = [f"{c:{a}{w}}" for c, a, w in zip(cells, aligns, widths)]
+        return f"{sep} " + f" {sep} ".join(shown) + f" {sep}"
 
     out = [f'Model: "{model.name}"', line("┏", "┳", "┓", "━"), row(head, "┃"),
            line("┡", "╇", "┩", "━")]

@@ -94,7 +94,7 @@ class Trainer:
             if n and (y.min() < 0 or y.max() >= classes):
                 raise SymgraphError(
                     f"{self.loss.name}: labels must lie in [0, {classes}) to match layer "
-                    f"{self.layers[-1].name!r} output shape (None, {classes}); got labels "
+                    f"{self.output_layer.name!r} output shape (None, {classes}); got labels "
                     f"from {y.min()} to {y.max()} (placeholder 'y')")
             return y.astype(np.int32), TargetSpec((), "int32")
         if y.shape[1:] != out_shape:
@@ -102,7 +102,7 @@ class Trainer:
                 y = y.reshape((n,) + out_shape)  # (n,) labels for a (None, 1) output
             else:
                 raise SymgraphError(
-                    f"targets of shape {y.shape} do not match layer {self.layers[-1].name!r} "
+                    f"targets of shape {y.shape} do not match layer {self.output_layer.name!r} "
                     f"output shape (None, {', '.join(map(str, out_shape))}) (placeholder 'y')")
         return y.astype(np.float32, copy=False), TargetSpec(out_shape, "float32")
 

@@ -1,0 +1,118 @@
+"""Keras's merge layers, called on a list of symbolic tensors in a functional model:
+Add, Subtract, Multiply, Average, Maximum, Minimum (element by element, inputs of one shape)
+and Concatenate (along one axis; the other axes must agree).
+"""
+
+from __future__ import annotations
+
+import symgraph as sg
+from symgraph.errors import SymgraphError
+from symgraph.nn.layers import Layer
+from symgraph.nn.symbolic import shape_text
+
+
+class Merge(Layer):
+    """Combines a list of inputs of one shape element by element, left to right."""
+
+    takes_list = True
+
+    def build(self, input_shape):
+        first = input_shape[0]
+        for i, shape in enumerate(input_shape[1:], 1):
+            if shape != first:
+                raise SymgraphError(f"{type(self).__name__} {self.name!r} needs inputs of one "
+                                    f"shape; input 0 is {shape_text(first)} but input {i} is "
+                                    f"{shape_text(shape)}")
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def call(self, xs, ctx):
+        out = xs[0]
+        for x in xs[1:]:
+            out = self.combine(out, x)
+        return out
+
+    def combine(self, a, b):
+        raise NotImplementedError
+
+
+class Add(Merge):
+    def combine(self, a, b):
+        return a + b
+
+
+class Subtract(Merge):
+    """inputs[0] - inputs[1]: exactly two inputs."""
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise SymgraphError(f"Subtract {self.name!r} takes exactly 2 inputs, got "
+                                f"{len(input_shape)}")
+        super().build(input_shape)
+
+    def combine(self, a, b):
+        return a - b
+
+
+class Multiply(Merge):
+    def combine(self, a, b):
+        return a * b
+
+
+class Maximum(Merge):
+    def combine(self, a, b):
+        return sg.maximum(a, b)
+
+
+class Minimum(Merge):
+    def combine(self, a, b):
+        return sg.minimum(a, b)
+
+
+class Average(Merge):
+    def call(self, xs, ctx):
+        total = xs[0]
+        for x in xs[1:]:
+            total = total + x
+        return total * (1.0 / len(xs))
+
+
+class Concatenate(Layer):
+    """Joins the inputs along `axis` (counted with the batch axis, so -1 is the last feature
+    axis and 0, the batch, is refused); every other axis must agree."""
+
+    takes_list = True
+
+    def __init__(self, axis: int = -1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = int(axis)
+
+    def _feature_axis(self, rank: int) -> int:
+        """The axis in a shape without the batch dim (rank features)."""
+        axis = self.axis + rank + 1 if self.axis < 0 else self.axis
+        if not 1 <= axis <= rank:
+            raise SymgraphError(f"Concatenate {self.name!r}: axis={self.axis} is not a feature "
+                                f"axis of inputs of shape (None, ...) with {rank} feature axes")
+        return axis - 1
+
+    def build(self, input_shape):
+        first = input_shape[0]
+        axis = self._feature_axis(len(first))
+        for i, shape in enumerate(input_shape[1:], 1):
+            rest = [d for a, d in enumerate(shape) if a != axis]
+            if len(shape) != len(first) or rest != [d for a, d in enumerate(first) if a != axis]:
+                raise SymgraphError(f"Concatenate {self.name!r} (axis={self.axis}) needs inputs "
+                                    f"that agree on every other axis; input 0 is "
+                                    f"{shape_text(first)} but input {i} is {shape_text(shape)}")
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        axis = self._feature_axis(len(input_shape[0]))
+        shape = list(input_shape[0])
+        shape[axis] = sum(s[axis] for s in input_shape)
+        return tuple(shape)
+
+    def call(self, xs, ctx):
+        return sg.concatenate(xs, axis=self._feature_axis(len(self.output_shape)) + 1)

@@ -1,0 +1,85 @@
+"""Symbolic tensors for the functional API: what `Input()` returns and what calling a layer on
+symbolic tensors returns (Keras's KerasTensor).
+
+A symbolic tensor holds no value. It records its shape (batch dim None), its dtype, and which
+call of which layer made it from which other symbolic tensors; `functional.Model` walks these
+records back from the outputs to find the graph it runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from symgraph.errors import SymgraphError, user_frame
+
+_created = itertools.count()
+
+
+def shape_text(shape) -> str:
+    """(None, 3, 4) for a shape without its batch dim (3, 4)."""
+    return "(" + ", ".join(["None"] + [str(d) for d in shape]) + ")"
+
+
+class SymbolicTensor:
+    """The output of `Input()` or of one call of a layer on symbolic tensors."""
+
+    def __init__(self, shape: tuple, dtype: str, layer, call_index: int, inputs: tuple = ()):
+        self.shape = (None,) + tuple(shape)
+        self.dtype = dtype
+        self.layer = layer              # the layer whose call made it (an InputLayer: Input())
+        self.call_index = call_index    # which call of that layer (Keras's node index)
+        self.inputs = tuple(inputs)     # the symbolic tensors that call consumed
+        self.order = next(_created)     # creation order: a topological order of every graph
+        self.trace = user_frame()       # the user's line that made it, for error messages
+
+    @property
+    def name(self) -> str:
+        """Keras's summary notation: the layer, its call (node) index, the output index."""
+        return f"{self.layer.name}[{self.call_index}][0]"
+
+    def __repr__(self) -> str:
+        return (f"<SymbolicTensor {self.name} shape={shape_text(self.shape[1:])} "
+                f"dtype={self.dtype} ({type(self.layer).__name__}, made at {self.trace})>")
+
+
+def _shown(value) -> str:
+    """A value for an error message: an array by its shape, anything else by a short repr."""
+    if hasattr(value, "shape") and not isinstance(value, SymbolicTensor):
+        return f"{type(value).__name__} of shape {tuple(value.shape)}"
+    text = " ".join(repr(value).split())
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
+
+
+def call_layer(layer, inputs) -> SymbolicTensor:
+    """Record `layer` called on symbolic tensors, building it from their shapes on first use.
+    A call on shapes the layer was not built for raises, and a failing call records nothing."""
+    where = user_frame()
+    kind = f"{type(layer).__name__} {layer.name!r}"
+    if layer.takes_list:
+        if not isinstance(inputs, (list, tuple)) or not inputs:
+            raise SymgraphError(f"{kind} is called on a list of symbolic tensors, e.g. "
+                                f"{type(layer).__name__}()([a, b]); got {_shown(inputs)} "
+                                f"(at {where})")
+        handles = tuple(inputs)
+    else:
+        handles = (inputs,)
+    for h in handles:
+        if not isinstance(h, SymbolicTensor):
+            raise SymgraphError(f"{kind} was called on {_shown(h)}: call layers on what Input() "
+                                "returns or on another layer's output (functional API), or put "
+                                f"them in a Sequential (at {where})")
+    shapes = tuple(h.shape[1:] for h in handles)
+    shape = shapes if layer.takes_list else shapes[0]
+    if layer.input_shape is not None and tuple(layer.input_shape) != shape:
+        what = "was built for" if layer.built else "declares"
+        shown = (", ".join(map(shape_text, layer.input_shape)) if layer.takes_list
+                 else shape_text(layer.input_shape))
+        given = ", ".join(map(shape_text, shapes))
+        raise SymgraphError(f"{kind} {what} inputs {shown} but is called on {given} (at {where});"
+                            " a layer called again (a shared layer) needs inputs of the shape it "
+                            "was built for")
+    if not layer.built:
+        layer.build(shape)  # may raise: nothing is recorded yet
+    out = SymbolicTensor(layer.output_shape, layer.dtype, layer, layer.calls, handles)
+    layer.calls += 1
+    return out
