@@ -121,6 +121,27 @@ def test_residual_model_matches_a_numpy_forward_pass(backend):
     assert model.evaluate(x, y, verbose=0) == pytest.approx(loss, rel=1e-5)
 
 
+def test_a_graph_with_merges_trains_alike_on_numba_and_numpy():
+    x, y = _data()
+
+    def model():
+        inputs = Input((5,))
+        h = Dense(6, activation="relu")(inputs)
+        h = Multiply()([h, Dense(6, activation="sigmoid")(inputs)])
+        return Model(inputs, Dense(3, activation="softmax")(Concatenate()([h, inputs])))
+
+    models = [model(), model()]
+    models[1].set_weights(models[0].get_weights())
+    losses = []
+    for m, backend in zip(models, ["numpy", "numba"]):
+        m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", backend=backend)
+        losses.append(m.fit(x, y, epochs=2, batch_size=16, verbose=0, seed=1).history["loss"])
+    assert models[1].backend == "numba"  # no fallback to numpy
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    for a, b in zip(*(m.get_weights() for m in models)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 MERGES = [
     (Add, 3, lambda a, b, c: a + b + c),
     (Subtract, 2, lambda a, b: a - b),
