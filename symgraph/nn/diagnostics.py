@@ -44,11 +44,12 @@ class EpochDiagnostics:
         return logs
 
 
-def hunt_nan(model, target, xb, yb, before) -> str:
-    """Name the first node that produces NaN/inf on this batch (state is left as `before`)."""
+def hunt_nan(model, target, batch, before) -> str:
+    """Name the first node that produces NaN/inf on this batch (x, y and, for a weighted
+    target, the sample weights); state is left as `before`."""
     try:
         step = model._train_step(target, backend="numpy", check_nan=True)
-        step(xb, yb)
+        step(*batch)
     except SymgraphError as exc:
         found = re.search(r"node '\w+?_(\d+)'", str(exc))
         part = step.where(int(found.group(1))) if found else None

@@ -4,7 +4,8 @@
 updates, constraint projection, batch-norm statistic updates and the step counter that drives
 dropout masks, all in one `sg.function`. Evaluation and prediction are inference graphs. The
 batch dim is the symbol "batch", so every batch size (the short last batch included) reuses
-the same compiled function.
+the same compiled function. A weighted step (Keras's sample_weight / class_weight) takes a third
+input, one weight per sample; an unweighted step is built without it.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ PART = "part:"  # tag prefix: which part of the training step built a node
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """Shape (batch dim excluded) and dtype of the labels fed to the step functions."""
+    """What a step is fed besides x: the labels' shape (batch dim excluded) and dtype, and
+    whether a float32 weight per sample comes too."""
 
     shape: tuple
     dtype: str
+    weighted: bool = False
 
 
 def part(what: str):
@@ -44,37 +47,49 @@ def forward(model, x, ctx: CallContext):
     return model.run_layers(x, call)
 
 
-def _loss_terms(model, x, y, ctx):
+def _loss_terms(model, inputs, ctx):
+    """The output, the loss with penalties and the metric sums of the batch `inputs` (x, y and,
+    for a weighted step, the sample weights)."""
+    x, y = inputs[:2]
+    w = inputs[2] if len(inputs) > 2 else None
     out = forward(model, x, ctx)
     loss = model.loss
     with part(f"the loss ({loss.name} and penalties)"):
         kind_logits = ctx.logits.get(out.id)
         logits = kind_logits[1] if kind_logits and kind_logits[0] == loss.logits_kind else None
-        data_loss = sg.mean(loss.per_sample(y, out, logits=logits))
+        per_sample = loss.per_sample(y, out, logits=logits)
+        if w is not None:  # Keras's "sum_over_batch_size": sum(w * loss) / batch size
+            per_sample = per_sample * w
+        data_loss = sg.mean(per_sample)
         penalties = [p for layer in model.layers for p in layer.penalties()]
         total = data_loss
         for p in penalties:
             total = total + p
+    # Keras 3 weights only the `weighted_metrics`; the plain `metrics` ignore sample weights
     metric_sums = [_metric_sum(fn(y, out), x) for _, fn in model.metric_fns]
+    metric_sums += [_metric_sum(fn(y, out), x, w) for _, fn in model.weighted_metric_fns]
     return out, total, metric_sums
 
 
-def _metric_sum(values, x):
-    """The batch's sum of a metric's per-sample values, as Keras's Mean reduces them: values
-    with more axes are averaged over the trailing ones first, and a scalar (a function that
-    averaged the batch itself) counts for each of the batch's samples."""
+def _metric_sum(values, x, w=None):
+    """The batch's sum of a metric's per-sample values (times the sample weights `w`), as Keras's
+    Mean reduces them: values with more axes are averaged over the trailing ones first, and a
+    scalar (a function that averaged the batch itself) counts for each of the batch's samples."""
     values = sg.cast(values, "float32")
     if values.ndim == 0:
-        return values * sg.size_of(x, 0, "float32")
+        return values * (sg.size_of(x, 0, "float32") if w is None else sg.sum(w))
     while values.ndim > 1:
         values = sg.mean(values, -1)
-    return sg.sum(values)
+    return sg.sum(values if w is None else values * w)
 
 
-def placeholders(model, target: TargetSpec):
+def placeholders(model, target: TargetSpec) -> list:
+    """The step's inputs: x, y and, for a weighted target, the sample weights."""
     x = sg.placeholder(("batch",) + tuple(model.input_shape), "float32", name="x")
     y = sg.placeholder(("batch",) + tuple(target.shape), target.dtype, name="y")
-    return x, y
+    if not target.weighted:
+        return [x, y]
+    return [x, y, sg.placeholder(("batch",), "float32", name="sample_weight")]
 
 
 @dataclass
@@ -95,8 +110,8 @@ class TrainStep:
                 return parts[-1] if parts else None
         return None
 
-    def __call__(self, xb, yb):
-        return self.function(xb, yb)
+    def __call__(self, *batch):
+        return self.function(*batch)
 
 
 def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool = False,
@@ -104,9 +119,9 @@ def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool 
     """The training step. With `nan_guard` every update keeps the old value when the loss is
     not finite (fit's guard): such a step changes no state, so fit needs no copy of the state
     to undo it, and the backend may write the updates in place (symgraph/inplace.py)."""
-    x, y = placeholders(model, target)
+    inputs = placeholders(model, target)
     ctx = CallContext(training=True, step=model.step_counter)
-    out, total, metric_sums = _loss_terms(model, x, y, ctx)
+    out, total, metric_sums = _loss_terms(model, inputs, ctx)
     owners = {}
     trainable = []
     for layer in model.layers:
@@ -140,16 +155,16 @@ def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool 
             axes = tuple(range(act.ndim - 1))
             outputs.append(sg.max(sg.cast(act > 0, "float32"), axis=axes))
             relu_layers.append(name)
-    fn = sg.function([x, y], outputs, updates=updates, backend=backend, check_nan=check_nan,
+    fn = sg.function(inputs, outputs, updates=updates, backend=backend, check_nan=check_nan,
                      name="train_step")
     return TrainStep(fn, len(metric_sums), grad_layers, relu_layers)
 
 
 def build_eval_step(model, target: TargetSpec, backend: str) -> sg.Function:
     """[mean loss with penalties, *metric sums] of a batch, in inference mode."""
-    x, y = placeholders(model, target)
-    _, total, metric_sums = _loss_terms(model, x, y, CallContext(training=False))
-    return sg.function([x, y], [total] + metric_sums, backend=backend, name="eval_step")
+    inputs = placeholders(model, target)
+    _, total, metric_sums = _loss_terms(model, inputs, CallContext(training=False))
+    return sg.function(inputs, [total] + metric_sums, backend=backend, name="eval_step")
 
 
 def build_predict_step(model, backend: str) -> sg.Function:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from symgraph.arrays import first_nonfinite
 from symgraph.errors import SymgraphError
 from symgraph.nn import callbacks as cbks
-from symgraph.nn import losses, metrics, optimizers
+from symgraph.nn import losses, metrics, optimizers, sample_weights
 from symgraph.nn.backend import choose_backend
 from symgraph.nn.progbar import Progbar
 from symgraph.nn.steps import TargetSpec, build_eval_step, build_predict_step, build_train_step
@@ -34,19 +34,26 @@ class Trainer:
     _resume = None  # (epoch, generator state) a BackupAndRestore found, for fit
     loss = None
     metric_fns: list = []
+    weighted_metric_fns: list = []
 
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
-                backend: str | None = None, run_eagerly: bool = False, jit_compile="auto",
-                **kwargs):
-        """Set optimizer, loss and metrics; `backend` None/"auto" picks Numba when it works."""
+                weighted_metrics=None, backend: str | None = None, run_eagerly: bool = False,
+                jit_compile="auto", **kwargs):
+        """Set optimizer, loss and metrics (`weighted_metrics` are weighted by the sample or
+        class weights, as in Keras 3); `backend` None/"auto" picks Numba when it works."""
         if kwargs:
             raise SymgraphError(f"compile: unsupported arguments {', '.join(sorted(kwargs))}")
+        for name, given in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+            if given is not None and not isinstance(given, (list, tuple)):
+                raise SymgraphError(f"compile: `{name}` must be a list or tuple, e.g. "
+                                    f"{name}=[{given!r}]; got {type(given).__name__} {given!r}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
-        if metrics is not None and not isinstance(metrics, (list, tuple)):
-            raise SymgraphError("compile: `metrics` must be a list or tuple, e.g. "
-                                f"metrics=[{metrics!r}]; got {type(metrics).__name__} {metrics!r}")
         self.metric_fns = [metrics_get(m, self.loss.name) for m in (metrics or [])]
+        plain = {name for name, _ in self.metric_fns}
+        self.weighted_metric_fns = [  # Keras renames a clash with a plain metric weighted_<name>
+            (f"weighted_{name}" if name in plain else name, fn)
+            for name, fn in (metrics_get(m, self.loss.name) for m in (weighted_metrics or []))]
         self._auto_backend = backend in (None, "auto")
         self.backend = choose_backend(backend)
         self._functions = {}
@@ -149,27 +156,30 @@ class Trainer:
     def _predict_step(self):
         return self._compiled(("predict",), lambda b: build_predict_step(self, b))
 
-    def _metric_names(self) -> list:
-        return [name for name, _ in self.metric_fns]
+    def _running(self) -> _Running:
+        return _Running([name for name, _ in self.metric_fns + self.weighted_metric_fns],
+                        len(self.weighted_metric_fns))
 
     # --- training -------------------------------------------------------------------------
 
-    def train_on_batch(self, x, y, return_dict: bool = False):
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None,
+                       return_dict: bool = False):
         """One optimizer step on one batch; returns loss (and metrics) of that batch."""
-        return self._on_batch("train_on_batch", self._train_step, x, y, return_dict)
+        return self._on_batch("train_on_batch", self._train_step, x, y, sample_weight,
+                              class_weight, return_dict)
 
-    def _on_batch(self, what: str, step_for, x, y, return_dict: bool):
+    def _on_batch(self, what: str, step_for, x, y, sample_weight, class_weight,
+                  return_dict: bool):
         """Run the step `step_for(target)` on one batch: its loss and per-sample metrics."""
         self._require_compiled(what)
         x = self._check_x(x)
         if len(x) == 0:
             raise SymgraphError(f"{what}: no samples (x has 0 rows); nothing was run")
         y, target = self._check_y(y, len(x))
-        outs = step_for(target)(x, y)
-        logs = {"loss": float(outs[0])}
-        for name, s in zip(self._metric_names(), outs[1:]):
-            logs[name] = float(s) / len(x)
-        return _logs_result(logs, return_dict)
+        w = sample_weights.resolve(sample_weight, class_weight, y, self, what)
+        running = self._running()
+        running.add(_run(step_for(_weighted(target, w)), x, y, w), len(x), w)
+        return _logs_result(running.logs(), return_dict)
 
     def fit(self, x=None, y=None, batch_size=None, epochs: int = 1, verbose="auto",
             callbacks=None, validation_split: float = 0.0, validation_data=None,
@@ -180,14 +190,14 @@ class Trainer:
         (grad_norm/<layer>) and dead-ReLU fractions (dead_relu/<layer>) per epoch; the NaN
         guard stops training on a non-finite loss and names the first node producing it."""
         self._require_compiled("fit")
-        if class_weight is not None or sample_weight is not None:
-            raise SymgraphError("fit: class_weight and sample_weight are not supported")
         verbose = _verbosity(verbose)
         epochs = _count(epochs, "epochs")
         initial_epoch = _count(initial_epoch, "initial_epoch")
         callbacks = _callbacks(callbacks)
         x = self._check_x(x)
         y, target = self._check_y(y, len(x))
+        sample_weights.refuse_both(sample_weight, class_weight, "fit")
+        w = sample_weights.check_sample_weight(sample_weight, len(x), "fit: sample_weight")
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -196,20 +206,24 @@ class Trainer:
                                     f"{type(validation_data).__name__}"
                                     + (f" of length {len(validation_data)}"
                                        if isinstance(validation_data, (tuple, list)) else ""))
-            if len(validation_data) == 3 and validation_data[2] is not None:
-                raise SymgraphError("fit: validation sample weights are not supported")
             vx = self._check_x(validation_data[0])
-            val = (vx, self._check_y(validation_data[1], len(vx))[0])
+            vw = validation_data[2] if len(validation_data) == 3 else None
+            val = (vx, self._check_y(validation_data[1], len(vx))[0],
+                   sample_weights.check_sample_weight(
+                       vw, len(vx), "fit: validation_data's sample weights (its third item)"))
         elif validation_split:
             if not 0 < validation_split < 1:
                 raise SymgraphError(f"validation_split must be in (0, 1), got {validation_split}")
             split = int(len(x) * (1 - validation_split))  # Keras: the *last* samples
-            x, y, val = x[:split], y[:split], (x[split:], y[split:])
+            val = (x[split:], y[split:], None if w is None else w[split:])
+            x, y, w = x[:split], y[:split], None if w is None else w[:split]
         if len(x) == 0:
             left = f" after validation_split={validation_split}" if validation_split else ""
             raise SymgraphError(f"fit: no training samples{left} (x has 0 rows)")
         if val is not None and len(val[0]) == 0:
             raise SymgraphError("fit: the validation data has no samples")
+        if class_weight is not None:  # for training only: Keras splits the data first
+            w = sample_weights.class_weight_to_sample_weights(class_weight, y, self, "fit")
         batch_size = _batch_size(batch_size)
         n = len(x)
         steps = max(1, -(-n // batch_size))
@@ -222,10 +236,11 @@ class Trainer:
             cb.set_params(params)
         self.history = history
         self.stop_training = False
+        target = _weighted(target, w)
         run = _FitRun(self._train_step(target, diagnostics, nan_guard=nan_guard), target,
                       batch_size, augment, rng,
                       [cb for cb in callback_list if cbks.uses_batch_hooks(cb)],
-                      nan_guard, self._metric_names(), history, diagnostics)
+                      nan_guard, history, diagnostics)
         self._fit_rng, self._resume = rng, None
         for cb in callback_list:
             cb.on_train_begin()
@@ -238,11 +253,11 @@ class Trainer:
                 print(f"Epoch {epoch + 1}/{epochs}")
             bar = Progbar(steps, verbose)
             order = rng.permutation(n) if shuffle else np.arange(n)
-            logs = self._train_epoch(run, x, y, order, epoch, bar)
+            logs = self._train_epoch(run, x, y, w, order, epoch, bar)
             if logs is None:  # the NaN guard stopped training
                 break
             if val is not None:
-                vals = self._evaluate_arrays(val[0], val[1], batch_size)
+                vals = self._evaluate_arrays(*val, batch_size)
                 logs.update({"val_" + k: v for k, v in vals.items()})
             bar.finish({k: v for k, v in logs.items() if "/" not in k})
             for cb in callback_list:
@@ -253,17 +268,18 @@ class Trainer:
             cb.on_train_end()
         return history
 
-    def _train_epoch(self, run: _FitRun, x, y, order, epoch: int, bar: Progbar):
-        """One pass over the data in `order`; the epoch's logs, or None when a step's loss was
-        not finite (the step is undone and `history.nan_report` names the culprit)."""
+    def _train_epoch(self, run: _FitRun, x, y, w, order, epoch: int, bar: Progbar):
+        """One pass over the data in `order` (`w`: the sample weights or None); the epoch's
+        logs, or None when a step's loss was not finite (the step is undone and
+        `history.nan_report` names the culprit)."""
         from symgraph.nn.diagnostics import EpochDiagnostics, hunt_nan
 
-        names, size = run.names, run.batch_size
-        seen, loss_sum, metric_sums = 0, 0.0, np.zeros(len(names))
+        size = run.batch_size
+        running = self._running()
         diag = EpochDiagnostics(run.step) if run.diagnostics else None
         for b in range(bar.target):
             idx = order[b * size:(b + 1) * size]
-            xb, yb = x[idx], y[idx]
+            xb, yb, wb = x[idx], y[idx], None if w is None else w[idx]
             if run.augment is not None:
                 xb = np.asarray(run.augment(xb, run.rng), np.float32)
             for cb in run.batch_callbacks:
@@ -280,71 +296,67 @@ class Trainer:
                       f"{run.history.nan_report}", file=sys.stderr)
                 self.stop_training = True
                 return None
-            outs = run.step(xb, yb)
+            outs = _run(run.step, xb, yb, wb)
             if run.nan_guard and not np.isfinite(outs[0]):
                 # the guarded step kept every old value (steps.build_train_step): nothing to undo
                 before = [(v, v._value) for v in run.step.function.update_vars]
-                run.history.nan_report = hunt_nan(self, run.target, xb, yb, before)
+                batch = (xb, yb) if wb is None else (xb, yb, wb)
+                run.history.nan_report = hunt_nan(self, run.target, batch, before)
                 print(f"\nTraining stopped at epoch {epoch + 1}, batch {b + 1}: "
                       f"{run.history.nan_report}", file=sys.stderr)
                 self.stop_training = True
                 return None
-            seen += len(idx)
-            loss_sum += float(outs[0]) * len(idx)
-            metric_sums += [float(s) for s in outs[1:1 + len(names)]]
+            running.add(outs, len(idx), wb)
             if diag is not None:
                 diag.add(outs)
-            running = {nm: float(s) / seen for nm, s in zip(names, metric_sums)}
-            running["loss"] = loss_sum / seen
-            bar.update(b + 1, running)
+            logs = running.logs()
+            bar.update(b + 1, logs)
             for cb in run.batch_callbacks:
-                cb.on_train_batch_end(b, running)
+                cb.on_train_batch_end(b, logs)
             if self.stop_training:  # a callback (TerminateOnNaN, say) ended it mid-epoch
                 break
-        logs = {nm: float(s) / seen for nm, s in zip(names, metric_sums)}
-        logs["loss"] = loss_sum / seen
+        logs = running.logs()
         if diag is not None:
             logs.update(diag.summary())
         return logs
 
     # --- inference ------------------------------------------------------------------------
 
-    def _evaluate_arrays(self, x, y, batch_size, bar: Progbar | None = None) -> dict:
+    def _evaluate_arrays(self, x, y, w, batch_size, bar: Progbar | None = None) -> dict:
+        """Logs over checked inputs `x` and sample weights `w` (or None) and raw targets `y`."""
         y, target = self._check_y(y, len(x))
-        fn = self._eval_step(target)
-        names = self._metric_names()
-        loss_sum, sums, steps = 0.0, np.zeros(len(names)), max(1, -(-len(x) // batch_size))
-        for b in range(steps):
-            xb, yb = x[b * batch_size:(b + 1) * batch_size], y[b * batch_size:(b + 1) * batch_size]
-            outs = fn(xb, yb)
-            loss_sum += float(outs[0]) * len(xb)
-            sums += [float(s) for s in outs[1:]]
+        fn = self._eval_step(_weighted(target, w))
+        running = self._running()
+        for b in range(max(1, -(-len(x) // batch_size))):
+            batch = slice(b * batch_size, (b + 1) * batch_size)
+            wb = None if w is None else w[batch]
+            running.add(_run(fn, x[batch], y[batch], wb), len(x[batch]), wb)
             if bar is not None:
-                bar.update(b + 1, {"loss": loss_sum / ((b * batch_size) + len(xb))})
-        n = max(len(x), 1)
-        logs = {nm: float(s) / n for nm, s in zip(names, sums)}
-        logs["loss"] = loss_sum / n
-        return logs
+                bar.update(b + 1, {"loss": running.logs()["loss"]})
+        return running.logs()
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto",
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  return_dict: bool = False):
-        """[loss, *metrics] over the data (a float when there are no metrics)."""
+        """[loss, *metrics] over the data (a float when there are no metrics); `sample_weight`
+        weighs the loss and the weighted metrics, as in Keras."""
         self._require_compiled("evaluate")
         x = self._check_x(x)
         if len(x) == 0:
             raise SymgraphError("evaluate: no samples (x has 0 rows): the loss of nothing is "
                                 "undefined")
+        w = sample_weights.check_sample_weight(sample_weight, len(x), "evaluate: sample_weight")
         batch_size = _batch_size(batch_size)
         verbose = _verbosity(verbose)
         bar = Progbar(max(1, -(-len(x) // batch_size)), verbose) if verbose else None
-        logs = self._evaluate_arrays(x, y, batch_size, bar)
+        logs = self._evaluate_arrays(x, y, w, batch_size, bar)
         if bar is not None:
             bar.finish(logs)
         return _logs_result(logs, return_dict)
 
-    def test_on_batch(self, x, y, return_dict: bool = False):
+    def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
         """Loss (and metrics) of one batch in inference mode, as `evaluate`; changes no state."""
-        return self._on_batch("test_on_batch", self._eval_step, x, y, return_dict)
+        return self._on_batch("test_on_batch", self._eval_step, x, y, sample_weight, None,
+                              return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto") -> np.ndarray:
         """The model's outputs in inference mode (dropout off, moving BN statistics)."""
@@ -381,9 +393,45 @@ class _FitRun:
     rng: np.random.Generator
     batch_callbacks: list      # those overriding a per-batch hook: only these are called
     nan_guard: bool
-    names: list                # metric names, in output order
     history: cbks.History
     diagnostics: bool
+
+
+class _Running:
+    """Keras's Mean trackers over the batches run so far: the loss averages the batches weighted
+    by their sizes; a metric averages its per-sample values, a weighted metric (the last
+    `n_weighted`) its values weighted by the sample weights, sum(w*v)/sum(w) (0 where the weights
+    sum to 0, as Keras's divide_no_nan)."""
+
+    def __init__(self, names: list, n_weighted: int):
+        self.names, self.n_weighted = names, n_weighted
+        self.seen, self.loss_sum = 0, 0.0
+        self.sums, self.counts = np.zeros(len(names)), np.zeros(len(names))
+
+    def add(self, outs, n: int, weights) -> None:
+        """A step's outputs [loss, *metric sums, ...] on `n` samples with `weights` (or None)."""
+        k = len(self.names)
+        self.seen += n
+        self.loss_sum += float(outs[0]) * n
+        self.sums += [float(s) for s in outs[1:1 + k]]
+        weight_sum = n if weights is None else float(np.sum(weights, dtype=np.float64))
+        self.counts += [n] * (k - self.n_weighted) + [weight_sum] * self.n_weighted
+
+    def logs(self) -> dict:
+        logs = {name: float(s / c) if c else 0.0
+                for name, s, c in zip(self.names, self.sums, self.counts)}
+        logs["loss"] = self.loss_sum / self.seen
+        return logs
+
+
+def _weighted(target: TargetSpec, weights) -> TargetSpec:
+    """The target of a step fed `weights` (None: the unweighted step, compiled as before)."""
+    return target if weights is None else replace(target, weighted=True)
+
+
+def _run(step, xb, yb, wb):
+    """A step on one batch; only a weighted step takes the weights."""
+    return step(xb, yb) if wb is None else step(xb, yb, wb)
 
 
 def metrics_get(identifier, loss_name):
