@@ -9,6 +9,9 @@ saturates.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import symgraph as sg
 from symgraph.errors import SymgraphError
 
@@ -114,3 +117,21 @@ class _FunctionLoss(Loss):
         while out.ndim > 1:
             out = sg.mean(out, -1)
         return out
+
+
+def loss_weight(loss_weights) -> float:
+    """compile's `loss_weights` for the model's one output: a number, a one-element list or a
+    one-entry dict (Keras multiplies that output's loss by it; penalties stay unweighted)."""
+    given = loss_weights
+    if loss_weights is None:
+        return 1.0
+    if isinstance(loss_weights, dict) and len(loss_weights) == 1:
+        loss_weights = next(iter(loss_weights.values()))
+    elif isinstance(loss_weights, (list, tuple)) and len(loss_weights) == 1:
+        loss_weights = loss_weights[0]
+    if (isinstance(loss_weights, bool) or not isinstance(loss_weights, numbers.Real)
+            or not math.isfinite(loss_weights)):
+        raise SymgraphError("compile: `loss_weights` must be a finite number (or a one-element "
+                            "list or dict) for a model with one output; got "
+                            f"{type(given).__name__} {given!r}")
+    return float(loss_weights)

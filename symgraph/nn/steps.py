@@ -61,6 +61,8 @@ def _loss_terms(model, inputs, ctx):
         if w is not None:  # Keras's "sum_over_batch_size": sum(w * loss) / batch size
             per_sample = per_sample * w
         data_loss = sg.mean(per_sample)
+        if model.loss_weight != 1.0:  # compile(loss_weights=...)
+            data_loss = data_loss * model.loss_weight
         penalties = [p for layer in model.layers for p in layer.penalties()]
         total = data_loss
         for p in penalties:

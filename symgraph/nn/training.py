@@ -33,6 +33,7 @@ class Trainer:
     optimizer = None
     _resume = None  # (epoch, generator state) a BackupAndRestore found, for fit
     loss = None
+    loss_weight = 1.0
     metric_fns: list = []
     weighted_metric_fns: list = []
 
@@ -49,6 +50,7 @@ class Trainer:
                                     f"{name}=[{given!r}]; got {type(given).__name__} {given!r}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
+        self.loss_weight = losses.loss_weight(loss_weights)
         self.metric_fns = [metrics_get(m, self.loss.name) for m in (metrics or [])]
         plain = {name for name, _ in self.metric_fns}
         self.weighted_metric_fns = [  # Keras renames a clash with a plain metric weighted_<name>

@@ -286,3 +286,27 @@ def test_class_weight_needs_a_classification_loss_and_not_both_weights():
     with pytest.raises(SymgraphError, match=r"`weighted_metrics` must be a list or tuple, e\.g\. "
                                             r"weighted_metrics=\['mae'\]"):
         model.compile(optimizer="sgd", loss="mse", weighted_metrics="mae", backend="numpy")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("given", [0.25, [0.25], {"out": 0.25}, np.float32(0.25)])
+def test_loss_weights_scale_the_output_loss_and_not_the_penalties(backend, given):
+    x = RNG.normal(size=(8, 4)).astype(np.float32)
+    labels = RNG.integers(0, 3, size=8)
+    model = _classifier(backend, loss_weights=given)
+    kernel, bias = model.get_weights()
+    z = x.astype(np.float64) @ kernel + bias
+    ce = -_log_softmax(z)[np.arange(8), labels]
+    loss = 0.25 * ce.mean() + 0.01 * np.sum(kernel ** 2)
+    dz = 0.25 * (np.exp(_log_softmax(z)) - np.eye(3)[labels]) / 8
+    assert model.test_on_batch(x, labels) == pytest.approx(loss, rel=1e-6)
+    assert model.train_on_batch(x, labels) == pytest.approx(loss, rel=1e-6)
+    new_kernel, new_bias = model.get_weights()
+    np.testing.assert_allclose(new_kernel, kernel - 0.1 * (x.T @ dz + 0.02 * kernel), rtol=1e-6)
+    np.testing.assert_allclose(new_bias, bias - 0.1 * dz.sum(axis=0), rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("given", ["0.5", [0.5, 1.0], {"a": 1.0, "b": 2.0}, float("nan"), True])
+def test_bad_loss_weights_are_refused(given):
+    with pytest.raises(SymgraphError, match="loss_weights"):
+        _classifier("numpy", loss_weights=given)
