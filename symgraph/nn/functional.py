@@ -106,6 +106,8 @@ class Model(BaseModel):
         """Per layer, the inputs of each of its calls; None when the calls form a chain."""
         chain = all(len(h.inputs) == 1 and h.inputs[0] is prev
                     for prev, h in zip([self.inputs[0]] + self._calls, self._calls))
+        # Keras: a layer called twice (a shared layer) makes the model not sequential-like
+        chain = chain and len(self._calls) == len(self.layers) - 1
         if chain:
             return None
         return [", ".join(p.name for h in self._calls if h.layer is layer for p in h.inputs)

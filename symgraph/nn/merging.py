@@ -5,6 +5,8 @@ and Concatenate (along one axis; the other axes must agree).
 
 from __future__ import annotations
 
+import numpy as np
+
 import symgraph as sg
 from symgraph.errors import SymgraphError
 from symgraph.nn.layers import Layer
@@ -87,6 +89,10 @@ class Concatenate(Layer):
 
     def __init__(self, axis: int = -1, **kwargs):
         super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise SymgraphError(f"Concatenate {self.name!r}: axis must be an integer (counted "
+                                f"with the batch axis, e.g. -1), got {type(axis).__name__} "
+                                f"{axis!r}")
         self.axis = int(axis)
 
     def _feature_axis(self, rank: int) -> int:

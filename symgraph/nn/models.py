@@ -179,13 +179,20 @@ class Sequential(BaseModel):
         if any(existing.name == layer.name for existing in self.layers):
             raise SymgraphError(f"a layer named {layer.name!r} is already in the model; "
                                 "layer names must be unique")
+        input_shape = self.input_shape
         if not self.layers and self.input_shape is None and layer.input_shape is not None:
             self.input_shape = layer.input_shape
         self.layers.append(layer)
-        self.built = False
-        self._functions = {}
         if self.input_shape is not None:
-            self.build(self.input_shape)
+            try:
+                self.build(self.input_shape)
+            except Exception:
+                self.layers.pop()  # a layer the model cannot take leaves it as it was
+                self.input_shape = input_shape
+                raise
+        else:
+            self.built = False
+        self._functions = {}
 
     def pop(self) -> Layer:
         layer = self.layers.pop()

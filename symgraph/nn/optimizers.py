@@ -33,6 +33,7 @@ class Optimizer:
         self.iterations = sg.variable(np.int64(0), name=f"{self.name}/iterations",
                                       trainable=False)
         self._slots: dict[int, dict[str, sg.Variable]] = {}
+        self.built = False  # a training step was built with it (Keras: summary shows its params)
 
     @property
     def learning_rate(self) -> float:
@@ -72,6 +73,7 @@ class Optimizer:
     def updates(self, grads_and_vars) -> list:
         """[(variable, new value expr)] for the variables, their slots and the iteration count."""
         pairs = list(grads_and_vars)
+        self.built = True
         if not pairs:
             return [(self.iterations, self.iterations + np.int64(1))]
         grads = self._clip([g for g, _ in pairs])

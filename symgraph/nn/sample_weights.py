@@ -48,7 +48,7 @@ def check_sample_weight(value, n: int, what: str) -> np.ndarray | None:
 def class_weight_to_sample_weights(class_weight, y: np.ndarray, model, what: str) -> np.ndarray:
     """Each sample's weight from `class_weight` {class index: weight} and its checked labels `y`
     (Trainer._check_y's: int labels for a sparse loss, else float of the output's shape)."""
-    loss, last = model.loss, model.layers[-1]
+    loss, last = model.loss, model.output_layer
     out_shape = tuple(model.output_shape)
     if not isinstance(loss, CLASSIFICATION_LOSSES):
         raise SymgraphError(f"{what}: class_weight needs a classification loss (binary, "

@@ -53,12 +53,12 @@ def format_summary(model, connected: list | None = None) -> str:
     out.append(line("└", "┴", "┘", "─"))
     trainable = _count(model.trainable_weights)
     frozen = _count(model.non_trainable_weights)
-    total = trainable + frozen
+    opt = getattr(model, "optimizer", None)
+    n_opt = _count(opt.variables) if opt is not None and opt.built else None
+    total = trainable + frozen + (n_opt or 0)  # Keras counts the optimizer's in the total
     out.append(f" Total params: {total:,} ({_bytes(total)})")
     out.append(f" Trainable params: {trainable:,} ({_bytes(trainable)})")
     out.append(f" Non-trainable params: {frozen:,} ({_bytes(frozen)})")
-    opt = getattr(model, "optimizer", None)
-    if opt is not None and getattr(opt, "_slots", None):
-        n = _count(opt.variables)
-        out.append(f" Optimizer params: {n:,} ({_bytes(n)})")
+    if n_opt is not None:
+        out.append(f" Optimizer params: {n_opt:,} ({_bytes(n_opt)})")
     return "\n".join(out)

@@ -70,7 +70,10 @@ def call_layer(layer, inputs) -> SymbolicTensor:
                                 f"them in a Sequential (at {where})")
     shapes = tuple(h.shape[1:] for h in handles)
     shape = shapes if layer.takes_list else shapes[0]
-    if layer.input_shape is not None and tuple(layer.input_shape) != shape:
+    # a merge layer's input_shape= / input_dim= argument declares no list of shapes: Keras
+    # ignores it outside a Sequential, and so does the first call here
+    declared = layer.input_shape if layer.built or not layer.takes_list else None
+    if declared is not None and tuple(declared) != shape:
         what = "was built for" if layer.built else "declares"
         shown = (", ".join(map(shape_text, layer.input_shape)) if layer.takes_list
                  else shape_text(layer.input_shape))

@@ -48,16 +48,20 @@ class Trainer:
             if given is not None and not isinstance(given, (list, tuple)):
                 raise SymgraphError(f"compile: `{name}` must be a list or tuple, e.g. "
                                     f"{name}=[{given!r}]; got {type(given).__name__} {given!r}")
-        self.optimizer = optimizers.get(optimizer)
-        self.loss = losses.get(loss)
-        self.loss_weight = losses.loss_weight(loss_weights)
-        self.metric_fns = [metrics_get(m, self.loss.name) for m in (metrics or [])]
-        plain = {name for name, _ in self.metric_fns}
-        self.weighted_metric_fns = [  # Keras renames a clash with a plain metric weighted_<name>
+        # everything is resolved (and may raise) before anything is set: a refused compile
+        # leaves the model as it was
+        opt, loss_obj = optimizers.get(optimizer), losses.get(loss)
+        weight = losses.loss_weight(loss_weights)
+        metric_fns = [metrics_get(m, loss_obj.name) for m in (metrics or [])]
+        plain = {name for name, _ in metric_fns}
+        weighted_fns = [  # Keras renames a clash with a plain metric weighted_<name>
             (f"weighted_{name}" if name in plain else name, fn)
-            for name, fn in (metrics_get(m, self.loss.name) for m in (weighted_metrics or []))]
+            for name, fn in (metrics_get(m, loss_obj.name) for m in (weighted_metrics or []))]
+        chosen = choose_backend(backend)
+        self.optimizer, self.loss, self.loss_weight = opt, loss_obj, weight
+        self.metric_fns, self.weighted_metric_fns = metric_fns, weighted_fns
         self._auto_backend = backend in (None, "auto")
-        self.backend = choose_backend(backend)
+        self.backend = chosen
         self._functions = {}
         self.compiled = True
 

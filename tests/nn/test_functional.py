@@ -18,6 +18,7 @@ from symgraph.nn import (
     Input,
     InputLayer,
     Maximum,
+    Maxout,
     Minimum,
     Model,
     Multiply,
@@ -427,3 +428,51 @@ def test_diagnostics_and_the_nan_guard_name_the_layers_of_the_graph():
     history = model.fit(x, x[:, :1], epochs=3, verbose=0)
     assert len(history.history["loss"]) < 3
     assert re.search(r"it belongs to layer '(first|skip|last)' \(forward\)", history.nan_report)
+
+
+def test_a_chain_that_reuses_a_layer_shows_its_connections():
+    """Keras 3's print_summary treats a model with a shared layer as not sequential-like."""
+    inputs = Input((4,), name="inp")
+    twice = Dense(4, name="twice")
+    lines = []
+    Model(inputs, twice(twice(inputs))).summary(print_fn=lines.append)
+    assert "Connected to" in lines[0]
+    row = next(r for r in lines[0].splitlines() if "twice (Dense)" in r)
+    assert "inp[0][0], twice[0][0]" in row
+
+
+@pytest.mark.parametrize("axis", ["a", 1.5, True, None])
+def test_concatenate_refuses_an_axis_that_is_not_an_integer(axis):
+    with pytest.raises(SymgraphError, match="axis must be an integer"):
+        Concatenate(axis=axis)
+
+
+def test_merge_layers_ignore_a_declared_input_shape_as_keras_does():
+    a = Input((3,))
+    assert Add(input_shape=(3,))([a, a]).shape == (None, 3)
+    assert Concatenate(input_dim=3)([a, a]).shape == (None, 6)
+
+
+def test_class_weight_errors_name_the_output_layer_of_the_graph():
+    inputs = Input((3,))
+    head = Dense(3, activation="softmax", name="head")
+    model = Model(inputs, head(Dense(3, name="mid")(head(inputs))))  # head first and last
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", backend="numpy")
+    with pytest.raises(SymgraphError, match="'head'"):
+        model.fit(np.ones((4, 3), np.float32), np.zeros(4), class_weight={7: 2.0}, verbose=0)
+
+
+def test_sequential_add_of_a_layer_built_for_another_shape_leaves_the_model_as_it_was():
+    model = Sequential([Input((4,)), Dense(3, name="first")])
+    other = Dense(2, name="other")
+    other(Input((5,)))  # built for 5 features; the model gives it 3
+    with pytest.raises(SymgraphError, match="'other'"):
+        model.add(other)
+    assert [layer.name for layer in model.layers] == ["first"] and model.built
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    assert model.predict(np.ones((2, 4), np.float32), verbose=0).shape == (2, 3)
+
+    empty = Sequential()
+    with pytest.raises(SymgraphError):
+        empty.add(Maxout(3, input_shape=(4,)))  # 4 features do not split into 3 units
+    assert empty.layers == [] and empty.input_shape is None

@@ -530,3 +530,33 @@ def test_an_unbuilt_model_fed_one_dimensional_x_names_the_layer_and_stays_unbuil
     assert not model.built and model.input_shape is None
     model.fit(np.zeros((8, 1), np.float32), np.zeros(8, np.float32), verbose=0)
     assert model.input_shape == (1,)
+
+
+@pytest.mark.parametrize("optimizer, n_opt", [("adam", 2 * 7850 + 2), ("sgd", 2)])
+def test_summary_counts_the_built_optimizer_in_the_total_as_keras(optimizer, n_opt):
+    """Keras 3 after one fit of Dense(784 -> 10): Adam 'Total params: 23,552 (92.00 KB)' with
+    'Optimizer params: 15,702' (m, v, iterations, learning rate); plain SGD 'Optimizer params: 2'."""
+    model = Sequential([Dense(10, input_dim=784)])
+    model.compile(optimizer=optimizer, loss="mse", backend="numpy")
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "Total params: 7,850 (30.66 KB)" in lines[0] and "Optimizer params" not in lines[0]
+    model.fit(np.ones((4, 784), np.float32), np.ones((4, 10), np.float32), verbose=0)
+    model.summary(print_fn=lines.append)
+    total = 7850 + n_opt
+    assert f"Total params: {total:,} ({total * 4 / 1024:.2f} KB)" in lines[1]
+    assert f"Optimizer params: {n_opt:,} (" in lines[1]
+
+
+@pytest.mark.parametrize("bad", [dict(loss_weights="half"), dict(weighted_metrics=["nope"]),
+                                 dict(metrics=["nope"]), dict(backend="nope")])
+def test_a_refused_compile_leaves_the_compiled_model_as_it_was(bad):
+    x = np.ones((4, 2), np.float32)
+    model = Sequential([Dense(1, input_dim=2)])
+    model.compile(optimizer="adam", loss="mse", backend="numpy")
+    model.fit(x, x[:, :1], verbose=0)
+    optimizer, loss, functions = model.optimizer, model.loss, model._functions
+    with pytest.raises(SymgraphError):
+        model.compile(optimizer="sgd", loss="mae", **bad)
+    assert model.optimizer is optimizer and model.loss is loss and model._functions is functions
+    assert model.backend == "numpy"
