@@ -7,9 +7,13 @@ on symbolic tensors (symbolic.py) between `Input()` and the outputs.
     outputs = Dense(10, activation="softmax")(Concatenate()([h, inputs]))
     model = Model(inputs, outputs)                      # then compile / fit / predict as usual
 
-The calls run in the order they were made (always a topological order); `layers` lists each
-layer once, in the order of first use, which is also the weights' order. One input and one
-output: multiple inputs or outputs are refused (the Trainer feeds one array x and one y).
+The calls run in the order they were made (always a topological order); `layers` lists the
+InputLayers, then each layer once in the order of first use, which is also the weights' order.
+
+Several inputs are Keras's: `Model([a, b], out)` or `Model({"a": a, "b": b}, out)` (the keys are
+the Inputs' names; `model.inputs` lists them in sorted key order, as Keras flattens a dict), and
+x is then a list of arrays in the order of `model.inputs` or a dict by Input name
+(model_inputs.py). One output: several are refused (the losses and metrics take one y).
 """
 
 from __future__ import annotations
@@ -17,37 +21,77 @@ from __future__ import annotations
 from symgraph.errors import SymgraphError
 from symgraph.nn.layers import InputLayer, unique_name
 from symgraph.nn.models import BaseModel
-from symgraph.nn.symbolic import SymbolicTensor
+from symgraph.nn.symbolic import SymbolicTensor, shape_text
 
 
-def _one(value, what: str) -> SymbolicTensor:
-    """The single symbolic tensor in `value` (a one-element list counts as its element)."""
-    if isinstance(value, (list, tuple)) and len(value) == 1:
-        value = value[0]
-    if isinstance(value, (list, tuple, dict)):
-        raise SymgraphError(f"Model: {len(value)} {what} given; only models with one input and "
-                            "one output are supported (fit feeds one array x and one array y)")
+def _symbolic(value, what: str) -> SymbolicTensor:
     if not isinstance(value, SymbolicTensor):
         raise SymgraphError(f"Model: {what} must be symbolic tensors (what Input() and layers "
                             f"called on it return), got {type(value).__name__} {value!r}")
     return value
 
 
-def _calls_between(inputs: SymbolicTensor, outputs: SymbolicTensor) -> list:
+def _one_output(value) -> SymbolicTensor:
+    """The single output tensor in `value` (a one-element list counts as its element)."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, (list, tuple, dict)):
+        raise SymgraphError(f"Model: {len(value)} outputs given; only models with one output "
+                            "are supported (the loss and metrics take one array y)")
+    return _symbolic(value, "outputs")
+
+
+def _input_list(value) -> tuple[list, bool]:
+    """The Input tensors in `value` (one, a list or tuple, or a dict keyed by their names, which
+    Keras flattens in sorted key order) and whether a dict's keys were out of sorted order."""
+    unsorted = False
+    if isinstance(value, dict):
+        for key, t in value.items():
+            _symbolic(t, "inputs")
+            if key != t.layer.name:
+                raise SymgraphError(f"Model: inputs given as a dict must be keyed by their Input's "
+                                    f"name; key {key!r} holds {t.name}, named {t.layer.name!r} "
+                                    f"(write Input(..., name={key!r}))")
+        unsorted = list(value) != sorted(value)
+        value = [value[key] for key in sorted(value)]
+    tensors = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not tensors:
+        raise SymgraphError("Model: no inputs given; pass the tensors Input() returned")
+    for t in tensors:
+        _symbolic(t, "inputs")
+        if not isinstance(t.layer, InputLayer):
+            raise SymgraphError(f"Model: inputs must be what Input() returns, got {t.name}, "
+                                f"the output of {type(t.layer).__name__} made at {t.trace}")
+        times = sum(u is t for u in tensors)
+        if times > 1:
+            raise SymgraphError(f"Model: input {t.layer.name!r} is given {times} times; list "
+                                "each Input once")
+    return tensors, unsorted
+
+
+def _calls_between(inputs: list, outputs: SymbolicTensor) -> list:
     """Every layer call on a path from `inputs` to `outputs`, in the order they were made; an
-    output that does not come from `inputs` alone raises, naming the Input it comes from."""
-    found, stack = {}, [outputs]
+    output that does not come from `inputs` alone, or an input it does not use, raises."""
+    found, reached, stack = {}, set(), [outputs]
+    given = {id(t) for t in inputs}
     while stack:
         h = stack.pop()
-        if id(h) in found or h is inputs:
+        if id(h) in given:
+            reached.add(id(h))
+            continue
+        if id(h) in found:
             continue
         if not h.inputs:
             raise SymgraphError(
                 f"Model: output {outputs.name} (made at {outputs.trace}) is not computed from the "
-                f"model's inputs {inputs.name} alone: it depends on {h.name}, the Input made at "
-                f"{h.trace}, which is not among the model's inputs")
+                f"model's inputs {', '.join(t.name for t in inputs)} alone: it depends on "
+                f"{h.name}, the Input made at {h.trace}, which is not among the model's inputs")
         found[id(h)] = h
         stack.extend(h.inputs)
+    for t in inputs:
+        if id(t) not in reached:
+            raise SymgraphError(f"Model: input {t.layer.name!r} (made at {t.trace}) is not used "
+                                f"to compute the output {outputs.name}; remove it from inputs")
     return sorted(found.values(), key=lambda h: h.order)
 
 
@@ -56,13 +100,10 @@ class Model(BaseModel):
     evaluates, predicts, saves and summarizes as a Sequential does."""
 
     def __init__(self, inputs=None, outputs=None, name: str | None = None):
-        inputs, outputs = _one(inputs, "inputs"), _one(outputs, "outputs")
-        if not isinstance(inputs.layer, InputLayer):
-            raise SymgraphError(f"Model: inputs must be what Input() returns, got {inputs.name}, "
-                                f"the output of {type(inputs.layer).__name__} made at "
-                                f"{inputs.trace}")
+        inputs, unsorted = _input_list(inputs)
+        outputs = _one_output(outputs)
         calls = _calls_between(inputs, outputs)
-        layers = [inputs.layer]
+        layers = [t.layer for t in inputs]
         for h in calls:
             if h.layer not in layers:
                 layers.append(h.layer)
@@ -78,25 +119,37 @@ class Model(BaseModel):
                                     "(its training-time mask or statistics would be shared): "
                                     "create one per use")
         super().__init__(name or unique_name("functional"))
-        self.inputs, self.outputs = [inputs], [outputs]
+        self.inputs, self.outputs = inputs, [outputs]
+        self.input_keys_unsorted = unsorted  # then a list x is ambiguous (model_inputs.py)
         self._calls = calls
         self.layers = layers
-        self.input_shape = inputs.shape[1:]
+        shapes = [t.shape[1:] for t in inputs]
+        self.input_shape = shapes[0] if len(shapes) == 1 else shapes  # Keras: a list for several
         self.output_shape = outputs.shape[1:]
         self.built = True
 
+    @property
+    def multi_inputs(self) -> list:
+        return self.inputs if len(self.inputs) > 1 else []
+
     def build(self, input_shape) -> None:
-        """A functional model is built from its Input: another shape is an error."""
+        """A functional model is built from its Inputs: another shape is an error."""
         if tuple(input_shape) != tuple(self.input_shape):
-            raise SymgraphError(f"model {self.name!r} takes inputs of shape (None, "
-                                f"{', '.join(map(str, self.input_shape))}), not {input_shape}")
+            raise SymgraphError(f"model {self.name!r} takes inputs of shape "
+                                f"{', '.join(shape_text(t.shape[1:]) for t in self.inputs)}, "
+                                f"not {input_shape}")
 
     @property
     def output_layer(self):
         return self.outputs[0].layer
 
     def run_layers(self, x, call):
-        values = {id(self.inputs[0]): x}
+        xs = x if self.multi_inputs else [x]
+        if not isinstance(xs, (list, tuple)) or len(xs) != len(self.inputs):
+            raise SymgraphError(f"model {self.name!r} has {len(self.inputs)} inputs "
+                                f"({', '.join(t.layer.name for t in self.inputs)}): call it on a "
+                                f"list of {len(self.inputs)} nodes, got {type(x).__name__}")
+        values = {id(t): node for t, node in zip(self.inputs, xs)}
         for h in self._calls:
             args = [values[id(p)] for p in h.inputs]
             values[id(h)] = call(h.layer, args if h.layer.takes_list else args[0])
@@ -104,8 +157,9 @@ class Model(BaseModel):
 
     def _connections(self) -> list | None:
         """Per layer, the inputs of each of its calls; None when the calls form a chain."""
-        chain = all(len(h.inputs) == 1 and h.inputs[0] is prev
-                    for prev, h in zip([self.inputs[0]] + self._calls, self._calls))
+        chain = len(self.inputs) == 1 and all(
+            len(h.inputs) == 1 and h.inputs[0] is prev
+            for prev, h in zip([self.inputs[0]] + self._calls, self._calls))
         # Keras: a layer called twice (a shared layer) makes the model not sequential-like
         chain = chain and len(self._calls) == len(self.layers) - 1
         if chain:

@@ -30,8 +30,15 @@ class BaseModel(Trainer):
         self.step_counter = sg.variable(np.int64(0), name=f"{self.name}/step", trainable=False)
 
     def run_layers(self, x, call):
-        """The output node for input node `x`, where `call(layer, input)` runs one layer."""
+        """The output node for input node `x` (for a multi-input model, a list of nodes, one
+        per Input), where `call(layer, input)` runs one layer."""
         raise NotImplementedError
+
+    @property
+    def multi_inputs(self) -> list:
+        """The Inputs of a model fed several arrays, in the order x lists them; empty for a
+        model fed one array x (a Sequential, a functional Model with one input)."""
+        return []
 
     @property
     def output_layer(self) -> Layer:

@@ -5,7 +5,8 @@ updates, constraint projection, batch-norm statistic updates and the step counte
 dropout masks, all in one `sg.function`. Evaluation and prediction are inference graphs. The
 batch dim is the symbol "batch", so every batch size (the short last batch included) reuses
 the same compiled function. A weighted step (Keras's sample_weight / class_weight) takes a third
-input, one weight per sample; an unweighted step is built without it.
+input, one weight per sample; an unweighted step is built without it. A multi-input functional
+model's steps take one placeholder per Input, named after it, where others take "x".
 """
 
 from __future__ import annotations
@@ -38,21 +39,21 @@ def part(what: str):
     return tagging(PART + what)
 
 
-def forward(model, x, ctx: CallContext):
-    """The model's output; each layer's nodes are tagged with the layer's name."""
+def forward(model, xs: list, ctx: CallContext):
+    """The model's output for its input nodes `xs`; each layer's nodes are tagged with the
+    layer's name."""
     def call(layer, h):
         with part(f"layer {layer.name!r} (forward)"):
             return layer.call(h, ctx)
 
-    return model.run_layers(x, call)
+    return model.run_layers(xs if model.multi_inputs else xs[0], call)
 
 
-def _loss_terms(model, inputs, ctx):
-    """The output, the loss with penalties and the metric sums of the batch `inputs` (x, y and,
-    for a weighted step, the sample weights)."""
-    x, y = inputs[:2]
-    w = inputs[2] if len(inputs) > 2 else None
-    out = forward(model, x, ctx)
+def _loss_terms(model, xs: list, y, w, ctx):
+    """The output, the loss with penalties and the metric sums of a batch: the input nodes
+    `xs`, the targets `y` and the sample weights `w` (None for an unweighted step)."""
+    x = xs[0]  # every input has the batch's size
+    out = forward(model, xs, ctx)
     loss = model.loss
     with part(f"the loss ({loss.name} and penalties)"):
         kind_logits = ctx.logits.get(out.id)
@@ -85,13 +86,27 @@ def _metric_sum(values, x, w=None):
     return sg.sum(values if w is None else values * w)
 
 
-def placeholders(model, target: TargetSpec) -> list:
-    """The step's inputs: x, y and, for a weighted target, the sample weights."""
-    x = sg.placeholder(("batch",) + tuple(model.input_shape), "float32", name="x")
+def input_placeholders(model) -> list:
+    """The model's input nodes: [x], or one per Input of a multi-input model, named after it."""
+    if not model.multi_inputs:
+        return [sg.placeholder(("batch",) + tuple(model.input_shape), "float32", name="x")]
+    return [sg.placeholder(("batch",) + t.shape[1:], "float32", name=t.layer.name)
+            for t in model.multi_inputs]
+
+
+def target_placeholders(target: TargetSpec) -> tuple:
+    """y and, for a weighted target, the sample weights (else None)."""
     y = sg.placeholder(("batch",) + tuple(target.shape), target.dtype, name="y")
     if not target.weighted:
-        return [x, y]
-    return [x, y, sg.placeholder(("batch",), "float32", name="sample_weight")]
+        return y, None
+    return y, sg.placeholder(("batch",), "float32", name="sample_weight")
+
+
+def _step_inputs(model, target: TargetSpec) -> tuple[list, list, object, object]:
+    """(every placeholder of a step in call order, the input nodes, y, the weights or None)."""
+    xs = input_placeholders(model)
+    y, w = target_placeholders(target)
+    return xs + [y] + ([] if w is None else [w]), xs, y, w
 
 
 @dataclass
@@ -121,9 +136,9 @@ def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool 
     """The training step. With `nan_guard` every update keeps the old value when the loss is
     not finite (fit's guard): such a step changes no state, so fit needs no copy of the state
     to undo it, and the backend may write the updates in place (symgraph/inplace.py)."""
-    inputs = placeholders(model, target)
+    inputs, xs, y, w = _step_inputs(model, target)
     ctx = CallContext(training=True, step=model.step_counter)
-    out, total, metric_sums = _loss_terms(model, inputs, ctx)
+    out, total, metric_sums = _loss_terms(model, xs, y, w, ctx)
     owners = {}
     trainable = []
     for layer in model.layers:
@@ -164,12 +179,12 @@ def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool 
 
 def build_eval_step(model, target: TargetSpec, backend: str) -> sg.Function:
     """[mean loss with penalties, *metric sums] of a batch, in inference mode."""
-    inputs = placeholders(model, target)
-    _, total, metric_sums = _loss_terms(model, inputs, CallContext(training=False))
+    inputs, xs, y, w = _step_inputs(model, target)
+    _, total, metric_sums = _loss_terms(model, xs, y, w, CallContext(training=False))
     return sg.function(inputs, [total] + metric_sums, backend=backend, name="eval_step")
 
 
 def build_predict_step(model, backend: str) -> sg.Function:
-    x = sg.placeholder(("batch",) + tuple(model.input_shape), "float32", name="x")
-    out = forward(model, x, CallContext(training=False))
-    return sg.function([x], out, backend=backend, name="predict_step")
+    xs = input_placeholders(model)
+    out = forward(model, xs, CallContext(training=False))
+    return sg.function(xs, out, backend=backend, name="predict_step")

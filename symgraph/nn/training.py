@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from symgraph.arrays import first_nonfinite
 from symgraph.errors import SymgraphError
 from symgraph.nn import callbacks as cbks
-from symgraph.nn import losses, metrics, optimizers, sample_weights
+from symgraph.nn import losses, metrics, model_inputs, optimizers, sample_weights
 from symgraph.nn.backend import choose_backend
+from symgraph.nn.model_inputs import InputArrays, as_array, feed
 from symgraph.nn.progbar import Progbar
 from symgraph.nn.steps import TargetSpec, build_eval_step, build_predict_step, build_train_step
 
@@ -71,24 +71,15 @@ class Trainer:
         if not getattr(self, "compiled", False):
             raise SymgraphError(f"You must call `compile()` before using the model ({what}).")
 
-    def _check_x(self, x) -> np.ndarray:
-        x = _as_array(x, "model inputs x", "x")
-        if not self.built:
-            self.build(tuple(x.shape[1:]))
-        expected = tuple(self.input_shape)
-        if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected:
-            first = self.layers[0]
-            raise SymgraphError(
-                f"Input of layer {first.name!r} ({type(first).__name__}) is incompatible with "
-                f"the model: expected shape (None, {', '.join(map(str, expected))}), got "
-                f"{x.shape} (placeholder 'x')")
-        return x.astype(np.float32, copy=False)
+    def _check_x(self, x) -> np.ndarray | InputArrays:
+        """One float32 array, or for a multi-input model an InputArrays (model_inputs.py)."""
+        return model_inputs.check_x(self, x)
 
     def _check_y(self, y, n: int) -> tuple[np.ndarray, TargetSpec]:
         if y is None:
             raise SymgraphError(f"targets y are missing: the loss {self.loss.name} needs y with "
                                 f"{n} samples (placeholder 'y')")
-        y = _as_array(y, "targets y", "y")
+        y = as_array(y, "targets y", "y")
         if y.ndim == 0:
             raise SymgraphError(f"targets y must be an array with {n} samples, got a scalar "
                                 f"{y!r} (placeholder 'y')")
@@ -201,6 +192,9 @@ class Trainer:
         initial_epoch = _count(initial_epoch, "initial_epoch")
         callbacks = _callbacks(callbacks)
         x = self._check_x(x)
+        if augment is not None and isinstance(x, InputArrays):
+            raise SymgraphError(f"fit: augment transforms one array x; model {self.name!r} has "
+                                f"{len(x.arrays)} inputs, so augment is not supported")
         y, target = self._check_y(y, len(x))
         sample_weights.refuse_both(sample_weight, class_weight, "fit")
         w = sample_weights.check_sample_weight(sample_weight, len(x), "fit: sample_weight")
@@ -290,13 +284,13 @@ class Trainer:
                 xb = np.asarray(run.augment(xb, run.rng), np.float32)
             for cb in run.batch_callbacks:
                 cb.on_train_batch_begin(b)
-            found = first_nonfinite(xb) if run.nan_guard else None
+            found = model_inputs.first_nonfinite(self, xb) if run.nan_guard else None
             if found:
                 # an activation (a clip, say) can hide a NaN input from the loss while its
                 # gradient poisons the weights: such a batch is never run (10 us a batch)
-                bad, (row, *col) = found
+                bad, (row, *col), where = found
                 run.history.nan_report = (
-                    f"training sample {int(idx[row])} holds {bad} (at {tuple(col)}"
+                    f"training sample {int(idx[row])} holds {bad}{where} (at {tuple(col)}"
                     f"{' after augment' if run.augment is not None else ''}); the step was not run")
                 print(f"\nTraining stopped at epoch {epoch + 1}, batch {b + 1}: "
                       f"{run.history.nan_report}", file=sys.stderr)
@@ -306,7 +300,7 @@ class Trainer:
             if run.nan_guard and not np.isfinite(outs[0]):
                 # the guarded step kept every old value (steps.build_train_step): nothing to undo
                 before = [(v, v._value) for v in run.step.function.update_vars]
-                batch = (xb, yb) if wb is None else (xb, yb, wb)
+                batch = (*feed(xb), yb) + (() if wb is None else (wb,))
                 run.history.nan_report = hunt_nan(self, run.target, batch, before)
                 print(f"\nTraining stopped at epoch {epoch + 1}, batch {b + 1}: "
                       f"{run.history.nan_report}", file=sys.stderr)
@@ -366,26 +360,30 @@ class Trainer:
 
     def predict(self, x, batch_size=None, verbose="auto") -> np.ndarray:
         """The model's outputs in inference mode (dropout off, moving BN statistics)."""
+        return self._predict_arrays(self._check_x(x), _batch_size(batch_size), verbose)
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        """predict on x as one batch."""
         x = self._check_x(x)
+        return self._predict_arrays(x, max(len(x), 1), 0)
+
+    def _predict_arrays(self, x, batch_size: int, verbose) -> np.ndarray:
+        """predict on checked inputs `x`."""
         if not hasattr(self, "backend"):
             self.backend, self._functions = choose_backend(None), {}
             self._auto_backend = True
         fn = self._predict_step()
-        batch_size = _batch_size(batch_size)
         steps = max(1, -(-len(x) // batch_size))
         verbose = _verbosity(verbose)
         bar = Progbar(steps, verbose) if verbose else None
         outs = []
         for b in range(steps):
-            outs.append(fn(x[b * batch_size:(b + 1) * batch_size]))
+            outs.append(fn(*feed(x[b * batch_size:(b + 1) * batch_size])))
             if bar is not None:
                 bar.update(b + 1, {})
         if bar is not None:
             bar.finish({})
         return np.concatenate(outs, axis=0)
-
-    def predict_on_batch(self, x) -> np.ndarray:
-        return self.predict(x, batch_size=max(len(x), 1), verbose=0)
 
 
 @dataclass
@@ -437,7 +435,7 @@ def _weighted(target: TargetSpec, weights) -> TargetSpec:
 
 def _run(step, xb, yb, wb):
     """A step on one batch; only a weighted step takes the weights."""
-    return step(xb, yb) if wb is None else step(xb, yb, wb)
+    return step(*feed(xb), yb) if wb is None else step(*feed(xb), yb, wb)
 
 
 def metrics_get(identifier, loss_name):
@@ -456,19 +454,6 @@ def _fit_rng() -> np.random.Generator:
     from symgraph.nn.initializers import global_rng
 
     return np.random.default_rng(global_rng().integers(2**32))
-
-
-def _as_array(value, what: str, placeholder: str) -> np.ndarray:
-    """`value` as a numeric array; a ragged list or strings are errors naming `what`."""
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError) as exc:  # a ragged list, say
-        raise SymgraphError(f"{what} must be a rectangular numeric array ({exc}) "
-                            f"(placeholder {placeholder!r})") from None
-    if array.dtype.kind not in "fiub":
-        raise SymgraphError(f"{what} must be numeric, got dtype {array.dtype} "
-                            f"(placeholder {placeholder!r})")
-    return array
 
 
 def _count(value, what: str) -> int:

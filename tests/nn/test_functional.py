@@ -354,13 +354,14 @@ def test_model_refuses_outputs_not_computed_from_its_inputs():
         Model(inputs, Dense(2)(other))
 
 
-def test_model_refuses_several_inputs_or_outputs_and_non_symbolic_arguments():
+def test_model_refuses_several_outputs_and_non_symbolic_arguments():
+    """Several inputs are tests/nn/test_functional_inputs.py's."""
     a, b = Input((3,)), Input((3,))
     out = Add()([a, b])
-    with pytest.raises(SymgraphError, match="2 inputs given; only models with one input"):
-        Model([a, b], out)
-    with pytest.raises(SymgraphError, match="2 outputs given"):
+    with pytest.raises(SymgraphError, match="2 outputs given; only models with one output"):
         Model(a, [Dense(1)(a), Dense(2)(a)])
+    with pytest.raises(SymgraphError, match="2 outputs given"):
+        Model([a, b], {"one": out, "two": Dense(2)(out)})
     with pytest.raises(SymgraphError, match="inputs must be symbolic tensors"):
         Model(np.ones((2, 3)), out)
     hidden = Dense(3)(a)
