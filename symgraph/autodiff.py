@@ -44,9 +44,9 @@ def _depends_on(order: Sequence[Node], sources: set[int]) -> set[int]:
     return hit
 
 
-def _gradient_flows_to(cost: Node) -> set[int]:
-    """Ids of nodes the cost reaches without crossing a stop_gradient."""
-    live, stack = {cost.id}, [cost]
+def _gradient_flows_to(*roots: Node) -> set[int]:
+    """Ids of nodes the roots (a cost, jvp's outputs) reach without crossing a stop_gradient."""
+    live, stack = {r.id for r in roots}, list(roots)
     while stack:
         node = stack.pop()
         if node.op == "stop_gradient":
@@ -79,6 +79,9 @@ def grad(cost: Node, wrt, disconnected: str = "zero"):
                             "(reduce it with sg.sum or sg.mean first)")
     if disconnected not in ("zero", "raise"):
         raise SymgraphError(f"grad: disconnected must be 'zero' or 'raise', got {disconnected!r}")
+    if not isinstance(wrt, (Node, list, tuple)):
+        raise SymgraphError(f"grad: wrt must be a node or a list of nodes, got "
+                            f"{type(wrt).__name__}")
     targets, single = _as_list(wrt)
     for t in targets:
         if not isinstance(t, Node):
@@ -133,7 +136,15 @@ def jvp(outputs, primals, tangents):
         tangents = [tangents]
     if len(prims) != len(tangents):
         raise SymgraphError(f"jvp: {len(prims)} primals but {len(tangents)} tangents")
+    for p in prims:  # as grad: an integer or bool value has no tangent
+        if p.dtype not in FLOAT_DTYPES:
+            raise SymgraphError(f"jvp: cannot differentiate with respect to {p.dtype} "
+                                f"{p.describe()}; primals must be float tensors")
     numeric = (np.ndarray, np.number, float, int)  # a constant direction, in the primal's dtype
+    for i, t in enumerate(tangents):
+        if isinstance(t, numeric) and np.asarray(t).dtype.kind not in "biuf":
+            raise SymgraphError(f"jvp: tangents[{i}] is a {np.asarray(t).dtype} array; a "
+                                "tangent holds real numbers")
     tans, _ = _nodes("tangents", [B.const(t, p.dtype) if isinstance(t, numeric) else t
                                   for p, t in zip(prims, tangents)])
     tangent: dict[int, Node] = {}
@@ -144,9 +155,11 @@ def jvp(outputs, primals, tangents):
         if t.shape != p.shape or t.dtype != p.dtype:
             raise SymgraphError(f"jvp: tangent {t.type} does not match primal {p.describe()}")
         tangent[p.id] = t
+    live = _gradient_flows_to(*outs)  # what only a stop_gradient reads needs no tangent
+    given = dict(tangent)
     with tagging("grad"):
         for node in topo_order(outs):
-            if node.id in tangent or not node.inputs:
+            if not node.inputs or node.id not in live:
                 continue
             ins = [tangent.get(i.id) for i in node.inputs]
             if all(t is None for t in ins):
@@ -157,6 +170,9 @@ def jvp(outputs, primals, tangents):
                                     f"{OPS[node.op].why_not.get('jvp', '')}")
             out = rule(node, ins)
             if out is not None:
-                tangent[node.id] = B.broadcast_to(out, node.shape)
+                out = B.broadcast_to(out, node.shape)
+                # a primal that another primal moves too: its own tangent adds to that
+                # motion (the adjoint of grad, which gives an ancestor the total derivative)
+                tangent[node.id] = B.add(given[node.id], out) if node.id in given else out
         results = [tangent.get(o.id) if o.id in tangent else B.zeros_like(o) for o in outs]
     return results[0] if single else results

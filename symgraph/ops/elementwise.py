@@ -128,16 +128,27 @@ def _safe_log(a):
     return B.where(positive, B.unary("log", inside), B.scalar_like(0, a))
 
 
+def _d_base(node):
+    """d(a**b)/da = b a**(b-1), read with a = 1 where a = b = 0: a**0 is 1 everywhere, so the
+    derivative is 0 there, while 0 * 0**-1 was 0 * inf = NaN (the second derivative of x**1,
+    the third of x**2 at 0). The substitute sits inside, so no derivative of it is NaN either."""
+    a, b = node.inputs
+    both_zero = B.binary("logical_and", B.binary("eq", a, B.scalar_like(0, a)),
+                         B.binary("eq", b, B.scalar_like(0, b)))
+    base = B.where(both_zero, B.scalar_like(1, a), a)
+    return B.mul(b, B.binary("pow", base, B.sub(b, B.scalar_like(1, b))))
+
+
 def _vjp_pow(node, g):
     a, b = node.inputs
-    ga = B.mul(g, B.mul(b, B.binary("pow", a, B.sub(b, B.scalar_like(1, b)))))
+    ga = B.mul(g, _d_base(node))
     gb = B.mul(g, B.mul(node, _safe_log(a)))
     return _unbroadcast(node, ga, gb)
 
 
 def _jvp_pow(node, ts):
     a, b = node.inputs
-    da = lambda t: B.mul(t, B.mul(b, B.binary("pow", a, B.sub(b, B.scalar_like(1, b)))))  # noqa
+    da = lambda t: B.mul(t, _d_base(node))  # noqa: E731
     db = lambda t: B.mul(t, B.mul(node, _safe_log(a)))  # noqa: E731
     return _jvp_sum(node, _lin(ts[0], ts[1], da, db))
 

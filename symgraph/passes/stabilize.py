@@ -27,13 +27,14 @@ a node being differentiated.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
 
 from symgraph import autodiff
 from symgraph.graph import Node, topo_order
 from symgraph.ops import build as B
 from symgraph.ops.shapes import reduced_shape
-from symgraph.passes.cse import cse
+from symgraph.passes.cse import cse, value_number
 from symgraph.passes.rewrite import build, fit, is_value, rewrite, rule_table
 
 
@@ -228,18 +229,42 @@ def stabilize(outputs: Sequence[Node]) -> tuple[list[Node], dict]:
                   "rules": dict(fired.most_common())}
 
 
+def _merged_into_target(nodes: list[Node], targets: list[Node]) -> bool:
+    """Would CSE merge another node of the graph with a target (an equal constant, a second
+    copy of the same expression)? The stable form would then differentiate that node's uses
+    as the target's own. (Inputs and variables are never merged.)"""
+    if all(t.op in ("placeholder", "variable") for t in targets):
+        return False
+    number: dict[int, int] = {}
+    first: dict = {}
+    count: Counter = Counter()
+    for node in topo_order(nodes):
+        key = value_number(node, tuple(number[i.id] for i in node.inputs))
+        try:
+            rep = first.setdefault(key, node.id)
+        except TypeError:  # an unhashable attr: CSE keeps such a node as it is
+            rep = node.id
+        number[node.id] = rep
+        count[rep] += 1
+    return any(count[number[t.id]] > 1 for t in targets if t.id in number)
+
+
 def _stable_forms(nodes: list[Node], targets: list[Node]) -> list[Node]:
     """`nodes` through the table (after merging equal subexpressions, so that a softmax whose
     exp(x) is written twice still matches), if that changed them, every target is still in
-    their graph and every user of a target that is not a leaf is too: such a target is a
-    variable of its own, and a rewrite reading around it (log(1 - s) -> -softplus(x) with
-    s = sigmoid(x)) would drop the derivative along that path. Else `nodes` as written."""
+    their graph and every user of a target that is not an input or a variable is too: such a
+    target (a constant, an inner node) is a variable of its own, and a rewrite reading around
+    it (log(1 - s) -> -softplus(x) with s = sigmoid(x), log(c + x) -> log1p(x) with c = 1)
+    would drop the derivative along that path; and no other node is merged into a target.
+    Else `nodes` as written."""
+    if _merged_into_target(nodes, targets):
+        return nodes
     merged, _ = cse(nodes)
     stable, stats = stabilize(merged)
     if not stats["rewrites"]:
         return nodes
     present = {n.id for n in topo_order(stable)}
-    inner = {t.id for t in targets if t.inputs}
+    inner = {t.id for t in targets if t.op not in ("placeholder", "variable")}
     users = {n.id for n in topo_order(nodes) if any(i.id in inner for i in n.inputs)}
     if all(t.id in present for t in targets) and users <= present:
         return stable
