@@ -69,18 +69,20 @@ def _loss_terms(model, xs: list, y, w, ctx):
         for p in penalties:
             total = total + p
     # Keras 3 weights only the `weighted_metrics`; the plain `metrics` ignore sample weights
-    metric_sums = [_metric_sum(fn(y, out), x) for _, fn in model.metric_fns]
-    metric_sums += [_metric_sum(fn(y, out), x, w) for _, fn in model.weighted_metric_fns]
-    return out, total, metric_sums
+    plain = [fn(y, out) for _, fn in model.metric_fns]
+    metric_sums = [_metric_sum(values) for values in plain]
+    metric_sums += [_metric_sum(fn(y, out), w) for _, fn in model.weighted_metric_fns]
+    return out, total, metric_sums, tuple(values.ndim == 0 for values in plain)
 
 
-def _metric_sum(values, x, w=None):
+def _metric_sum(values, w=None):
     """The batch's sum of a metric's per-sample values (times the sample weights `w`), as Keras's
-    Mean reduces them: values with more axes are averaged over the trailing ones first, and a
-    scalar (a function that averaged the batch itself) counts for each of the batch's samples."""
+    Mean reduces them: values with more axes are averaged over the trailing ones first. A
+    scalar (a function that averaged the batch itself) is the batch's one value: Keras's Mean
+    counts it once per batch (weighted: for the batch's sum of weights)."""
     values = sg.cast(values, "float32")
     if values.ndim == 0:
-        return values * (sg.size_of(x, 0, "float32") if w is None else sg.sum(w))
+        return values if w is None else values * sg.sum(w)
     while values.ndim > 1:
         values = sg.mean(values, -1)
     return sg.sum(values if w is None else values * w)
@@ -117,6 +119,7 @@ class TrainStep:
     n_metrics: int
     grad_layers: list          # layer names whose gradient norms follow the metrics
     relu_layers: list          # layer names whose per-unit activity vectors follow
+    per_batch: tuple = ()      # per plain metric: one value per batch (a scalar), not per sample
 
     def where(self, node_id: int) -> str | None:
         """Which part of the step (layer forward, loss, gradients, updates) built a node of the
@@ -138,7 +141,7 @@ def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool 
     to undo it, and the backend may write the updates in place (symgraph/inplace.py)."""
     inputs, xs, y, w = _step_inputs(model, target)
     ctx = CallContext(training=True, step=model.step_counter)
-    out, total, metric_sums = _loss_terms(model, xs, y, w, ctx)
+    out, total, metric_sums, per_batch = _loss_terms(model, xs, y, w, ctx)
     owners = {}
     trainable = []
     for layer in model.layers:
@@ -174,14 +177,16 @@ def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool 
             relu_layers.append(name)
     fn = sg.function(inputs, outputs, updates=updates, backend=backend, check_nan=check_nan,
                      name="train_step")
-    return TrainStep(fn, len(metric_sums), grad_layers, relu_layers)
+    return TrainStep(fn, len(metric_sums), grad_layers, relu_layers, per_batch)
 
 
-def build_eval_step(model, target: TargetSpec, backend: str) -> sg.Function:
-    """[mean loss with penalties, *metric sums] of a batch, in inference mode."""
+def build_eval_step(model, target: TargetSpec, backend: str) -> TrainStep:
+    """[mean loss with penalties, *metric sums] of a batch, in inference mode (a step without
+    updates)."""
     inputs, xs, y, w = _step_inputs(model, target)
-    _, total, metric_sums = _loss_terms(model, xs, y, w, CallContext(training=False))
-    return sg.function(inputs, [total] + metric_sums, backend=backend, name="eval_step")
+    _, total, metric_sums, per_batch = _loss_terms(model, xs, y, w, CallContext(training=False))
+    fn = sg.function(inputs, [total] + metric_sums, backend=backend, name="eval_step")
+    return TrainStep(fn, len(metric_sums), [], [], per_batch)
 
 
 def build_predict_step(model, backend: str) -> sg.Function:

@@ -175,7 +175,8 @@ class Trainer:
         y, target = self._check_y(y, len(x))
         w = sample_weights.resolve(sample_weight, class_weight, y, self, what)
         running = self._running()
-        running.add(_run(step_for(_weighted(target, w)), x, y, w), len(x), w)
+        step = step_for(_weighted(target, w))
+        running.add(step, _run(step, x, y, w), len(x), w)
         return _logs_result(running.logs(), return_dict)
 
     def fit(self, x=None, y=None, batch_size=None, epochs: int = 1, verbose="auto",
@@ -306,7 +307,7 @@ class Trainer:
                       f"{run.history.nan_report}", file=sys.stderr)
                 self.stop_training = True
                 return None
-            running.add(outs, len(idx), wb)
+            running.add(run.step, outs, len(idx), wb)
             if diag is not None:
                 diag.add(outs)
             logs = running.logs()
@@ -330,7 +331,7 @@ class Trainer:
         for b in range(max(1, -(-len(x) // batch_size))):
             batch = slice(b * batch_size, (b + 1) * batch_size)
             wb = None if w is None else w[batch]
-            running.add(_run(fn, x[batch], y[batch], wb), len(x[batch]), wb)
+            running.add(fn, _run(fn, x[batch], y[batch], wb), len(x[batch]), wb)
             if bar is not None:
                 bar.update(b + 1, {"loss": running.logs()["loss"]})
         return running.logs()
@@ -412,14 +413,16 @@ class _Running:
         self.seen, self.loss_sum = 0, 0.0
         self.sums, self.counts = np.zeros(len(names)), np.zeros(len(names))
 
-    def add(self, outs, n: int, weights) -> None:
-        """A step's outputs [loss, *metric sums, ...] on `n` samples with `weights` (or None)."""
+    def add(self, step, outs, n: int, weights) -> None:
+        """The outputs [loss, *metric sums, ...] of `step` on `n` samples with `weights` (or
+        None); a plain metric whose function gave one value per batch counts once."""
         k = len(self.names)
         self.seen += n
         self.loss_sum += float(outs[0]) * n
         self.sums += [float(s) for s in outs[1:1 + k]]
         weight_sum = n if weights is None else float(np.sum(weights, dtype=np.float64))
-        self.counts += [n] * (k - self.n_weighted) + [weight_sum] * self.n_weighted
+        plain = [1 if once else n for once in step.per_batch]
+        self.counts += plain + [weight_sum] * self.n_weighted
 
     def logs(self) -> dict:
         logs = {name: float(s / c) if c else 0.0

@@ -560,3 +560,24 @@ def test_a_refused_compile_leaves_the_compiled_model_as_it_was(bad):
         model.compile(optimizer="sgd", loss="mae", **bad)
     assert model.optimizer is optimizer and model.loss is loss and model._functions is functions
     assert model.backend == "numpy"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_metric_of_one_value_per_batch_is_the_mean_of_the_batch_values_as_keras(backend):
+    """Keras 3's Mean counts a scalar once (num_samples = 1): with a partial last batch the
+    epoch value is the plain mean of the batch values, not weighted by the batch sizes."""
+    x = RNG.normal(size=(10, 3)).astype(np.float32)
+    y = RNG.normal(size=(10, 1)).astype(np.float32)
+
+    def batch_max_error(yt, yp):
+        return sg.max(sg.abs(yt - yp))
+
+    model = Sequential([Dense(1, input_dim=3)])
+    model.compile(optimizer=optimizers.SGD(0.0), loss="mse", metrics=[batch_max_error],
+                  backend=backend)
+    error = np.abs(model.predict(x, verbose=0).astype(np.float64) - y)
+    batches = [error[i:i + 4].max() for i in range(0, 10, 4)]  # batches of 4, 4 and 2
+    got = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)["batch_max_error"]
+    assert got == pytest.approx(np.mean(batches), rel=1e-5)
+    history = model.fit(x, y, batch_size=4, shuffle=False, verbose=0)
+    assert history.history["batch_max_error"][0] == pytest.approx(np.mean(batches), rel=1e-5)
