@@ -52,7 +52,6 @@ def forward(model, xs: list, ctx: CallContext):
 def _loss_terms(model, xs: list, y, w, ctx):
     """The output, the loss with penalties and the metric sums of a batch: the input nodes
     `xs`, the targets `y` and the sample weights `w` (None for an unweighted step)."""
-    x = xs[0]  # every input has the batch's size
     out = forward(model, xs, ctx)
     loss = model.loss
     with part(f"the loss ({loss.name} and penalties)"):
