@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
+from symgraph import envvars
 from symgraph.errors import SymgraphError
 
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except (SymgraphError, OSError) as exc:
-        if os.environ.get("SYMGRAPH_DEBUG"):
+        if envvars.flag("SYMGRAPH_DEBUG"):
             raise
         # a user's mistake (a bad value, an unwritable folder, a missing file): one line,
         # as argparse reports its own errors; SYMGRAPH_DEBUG=1 shows the traceback

@@ -7,7 +7,9 @@ variables: a failing call leaves all state as it was.
 
 from __future__ import annotations
 
-import os
+import _signal  # getsignal without signal.getsignal's enum wrapping (2 us -> 15 ns a call)
+import signal
+import sys
 import threading
 import time
 import weakref
@@ -15,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from symgraph import envvars
 from symgraph.arrays import first_nonfinite, shared
 from symgraph.errors import SymgraphError, describe_trace
 from symgraph.graph import Node, Variable, dump, topo_order
@@ -131,6 +134,63 @@ def variable_lock(var: Variable) -> threading.Lock:
         return lock
 
 
+_MAIN_THREAD = threading.main_thread().ident
+_SIGINT = int(signal.SIGINT)
+_held_interrupts: list = []  # frames of the SIGINTs held back meanwhile
+_holding = 0  # how many hold_interrupts() are on (main thread only)
+_wrapped_handler = None  # the SIGINT handler _forward_interrupt forwards to
+
+
+def _forward_interrupt(signum, frame):
+    if _holding:
+        _held_interrupts.append(frame)
+    else:
+        _wrapped_handler(signum, frame)
+
+
+def hold_interrupts() -> bool:
+    """Start holding back Ctrl-C (SIGINT) in the main thread; True if it does (then call
+    release_interrupts). State changed in several steps (variables written in place kernel by
+    kernel, then the rest swapped in; weights assigned one by one) is thus never left
+    half-changed. Cheap (a call of a few microseconds takes it): the first use wraps the
+    SIGINT handler in one that forwards to it while nothing is held; a handler installed
+    later is wrapped again on the next use; other threads and non-Python handlers: no-op."""
+    global _holding, _wrapped_handler
+    if threading.get_ident() != _MAIN_THREAD:
+        return False
+    current = _signal.getsignal(_SIGINT)
+    if current is not _forward_interrupt:
+        if not callable(current):
+            return False
+        _wrapped_handler = current
+        signal.signal(signal.SIGINT, _forward_interrupt)
+    _holding += 1
+    return True
+
+
+def release_interrupts() -> None:
+    """End a hold_interrupts(); a Ctrl-C held back meanwhile is raised now."""
+    global _holding
+    _holding -= 1
+    if _held_interrupts and not _holding:
+        frame = _held_interrupts[0]
+        _held_interrupts.clear()
+        _wrapped_handler(signal.SIGINT, frame)
+
+
+class deferred_interrupt:
+    """`with deferred_interrupt():` hold_interrupts() ... release_interrupts()."""
+
+    def __enter__(self):
+        self.on = hold_interrupts()
+        return self
+
+    def __exit__(self, *exc):
+        if self.on:
+            release_interrupts()
+        return False
+
+
 class Function:
     """A compiled graph: call it with one array per input placeholder."""
 
@@ -168,9 +228,10 @@ class Function:
 
             fill_report(self.report, self._run.program)
         self.compile_seconds = time.perf_counter() - start
-        if os.environ.get("SYMGRAPH_DEBUG"):
+        if envvars.flag("SYMGRAPH_DEBUG"):
             print(f"[symgraph] compiled {self.name} for {backend} in "
-                  f"{self.compile_seconds * 1e3:.1f} ms ({len(topo_order(optimized))} nodes)")
+                  f"{self.compile_seconds * 1e3:.1f} ms ({len(topo_order(optimized))} nodes)",
+                  file=sys.stderr)
         self._n_out = len(self.outputs)
         self._variables = [n for n in topo_order(optimized) if isinstance(n, Variable)]
         # every variable whose array a call may hand out or replace (read, updated or both)
@@ -179,8 +240,15 @@ class Function:
         # one global order (no deadlock): steps from several threads run one at a time per
         # variable and lose no update, on every backend (a numba step writing in place into
         # a fresh array, or a NumPy step, assigned after another step had read the old value).
-        self._locks = [variable_lock(v) for v in sorted(set(self.update_vars),
-                                                         key=lambda v: v.id)]
+        # A backend writing updates in place changes a variable's array while the step runs:
+        # a call only reading it (another Function) must not run meanwhile (it would see some
+        # elements new and some old), so on such a backend every call holds the locks of
+        # every variable it reads as well.
+        self._writes_in_place = bool(getattr(getattr(self._run, "program", None), "inplace",
+                                             None))
+        locked = self._state_vars if getattr(target, "writes_in_place", False) \
+            else self.update_vars
+        self._locks = [variable_lock(v) for v in sorted(set(locked), key=lambda v: v.id)]
         self._signature = [(p, p.dtype, tuple(p.shape)) for p in self.inputs]
         # The fast path of _validate: (numpy dtype, rank, fixed (axis, size), symbolic
         # (axis, name)) per input; anything unusual takes the checking path below.
@@ -309,6 +377,11 @@ class Function:
         for lock in self._locks:
             lock.acquire()
         try:
+            if self._writes_in_place and hold_interrupts():  # a Ctrl-C now would leave
+                try:  # some variables written in place and the others not
+                    return self._call(arrays, dims)
+                finally:
+                    release_interrupts()
             return self._call(arrays, dims)
         finally:
             for lock in reversed(self._locks):

@@ -27,6 +27,7 @@ from typing import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
+from symgraph import envvars
 from symgraph.errors import SymgraphError
 from symgraph.memplan import allocate_slots, plan_program
 from symgraph.schedule import Schedule, critical_path_schedule, schedule_program
@@ -129,15 +130,36 @@ class DagRunner:
         pool = _pool(self.workers - 1)
         for w in range(1, self.workers):
             pool.submit(loop, state, execute, w)
-        loop(state, execute, 0)
-        with state.cond:  # the caller's loop is over; wait for kernels still running elsewhere
-            while True:
-                if state.error is not None:
-                    if state.active == 0:  # no kernel still writing into buffers: safe to leave
-                        raise state.error
-                elif state.finished == len(self.kernels):
-                    return
-                state.cond.wait()
+        try:
+            loop(state, execute, 0)
+            with state.cond:  # the caller's loop is over; wait for kernels running elsewhere
+                while True:
+                    if state.error is not None:
+                        if state.active == 0:  # no kernel still writing into buffers
+                            raise state.error
+                    elif state.finished == len(self.kernels):
+                        return
+                    state.cond.wait()
+        except BaseException as exc:  # noqa: B036  (a KeyboardInterrupt while waiting)
+            self._stop(state, exc)
+            raise
+
+    @staticmethod
+    def _stop(state: _RunState, exc: BaseException) -> None:
+        """Stop dispatch and wait until no kernel runs in a pool thread (they write into
+        buffers the caller is about to release or hand out), whatever interrupts the wait."""
+        with state.cond:
+            if state.error is None:
+                state.error = exc
+            state.cond.notify_all()
+        while True:
+            try:
+                with state.cond:
+                    while state.active > 0:
+                        state.cond.wait()
+                return
+            except BaseException:  # noqa: B036  (a second Ctrl-C: keep waiting, briefly)
+                continue
 
     def _finish(self, state: _RunState, i: int) -> None:
         """Mark kernel i done and release its successors (caller holds state.cond)."""
@@ -284,7 +306,7 @@ class ProgramRunner:
             deps = plan.augment(schedule.deps) if plan is not None else schedule.deps
             runner = DagRunner(deps, self.workers, schedule, self.mode)
             found = self._bindings[key] = _Binding(runner, schedule, plan)
-            if os.environ.get("SYMGRAPH_DEBUG"):
+            if envvars.flag("SYMGRAPH_DEBUG"):
                 print(f"[symgraph] {schedule}")
                 print(f"[symgraph] {plan or plan_program(self.program, dims, schedule)}")
         return found

@@ -12,6 +12,7 @@ from symgraph.nn.symbolic import SymbolicTensor
 from symgraph.nn.training import Trainer
 from symgraph.nn.training_state import is_state_key, load_training_state, save_training_state
 from symgraph.nn.weights_io import load_arrays, save_arrays
+from symgraph.runtime import deferred_interrupt
 
 
 class BaseModel(Trainer):
@@ -90,8 +91,9 @@ class BaseModel(Trainer):
                 raise SymgraphError(f"layer {layer.name!r} weight {wname!r} is {var.dtype}, got "
                                     f"an array of dtype {a.dtype}; nothing was set")
             checked.append((var, a))
-        for var, a in checked:  # every check passed: now assign (cannot fail any more)
-            var.value = a
+        with deferred_interrupt():  # a Ctrl-C meanwhile would leave some weights set
+            for var, a in checked:  # every check passed: now assign (cannot fail any more)
+                var.value = a
 
     def save_weights(self, filepath: str) -> None:
         """Write every weight to `filepath` (.npz) atomically (temp file, then rename)."""
@@ -105,8 +107,10 @@ class BaseModel(Trainer):
         count or shape mismatch raises and changes nothing (`skip_mismatch=True` skips
         mismatched weights instead)."""
         items = [(k, a) for k, a in load_arrays(filepath) if not is_state_key(k)]
-        for var, array in self._weights_plan(items, filepath, skip_mismatch):
-            var.value = array  # every check passed: now assign (cannot fail any more)
+        plan = self._weights_plan(items, filepath, skip_mismatch)
+        with deferred_interrupt():  # a Ctrl-C meanwhile would leave some weights loaded
+            for var, array in plan:
+                var.value = array  # every check passed: now assign (cannot fail any more)
 
     def _weights_plan(self, items, filepath: str, skip_mismatch: bool = False) -> list:
         """[(variable, array)] for saved weights `items`, every count, shape and dtype checked."""

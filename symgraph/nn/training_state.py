@@ -15,6 +15,7 @@ import numpy as np
 import symgraph as sg
 from symgraph.errors import SymgraphError
 from symgraph.nn.weights_io import load_arrays, save_arrays
+from symgraph.runtime import deferred_interrupt
 
 STATE = "_state/"  # the prefix of every key that is not a weight
 
@@ -127,6 +128,7 @@ def load_training_state(model, path: str, read_extra=None):
     for key, (weight, slot_kind) in slots.items():
         plan.append((opt.slot(weight, slot_kind), state[key]))
     plan += [(var, state[key]) for key, var in wanted.items() if key not in slots]
-    for var, array in plan:
-        var.value = array
+    with deferred_interrupt():  # a Ctrl-C meanwhile would leave the state half restored
+        for var, array in plan:
+            var.value = array
     return extra

@@ -18,12 +18,12 @@ simplify, stabilize, reassociate, dce), so duplicates a rewrite creates are merg
 from __future__ import annotations
 
 import gc
-import os
 import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
 
+from symgraph import envvars
 from symgraph.errors import SymgraphError
 from symgraph.graph import Node, dump
 from symgraph.passes.cse import cse
@@ -66,7 +66,7 @@ def passes_for(level: int) -> list[PassSpec]:
 
 
 def _debug(name: str, outs: list[Node]) -> None:
-    if os.environ.get("SYMGRAPH_DEBUG"):
+    if envvars.flag("SYMGRAPH_DEBUG"):
         print(f"[symgraph] IR after {name}:\n{dump(outs)}", file=sys.stderr)
 
 

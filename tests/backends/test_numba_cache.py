@@ -14,6 +14,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 import symgraph as sg
 
@@ -156,3 +157,44 @@ def test_the_same_source_for_two_dtypes_is_two_compiled_codes(tmp_path, monkeypa
             want = sg.function([x], y, backend="numpy")(xs.astype(dtype))
             assert got.dtype == want.dtype
             np.testing.assert_array_equal(got, want)
+
+
+def test_another_programs_object_file_under_a_key_is_removed_and_rebuilt(tmp_path):
+    from symgraph.backends.numba_cpu import llvmjit
+
+    path = str(tmp_path / "k1.o")
+    llvmjit._write_cached(path, b"object code of program 2", "k2")  # a valid file of key k2
+    assert llvmjit._read_cached(path, "k2")[0] == b"object code of program 2"
+    payload, why = llvmjit._read_cached(path, "k1")
+    assert payload is None and "damaged" in why and not os.path.exists(path)
+
+
+@pytest.mark.parametrize("path", ["native", "numba"])
+def test_a_full_disk_still_compiles_and_leaves_no_half_file(tmp_path, path):
+    """Every write into the cache folder fails as on a full disk (ENOSPC): the call still
+    computes, and no temporary file is left there."""
+    script = SCRIPT.replace("import json, sys", textwrap.dedent(f"""\
+        import errno, json, os, sys, tempfile
+        FULL = {str(tmp_path)!r}
+        real_replace, real_mkstemp, real_open = os.replace, tempfile.mkstemp, open
+        def replace(src, dst, *args, **kwargs):
+            if str(dst).startswith(FULL):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_replace(src, dst, *args, **kwargs)
+        def mkstemp(*args, **kwargs):
+            fd, name = real_mkstemp(*args, **kwargs)
+            if name.startswith(FULL):
+                os.close(fd)
+                os.unlink(name)
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return fd, name
+        os.replace, tempfile.mkstemp = replace, mkstemp
+        """), 1)
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(tmp_path), SYMGRAPH_NATIVE=path)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(out["out"], (np.tanh(np.full((2, 1), 6.0)) * 2).tolist(),
+                               rtol=1e-6)
+    assert not glob.glob(str(tmp_path / "**" / "*.tmp"), recursive=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from symgraph import envvars
 from symgraph.errors import SymgraphError
 
 INSTALL_HINT = ("install the CUDA extra: pip install 'symgraph[cuda]' (numba-cuda with the CUDA "
@@ -58,7 +59,7 @@ class CudaBackend:
     name = "cuda"
 
     def __init__(self, streams: int | None = None):
-        self.streams = streams or int(os.environ.get("SYMGRAPH_CUDA_STREAMS", "2"))
+        self.streams = streams or envvars.integer("SYMGRAPH_CUDA_STREAMS", 2)
 
     def compile(self, inputs, results, check_nan: bool = False, workers: int | None = None):
         cuda = load_cuda()

@@ -29,6 +29,7 @@ import weakref
 
 import numpy as np
 
+from symgraph import envvars
 from symgraph.backends.cuda.kernels import GPU, SIM, CudaModule, render_program
 from symgraph.cachedir import cache_folder
 from symgraph.errors import SymgraphError
@@ -166,7 +167,7 @@ class CudaProgram:
             self._bounds = cuda.to_device(np.zeros(2 * len(self._checked), np.int64))
             self._bounds_host = cuda.pinned_array(2 * len(self._checked), np.int64)
         mod = import_module(self.module)
-        if os.environ.get("SYMGRAPH_DEBUG"):
+        if envvars.flag("SYMGRAPH_DEBUG"):
             n = sum(len(v) for v in self.module.launches.values())
             print(f"[symgraph] cuda: {len(self.program.kernels)} kernels, {n} launches "
                   f"({self.module.target.name}), source {mod.__file__}")

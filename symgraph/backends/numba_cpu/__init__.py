@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from symgraph import inplace
+from symgraph import envvars, inplace
 from symgraph.arrays import LIST_ONLY, aligned_empty, held_only_by_attribute, shared
 from symgraph.backends.numba_cpu import (
     blas,
@@ -59,7 +59,7 @@ _prepare_numba()
 
 
 def _debug(message: str) -> None:
-    if os.environ.get("SYMGRAPH_DEBUG"):
+    if envvars.flag("SYMGRAPH_DEBUG"):
         print(f"[symgraph numba] {message}", file=sys.stderr)
 
 
@@ -77,7 +77,7 @@ class CompiledProgram:
         self.check_nan = check_nan
         self.symbols = [name for name, _ in symbols]
         self.workers = workers
-        self.driver = workers > 1 or os.environ.get("SYMGRAPH_NUMBA_DRIVER") == "1"
+        self.driver = workers > 1 or envvars.flag("SYMGRAPH_NUMBA_DRIVER")
         if self.driver:
             self._setup_driver(gen)
         inputs = {n.id: i for i, n in enumerate(program.inputs)}
@@ -158,7 +158,12 @@ class CompiledProgram:
                 # A cache entry that passed the file checks but still fails to load: rebuild.
                 _debug(f"{self.module.__name__}: cache load failed ({exc!r}); recompiling")
                 self._reload()
-                stats = self._compile_all(gen, array, types)
+                try:
+                    stats = self._compile_all(gen, array, types)
+                except OSError as exc:  # Numba cannot write its cache (a full disk): compile
+                    _debug(f"{self.module.__name__}: Numba's cache not written ({exc!r})")
+                    self._without_disk_cache()
+                    stats = self._compile_all(gen, array, types)
         except NumbaError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise SymgraphError(f"numba backend: generated code for {len(self.program.kernels)} "
@@ -169,6 +174,12 @@ class CompiledProgram:
         how = "loaded from Numba's disk cache" if hits and not misses else "compiled"
         _debug(f"{self.module.__name__}: {how} in {(time.perf_counter() - start) * 1e3:.1f} ms "
                f"(cache hits {hits}, misses {misses})")
+
+    def _without_disk_cache(self) -> None:
+        from numba.core.caching import NullCache
+
+        for fn in self.kernel_fns if self.driver else [self.entry]:
+            fn._cache = NullCache()
 
     def _reload(self) -> None:
         self.module = reload_module(self.module)
@@ -432,11 +443,11 @@ class NumbaBackend:
         start = time.perf_counter()
         program = lower(inputs, results)
         _check_supported(program)
-        if updates and not check_nan and os.environ.get("SYMGRAPH_INPLACE", "1") != "0":
+        if updates and not check_nan and envvars.flag("SYMGRAPH_INPLACE", True):
             program = inplace.plan_inplace(program, updates)
             for line in inplace.describe(program):
                 _debug(f"in place: {line}")
-        driver = workers > 1 or os.environ.get("SYMGRAPH_NUMBA_DRIVER") == "1"
+        driver = workers > 1 or envvars.flag("SYMGRAPH_NUMBA_DRIVER")
         gen = generate(program, single_entry=not driver)
         compiled = None
         mode = _native_mode()

@@ -105,7 +105,15 @@ def load_module(source: str):
         purge_numba_cache(path)
         current = None
     if current is None:
-        _write_atomic(path, source)
+        try:
+            _write_atomic(path, source)
+        except OSError as exc:  # a full disk, a folder gone: this process's temporary folder
+            from symgraph.cachedir import _temporary_root
+
+            folder = os.path.join(_temporary_root(os.path.dirname(cache_dir()), exc), "numba")
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, name + ".py")
+            _write_atomic(path, source)
     if name in sys.modules:
         return sys.modules[name], "module already imported"
     module = _import(name, path)

@@ -22,16 +22,17 @@ import threading
 
 import llvmlite.binding as llvm
 
+from symgraph import envvars
 from symgraph.backends.numba_cpu import blas, llvm_passes, native, native_gemm
 from symgraph.backends.numba_cpu.cache import cache_dir
 
 VERSION = "11"  # bump when native.py changes the code it emits for the same source
-MAGIC = b"symgraph-native-object 1\n"
+MAGIC = b"symgraph-native-object 2\n"  # then the key, the payload's SHA-256, the payload
 PAIR = b"symgraph-object-pair\n"  # a payload of two objects (compile_object)
 # Programs of at least this many IR instructions are compiled in two processes at once
 # (SYMGRAPH_COMPILE_PROCESSES=1: never)
 PARALLEL_COMPILE_INSTRUCTIONS = 6000
-COMPILE_PROCESSES = min(2, int(os.environ.get("SYMGRAPH_COMPILE_PROCESSES", "2")),
+COMPILE_PROCESSES = min(2, envvars.integer("SYMGRAPH_COMPILE_PROCESSES", 2),
                         os.cpu_count() or 1)
 
 _lock = threading.Lock()
@@ -68,16 +69,19 @@ def _cache_path(key: str, prefix: str = "") -> str:
     return os.path.join(folder, f"{prefix}{key}.o")
 
 
-def _read_cached(path: str) -> tuple:
-    """(object code at `path` or None, why not): a damaged file is removed."""
+def _read_cached(path: str, key: str) -> tuple:
+    """(object code at `path` or None, why not): a damaged file, or one made for another key
+    (another program's file copied or renamed over it), is removed."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError:
         return None, "object cache miss"
     head, _, rest = data.partition(b"\n")
+    owner, _, rest = rest.partition(b"\n")
     digest, _, payload = rest.partition(b"\n")
-    if head + b"\n" != MAGIC or hashlib.sha256(payload).hexdigest().encode() != digest:
+    if (head + b"\n" != MAGIC or owner != key.encode()
+            or hashlib.sha256(payload).hexdigest().encode() != digest):
         try:
             os.unlink(path)
         except OSError:
@@ -86,11 +90,12 @@ def _read_cached(path: str) -> tuple:
     return payload, ""
 
 
-def _write_cached(path: str, payload: bytes) -> None:
+def _write_cached(path: str, payload: bytes, key: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+            f.write(MAGIC + key.encode() + b"\n" + hashlib.sha256(payload).hexdigest().encode()
+                    + b"\n" + payload)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -199,13 +204,16 @@ def load(source: str, build, functions: list, options: str = "", speed: int = 3,
     with _lock:
         if name in _state:
             return _state[name], "already loaded"
-    payload, why = _read_cached(path)
+    payload, why = _read_cached(path, key)
     how = "object cache hit"
     if payload is None:
         how = f"compiled ({why})"
         payload = compile_object(build(name), speed)
         STATS[counts[0]] += 1
-        _write_cached(path, payload)
+        try:
+            _write_cached(path, payload, key)
+        except OSError as exc:  # a full disk, a folder gone: the code is compiled all the same
+            how += f"; not cached ({type(exc).__name__}: {exc})"
     else:
         STATS[counts[1]] += 1
     with _lock:
@@ -295,7 +303,7 @@ def _object_layout_ok() -> bool:
 
 BY_OBJECT = _object_layout_ok()  # entries take the list of arrays itself (no per-array work)
 # prange loops fork MKL's OpenMP team (native.parallel_loop); SYMGRAPH_PARALLEL_LOOPS=0: never
-PARALLEL = blas.OPENMP and os.environ.get("SYMGRAPH_PARALLEL_LOOPS", "1") != "0"
+PARALLEL = blas.OPENMP and envvars.flag("SYMGRAPH_PARALLEL_LOOPS", True)
 
 
 class NativeEntry:
