@@ -24,6 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        if envvars.flag("SYMGRAPH_DEBUG"):
+            raise
+        out = getattr(args, "out", None)
+        hint = (f" (the same command with --out {out} continues after the last finished "
+                "epoch)" if args.command == "train" and out else "")
+        print(f"\nsymgraph {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
     except (SymgraphError, OSError) as exc:
         if envvars.flag("SYMGRAPH_DEBUG"):
             raise

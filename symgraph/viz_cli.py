@@ -15,11 +15,13 @@ import argparse
 import html
 import os
 import runpy
+import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
 
 import symgraph as sg
+from symgraph import envvars
 from symgraph.errors import SymgraphError
 from symgraph.files import write_text
 from symgraph.graph import Node, Variable, topo_order
@@ -93,9 +95,27 @@ def load_source(source: str) -> tuple[str, list[Node], Node | None, list, list[s
             outputs, loss, wrt, []
     if not os.path.isfile(source):
         raise SymgraphError(f"viz: {source!r} is neither 'demo' nor a Python file")
-    scope = runpy.run_path(source, run_name="__symgraph_viz__")
+    try:
+        scope = runpy.run_path(source, run_name="__symgraph_viz__")
+    except SymgraphError:
+        raise
+    except Exception as exc:  # the user's file: one line naming it, as for any bad input
+        if envvars.flag("SYMGRAPH_DEBUG"):
+            raise
+        where = ""
+        if isinstance(exc, SyntaxError):
+            where = f" (line {exc.lineno})"
+        else:
+            frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                      if os.path.abspath(f.filename) == os.path.abspath(source)]
+            where = f" (line {frames[-1].lineno})" if frames else ""
+        raise SymgraphError(f"viz: running {source} failed{where}: "
+                            f"{type(exc).__name__}: {exc}") from None
     title = os.path.basename(source)
     if "outputs" not in scope and "model" in scope:
+        if not hasattr(scope["model"], "layers"):
+            raise SymgraphError(f"viz: `model` in {source} must be a symgraph.nn model; got "
+                                f"{type(scope['model']).__name__}")
         outputs, loss, wrt, notes = _model_graph(scope["model"])
         return title, outputs, loss, wrt, notes
     if "outputs" not in scope:
@@ -104,13 +124,18 @@ def load_source(source: str) -> tuple[str, list[Node], Node | None, list, list[s
     outputs = (list(outs.values()) if isinstance(outs, dict)
                else [outs] if isinstance(outs, Node)
                else list(outs) if isinstance(outs, (list, tuple)) else None)
-    if outputs is None or not all(isinstance(o, Node) for o in outputs):
+    if not outputs or not all(isinstance(o, Node) for o in outputs):
         raise SymgraphError(f"viz: `outputs` in {source} must be a node, or a list, tuple or "
-                            f"dict of nodes; got {type(outs).__name__}")
+                            f"dict of nodes (not empty); got {type(outs).__name__} "
+                            f"{outs!r:.40}")
     loss = scope.get("loss")
     if loss is None:
         loss = next((o for o in outputs if o.ndim == 0 and o.dtype.startswith("float")), None)
     wrt = scope.get("wrt")
+    if wrt is not None and (not isinstance(wrt, (list, tuple))
+                            or not all(isinstance(w, Node) for w in wrt)):
+        raise SymgraphError(f"viz: `wrt` in {source} must be a list or tuple of nodes; got "
+                            f"{type(wrt).__name__}")
     if wrt is None and loss is not None:
         wrt = [n for n in topo_order([loss]) if isinstance(n, Variable) and n.trainable]
     notes = [] if loss is not None else ["no scalar float output to differentiate: the "
@@ -181,6 +206,9 @@ def _write_index(views: Views, out_dir: str, fmt: str, panels, no_pictures: bool
             body = f'<p><a href="{name}.dot">{name}.dot</a></p>'
         elif fmt == "svg":  # <object> keeps the SVG tooltips (the user's line per node)
             body = f'<object data="{name}.svg" type="image/svg+xml"></object>'
+        elif fmt == "pdf":  # an <img> cannot show a PDF: embed it, with a link as fallback
+            body = (f'<object data="{name}.pdf" type="application/pdf" height="800">'
+                    f'<a href="{name}.pdf">{name}.pdf</a></object>')
         else:
             body = f'<img src="{name}.{fmt}" alt="{name}">'
         cells.append(f'<section><h2>{html.escape(caption)}</h2>{body}</section>')

@@ -356,3 +356,31 @@ def test_large_graphs_get_the_bounded_layout():
         h = sg.tanh(h) * 1.5
     assert "nslimit" not in sg.to_dot(small)
     assert "nslimit=1, nslimit1=1, splines=line" in sg.to_dot(h)
+
+
+@pytest.mark.parametrize("source, says", [
+    ("x = (\n", "failed (line 1): SyntaxError"),
+    ("import symgraph as sg\nraise RuntimeError('boom')\n", "failed (line 2): RuntimeError: boom"),
+    ("import symgraph as sg\nx = sg.placeholder((2,), name='x')\noutputs = [sg.exp(x)]\n"
+     "wrt = 7\n", "`wrt`"),
+    ("outputs = {}\n", "not empty"),
+    ("model = 5\n", "symgraph.nn model"),
+])
+def test_viz_of_a_user_file_with_a_mistake_is_one_line(tmp_path, capsys, source, says):
+    from symgraph.cli import main
+
+    path = tmp_path / "user.py"
+    path.write_text(source)
+    assert main(["viz", str(path), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+
+
+def test_a_pdf_index_embeds_the_pdfs(tmp_path):
+    if not HAVE_DOT:
+        pytest.skip("graphviz's dot is not installed")
+    from symgraph.cli import main
+
+    assert main(["viz", "-o", str(tmp_path / "o"), "--format", "pdf"]) == 0
+    index = (tmp_path / "o" / "index.html").read_text()
+    assert 'type="application/pdf"' in index and "<img" not in index

@@ -98,9 +98,11 @@ def measure_all(args, command: str) -> dict:
         doc["kernels"] = run_kernels(threads, quick=args.quick, roofs=roofs,
                                      backends=args.backends)
     if "train" in suites:
-        from symgraph.bench.train import run_train
+        from symgraph.bench.train import run_train, system_status
 
         _log("train (a fresh process per system and model)")
+        doc["train_not_run"] = {s: why for s, why in system_status(args.systems).items()
+                                if why is not None}
         doc["train"] = run_train(threads, quick=args.quick, roof_gflops=roofs.gflops,
                                  systems=args.systems, models=tuple(args.models),
                                  rounds=args.rounds, log=_log)
@@ -154,20 +156,75 @@ def _gpu_suite(quick: bool) -> dict:
             return json.load(f)
 
 
+# the JSON type of each suite's result in a saved run
+SUITE_TYPES = {"limits": dict, "kernels": list, "train": list, "compile": dict,
+               "profile": dict, "parallel": dict, "gpu": dict}
+
+
+def _read_run(path: str) -> dict:
+    """One saved run (`symgraph bench`'s JSON), or a SymgraphError naming what is wrong."""
+    from symgraph.errors import SymgraphError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            run = json.load(f)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise SymgraphError(f"--from-json {path}: not a symgraph bench JSON file "
+                            f"({type(exc).__name__}: {exc})") from None
+    if not isinstance(run, dict):
+        raise SymgraphError(f"--from-json {path}: not a symgraph bench JSON file (a "
+                            f"{type(run).__name__} at the top, not an object)")
+    for key, kind in SUITE_TYPES.items():
+        if key in run and not isinstance(run[key], kind):
+            raise SymgraphError(f"--from-json {path}: suite {key!r} is a "
+                                f"{type(run[key]).__name__}, not a {kind.__name__}")
+    return run
+
+
 def merge_runs(paths: list[str]) -> dict:
     """Several saved runs as one document: each suite from the last file that has it."""
     doc: dict = {}
     commands = []
     for path in paths:
-        with open(path) as f:
-            run = json.load(f)
+        run = _read_run(path)
         commands.append(run.get("command", "symgraph bench"))
         for key, value in run.items():
             if key in SUITES + EXTRA_SUITES or key not in doc:
                 doc[key] = value
+        if "train" in run:  # why systems are missing goes with the train rows it explains
+            doc.pop("train_not_run", None)
+            if "train_not_run" in run:
+                doc["train_not_run"] = run["train_not_run"]
     doc["suites"] = sorted(k for k in SUITES if k in doc)
     doc["command"] = "\n    ".join(dict.fromkeys(commands))
     return doc
+
+
+def _check_outputs(args) -> None:
+    """Every file this run will write can be written: found before minutes of measuring, not
+    after them (a SymgraphError naming the option otherwise)."""
+    from symgraph.errors import SymgraphError
+    from symgraph.files import atomic_write
+
+    targets = []
+    if not args.from_json:
+        targets.append(("--json", args.json or os.path.join(args.out, "bench.json")))
+    if not args.no_chart and (args.chart or not args.from_json):
+        targets.append(("--chart", args.chart or os.path.join(args.out, "bench.png")))
+    if args.markdown:
+        targets.append(("--markdown", args.markdown))
+    for option, path in targets:
+        if path.endswith(("/", os.sep)) or os.path.isdir(path):
+            raise SymgraphError(f"{option} {path!r} is a folder, not a file path")
+        folder = os.path.dirname(os.path.abspath(path))
+        probe = os.path.join(folder, ".symgraph-write-test")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            atomic_write(probe, lambda f: f.write(b"ok"))
+            os.remove(probe)
+        except (OSError, SymgraphError) as exc:
+            raise SymgraphError(f"{option} {path!r}: cannot write into {folder!r} "
+                                f"({type(exc).__name__}: {exc})") from None
 
 
 def run_bench(args) -> int:
@@ -183,11 +240,11 @@ def run_bench(args) -> int:
     if argv is None:
         argv = sys.argv[2:] if sys.argv[1:2] == ["bench"] else []
     command = " ".join(["symgraph bench", *(shlex.quote(a) for a in argv)])
+    _check_outputs(args)
     if args.from_json:
         doc = merge_runs(args.from_json)
     else:
         doc = measure_all(args, command)
-        os.makedirs(args.out, exist_ok=True)
         json_path = args.json or os.path.join(args.out, "bench.json")
         os.makedirs(os.path.dirname(json_path) or ".", exist_ok=True)
         if not args.no_chart:

@@ -126,9 +126,13 @@ def targets_table(doc: dict) -> list[list[str]]:
     ours = {m: _train_row(doc, m, "symgraph-numba") for m in ("M1", "M2")}
     rows = []
 
+    quick = bool(doc.get("quick"))  # tiny models and batches: the targets do not apply
+
     def check(name, value, target, ok, show):
+        status = ("-" if value is None else "not judged (--quick sizes)" if quick
+                  else "met" if ok(value) else "missed")
         rows.append([name, show(value) if value is not None else "not measured", target,
-                     "-" if value is None else ("met" if ok(value) else "missed")])
+                     status])
 
     def rate(v):
         return f"{v:,.0f} samples/s"
@@ -325,9 +329,12 @@ def missing_rows(doc: dict) -> list[str]:
     train = doc.get("train", [])
     if train:
         present = {r["system"] for r in train}
+        why_not = doc.get("train_not_run") or {}  # absent in runs saved before it existed
         for system in SYSTEMS:
             if system not in present:
-                notes.append(f"train: {system} not measured (not importable in this run)")
+                why = why_not.get(system, "not importable, not chosen with --systems, or not "
+                                  "applicable on this machine")
+                notes.append(f"train: {system} not measured ({why})")
     for r in train:
         if "error" in r:
             notes.append(f"train {r['model']} {r['system']}: {r['error'][:200]}")
@@ -394,8 +401,9 @@ def markdown(doc: dict, chart_link: str | None = None) -> str:
         "loaded machine the best sample (the max of the min-max range) is the closest to an "
         "uncontended run, so it is shown beside the median.",
         "Training steps": "Samples/s of a full training step (forward, backward, update) at "
-        "batch 128, fp32; 'of GEMM roof' is the step's matmul FLOPs per second over the "
-        "machine's measured fp32 GEMM peak (1.0 = a step doing nothing but GEMMs at peak). "
+        + _train_shape(doc) + ", fp32; 'of GEMM roof' is the step's matmul FLOPs per second "
+        "over the machine's measured fp32 GEMM peak (1.0 = a step doing nothing but GEMMs at "
+        "peak). "
         "'First step' is the wall time from building the model to the end of its first step "
         "in a fresh process (imports excluded): cold with empty caches, warm (median of the "
         "later rounds) with the caches the cold run left. 'Compile' is symgraph's "
@@ -433,6 +441,18 @@ def markdown(doc: dict, chart_link: str | None = None) -> str:
     elif doc.get("chart"):
         lines += [f"Chart of this run: `{doc['chart']}`.", ""]
     return "\n".join(lines)
+
+
+def _train_shape(doc: dict) -> str:
+    """'batch 128' (a full run), or the batch and layer sizes a --quick run used."""
+    rows = [r for r in doc.get("train") or [] if isinstance(r, dict) and r.get("batch")]
+    batches = sorted({r["batch"] for r in rows}) or [128]
+    text = "batch " + "/".join(map(str, batches))
+    if doc.get("quick"):
+        sizes = "; ".join(sorted({f"{r.get('model')} {'-'.join(map(str, r.get('sizes', [])))}"
+                                  for r in rows}))
+        text += f" (--quick: tiny layers {sizes})" if sizes else " (--quick: tiny layers)"
+    return text
 
 
 def _extra_sections(doc: dict) -> list[str]:

@@ -27,24 +27,36 @@ FULL_SIZES = {"M1": M1_SIZES, "M2": M2_SIZES}
 
 def available_systems(requested=None) -> list[str]:
     """Systems that can run here: peers and the Numba backend only when importable."""
-    found = []
+    return [s for s, why in system_status(requested).items() if why is None]
+
+
+def system_status(requested=None) -> dict[str, str | None]:
+    """{system: None when it runs here, else why not, in words} for every system."""
+    status = {}
     for system in SYSTEMS:
+        status[system] = None
         if system in ("symgraph-numba-openblas", "symgraph-numba-mkl", "gemm-only-mkl") and \
                 not _have_mkl():
-            continue  # without MKL, symgraph-numba is the OpenBLAS row already
+            status[system] = "no MKL here: symgraph-numba is the OpenBLAS row already"
+            continue
         if system == "symgraph-numba-mkl" and _intel():
-            continue  # there symgraph-numba is the MKL row
+            status[system] = "an Intel CPU: symgraph-numba is the MKL row"
+            continue
         if system == "symgraph-numba-blas" and not _own_gemm():
-            continue  # there symgraph-numba's blocks are the BLAS's already
+            status[system] = "symgraph-numba's GEMM blocks are the BLAS's already here"
+            continue
+        if requested is not None and system not in requested:
+            status[system] = "not chosen with --systems"
+            continue
         module = {"symgraph-numba": "symgraph.backends.numba_cpu", "torch-eager": "torch",
                   "jax-jit": "jax"}.get(system)
         try:
             ok = module is None or importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):
             ok = False
-        if ok and (requested is None or system in requested):
-            found.append(system)
-    return found
+        if not ok:
+            status[system] = f"{module} is not importable in this run"
+    return status
 
 
 def _intel() -> bool:

@@ -200,6 +200,8 @@ class ModelCheckpoint(Callback):
 def _read_fit_state(extra: dict) -> tuple:
     """(next epoch, generator state) from a backup's fit arrays; raises on damaged ones."""
     epoch, state = int(extra["fit/epoch"]), json.loads(str(extra["fit/rng"]))
+    if epoch < 0:
+        raise ValueError(f"the next epoch is {epoch}")
     np.random.default_rng().bit_generator.state = state  # refuses a state it cannot take
     return epoch, state
 

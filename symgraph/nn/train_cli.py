@@ -148,6 +148,63 @@ def _json_safe(value):
     return value
 
 
+# what decides a run's trajectory: a backup is continued only by a command that agrees on all of
+# them (--epochs may grow or shrink, --backend/--threads/--verbose change no result's meaning)
+RESUME_KEYS = ("model", "optimizer", "learning_rate", "momentum", "batch_size", "full",
+               "train_images", "augment", "seed")
+
+
+def _resume_settings(args, optimizer, train_images: int) -> dict:
+    return {"model": args.model, "optimizer": args.optimizer,
+            "learning_rate": float(f"{optimizer.learning_rate:.7g}"),  # float32's digits
+            "momentum": float(getattr(optimizer, "momentum", 0.0) or 0.0)
+            if args.optimizer == "sgd" else None,
+            "batch_size": args.batch_size, "full": args.full, "train_images": train_images,
+            "augment": args.augment, "seed": args.seed}
+
+
+def _check_resume(backup_dir: str, settings: dict) -> None:
+    """Refuse to continue a backup made by a command with other settings (a silent mix of two
+    runs); record this run's settings beside the backup otherwise."""
+    state = os.path.join(backup_dir, "training_state.npz")
+    path = os.path.join(backup_dir, "run.json")
+    if os.path.exists(state):
+        try:
+            with open(path, encoding="utf-8") as f:
+                saved = json.load(f)
+            if not isinstance(saved, dict):
+                raise ValueError("not a JSON object")
+        except FileNotFoundError:
+            saved = None  # a backup written before run.json existed: nothing to compare
+        except (OSError, ValueError) as exc:
+            raise SymgraphError(f"cannot read {path} ({type(exc).__name__}: {exc}): delete "
+                                f"{backup_dir} to start afresh") from None
+        if saved is not None:
+            diff = [f"{k} {saved.get(k)!r} there, {v!r} here" for k, v in settings.items()
+                    if saved.get(k) != v]
+            if diff:
+                raise SymgraphError(
+                    f"{state} holds an interrupted run with other settings ({'; '.join(diff)}): "
+                    "rerun the same command to continue it, or use another --out (or delete "
+                    f"{backup_dir}) to start afresh")
+    os.makedirs(backup_dir, exist_ok=True)
+    text = json.dumps(settings)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _remove_backup(backup_dir: str) -> None:
+    """After the results are on disk: the backup and its settings go, then the folder."""
+    for name in ("training_state.npz", "run.json"):
+        try:
+            os.remove(os.path.join(backup_dir, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(backup_dir)
+    except OSError:
+        pass
+
+
 def _optimizer(args):
     from symgraph.nn import optimizers
 
@@ -159,14 +216,16 @@ def _optimizer(args):
     return cls() if args.lr is None else cls(args.lr)
 
 
-def _plot(history: dict, path: str) -> None:
+def _plot(history: dict, path: str, epochs=None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    # 1-based numbers of the epochs the history holds (a resumed run starts after 1)
+    epochs = (np.asarray(epochs) + 1 if epochs is not None
+              else np.arange(1, len(history.get("loss", [])) + 1))
     for key, style in (("loss", "-"), ("val_loss", "--")):
         if key in history:
             ax1.plot(epochs, history[key], style, marker="o", label=key)
@@ -176,6 +235,7 @@ def _plot(history: dict, path: str) -> None:
     ax1.set(xlabel="epoch", ylabel="loss", title="loss")
     ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for ax in (ax1, ax2):
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
@@ -203,6 +263,7 @@ def _train(args) -> int:
     epochs = args.epochs if args.epochs is not None else (300 if args.full else 3)
     out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
     _writable_folder(out)  # before minutes of training, not after
+    args.out = out  # the folder a rerun must name to continue (the default is a new timestamp)
     (x_train, y_train), (x_test, y_test) = mnist.load_data()
     x_train = x_train.reshape(len(x_train), 784).astype(np.float32) / 255.0
     x_test = x_test.reshape(len(x_test), 784).astype(np.float32) / 255.0
@@ -215,14 +276,17 @@ def _train(args) -> int:
                   metrics=["accuracy"], backend=args.backend)
     print(f"symgraph train: {args.model} ({description}) on MNIST, {len(x_train)} training "
           f"images, {epochs} epochs, {args.optimizer}, batch {args.batch_size}, "
-          f"backend {model.backend}")
+          f"backend {model.backend}, into {out}")
     if args.verbose:
         model.summary()
     cbs = []
     if args.full and args.optimizer == "sgd":
         base = optimizer.learning_rate
         cbs.append(callbacks.LearningRateScheduler(lambda e, lr: base * 0.99 ** e))
-    backup = callbacks.BackupAndRestore(os.path.join(out, "backup"))
+    backup_dir = os.path.join(out, "backup")
+    _check_resume(backup_dir, _resume_settings(args, optimizer, len(x_train)))
+    # kept until weights and report are written: a kill after training loses nothing
+    backup = callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False)
     if os.path.exists(backup.path):  # a run into this --out was interrupted: continue it
         print(f"found {backup.path}: continuing the interrupted run after its last epoch")
     cbs.append(backup)
@@ -238,7 +302,7 @@ def _train(args) -> int:
     print(f"test error: {test_error:.2f}%{paper}; test loss {test_loss:.4f}; "
           f"trained {len(history.epoch)} epochs in {train_seconds:.1f} s")
     model.save_weights(os.path.join(out, "weights.npz"))
-    _plot(history.history, os.path.join(out, "curves.png"))
+    _plot(history.history, os.path.join(out, "curves.png"), history.epoch)
     report = {
         "model": args.model, "description": description, "paper": PAPER,
         "paper_test_error_percent": paper_error, "test_error_percent": test_error,
@@ -255,5 +319,6 @@ def _train(args) -> int:
     }
     text = json.dumps(_json_safe(report), indent=2, allow_nan=False)
     atomic_write(os.path.join(out, "report.json"), lambda f: f.write(text.encode()))
+    _remove_backup(backup_dir)
     print(f"wrote {out}/weights.npz, {out}/curves.png, {out}/report.json")
     return 0 if history.nan_report is None else 1

@@ -173,3 +173,52 @@ def test_bad_options_fail_in_one_line_before_measuring(tmp_path, argv, says):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert says in r.stderr and not (tmp_path / "bench.json").exists()
+
+
+@pytest.mark.parametrize("content, says", [("{not json", "not a symgraph bench JSON"),
+                                           ("[1, 2]", "a list at the top"),
+                                           ('{"train": {"a": 1}}', "suite 'train' is a dict")])
+def test_from_json_of_a_bad_file_is_one_line_naming_it(tmp_path, content, says):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    r = subprocess.run([sys.executable, "-m", "symgraph.cli", "bench", "--from-json", str(bad),
+                        "--no-chart", "--markdown", str(tmp_path / "b.md")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert says in r.stderr and str(bad) in r.stderr
+
+
+@pytest.mark.parametrize("option", ["--json", "--markdown", "--chart"])
+def test_unwritable_outputs_are_refused_before_measuring(tmp_path, option):
+    blocker = tmp_path / "afile"
+    blocker.write_text("a file, not a folder")
+    argv = ["bench", "limits", "--quick", "--out", str(tmp_path / "out"),
+            option, str(blocker / "x.out")]
+    r = subprocess.run([sys.executable, "-m", "symgraph.cli", *argv], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert option in r.stderr and "measuring" not in r.stdout.lower()
+    assert not (tmp_path / "out" / "bench.json").exists()
+
+
+def test_missing_train_systems_are_listed_with_their_real_reason():
+    from symgraph.bench.train import system_status
+
+    status = system_status(["symgraph-numpy"])
+    assert status["symgraph-numpy"] is None
+    assert status["numpy-hand"] == "not chosen with --systems"
+    doc = {"train": [{"model": "M1", "system": "symgraph-numpy", "median": 1.0}],
+           "train_not_run": {s: why for s, why in status.items() if why is not None}}
+    notes = report.missing_rows(doc)
+    assert "train: numpy-hand not measured (not chosen with --systems)" in notes
+
+
+def test_a_quick_run_is_not_judged_against_the_targets_and_says_its_sizes():
+    rows = [{"model": "M1", "system": "symgraph-numba", "median": 16000, "max": 20000,
+             "first_step_cold_s": 1.0, "first_step_warm_s": 0.1, "peak_rss_mb": 100.0,
+             "batch": 16, "sizes": [32, 16, 4]}]
+    status = {r[0]: r[3] for r in report.targets_table({"train": rows, "quick": True})[1:]}
+    assert status["M1 throughput"] == "not judged (--quick sizes)"
+    assert report.targets_table({"train": rows})[1][3] == "met"
+    assert "batch 16 (--quick: tiny layers M1 32-16-4)" in report._train_shape(
+        {"train": rows, "quick": True})

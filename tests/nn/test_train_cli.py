@@ -117,12 +117,67 @@ def test_an_interrupted_train_continues_when_run_again_into_the_same_out(tmp_pat
             raise KeyboardInterrupt
 
     monkeypatch.setattr(callbacks.BackupAndRestore, "on_epoch_end", killed_after_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        _main(argv)
+    assert _main(argv) == 130  # Ctrl-C: one line saying how to continue, no traceback
+    assert "interrupted (the same command with --out" in capsys.readouterr().err
     assert os.path.exists(out / "backup" / "training_state.npz")
     monkeypatch.setattr(callbacks.BackupAndRestore, "on_epoch_end", save)
     assert _main(argv) == 0
     assert "continuing the interrupted run" in capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     assert report["first_epoch"] == 3 and report["epochs"] == 1
+    assert sorted(os.listdir(out)) == ["curves.png", "report.json", "weights.npz"]
+
+
+def _interrupted_run(tmp_path, monkeypatch, argv):
+    """Run `argv` until the backup after epoch 1 is written, then stop it (as a kill would)."""
+    from symgraph.nn import callbacks
+
+    save = callbacks.BackupAndRestore.on_epoch_end
+
+    def killed_after_epoch_1(self, epoch, logs=None):
+        save(self, epoch, logs)
+        raise OSError("killed")  # main answers one line and exit 2, like any OSError
+
+    monkeypatch.setattr(callbacks.BackupAndRestore, "on_epoch_end", killed_after_epoch_1)
+    assert _main(argv) == 2
+    monkeypatch.setattr(callbacks.BackupAndRestore, "on_epoch_end", save)
+
+
+@pytest.mark.parametrize("change", [["--lr", "0.001"], ["--batch-size", "64"], ["--seed", "5"],
+                                    ["--limit", "128"], ["--augment", "1"]])
+def test_a_rerun_with_other_settings_does_not_continue_the_backup(tmp_path, capsys,
+                                                                  monkeypatch, change):
+    out = tmp_path / "run"
+    argv = ["train", "--model", "mlp-small", "--epochs", "2", "--limit", "256",
+            "--backend", "numpy", "--out", str(out), "--verbose", "0"]
+    _interrupted_run(tmp_path, monkeypatch, argv)
+    state = (out / "backup" / "training_state.npz").read_bytes()
+    capsys.readouterr()
+    assert _main(argv + change) == 2
+    err = capsys.readouterr().err
+    assert "holds an interrupted run with other settings" in err and len(err.splitlines()) == 1
+    assert (out / "backup" / "training_state.npz").read_bytes() == state  # nothing changed
+    assert _main(argv) == 0  # the same command still continues it
+    assert json.loads((out / "report.json").read_text())["first_epoch"] == 2
+
+
+def test_a_kill_after_the_last_epoch_keeps_the_backup(tmp_path, monkeypatch, capsys):
+    """Until weights and report are written the backup stays: a rerun trains nothing again."""
+    from symgraph.nn import train_cli
+
+    out = tmp_path / "run"
+    argv = ["train", "--model", "mlp-small", "--epochs", "2", "--limit", "256",
+            "--backend", "numpy", "--out", str(out), "--verbose", "0"]
+
+    def killed(*args, **kwargs):
+        raise OSError("killed while plotting")
+
+    plot = train_cli._plot
+    monkeypatch.setattr(train_cli, "_plot", killed)
+    assert _main(argv) == 2
+    assert os.path.exists(out / "backup" / "training_state.npz")
+    monkeypatch.setattr(train_cli, "_plot", plot)
+    capsys.readouterr()
+    assert _main(argv) == 0
+    assert "trained 0 epochs" in capsys.readouterr().out
     assert sorted(os.listdir(out)) == ["curves.png", "report.json", "weights.npz"]

@@ -194,3 +194,19 @@ def test_damaged_backups_raise_before_anything_changes(tmp_path):
     uncompiled = Sequential([Dense(3, input_dim=6)])
     with pytest.raises(SymgraphError, match="not compiled"):
         uncompiled.load_training_state(backup.path)
+
+
+def test_a_backup_whose_next_epoch_is_negative_is_damaged(tmp_path):
+    x, y = _data()
+    model = _model()
+    backup = callbacks.BackupAndRestore(str(tmp_path / "b"), delete_checkpoint=False)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, seed=1, callbacks=[backup])
+    with np.load(backup.path) as f:
+        arrays = {k: (np.array(-5) if k.endswith("fit/epoch") else f[k]) for k in f.files}
+    np.savez(backup.path, **arrays)
+    fresh = _model()
+    before = [w.copy() for w in fresh.get_weights()]
+    with pytest.raises(SymgraphError, match="damaged fit state"):
+        fresh.fit(x, y, batch_size=16, epochs=2, verbose=0, seed=1, callbacks=[backup])
+    for a, b in zip(fresh.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
