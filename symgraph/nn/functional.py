@@ -13,7 +13,9 @@ InputLayers, then each layer once in the order of first use, which is also the w
 Several inputs are Keras's: `Model([a, b], out)` or `Model({"a": a, "b": b}, out)` (the keys are
 the Inputs' names; `model.inputs` lists them in sorted key order, as Keras flattens a dict), and
 x is then a list of arrays in the order of `model.inputs` or a dict by Input name
-(model_inputs.py). One output: several are refused (the losses and metrics take one y).
+(model_inputs.py). Several outputs are Keras's too: `Model(inputs, [out_a, out_b])` or
+`Model(inputs, {"a": out_a, "b": out_b})` (keys: the output layers' names, sorted as for inputs);
+each output has its loss, weight and metrics, and y is one array per output (model_outputs.py).
 """
 
 from __future__ import annotations
@@ -31,14 +33,34 @@ def _symbolic(value, what: str) -> SymbolicTensor:
     return value
 
 
-def _one_output(value) -> SymbolicTensor:
-    """The single output tensor in `value` (a one-element list counts as its element)."""
-    if isinstance(value, (list, tuple)) and len(value) == 1:
-        value = value[0]
-    if isinstance(value, (list, tuple, dict)):
-        raise SymgraphError(f"Model: {len(value)} outputs given; only models with one output "
-                            "are supported (the loss and metrics take one array y)")
-    return _symbolic(value, "outputs")
+def _output_list(value) -> tuple[list, bool, bool]:
+    """The output tensors in `value` (one, a list or tuple, or a dict keyed by their layers'
+    names, flattened in sorted key order as Keras does), whether they came as a dict, and
+    whether its keys were out of sorted order. A one-element list counts as its tensor."""
+    as_dict, unsorted = isinstance(value, dict), False
+    if as_dict:
+        for key, t in value.items():
+            _symbolic(t, "outputs")
+            if key != t.layer.name:
+                raise SymgraphError(f"Model: outputs given as a dict must be keyed by the name "
+                                    f"of the layer that computes them; key {key!r} holds "
+                                    f"{t.name}, computed by layer {t.layer.name!r} (name the "
+                                    f"layer {key!r}, e.g. Dense(..., name={key!r}))")
+        unsorted = list(value) != sorted(value)
+        value = [value[key] for key in sorted(value)]
+    tensors = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not tensors:
+        raise SymgraphError("Model: no outputs given; pass the tensors the layers returned")
+    for t in tensors:
+        _symbolic(t, "outputs")
+    for t in tensors:
+        same = [u for u in tensors if u.layer is t.layer]
+        if len(same) > 1:
+            raise SymgraphError(
+                f"Model: outputs {', '.join(u.name for u in same)} all come from layer "
+                f"{t.layer.name!r}; outputs are named after their layer (the logs' "
+                f"'{t.layer.name}_loss', a dict y), so each must come from its own layer")
+    return tensors, as_dict, unsorted
 
 
 def _input_list(value) -> tuple[list, bool]:
@@ -69,29 +91,35 @@ def _input_list(value) -> tuple[list, bool]:
     return tensors, unsorted
 
 
-def _calls_between(inputs: list, outputs: SymbolicTensor) -> list:
-    """Every layer call on a path from `inputs` to `outputs`, in the order they were made; an
-    output that does not come from `inputs` alone, or an input it does not use, raises."""
-    found, reached, stack = {}, set(), [outputs]
+def _calls_between(inputs: list, outputs: list) -> list:
+    """Every layer call on a path from `inputs` to any of `outputs`, in the order they were
+    made; an output that does not come from `inputs` alone, or an input no output uses,
+    raises."""
+    found, reached = {}, set()
     given = {id(t) for t in inputs}
-    while stack:
-        h = stack.pop()
-        if id(h) in given:
-            reached.add(id(h))
-            continue
-        if id(h) in found:
-            continue
-        if not h.inputs:
-            raise SymgraphError(
-                f"Model: output {outputs.name} (made at {outputs.trace}) is not computed from the "
-                f"model's inputs {', '.join(t.name for t in inputs)} alone: it depends on "
-                f"{h.name}, the Input made at {h.trace}, which is not among the model's inputs")
-        found[id(h)] = h
-        stack.extend(h.inputs)
+    for out in outputs:
+        stack = [out]
+        while stack:
+            h = stack.pop()
+            if id(h) in given:
+                reached.add(id(h))
+                continue
+            if id(h) in found:
+                continue
+            if not h.inputs:
+                raise SymgraphError(
+                    f"Model: output {out.name} (made at {out.trace}) is not computed from the "
+                    f"model's inputs {', '.join(t.name for t in inputs)} alone: it depends on "
+                    f"{h.name}, the Input made at {h.trace}, which is not among the model's "
+                    "inputs")
+            found[id(h)] = h
+            stack.extend(h.inputs)
     for t in inputs:
         if id(t) not in reached:
+            used = "the output" if len(outputs) == 1 else "any of the outputs"
             raise SymgraphError(f"Model: input {t.layer.name!r} (made at {t.trace}) is not used "
-                                f"to compute the output {outputs.name}; remove it from inputs")
+                                f"to compute {used} {', '.join(o.name for o in outputs)}; "
+                                "remove it from inputs")
     return sorted(found.values(), key=lambda h: h.order)
 
 
@@ -101,7 +129,7 @@ class Model(BaseModel):
 
     def __init__(self, inputs=None, outputs=None, name: str | None = None):
         inputs, unsorted = _input_list(inputs)
-        outputs = _one_output(outputs)
+        outputs, as_dict, outputs_unsorted = _output_list(outputs)
         calls = _calls_between(inputs, outputs)
         layers = [t.layer for t in inputs]
         for h in calls:
@@ -119,18 +147,29 @@ class Model(BaseModel):
                                     "(its training-time mask or statistics would be shared): "
                                     "create one per use")
         super().__init__(name or unique_name("functional"))
-        self.inputs, self.outputs = inputs, [outputs]
+        self.inputs, self.outputs = inputs, outputs
         self.input_keys_unsorted = unsorted  # then a list x is ambiguous (model_inputs.py)
+        self.output_names = [t.layer.name for t in outputs]  # Keras: the output layers' names
+        self.outputs_as_dict = as_dict  # predict returns a dict; y may be one (model_outputs.py)
+        self.output_keys_unsorted = outputs_unsorted  # then a list y is ambiguous
         self._calls = calls
         self.layers = layers
         shapes = [t.shape[1:] for t in inputs]
         self.input_shape = shapes[0] if len(shapes) == 1 else shapes  # Keras: a list for several
-        self.output_shape = outputs.shape[1:]
+        shapes = [t.shape[1:] for t in outputs]
+        if as_dict:
+            self.output_shape = dict(zip(self.output_names, shapes))
+        else:  # Keras: a list for several outputs
+            self.output_shape = shapes[0] if len(shapes) == 1 else shapes
         self.built = True
 
     @property
     def multi_inputs(self) -> list:
         return self.inputs if len(self.inputs) > 1 else []
+
+    @property
+    def multi_outputs(self) -> list:
+        return self.outputs if len(self.outputs) > 1 else []
 
     def build(self, input_shape) -> None:
         """A functional model is built from its Inputs: another shape is an error."""
@@ -153,6 +192,8 @@ class Model(BaseModel):
         for h in self._calls:
             args = [values[id(p)] for p in h.inputs]
             values[id(h)] = call(h.layer, args if h.layer.takes_list else args[0])
+        if self.multi_outputs:
+            return [values[id(t)] for t in self.outputs]
         return values[id(self.outputs[0])]
 
     def _connections(self) -> list | None:

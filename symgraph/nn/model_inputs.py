@@ -31,7 +31,7 @@ class InputArrays:
         return len(self.arrays[0])
 
     def __getitem__(self, rows) -> InputArrays:
-        return InputArrays(tuple(a[rows] for a in self.arrays))
+        return type(self)(tuple(a[rows] for a in self.arrays))  # TargetArrays stay so
 
 
 def feed(x) -> tuple:

@@ -42,6 +42,14 @@ class BaseModel(Trainer):
         return []
 
     @property
+    def multi_outputs(self) -> list:
+        """The outputs of a model with several (functional.py), in the order y lists them;
+        empty for a model with one output."""
+        return []
+
+    outputs_as_dict = False  # a functional Model whose outputs were given as a dict
+
+    @property
     def output_layer(self) -> Layer:
         """The layer that computes the model's output (error messages name it)."""
         return self.layers[-1]

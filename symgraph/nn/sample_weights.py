@@ -21,11 +21,19 @@ CLASSIFICATION_LOSSES = (losses.BinaryCrossentropy, losses.CategoricalCrossentro
                          losses.SparseCategoricalCrossentropy)
 
 
-def check_sample_weight(value, n: int, what: str) -> np.ndarray | None:
+def check_sample_weight(value, n: int, what: str, model=None) -> np.ndarray | None:
     """`value` as a float32 array of one finite weight for each of `n` samples (None stays None);
-    `what` names the argument in errors, e.g. "fit: sample_weight"."""
+    `what` names the argument in errors, e.g. "fit: sample_weight". For a multi-output `model`
+    the one array weighs every output; weights per output (a list or dict) are refused."""
     if value is None:
         return None
+    outputs = getattr(model, "multi_outputs", None)
+    if outputs and (isinstance(value, Mapping) or (
+            isinstance(value, (list, tuple)) and len(value) == len(outputs)
+            and all(np.ndim(v) > 0 for v in value))):
+        raise SymgraphError(f"{what}: model {model.name!r} has {len(outputs)} outputs; give one "
+                            f"array of shape ({n},), which weighs every output's loss (weights "
+                            "per output, a list or dict, are not supported)")
     try:
         weights = np.asarray(value)
     except (ValueError, TypeError) as exc:  # a ragged list, say
@@ -48,6 +56,11 @@ def check_sample_weight(value, n: int, what: str) -> np.ndarray | None:
 def class_weight_to_sample_weights(class_weight, y: np.ndarray, model, what: str) -> np.ndarray:
     """Each sample's weight from `class_weight` {class index: weight} and its checked labels `y`
     (Trainer._check_y's: int labels for a sparse loss, else float of the output's shape)."""
+    if getattr(model, "multi_outputs", None):
+        raise SymgraphError(f"{what}: class_weight is only supported for models with one output "
+                            f"(as in Keras 3); model {model.name!r} has "
+                            f"{len(model.multi_outputs)}: fold the class weights into "
+                            "sample_weight")
     loss, last = model.loss, model.output_layer
     out_shape = tuple(model.output_shape)
     if not isinstance(loss, CLASSIFICATION_LOSSES):
@@ -99,4 +112,4 @@ def resolve(sample_weight, class_weight, y: np.ndarray, model, what: str) -> np.
     refuse_both(sample_weight, class_weight, what)
     if class_weight is not None:
         return class_weight_to_sample_weights(class_weight, y, model, what)
-    return check_sample_weight(sample_weight, len(y), f"{what}: sample_weight")
+    return check_sample_weight(sample_weight, len(y), f"{what}: sample_weight", model)

@@ -6,7 +6,9 @@ dropout masks, all in one `sg.function`. Evaluation and prediction are inference
 batch dim is the symbol "batch", so every batch size (the short last batch included) reuses
 the same compiled function. A weighted step (Keras's sample_weight / class_weight) takes a third
 input, one weight per sample; an unweighted step is built without it. A multi-input functional
-model's steps take one placeholder per Input, named after it, where others take "x".
+model's steps take one placeholder per Input, named after it, where others take "x"; a
+multi-output model's take one target placeholder per output, "y_<output name>", where others
+take "y", and output each output's unweighted loss after the metric sums (model_outputs.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ class TargetSpec:
     weighted: bool = False
 
 
+@dataclass(frozen=True)
+class OutputTargets:
+    """What a multi-output model's step is fed besides x: one TargetSpec per output (in the
+    order of `model.outputs`, named in `names`) and whether one weight per sample comes too."""
+
+    targets: tuple
+    names: tuple
+    weighted: bool = False
+
+
 def part(what: str):
     """Nodes built inside belong to `what` (a "part:" tag, which the optimizer's rewrites carry
     over to the nodes they build in their place): a NaN report names it."""
@@ -49,29 +61,63 @@ def forward(model, xs: list, ctx: CallContext):
     return model.run_layers(xs if model.multi_inputs else xs[0], call)
 
 
+def _data_loss(loss, out, y, w, ctx):
+    """The mean over the batch of `loss` on output node `out` (from its logits where the
+    activation recorded them and the loss can use them), weighted by `w` when given."""
+    kind_logits = ctx.logits.get(out.id)
+    logits = kind_logits[1] if kind_logits and kind_logits[0] == loss.logits_kind else None
+    per_sample = loss.per_sample(y, out, logits=logits)
+    if w is not None:  # Keras's "sum_over_batch_size": sum(w * loss) / batch size
+        per_sample = per_sample * w
+    return sg.mean(per_sample)
+
+
+def _with_penalties(model, total):
+    for p in [p for layer in model.layers for p in layer.penalties()]:
+        total = total + p
+    return total
+
+
 def _loss_terms(model, xs: list, y, w, ctx):
     """The output, the loss with penalties and the metric sums of a batch: the input nodes
     `xs`, the targets `y` and the sample weights `w` (None for an unweighted step)."""
+    if model.output_heads:
+        return _multi_loss_terms(model, xs, y, w, ctx)
     out = forward(model, xs, ctx)
     loss = model.loss
     with part(f"the loss ({loss.name} and penalties)"):
-        kind_logits = ctx.logits.get(out.id)
-        logits = kind_logits[1] if kind_logits and kind_logits[0] == loss.logits_kind else None
-        per_sample = loss.per_sample(y, out, logits=logits)
-        if w is not None:  # Keras's "sum_over_batch_size": sum(w * loss) / batch size
-            per_sample = per_sample * w
-        data_loss = sg.mean(per_sample)
+        data_loss = _data_loss(loss, out, y, w, ctx)
         if model.loss_weight != 1.0:  # compile(loss_weights=...)
             data_loss = data_loss * model.loss_weight
-        penalties = [p for layer in model.layers for p in layer.penalties()]
-        total = data_loss
-        for p in penalties:
-            total = total + p
+        total = _with_penalties(model, data_loss)
     # Keras 3 weights only the `weighted_metrics`; the plain `metrics` ignore sample weights
     plain = [fn(y, out) for _, fn in model.metric_fns]
     metric_sums = [_metric_sum(values) for values in plain]
     metric_sums += [_metric_sum(fn(y, out), w) for _, fn in model.weighted_metric_fns]
     return out, total, metric_sums, tuple(values.ndim == 0 for values in plain)
+
+
+def _multi_loss_terms(model, xs: list, ys: list, w, ctx):
+    """_loss_terms of a multi-output model (`ys`: one target node per output): the total is
+    sum(weight_i * loss_i) plus penalties, as Keras's CompileLoss; the sums are every output's
+    plain metric sums, then the weighted ones, then each output's unweighted mean loss."""
+    outs = forward(model, xs, ctx)
+    heads = model.output_heads
+    output_losses = []
+    for head, out, y in zip(heads, outs, ys):
+        with part(f"the loss of output {head.name!r} ({head.loss.name})"):
+            output_losses.append(_data_loss(head.loss, out, y, w, ctx))
+    with part("the loss (the outputs' weighted losses and penalties)"):
+        total = None
+        for head, value in zip(heads, output_losses):
+            term = value if head.weight == 1.0 else value * head.weight
+            total = term if total is None else total + term
+        total = _with_penalties(model, total)
+    plain = [fn(y, out) for head, out, y in zip(heads, outs, ys) for _, fn in head.metric_fns]
+    sums = [_metric_sum(values) for values in plain]
+    sums += [_metric_sum(fn(y, out), w) for head, out, y in zip(heads, outs, ys)
+             for _, fn in head.weighted_metric_fns]
+    return outs, total, sums + output_losses, tuple(values.ndim == 0 for values in plain)
 
 
 def _metric_sum(values, w=None):
@@ -95,9 +141,14 @@ def input_placeholders(model) -> list:
             for t in model.multi_inputs]
 
 
-def target_placeholders(target: TargetSpec) -> tuple:
-    """y and, for a weighted target, the sample weights (else None)."""
-    y = sg.placeholder(("batch",) + tuple(target.shape), target.dtype, name="y")
+def target_placeholders(target: TargetSpec | OutputTargets) -> tuple:
+    """y (a list of one node per output for OutputTargets) and, for a weighted target, the
+    sample weights (else None)."""
+    if isinstance(target, OutputTargets):
+        y = [sg.placeholder(("batch",) + tuple(t.shape), t.dtype, name=f"y_{name}")
+             for t, name in zip(target.targets, target.names)]
+    else:
+        y = sg.placeholder(("batch",) + tuple(target.shape), target.dtype, name="y")
     if not target.weighted:
         return y, None
     return y, sg.placeholder(("batch",), "float32", name="sample_weight")
@@ -107,7 +158,8 @@ def _step_inputs(model, target: TargetSpec) -> tuple[list, list, object, object]
     """(every placeholder of a step in call order, the input nodes, y, the weights or None)."""
     xs = input_placeholders(model)
     y, w = target_placeholders(target)
-    return xs + [y] + ([] if w is None else [w]), xs, y, w
+    ys = y if isinstance(y, list) else [y]
+    return xs + ys + ([] if w is None else [w]), xs, y, w
 
 
 @dataclass

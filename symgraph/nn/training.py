@@ -16,9 +16,9 @@ import numpy as np
 
 from symgraph.errors import SymgraphError
 from symgraph.nn import callbacks as cbks
-from symgraph.nn import losses, metrics, model_inputs, optimizers, sample_weights
+from symgraph.nn import losses, metrics, model_inputs, model_outputs, optimizers, sample_weights
 from symgraph.nn.backend import choose_backend
-from symgraph.nn.model_inputs import InputArrays, as_array, feed
+from symgraph.nn.model_inputs import InputArrays, feed
 from symgraph.nn.progbar import Progbar
 from symgraph.nn.steps import TargetSpec, build_eval_step, build_predict_step, build_train_step
 
@@ -36,30 +36,40 @@ class Trainer:
     loss_weight = 1.0
     metric_fns: list = []
     weighted_metric_fns: list = []
+    output_heads: list = []  # model_outputs.OutputHead per output of a multi-output model
 
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, backend: str | None = None, run_eagerly: bool = False,
                 jit_compile="auto", **kwargs):
         """Set optimizer, loss and metrics (`weighted_metrics` are weighted by the sample or
-        class weights, as in Keras 3); `backend` None/"auto" picks Numba when it works."""
+        class weights, as in Keras 3); `backend` None/"auto" picks Numba when it works. A model
+        with several outputs takes them per output (model_outputs.py)."""
         if kwargs:
             raise SymgraphError(f"compile: unsupported arguments {', '.join(sorted(kwargs))}")
-        for name, given in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
-            if given is not None and not isinstance(given, (list, tuple)):
-                raise SymgraphError(f"compile: `{name}` must be a list or tuple, e.g. "
-                                    f"{name}=[{given!r}]; got {type(given).__name__} {given!r}")
         # everything is resolved (and may raise) before anything is set: a refused compile
         # leaves the model as it was
-        opt, loss_obj = optimizers.get(optimizer), losses.get(loss)
-        weight = losses.loss_weight(loss_weights)
-        metric_fns = [metrics_get(m, loss_obj.name) for m in (metrics or [])]
-        plain = {name for name, _ in metric_fns}
-        weighted_fns = [  # Keras renames a clash with a plain metric weighted_<name>
-            (f"weighted_{name}" if name in plain else name, fn)
-            for name, fn in (metrics_get(m, loss_obj.name) for m in (weighted_metrics or []))]
+        opt = optimizers.get(optimizer)
+        loss_obj, weight, metric_fns, weighted_fns, heads = None, 1.0, [], [], []
+        if self.multi_outputs:
+            heads = model_outputs.compile_heads(self, loss, loss_weights, metrics,
+                                                weighted_metrics)
+        else:
+            for name, given in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+                if given is not None and not isinstance(given, (list, tuple)):
+                    raise SymgraphError(f"compile: `{name}` must be a list or tuple, e.g. "
+                                        f"{name}=[{given!r}]; got {type(given).__name__} "
+                                        f"{given!r}")
+            loss_obj = losses.get(model_outputs.single_loss(self, loss))
+            weight = losses.loss_weight(loss_weights)
+            metric_fns = [metrics_get(m, loss_obj.name) for m in (metrics or [])]
+            plain = {name for name, _ in metric_fns}
+            weighted_fns = [  # Keras renames a clash with a plain metric weighted_<name>
+                (f"weighted_{name}" if name in plain else name, fn)
+                for name, fn in (metrics_get(m, loss_obj.name) for m in (weighted_metrics or []))]
         chosen = choose_backend(backend)
         self.optimizer, self.loss, self.loss_weight = opt, loss_obj, weight
         self.metric_fns, self.weighted_metric_fns = metric_fns, weighted_fns
+        self.output_heads = heads
         self._auto_backend = backend in (None, "auto")
         self.backend = chosen
         self._functions = {}
@@ -75,40 +85,9 @@ class Trainer:
         """One float32 array, or for a multi-input model an InputArrays (model_inputs.py)."""
         return model_inputs.check_x(self, x)
 
-    def _check_y(self, y, n: int) -> tuple[np.ndarray, TargetSpec]:
-        if y is None:
-            raise SymgraphError(f"targets y are missing: the loss {self.loss.name} needs y with "
-                                f"{n} samples (placeholder 'y')")
-        y = as_array(y, "targets y", "y")
-        if y.ndim == 0:
-            raise SymgraphError(f"targets y must be an array with {n} samples, got a scalar "
-                                f"{y!r} (placeholder 'y')")
-        if len(y) != n:
-            raise SymgraphError(f"x has {n} samples but y has {len(y)} (placeholder 'y')")
-        out_shape = tuple(self.output_shape)
-        if self.loss.sparse:
-            if y.ndim == 2 and y.shape[1] == 1:
-                y = y[:, 0]
-            if y.ndim != 1:
-                raise SymgraphError(f"{self.loss.name} needs integer labels of shape (n,), got "
-                                    f"{y.shape} (placeholder 'y')")
-            if y.dtype.kind == "f" and np.any(y != np.round(y)):
-                raise SymgraphError(f"{self.loss.name}: labels must be whole numbers")
-            classes = out_shape[-1]
-            if n and (y.min() < 0 or y.max() >= classes):
-                raise SymgraphError(
-                    f"{self.loss.name}: labels must lie in [0, {classes}) to match layer "
-                    f"{self.output_layer.name!r} output shape (None, {classes}); got labels "
-                    f"from {y.min()} to {y.max()} (placeholder 'y')")
-            return y.astype(np.int32), TargetSpec((), "int32")
-        if y.shape[1:] != out_shape:
-            if y.size == n * int(np.prod(out_shape)):
-                y = y.reshape((n,) + out_shape)  # (n,) labels for a (None, 1) output
-            else:
-                raise SymgraphError(
-                    f"targets of shape {y.shape} do not match layer {self.output_layer.name!r} "
-                    f"output shape (None, {', '.join(map(str, out_shape))}) (placeholder 'y')")
-        return y.astype(np.float32, copy=False), TargetSpec(out_shape, "float32")
+    def _check_y(self, y, n: int):
+        """(array, TargetSpec) for one output, (TargetArrays, OutputTargets) for several."""
+        return model_outputs.check_y(self, y, n)
 
     # --- compiled steps -------------------------------------------------------------------
 
@@ -154,8 +133,7 @@ class Trainer:
         return self._compiled(("predict",), lambda b: build_predict_step(self, b))
 
     def _running(self) -> _Running:
-        return _Running([name for name, _ in self.metric_fns + self.weighted_metric_fns],
-                        len(self.weighted_metric_fns))
+        return _Running(*model_outputs.running_names(self))
 
     # --- training -------------------------------------------------------------------------
 
@@ -177,7 +155,7 @@ class Trainer:
         running = self._running()
         step = step_for(_weighted(target, w))
         running.add(step, _run(step, x, y, w), len(x), w)
-        return _logs_result(running.logs(), return_dict)
+        return _logs_result(running.logs(), return_dict, bool(self.output_heads))
 
     def fit(self, x=None, y=None, batch_size=None, epochs: int = 1, verbose="auto",
             callbacks=None, validation_split: float = 0.0, validation_data=None,
@@ -198,7 +176,8 @@ class Trainer:
                                 f"{len(x.arrays)} inputs, so augment is not supported")
         y, target = self._check_y(y, len(x))
         sample_weights.refuse_both(sample_weight, class_weight, "fit")
-        w = sample_weights.check_sample_weight(sample_weight, len(x), "fit: sample_weight")
+        w = sample_weights.check_sample_weight(sample_weight, len(x), "fit: sample_weight",
+                                               self)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -211,7 +190,8 @@ class Trainer:
             vw = validation_data[2] if len(validation_data) == 3 else None
             val = (vx, self._check_y(validation_data[1], len(vx))[0],
                    sample_weights.check_sample_weight(
-                       vw, len(vx), "fit: validation_data's sample weights (its third item)"))
+                       vw, len(vx), "fit: validation_data's sample weights (its third item)",
+                       self))
         elif validation_split:
             if not 0 < validation_split < 1:
                 raise SymgraphError(f"validation_split must be in (0, 1), got {validation_split}")
@@ -301,7 +281,7 @@ class Trainer:
             if run.nan_guard and not np.isfinite(outs[0]):
                 # the guarded step kept every old value (steps.build_train_step): nothing to undo
                 before = [(v, v._value) for v in run.step.function.update_vars]
-                batch = (*feed(xb), yb) + (() if wb is None else (wb,))
+                batch = (*feed(xb), *feed(yb)) + (() if wb is None else (wb,))
                 run.history.nan_report = hunt_nan(self, run.target, batch, before)
                 print(f"\nTraining stopped at epoch {epoch + 1}, batch {b + 1}: "
                       f"{run.history.nan_report}", file=sys.stderr)
@@ -345,30 +325,32 @@ class Trainer:
         if len(x) == 0:
             raise SymgraphError("evaluate: no samples (x has 0 rows): the loss of nothing is "
                                 "undefined")
-        w = sample_weights.check_sample_weight(sample_weight, len(x), "evaluate: sample_weight")
+        w = sample_weights.check_sample_weight(sample_weight, len(x), "evaluate: sample_weight",
+                                               self)
         batch_size = _batch_size(batch_size)
         verbose = _verbosity(verbose)
         bar = Progbar(max(1, -(-len(x) // batch_size)), verbose) if verbose else None
         logs = self._evaluate_arrays(x, y, w, batch_size, bar)
         if bar is not None:
             bar.finish(logs)
-        return _logs_result(logs, return_dict)
+        return _logs_result(logs, return_dict, bool(self.output_heads))
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
         """Loss (and metrics) of one batch in inference mode, as `evaluate`; changes no state."""
         return self._on_batch("test_on_batch", self._eval_step, x, y, sample_weight, None,
                               return_dict)
 
-    def predict(self, x, batch_size=None, verbose="auto") -> np.ndarray:
-        """The model's outputs in inference mode (dropout off, moving BN statistics)."""
+    def predict(self, x, batch_size=None, verbose="auto"):
+        """The model's outputs in inference mode (dropout off, moving BN statistics): an array,
+        or for several outputs a list in output order (a dict for outputs given as one)."""
         return self._predict_arrays(self._check_x(x), _batch_size(batch_size), verbose)
 
-    def predict_on_batch(self, x) -> np.ndarray:
+    def predict_on_batch(self, x):
         """predict on x as one batch."""
         x = self._check_x(x)
         return self._predict_arrays(x, max(len(x), 1), 0)
 
-    def _predict_arrays(self, x, batch_size: int, verbose) -> np.ndarray:
+    def _predict_arrays(self, x, batch_size: int, verbose):
         """predict on checked inputs `x`."""
         if not hasattr(self, "backend"):
             self.backend, self._functions = choose_backend(None), {}
@@ -379,12 +361,13 @@ class Trainer:
         bar = Progbar(steps, verbose) if verbose else None
         outs = []
         for b in range(steps):
-            outs.append(fn(*feed(x[b * batch_size:(b + 1) * batch_size])))
+            out = fn(*feed(x[b * batch_size:(b + 1) * batch_size]))
+            outs.append(out if self.multi_outputs else [out])
             if bar is not None:
                 bar.update(b + 1, {})
         if bar is not None:
             bar.finish({})
-        return np.concatenate(outs, axis=0)
+        return model_outputs.predictions(self, [np.concatenate(a, axis=0) for a in zip(*outs)])
 
 
 @dataclass
@@ -406,12 +389,14 @@ class _Running:
     """Keras's Mean trackers over the batches run so far: the loss averages the batches weighted
     by their sizes; a metric averages its per-sample values, a weighted metric (the last
     `n_weighted`) its values weighted by the sample weights, sum(w*v)/sum(w) (0 where the weights
-    sum to 0, as Keras's divide_no_nan)."""
+    sum to 0, as Keras's divide_no_nan). A multi-output model's per-output losses (`loss_names`)
+    average as the loss does and follow the metrics in the logs, as in Keras 3."""
 
-    def __init__(self, names: list, n_weighted: int):
-        self.names, self.n_weighted = names, n_weighted
+    def __init__(self, names: list, n_weighted: int, loss_names: list = ()):
+        self.names, self.n_weighted, self.loss_names = names, n_weighted, list(loss_names)
         self.seen, self.loss_sum = 0, 0.0
         self.sums, self.counts = np.zeros(len(names)), np.zeros(len(names))
+        self.loss_sums = np.zeros(len(self.loss_names))
 
     def add(self, step, outs, n: int, weights) -> None:
         """The outputs [loss, *metric sums, ...] of `step` on `n` samples with `weights` (or
@@ -423,10 +408,17 @@ class _Running:
         weight_sum = n if weights is None else float(np.sum(weights, dtype=np.float64))
         plain = [1 if once else n for once in step.per_batch]
         self.counts += plain + [weight_sum] * self.n_weighted
+        m = len(self.loss_names)
+        self.loss_sums += [float(v) * n for v in outs[1 + k:1 + k + m]]
 
     def logs(self) -> dict:
         logs = {name: float(s / c) if c else 0.0
                 for name, s, c in zip(self.names, self.sums, self.counts)}
+        if self.loss_names:  # Keras 3's order: the total, the metrics, each output's loss
+            logs = {"loss": self.loss_sum / self.seen, **logs}
+            logs.update({name: float(s) / self.seen
+                         for name, s in zip(self.loss_names, self.loss_sums)})
+            return logs
         logs["loss"] = self.loss_sum / self.seen
         return logs
 
@@ -437,17 +429,20 @@ def _weighted(target: TargetSpec, weights) -> TargetSpec:
 
 
 def _run(step, xb, yb, wb):
-    """A step on one batch; only a weighted step takes the weights."""
-    return step(*feed(xb), yb) if wb is None else step(*feed(xb), yb, wb)
+    """A step on one batch (y: one array, or TargetArrays); only a weighted step takes the
+    weights."""
+    return step(*feed(xb), *feed(yb)) if wb is None else step(*feed(xb), *feed(yb), wb)
 
 
 def metrics_get(identifier, loss_name):
     return metrics.get(identifier, loss_name)
 
 
-def _logs_result(logs: dict, return_dict: bool):
+def _logs_result(logs: dict, return_dict: bool, several_outputs: bool = False):
     if return_dict:
         return dict(logs)
+    if several_outputs:
+        return model_outputs.results_in_order(logs)
     ordered = [logs["loss"]] + [v for k, v in logs.items() if k != "loss"]
     return ordered[0] if len(ordered) == 1 else ordered
 

@@ -1,0 +1,327 @@
+"""What a model is compiled with per output and fed as y, checked before any step runs: for a
+functional model with several outputs (Keras's multi-output models) one loss, loss weight and
+set of metrics per output, and one target array per output.
+
+Keras 3's rules (keras/src/trainers/compile_utils.py, CompileLoss and CompileMetrics):
+  * outputs are named after the layers that compute them (`model.output_names`); a dict of
+    outputs is flattened in sorted key order, as a dict of inputs is;
+  * `loss` is one loss for every output, a list in output order or a dict by output name;
+    `loss_weights` a list or a dict; the loss minimized is sum(weight_i * loss_i) plus the
+    regularization penalties, and the logs hold "loss" (that total), then each output's metrics
+    as "<output>_<metric>", then each output's *unweighted* loss as "<output>_loss";
+  * `metrics` is a list with one entry per output (a metric, a list of metrics, or None) or a
+    dict by output name: a flat list of another length is refused, as Keras does;
+  * y is a list of arrays in output order or a dict by output name; one `sample_weight` array
+    weighs every output's loss and weighted metrics; `class_weight` is refused.
+A model with one output is compiled and fed exactly as before (steps with the placeholder "y").
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from symgraph.errors import SymgraphError
+from symgraph.nn import losses, metrics
+from symgraph.nn.model_inputs import InputArrays, as_array
+from symgraph.nn.steps import OutputTargets, TargetSpec
+
+
+@dataclass(frozen=True)
+class OutputHead:
+    """One output of a multi-output model as compiled: its name (its layer's), loss, loss
+    weight, and (log name, fn) metric pairs, the log names already prefixed with the output's
+    name as Keras writes them."""
+
+    name: str
+    loss: losses.Loss
+    weight: float
+    metric_fns: tuple
+    weighted_metric_fns: tuple
+
+
+class TargetArrays(InputArrays):
+    """The checked y of a multi-output model: one array per output in the order of
+    `model.outputs`; rows slice every array together (as InputArrays does for x)."""
+
+
+# --- compile --------------------------------------------------------------------------------
+
+def _names(model) -> str:
+    return ", ".join(map(repr, model.output_names))
+
+
+def _keyed(model, given: dict, what: str, complete: bool) -> list:
+    """The values of dict `given` in output order (None for an output without a key unless
+    `complete`); a key that names no output, or a missing key when `complete`, raises."""
+    unknown = [k for k in given if k not in model.output_names]
+    missing = [name for name in model.output_names if name not in given] if complete else []
+    if unknown or missing:
+        problems = ([f"unknown keys {', '.join(map(repr, unknown))}"] if unknown else []) \
+            + ([f"no entry for {', '.join(map(repr, missing))}"] if missing else [])
+        raise SymgraphError(f"compile: `{what}` is a dict keyed by output name, but it has "
+                            f"{' and '.join(problems)}; model {model.name!r} has the outputs "
+                            f"{_names(model)}")
+    return [given.get(name) for name in model.output_names]
+
+
+def _per_output(model, given, what: str, complete: bool) -> list:
+    """`given` spread over the outputs: one entry each, from a list in output order or a dict
+    by output name (a dict is `complete` when every output needs a key)."""
+    k = len(model.outputs)
+    if isinstance(given, dict):
+        return _keyed(model, given, what, complete)
+    if not isinstance(given, (list, tuple)) or len(given) != k:
+        got = (f"a {type(given).__name__} of {len(given)}" if isinstance(given, (list, tuple))
+               else f"{type(given).__name__} {given!r}")
+        raise SymgraphError(f"compile: model {model.name!r} has {k} outputs ({_names(model)}): "
+                            f"`{what}` must be a list with one entry per output, in that order, "
+                            f"or a dict {{output name: entry}}; got {got}")
+    return list(given)
+
+
+def _losses(model, loss) -> list:
+    """One Loss per output: `loss` one loss for every output, a list or a dict."""
+    if isinstance(loss, (list, tuple, dict)):
+        entries = _per_output(model, loss, "loss", complete=True)
+    else:
+        entries = [loss] * len(model.outputs)
+    found = []
+    for name, entry in zip(model.output_names, entries):
+        if entry is None:
+            raise SymgraphError(f"compile: output {name!r} has no loss (None); every output "
+                                "needs one (an output without a loss is not supported)")
+        try:
+            found.append(losses.get(entry))
+        except SymgraphError as exc:
+            raise SymgraphError(f"compile: the loss of output {name!r}: {exc}") from None
+    return found
+
+
+def _weights(model, loss_weights) -> list:
+    """One loss weight per output (1 where `loss_weights` is None)."""
+    if loss_weights is None:
+        return [1.0] * len(model.outputs)
+    if not isinstance(loss_weights, (list, tuple, dict)):
+        raise SymgraphError(f"compile: model {model.name!r} has {len(model.outputs)} outputs "
+                            f"({_names(model)}): `loss_weights` must be a list with one number "
+                            "per output or a dict {output name: number}, as in Keras; got "
+                            f"{type(loss_weights).__name__} {loss_weights!r}")
+    entries = _per_output(model, loss_weights, "loss_weights", complete=True)
+    for name, w in zip(model.output_names, entries):
+        if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w):
+            raise SymgraphError(f"compile: the loss weight of output {name!r} must be a finite "
+                                f"number, got {type(w).__name__} {w!r}")
+    return [float(w) for w in entries]
+
+
+def _metric_lists(model, given, what: str) -> list:
+    """One list of metric identifiers per output from compile's `metrics` (or
+    `weighted_metrics`): None, a list with one entry per output or a dict by output name."""
+    if given is None:
+        return [[] for _ in model.outputs]
+    if not isinstance(given, (list, tuple, dict)):
+        raise SymgraphError(f"compile: `{what}` must be a list or a dict, got "
+                            f"{type(given).__name__} {given!r}")
+    if isinstance(given, (list, tuple)) and len(given) != len(model.outputs):
+        raise SymgraphError(
+            f"compile: model {model.name!r} has {len(model.outputs)} outputs ({_names(model)}): "
+            f"`{what}` as a list needs one entry per output (a metric, a list of metrics or "
+            f"None), as in Keras, e.g. {what}=[['accuracy'], ['mae']], or a dict "
+            f"{{output name: metrics}}; got {len(given)} entries: {given!r}")
+    entries = _per_output(model, given, what, complete=False)
+    return [[] if e is None else [m for m in e if m is not None]
+            if isinstance(e, (list, tuple)) else [e] for e in entries]
+
+
+def compile_heads(model, loss, loss_weights, metrics_given, weighted_given) -> list[OutputHead]:
+    """The OutputHeads of a multi-output model from compile's arguments (everything checked:
+    a bad argument raises naming the output, and nothing is set)."""
+    found_losses = _losses(model, loss)
+    weights = _weights(model, loss_weights)
+    plain, weighted = [], []
+    for lists, into, what in ((_metric_lists(model, metrics_given, "metrics"), plain, "metrics"),
+                              (_metric_lists(model, weighted_given, "weighted_metrics"),
+                               weighted, "weighted_metrics")):
+        for name, loss_obj, ids in zip(model.output_names, found_losses, lists):
+            try:
+                into.append([metrics.get(m, loss_obj.name) for m in ids])
+            except SymgraphError as exc:
+                raise SymgraphError(f"compile: `{what}` of output {name!r}: {exc}") from None
+    plain_named, weighted_named = _log_names(model.output_names, plain, weighted)
+    return [OutputHead(name, loss_obj, weight, tuple(p), tuple(w))
+            for name, loss_obj, weight, p, w in zip(model.output_names, found_losses, weights,
+                                                   plain_named, weighted_named)]
+
+
+def _log_names(names: list, plain: list, weighted: list) -> tuple[list, list]:
+    """Per output, its (log name, fn) pairs named as Keras 3's CompileMetrics.result does:
+    "<output>_<metric>"; a repeated name gets "_1", "_2"...; a weighted metric clashing with a
+    name already taken becomes "<output>_weighted_<metric>"."""
+    taken: dict[str, int] = {}
+
+    def fresh(name: str) -> str:
+        if name not in taken:
+            taken[name] = 1
+            return name
+        index = taken[name]
+        taken[name] += 1
+        return f"{name}_{index}"
+
+    plain_named = [[(fresh(f"{out}_{m}"), fn) for m, fn in pairs]
+                   for out, pairs in zip(names, plain)]
+    weighted_named = []
+    for out, pairs in zip(names, weighted):
+        named = []
+        for m, fn in pairs:
+            name = f"{out}_{m}"
+            if name in taken:
+                name = f"{out}_weighted_{m}"
+                if name in taken:
+                    name = fresh(name)
+            taken.setdefault(name, 1)
+            named.append((name, fn))
+        weighted_named.append(named)
+    return plain_named, weighted_named
+
+
+def single_loss(model, loss):
+    """compile's `loss` for a model with one output: Keras also takes a one-element list or a
+    one-entry dict keyed by the output's name."""
+    if isinstance(loss, (list, tuple)) and len(loss) == 1:
+        return loss[0]
+    if isinstance(loss, dict) and len(loss) == 1:
+        name = _single_name(model)
+        if name not in loss:
+            raise SymgraphError(f"compile: `loss` is a dict keyed by output name, but its key "
+                                f"{next(iter(loss))!r} is not the model's output {name!r}")
+        return loss[name]
+    return loss
+
+
+def _single_name(model) -> str:
+    names = getattr(model, "output_names", None)
+    return names[0] if names else model.output_layer.name
+
+
+def running_names(model) -> tuple[list, int, list]:
+    """(metric log names, plain ones first; how many weighted ones end that list; the
+    per-output loss names) of a compiled model, in the order its steps output them."""
+    heads = model.output_heads
+    if not heads:
+        named = model.metric_fns + model.weighted_metric_fns
+        return [name for name, _ in named], len(model.weighted_metric_fns), []
+    plain = [name for h in heads for name, _ in h.metric_fns]
+    weighted = [name for h in heads for name, _ in h.weighted_metric_fns]
+    return plain + weighted, len(weighted), [f"{h.name}_loss" for h in heads]
+
+
+def results_in_order(logs: dict) -> list:
+    """A multi-output model's logs as evaluate's list, in Keras 3's order (its
+    `_flatten_metrics_in_order`): "loss", the per-output losses, then the other names sorted
+    (Keras lists the metrics it knows by their unprefixed names, which no log key matches)."""
+    first = ["loss"] + [k for k in logs if k.endswith("_loss") and k != "loss"]
+    return [logs[k] for k in first] + [logs[k] for k in sorted(logs) if k not in first]
+
+
+# --- targets --------------------------------------------------------------------------------
+
+def check_target(y, n: int, loss, out_shape: tuple, layer: str, placeholder: str,
+                 output: str | None = None) -> tuple[np.ndarray, TargetSpec]:
+    """One output's targets checked against its loss and shape: int32 labels for a sparse loss,
+    else float32 of the output's shape. `output` names the output of a multi-output model in
+    errors (None: the messages of a one-output model)."""
+    what = "targets y" if output is None else f"the targets of output {output!r}"
+    about = loss.name if output is None else f"output {output!r}: {loss.name}"
+    where = f"(placeholder {placeholder!r})"
+    y = as_array(y, what, placeholder)
+    if y.ndim == 0:
+        raise SymgraphError(f"{what} must be an array with {n} samples, got a scalar {y!r} "
+                            f"{where}")
+    if len(y) != n:
+        short = "y" if output is None else what
+        raise SymgraphError(f"x has {n} samples but {short} has {len(y)} {where}")
+    if loss.sparse:
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise SymgraphError(f"{about} needs integer labels of shape (n,), got {y.shape} "
+                                f"{where}")
+        if y.dtype.kind == "f" and np.any(y != np.round(y)):
+            raise SymgraphError(f"{about}: labels must be whole numbers")
+        classes = out_shape[-1]
+        if n and (y.min() < 0 or y.max() >= classes):
+            raise SymgraphError(f"{about}: labels must lie in [0, {classes}) to match layer "
+                                f"{layer!r} output shape (None, {classes}); got labels from "
+                                f"{y.min()} to {y.max()} {where}")
+        return y.astype(np.int32), TargetSpec((), "int32")
+    if y.shape[1:] != out_shape:
+        if y.size == n * int(np.prod(out_shape)):
+            y = y.reshape((n,) + out_shape)  # (n,) labels for a (None, 1) output
+        else:
+            raise SymgraphError(f"{what[0].upper() + what[1:] if output else 'targets'} of shape "
+                                f"{y.shape} do not match layer {layer!r} output shape (None, "
+                                f"{', '.join(map(str, out_shape))}) {where}")
+    return y.astype(np.float32, copy=False), TargetSpec(out_shape, "float32")
+
+
+def check_y(model, y, n: int):
+    """y checked against the model's outputs: (array, TargetSpec) for one output, else
+    (TargetArrays, OutputTargets). A wrong y raises naming the output."""
+    if not model.multi_outputs:
+        name = _single_name(model)
+        if isinstance(y, dict) and len(y) == 1 and name in y:  # Keras: {output name: array}
+            y = y[name]
+        if y is None:
+            raise SymgraphError(f"targets y are missing: the loss {model.loss.name} needs y "
+                                f"with {n} samples (placeholder 'y')")
+        out_shape = tuple(model.outputs[0].shape[1:]) if hasattr(model, "outputs") \
+            else tuple(model.output_shape)
+        return check_target(y, n, model.loss, out_shape, model.output_layer.name, "y")
+    names, k = model.output_names, len(model.outputs)
+    expected = (f"model {model.name!r} has {k} outputs ({_names(model)}): y must be a list of "
+                f"{k} arrays in that order, or a dict {{output name: array}}")
+    if isinstance(y, TargetArrays):
+        values = list(y.arrays)
+    elif isinstance(y, dict):
+        unknown = [key for key in y if key not in names]
+        missing = [name for name in names if name not in y]
+        if unknown or missing:
+            problems = ([f"unknown keys {', '.join(map(repr, unknown))}"] if unknown else []) \
+                + ([f"no array for {', '.join(map(repr, missing))}"] if missing else [])
+            raise SymgraphError(f"y is a dict keyed by output name, but it has "
+                                f"{' and '.join(problems)}; model {model.name!r} has the "
+                                f"outputs {_names(model)}")
+        values = [y[name] for name in names]
+    elif isinstance(y, (list, tuple)):
+        if len(y) != k:
+            raise SymgraphError(f"{expected}; got a {type(y).__name__} of {len(y)}")
+        if model.output_keys_unsorted:
+            raise SymgraphError(f"model {model.name!r} took its outputs as a dict whose keys are "
+                                "not in sorted order, so a list y is ambiguous: pass y as a dict "
+                                f"{{output name: array}} with keys {_names(model)}")
+        values = list(y)
+    else:
+        shown = f" of shape {y.shape}" if hasattr(y, "shape") else f" {y!r}"[:60]
+        raise SymgraphError(f"{expected}; got {type(y).__name__}{shown}")
+    arrays, specs = [], []
+    for t, head, value in zip(model.outputs, model.output_heads, values):
+        if value is None:
+            raise SymgraphError(f"the targets of output {t.layer.name!r} are missing (None); "
+                                f"its loss {head.loss.name} needs {n} samples")
+        array, spec = check_target(value, n, head.loss, tuple(t.shape[1:]), t.layer.name,
+                                   f"y_{t.layer.name}", t.layer.name)
+        arrays.append(array)
+        specs.append(spec)
+    return TargetArrays(tuple(arrays)), OutputTargets(tuple(specs), tuple(names))
+
+
+def predictions(model, arrays: list):
+    """predict's result from one array per output: an array for one output, else a list in
+    output order, or a dict by output name for outputs given as a dict (as Keras returns)."""
+    if model.outputs_as_dict:
+        return dict(zip(model.output_names, arrays))
+    return arrays if model.multi_outputs else arrays[0]
