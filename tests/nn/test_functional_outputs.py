@@ -359,3 +359,13 @@ def test_a_list_y_is_refused_when_dict_outputs_were_not_in_sorted_order():
         model.evaluate(X, [Y_REG, Y_REG[:, 0]], verbose=0)
     logs = model.evaluate(X, {"zeta": Y_REG[:, 0], "alpha": Y_REG}, verbose=0, return_dict=True)
     assert list(logs) == ["loss", "alpha_loss", "zeta_loss"]
+
+
+def test_the_nan_guard_names_the_output_whose_loss_overflowed():
+    model = _shared_trunk()
+    model.compile(optimizer="sgd", loss=["mse", "mse"], backend="numpy")
+    before = model.get_weights()
+    history = model.fit(X, [np.full((N, 3), 1e30), Y_REG], epochs=2, verbose=0)
+    assert "it belongs to the loss of output 'cls' (mean_squared_error)" in history.nan_report
+    for a, b in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(a, b)  # the guarded step changed nothing
