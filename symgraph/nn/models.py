@@ -222,10 +222,20 @@ class Sequential(BaseModel):
         return layer
 
     def build(self, input_shape) -> None:
-        """Create every layer's weights for inputs of `input_shape` (batch dim excluded)."""
+        """Create every layer's weights for inputs of `input_shape`: the batch dim excluded,
+        or given as None as Keras writes it (`build((None, 784))`)."""
         if not self.layers:
             raise SymgraphError(f"model {self.name!r} has no layers")
-        shape = input_shape = tuple(int(d) for d in input_shape)
+        given = input_shape
+        dims = list(input_shape) if isinstance(input_shape, (tuple, list)) else None
+        if dims and dims[0] is None:
+            dims = dims[1:]
+        if not dims or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                               and d > 0 for d in dims):
+            raise SymgraphError(f"model {self.name!r}: build needs the input shape as positive "
+                                f"integers, without the batch dim or with it as None (e.g. "
+                                f"(784,) or (None, 784)); got {given!r}")
+        shape = input_shape = tuple(int(d) for d in dims)
         for layer in self.layers:
             if not layer.built:
                 layer.build(shape)

@@ -96,15 +96,24 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _number(text: str, kind):
+    """`text` as an int or float, or argparse's one-line error saying what was expected."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}"
+                                         f", got {text!r}") from None
+
+
 def _positive(text: str) -> int:
-    value = int(text)
+    value = _number(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
 def _non_negative(text: str) -> int:
-    value = int(text)
+    value = _number(text, int)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
@@ -118,7 +127,7 @@ def _shift(text: str) -> int:
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _number(text, float)
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
@@ -261,6 +270,8 @@ def _train(args) -> int:
     from symgraph.nn import callbacks, set_random_seed
     set_random_seed(args.seed)
     epochs = args.epochs if args.epochs is not None else (300 if args.full else 3)
+    if args.momentum is not None and args.optimizer != "sgd":
+        raise SymgraphError(f"--momentum is SGD's; --optimizer {args.optimizer} has none")
     out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
     _writable_folder(out)  # before minutes of training, not after
     args.out = out  # the folder a rerun must name to continue (the default is a new timestamp)

@@ -581,3 +581,14 @@ def test_a_metric_of_one_value_per_batch_is_the_mean_of_the_batch_values_as_kera
     assert got == pytest.approx(np.mean(batches), rel=1e-5)
     history = model.fit(x, y, batch_size=4, shuffle=False, verbose=0)
     assert history.history["batch_max_error"][0] == pytest.approx(np.mean(batches), rel=1e-5)
+
+
+def test_build_takes_keras_shapes_with_the_batch_dim_as_none():
+    model = Sequential([Dense(3)])
+    model.build((None, 7))  # as Keras users write it
+    assert model.input_shape == (7,) and model.layers[0].kernel.shape == (7, 3)
+    for bad in [(None, None), "ab", (0,), 5, (None,)]:
+        fresh = Sequential([Dense(3)])
+        with pytest.raises(SymgraphError, match="build needs the input shape"):
+            fresh.build(bad)
+        assert not fresh.built

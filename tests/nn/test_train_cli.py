@@ -1,6 +1,7 @@
 """`symgraph train` smoke run with tiny settings: progress, test error, and its three files."""
 
 import argparse
+import contextlib
 import json
 import os
 
@@ -181,3 +182,17 @@ def test_a_kill_after_the_last_epoch_keeps_the_backup(tmp_path, monkeypatch, cap
     assert _main(argv) == 0
     assert "trained 0 epochs" in capsys.readouterr().out
     assert sorted(os.listdir(out)) == ["curves.png", "report.json", "weights.npz"]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--batch-size", "1.5"], "--batch-size: expected an integer, got '1.5'"),
+    (["--momentum", "x"], "--momentum: expected a number, got 'x'"),
+    (["--optimizer", "adam", "--momentum", "0.5"], "--momentum is SGD's"),
+])
+def test_train_cli_option_mistakes_are_one_line_and_create_no_folder(tmp_path, capsys, argv,
+                                                                      says):
+    with pytest.raises(SystemExit) if "expected" in says else contextlib.nullcontext():
+        assert _main(["train", "--out", str(tmp_path / "x"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err and not (tmp_path / "x").exists()
+
