@@ -33,26 +33,32 @@ def _symbolic(value, what: str) -> SymbolicTensor:
     return value
 
 
-def _output_list(value) -> tuple[list, bool, bool]:
-    """The output tensors in `value` (one, a list or tuple, or a dict keyed by their layers'
-    names, flattened in sorted key order as Keras does), whether they came as a dict, and
-    whether its keys were out of sorted order. A one-element list counts as its tensor."""
+def _tensor_list(value, what: str, fix: str) -> tuple[list, bool, bool]:
+    """The tensors in `value` (one, a list or tuple, or a dict keyed by their layers' names,
+    flattened in sorted key order as Keras does), whether they came as a dict, and whether its
+    keys were out of sorted order. `fix` tells how to name a layer after a dict key."""
     as_dict, unsorted = isinstance(value, dict), False
     if as_dict:
         for key, t in value.items():
-            _symbolic(t, "outputs")
+            _symbolic(t, what)
             if key != t.layer.name:
-                raise SymgraphError(f"Model: outputs given as a dict must be keyed by the name "
-                                    f"of the layer that computes them; key {key!r} holds "
-                                    f"{t.name}, computed by layer {t.layer.name!r} (name the "
-                                    f"layer {key!r}, e.g. Dense(..., name={key!r}))")
+                raise SymgraphError(f"Model: {what} given as a dict must be keyed by the name of "
+                                    f"their layer; key {key!r} holds {t.name}, of layer "
+                                    f"{t.layer.name!r} (write {fix.format(key=key)})")
         unsorted = list(value) != sorted(value)
         value = [value[key] for key in sorted(value)]
     tensors = list(value) if isinstance(value, (list, tuple)) else [value]
     if not tensors:
-        raise SymgraphError("Model: no outputs given; pass the tensors the layers returned")
+        raise SymgraphError(f"Model: no {what} given; pass the tensors Input() and the layers "
+                            "returned")
     for t in tensors:
-        _symbolic(t, "outputs")
+        _symbolic(t, what)
+    return tensors, as_dict, unsorted
+
+
+def _output_list(value) -> tuple[list, bool, bool]:
+    """The output tensors (see _tensor_list), each from its own layer."""
+    tensors, as_dict, unsorted = _tensor_list(value, "outputs", "Dense(..., name={key!r})")
     for t in tensors:
         same = [u for u in tensors if u.layer is t.layer]
         if len(same) > 1:
@@ -64,23 +70,10 @@ def _output_list(value) -> tuple[list, bool, bool]:
 
 
 def _input_list(value) -> tuple[list, bool]:
-    """The Input tensors in `value` (one, a list or tuple, or a dict keyed by their names, which
-    Keras flattens in sorted key order) and whether a dict's keys were out of sorted order."""
-    unsorted = False
-    if isinstance(value, dict):
-        for key, t in value.items():
-            _symbolic(t, "inputs")
-            if key != t.layer.name:
-                raise SymgraphError(f"Model: inputs given as a dict must be keyed by their Input's "
-                                    f"name; key {key!r} holds {t.name}, named {t.layer.name!r} "
-                                    f"(write Input(..., name={key!r}))")
-        unsorted = list(value) != sorted(value)
-        value = [value[key] for key in sorted(value)]
-    tensors = list(value) if isinstance(value, (list, tuple)) else [value]
-    if not tensors:
-        raise SymgraphError("Model: no inputs given; pass the tensors Input() returned")
+    """The Input tensors (see _tensor_list), each given once, and whether a dict's keys were
+    out of sorted order."""
+    tensors, _, unsorted = _tensor_list(value, "inputs", "Input(..., name={key!r})")
     for t in tensors:
-        _symbolic(t, "inputs")
         if not isinstance(t.layer, InputLayer):
             raise SymgraphError(f"Model: inputs must be what Input() returns, got {t.name}, "
                                 f"the output of {type(t.layer).__name__} made at {t.trace}")

@@ -98,18 +98,24 @@ def _names(model) -> str:
     return ", ".join(repr(t.layer.name) for t in model.inputs)
 
 
-def _by_name(model, x: dict) -> list:
-    """The values of dict x in the order of `model.inputs`; a key that names no input, or an
-    input without a key, raises."""
-    names = [t.layer.name for t in model.inputs]
-    unknown = [k for k in x if k not in names]
-    missing = [name for name in names if name not in x]
+def keyed(given: dict, names: list, intro: str, entry: str, owner: str,
+          complete: bool = True) -> list:
+    """The values of dict `given` in the order of `names` (None where a name has no key unless
+    `complete`); unknown keys, or missing ones when `complete`, raise: "`intro`, but it has
+    unknown keys ... and no `entry` for ...; `owner`"."""
+    unknown = [k for k in given if k not in names]
+    missing = [name for name in names if name not in given] if complete else []
     if unknown or missing:
         problems = ([f"unknown keys {', '.join(map(repr, unknown))}"] if unknown else []) \
-            + ([f"no array for {', '.join(map(repr, missing))}"] if missing else [])
-        raise SymgraphError(f"x is a dict keyed by Input name, but it has {' and '.join(problems)};"
-                            f" model {model.name!r} has the inputs {_names(model)}")
-    return [x[name] for name in names]
+            + ([f"no {entry} for {', '.join(map(repr, missing))}"] if missing else [])
+        raise SymgraphError(f"{intro}, but it has {' and '.join(problems)}; {owner}")
+    return [given.get(name) for name in names]
+
+
+def _by_name(model, x: dict) -> list:
+    """The values of dict x in the order of `model.inputs`."""
+    return keyed(x, [t.layer.name for t in model.inputs], "x is a dict keyed by Input name",
+                 "array", f"model {model.name!r} has the inputs {_names(model)}")
 
 
 def _in_order(model, x) -> list:

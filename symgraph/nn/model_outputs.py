@@ -26,7 +26,7 @@ import numpy as np
 
 from symgraph.errors import SymgraphError
 from symgraph.nn import losses, metrics
-from symgraph.nn.model_inputs import InputArrays, as_array
+from symgraph.nn.model_inputs import InputArrays, as_array, keyed
 from symgraph.nn.steps import OutputTargets, TargetSpec
 
 
@@ -57,15 +57,8 @@ def _names(model) -> str:
 def _keyed(model, given: dict, what: str, complete: bool) -> list:
     """The values of dict `given` in output order (None for an output without a key unless
     `complete`); a key that names no output, or a missing key when `complete`, raises."""
-    unknown = [k for k in given if k not in model.output_names]
-    missing = [name for name in model.output_names if name not in given] if complete else []
-    if unknown or missing:
-        problems = ([f"unknown keys {', '.join(map(repr, unknown))}"] if unknown else []) \
-            + ([f"no entry for {', '.join(map(repr, missing))}"] if missing else [])
-        raise SymgraphError(f"compile: `{what}` is a dict keyed by output name, but it has "
-                            f"{' and '.join(problems)}; model {model.name!r} has the outputs "
-                            f"{_names(model)}")
-    return [given.get(name) for name in model.output_names]
+    return keyed(given, model.output_names, f"compile: `{what}` is a dict keyed by output name",
+                 "entry", f"model {model.name!r} has the outputs {_names(model)}", complete)
 
 
 def _per_output(model, given, what: str, complete: bool) -> list:
@@ -287,15 +280,8 @@ def check_y(model, y, n: int):
     if isinstance(y, TargetArrays):
         values = list(y.arrays)
     elif isinstance(y, dict):
-        unknown = [key for key in y if key not in names]
-        missing = [name for name in names if name not in y]
-        if unknown or missing:
-            problems = ([f"unknown keys {', '.join(map(repr, unknown))}"] if unknown else []) \
-                + ([f"no array for {', '.join(map(repr, missing))}"] if missing else [])
-            raise SymgraphError(f"y is a dict keyed by output name, but it has "
-                                f"{' and '.join(problems)}; model {model.name!r} has the "
-                                f"outputs {_names(model)}")
-        values = [y[name] for name in names]
+        values = keyed(y, names, "y is a dict keyed by output name", "array",
+                       f"model {model.name!r} has the outputs {_names(model)}")
     elif isinstance(y, (list, tuple)):
         if len(y) != k:
             raise SymgraphError(f"{expected}; got a {type(y).__name__} of {len(y)}")

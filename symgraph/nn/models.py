@@ -230,7 +230,7 @@ class Sequential(BaseModel):
         dims = list(input_shape) if isinstance(input_shape, (tuple, list)) else None
         if dims and dims[0] is None:
             dims = dims[1:]
-        if not dims or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+        if dims is None or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
                                and d > 0 for d in dims):
             raise SymgraphError(f"model {self.name!r}: build needs the input shape as positive "
                                 f"integers, without the batch dim or with it as None (e.g. "

@@ -305,7 +305,7 @@ def test_the_nan_guard_names_the_input_holding_a_nan_and_hunts_a_nan_loss():
 def test_model_refuses_bad_input_lists():
     a, b = Input((4,), name="a"), Input((3,), name="b")
     out = Dense(2)(Concatenate()([Dense(3)(a), b]))
-    with pytest.raises(SymgraphError, match="key 'x' holds b.* named 'b'.*Input\\(..., "
+    with pytest.raises(SymgraphError, match="key 'x' holds b.* of layer 'b'.*Input\\(..., "
                                             "name='x'\\)"):
         Model({"a": a, "x": b}, out)
     with pytest.raises(SymgraphError, match="input 'a' is given 2 times"):
