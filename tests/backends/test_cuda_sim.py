@@ -345,3 +345,27 @@ def test_two_variables_updated_with_one_node_keep_their_own_arrays():
         only1(np.ones(3, np.float32))
     np.testing.assert_array_equal(p1.value, 5.0)
     np.testing.assert_array_equal(p2.value, 2.0)
+
+
+def test_overflow_and_domain_edges_give_ieee_values_as_a_gpu():
+    """exp(1000), log(0), sqrt(-1): libdevice gives inf, -inf, NaN; the simulator's kernels
+    must too (Python's math raised OverflowError / ValueError inside the kernel)."""
+    x = sg.placeholder(("batch", 3), name="x")
+    a = np.array([[-1000.0, 0.0, 1000.0]], np.float32)
+    with np.errstate(all="ignore"):
+        both([x], [sg.sigmoid(x), sg.exp(x), sg.log(sg.relu(x)), sg.sqrt(x), sg.expm1(x),
+                   sg.log1p(x - 1.0)], [a])
+
+
+def test_fit_on_cuda_stops_at_an_overflowing_loss_with_the_nan_report():
+    from symgraph import nn
+
+    nn.set_random_seed(0)
+    model = nn.Sequential([nn.Dense(1, input_dim=1, activation="exponential",
+                                    kernel_initializer="ones")])
+    model.compile(optimizer="sgd", loss="mse", backend="cuda")
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(np.array([[1000.0]], np.float32), np.zeros(1), verbose=0)
+    assert history.nan_report
+    for w, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(w, b)

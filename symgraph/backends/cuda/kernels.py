@@ -40,6 +40,42 @@ import numpy as np  # noqa: F401
 from numba import cuda  # noqa: F401
 '''
 
+SIM_MATH = '''
+
+class _IeeeMath:
+    """Python's math raises OverflowError / ValueError where a GPU's libdevice returns inf, -inf
+    or NaN (exp(1000), log(0), sqrt(-1)): the simulator gets NumPy's IEEE results instead, so
+    it computes what the GPU computes (and a NaN check or fit's NaN guard sees the non-finite
+    value instead of a raw exception). Every other name is math's."""
+
+    def __getattr__(self, name):
+        return getattr(_pymath, name)
+
+    @staticmethod
+    def _ieee(fn, v):
+        with np.errstate(all="ignore"):
+            return float(fn(np.float64(v)))
+
+    def exp(self, v):
+        return self._ieee(np.exp, v)
+
+    def expm1(self, v):
+        return self._ieee(np.expm1, v)
+
+    def log(self, v):
+        return self._ieee(np.log, v)
+
+    def log1p(self, v):
+        return self._ieee(np.log1p, v)
+
+    def sqrt(self, v):
+        return self._ieee(np.sqrt, v)
+
+
+_pymath = math
+math = _IeeeMath()  # noqa: F811
+'''
+
 SIM_SHUFFLE = '''
 
 def _shfl_down(value, offset, scratch):
@@ -118,7 +154,7 @@ def device_checked(program) -> tuple:
 
 def render_program(program, target: Target = GPU) -> CudaModule:
     """Source for every kernel of a lowered Program (see the module docstring)."""
-    chunks = [HEADER + (SIM_SHUFFLE if target.name == "sim" else "")]
+    chunks = [HEADER + (SIM_MATH + SIM_SHUFFLE if target.name == "sim" else "")]
     checked = device_checked(program)
     module = CudaModule("", {}, target, checked)
     bounds = {n.id: slot for slot, n in enumerate(checked)}
