@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import re
 import warnings
 
 import numpy as np
@@ -77,8 +78,10 @@ def _monitor_mode(monitor: str, mode: str) -> str:
         raise SymgraphError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode != "auto":
         return mode
-    name = monitor.removeprefix("val_")
-    return "max" if name in ("acc", "accuracy", "auc") or name.endswith("accuracy") else "min"
+    # an output's metric is logged "<output>_acc"; a repeated name gets "_1", "_2"
+    name = re.sub(r"_\d+$", "", monitor.removeprefix("val_"))
+    return "max" if name in ("acc", "accuracy", "auc") or name.endswith(
+        ("accuracy", "_acc", "_auc")) else "min"
 
 
 class EarlyStopping(Callback):
@@ -185,7 +188,9 @@ class ModelCheckpoint(Callback):
             if not np.isfinite(current) or not self._better(current):
                 return
             if self.verbose:
-                print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best} to "
+                best = self.best if self.best is not None else (
+                    -math.inf if self.mode == "max" else math.inf)  # Keras: from inf
+                print(f"Epoch {epoch + 1}: {self.monitor} improved from {best:.5f} to "
                       f"{current:.5f}, saving model to {path}")
             self.best = current
         elif self.verbose:

@@ -212,11 +212,12 @@ def running_names(model) -> tuple[list, int, list]:
     return plain + weighted, len(weighted), [f"{h.name}_loss" for h in heads]
 
 
-def results_in_order(logs: dict) -> list:
+def results_in_order(logs: dict, loss_names: list) -> list:
     """A multi-output model's logs as evaluate's list, in Keras 3's order (its
-    `_flatten_metrics_in_order`): "loss", the per-output losses, then the other names sorted
-    (Keras lists the metrics it knows by their unprefixed names, which no log key matches)."""
-    first = ["loss"] + [k for k in logs if k.endswith("_loss") and k != "loss"]
+    `_flatten_metrics_in_order`): "loss", the per-output losses (`loss_names`), then the other
+    names sorted, a metric whose name ends in "_loss" among them (Keras lists the metrics it
+    knows by their unprefixed names, which no log key matches)."""
+    first = ["loss"] + [k for k in loss_names if k in logs]
     return [logs[k] for k in first] + [logs[k] for k in sorted(logs) if k not in first]
 
 

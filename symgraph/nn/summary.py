@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 
-def _bytes(n_params: int, itemsize: int = 4) -> str:
-    size = float(n_params * itemsize)
+def _itemsize(dtype) -> int:
+    """A float's size; an integer counter (the optimizer's iterations) counts 4 bytes, as
+    Keras's int32 "int" on JAX and torch."""
+    dtype = np.dtype(dtype)
+    return dtype.itemsize if dtype.kind == "f" else 4
+
+
+def _bytes(variables) -> str:
+    """Their memory as Keras's weight_memory_size counts it: each one's size x its dtype's
+    (a float64 layer's weights 8 bytes each)."""
+    size = float(sum(int(np.prod(v.shape)) * _itemsize(v.dtype) for v in variables))
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
             return f"{size:.2f} {unit}"
@@ -54,11 +63,13 @@ def format_summary(model, connected: list | None = None) -> str:
     trainable = _count(model.trainable_weights)
     frozen = _count(model.non_trainable_weights)
     opt = getattr(model, "optimizer", None)
-    n_opt = _count(opt.variables) if opt is not None and opt.built else None
+    opt_vars = opt.variables if opt is not None and opt.built else None
+    n_opt = _count(opt_vars) if opt_vars is not None else None
     total = trainable + frozen + (n_opt or 0)  # Keras counts the optimizer's in the total
-    out.append(f" Total params: {total:,} ({_bytes(total)})")
-    out.append(f" Trainable params: {trainable:,} ({_bytes(trainable)})")
-    out.append(f" Non-trainable params: {frozen:,} ({_bytes(frozen)})")
+    every = list(model.trainable_weights) + list(model.non_trainable_weights) + (opt_vars or [])
+    out.append(f" Total params: {total:,} ({_bytes(every)})")
+    out.append(f" Trainable params: {trainable:,} ({_bytes(model.trainable_weights)})")
+    out.append(f" Non-trainable params: {frozen:,} ({_bytes(model.non_trainable_weights)})")
     if n_opt is not None:
-        out.append(f" Optimizer params: {n_opt:,} ({_bytes(n_opt)})")
+        out.append(f" Optimizer params: {n_opt:,} ({_bytes(opt_vars)})")
     return "\n".join(out)

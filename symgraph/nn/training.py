@@ -155,7 +155,7 @@ class Trainer:
         running = self._running()
         step = step_for(_weighted(target, w))
         running.add(step, _run(step, x, y, w), len(x), w)
-        return _logs_result(running.logs(), return_dict, bool(self.output_heads))
+        return _logs_result(running.logs(), return_dict, running.loss_names)
 
     def fit(self, x=None, y=None, batch_size=None, epochs: int = 1, verbose="auto",
             callbacks=None, validation_split: float = 0.0, validation_data=None,
@@ -333,7 +333,7 @@ class Trainer:
         logs = self._evaluate_arrays(x, y, w, batch_size, bar)
         if bar is not None:
             bar.finish(logs)
-        return _logs_result(logs, return_dict, bool(self.output_heads))
+        return _logs_result(logs, return_dict, model_outputs.running_names(self)[2])
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
         """Loss (and metrics) of one batch in inference mode, as `evaluate`; changes no state."""
@@ -438,11 +438,12 @@ def metrics_get(identifier, loss_name):
     return metrics.get(identifier, loss_name)
 
 
-def _logs_result(logs: dict, return_dict: bool, several_outputs: bool = False):
+def _logs_result(logs: dict, return_dict: bool, loss_names: list = ()):
+    """`loss_names`: a multi-output model's per-output loss log names (empty for one output)."""
     if return_dict:
         return dict(logs)
-    if several_outputs:
-        return model_outputs.results_in_order(logs)
+    if loss_names:
+        return model_outputs.results_in_order(logs, loss_names)
     ordered = [logs["loss"]] + [v for k, v in logs.items() if k != "loss"]
     return ordered[0] if len(ordered) == 1 else ordered
 

@@ -438,3 +438,17 @@ def test_nan_guard_acts_before_terminate_on_nan():
     np.testing.assert_allclose(model.get_weights()[0], [[w_before]], rtol=1e-5)
     assert len(log.seen) == step and hist.epoch == list(range(step // 2))
     assert "the loss became NaN/inf" in hist.nan_report and model.stop_training
+
+
+@pytest.mark.parametrize("monitor, first", [("loss", "inf"), ("accuracy", "-inf")])
+def test_model_checkpoint_reports_improvements_as_keras(tmp_path, capsys, monitor, first):
+    x = np.random.default_rng(0).normal(size=(16, 2)).astype(np.float32)
+    model = Sequential([Dense(1, input_dim=2, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"],
+                  backend="numpy")
+    best = callbacks.ModelCheckpoint(str(tmp_path / "best.npz"), monitor=monitor,
+                                     save_best_only=True, verbose=1)
+    model.fit(x, (x[:, :1] > 0).astype(np.float32), epochs=1, verbose=0, callbacks=[best])
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith(f"Epoch 1: {monitor} improved from {first} to ")
+    assert len(line.split(" to ")[1].split(",")[0].split(".")[1]) == 5  # '.5f' as Keras

@@ -368,3 +368,37 @@ def test_the_nan_guard_names_the_output_whose_loss_overflowed():
     assert "it belongs to the loss of output 'cls' (mean_squared_error)" in history.nan_report
     for a, b in zip(model.get_weights(), before, strict=True):
         np.testing.assert_array_equal(a, b)  # the guarded step changed nothing
+
+
+@pytest.mark.parametrize("monitor, mode", [
+    ("val_cls_acc", "max"), ("val_cls_accuracy", "max"), ("cls_weighted_acc", "max"),
+    ("val_cls_acc_1", "max"), ("val_cls_auc", "max"), ("val_reg_loss", "min"),
+    ("val_loss", "min"), ("reg_mae", "min")])
+def test_callbacks_maximize_an_outputs_accuracy(monitor, mode):
+    from symgraph.nn.callbacks import _monitor_mode
+
+    assert _monitor_mode(monitor, "auto") == mode
+
+
+def test_evaluate_lists_the_output_losses_before_a_metric_named_like_a_loss():
+    def focal_loss(y_true, y_pred):  # a metric whose log name ends in "_loss"
+        return (y_true - y_pred) ** 2
+
+    model = _shared_trunk()
+    model.compile(optimizer="sgd", loss=["sparse_categorical_crossentropy", "mse"],
+                  metrics=[[], [focal_loss, "mae"]], backend="numpy")
+    x = RNG.normal(size=(6, 4)).astype(np.float32)
+    y = [RNG.integers(0, 3, size=6), RNG.normal(size=(6, 2)).astype(np.float32)]
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    listed = model.evaluate(x, y, verbose=0)
+    order = ["loss", "cls_loss", "reg_loss", "reg_focal_loss", "reg_mae"]  # Keras 3's order
+    assert sorted(logs) == sorted(order)
+    assert listed == [logs[k] for k in order]
+
+
+def test_summary_counts_float64_weights_at_8_bytes():
+    model = _shared_trunk(dtype="float64")
+    lines = []
+    model.summary(print_fn=lines.append)
+    n = 4 * 5 + 5 + 5 * 3 + 3 + 5 * 2 + 2
+    assert f"Trainable params: {n:,} ({n * 8:.2f} B)" in lines[0]
