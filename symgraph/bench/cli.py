@@ -49,7 +49,8 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                         help="train suite: interleaved rounds, the first cold (default 5; 2 quick)")
     parser.add_argument("--from-json", nargs="+", default=None,
                         help="render saved runs (table, chart, markdown) without measuring; "
-                        "several files are merged suite by suite, later files winning")
+                        "several files are merged suite by suite, later files winning "
+                        "(--json writes the merged document)")
     parser.set_defaults(run=run_bench)
     return parser
 
@@ -207,7 +208,7 @@ def _check_outputs(args) -> None:
     from symgraph.files import atomic_write
 
     targets = []
-    if not args.from_json:
+    if args.json or not args.from_json:
         targets.append(("--json", args.json or os.path.join(args.out, "bench.json")))
     if not args.no_chart and (args.chart or not args.from_json):
         targets.append(("--chart", args.chart or os.path.join(args.out, "bench.png")))
@@ -243,6 +244,9 @@ def run_bench(args) -> int:
     _check_outputs(args)
     if args.from_json:
         doc = merge_runs(args.from_json)
+        if args.json:  # the merged runs as one document
+            report.write_json(doc, args.json)
+            _log(f"wrote {args.json}")
     else:
         doc = measure_all(args, command)
         json_path = args.json or os.path.join(args.out, "bench.json")

@@ -222,3 +222,13 @@ def test_a_quick_run_is_not_judged_against_the_targets_and_says_its_sizes():
     assert report.targets_table({"train": rows})[1][3] == "met"
     assert "batch 16 (--quick: tiny layers M1 32-16-4)" in report._train_shape(
         {"train": rows, "quick": True})
+
+
+def test_from_json_with_json_writes_the_merged_runs(quick_run, tmp_path):
+    out, doc = quick_run
+    merged = tmp_path / "merged.json"
+    assert cli.main(["--from-json", str(out / "bench.json"), "--no-chart", "--json",
+                     str(merged)]) == 0
+    with open(merged) as f:
+        again = json.load(f)
+    assert again["kernels"] == doc["kernels"] and again["train"] == doc["train"]
