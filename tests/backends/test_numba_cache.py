@@ -164,6 +164,9 @@ def test_another_programs_object_file_under_a_key_is_removed_and_rebuilt(tmp_pat
 
     path = str(tmp_path / "k1.o")
     llvmjit._write_cached(path, b"object code of program 2", "k2")  # a valid file of key k2
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
     assert llvmjit._read_cached(path, "k2")[0] == b"object code of program 2"
     payload, why = llvmjit._read_cached(path, "k1")
     assert payload is None and "damaged" in why and not os.path.exists(path)
@@ -197,4 +200,4 @@ def test_a_full_disk_still_compiles_and_leaves_no_half_file(tmp_path, path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(out["out"], (np.tanh(np.full((2, 1), 6.0)) * 2).tolist(),
                                rtol=1e-6)
-    assert not glob.glob(str(tmp_path / "**" / "*.tmp"), recursive=True)
+    assert not glob.glob(str(tmp_path / "**" / ".tmp-*"), recursive=True)

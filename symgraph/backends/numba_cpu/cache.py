@@ -17,9 +17,9 @@ import hashlib
 import importlib.util
 import os
 import sys
-import tempfile
 
 from symgraph.cachedir import cache_folder
+from symgraph.files import write_text
 
 SOURCE_VERSION = "1"  # bump when codegen changes meaning without changing text
 
@@ -31,19 +31,6 @@ def cache_dir() -> str:
 
 def source_hash(source: str) -> str:
     return hashlib.sha256((SOURCE_VERSION + source).encode()).hexdigest()[:24]
-
-
-def _write_atomic(path: str, text: str) -> None:
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def purge_numba_cache(path: str) -> int:
@@ -106,14 +93,14 @@ def load_module(source: str):
         current = None
     if current is None:
         try:
-            _write_atomic(path, source)
+            write_text(path, source)
         except OSError as exc:  # a full disk, a folder gone: this process's temporary folder
             from symgraph.cachedir import _temporary_root
 
             folder = os.path.join(_temporary_root(os.path.dirname(cache_dir()), exc), "numba")
             os.makedirs(folder, exist_ok=True)
             path = os.path.join(folder, name + ".py")
-            _write_atomic(path, source)
+            write_text(path, source)
     if name in sys.modules:
         return sys.modules[name], "module already imported"
     module = _import(name, path)

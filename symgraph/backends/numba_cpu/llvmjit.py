@@ -17,7 +17,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 
 import llvmlite.binding as llvm
@@ -25,6 +24,7 @@ import llvmlite.binding as llvm
 from symgraph import envvars
 from symgraph.backends.numba_cpu import blas, llvm_passes, native, native_gemm
 from symgraph.backends.numba_cpu.cache import cache_dir
+from symgraph.files import atomic_write
 
 VERSION = "11"  # bump when native.py changes the code it emits for the same source
 MAGIC = b"symgraph-native-object 2\n"  # then the key, the payload's SHA-256, the payload
@@ -91,16 +91,8 @@ def _read_cached(path: str, key: str) -> tuple:
 
 
 def _write_cached(path: str, payload: bytes, key: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC + key.encode() + b"\n" + hashlib.sha256(payload).hexdigest().encode()
-                    + b"\n" + payload)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    header = MAGIC + key.encode() + b"\n" + hashlib.sha256(payload).hexdigest().encode() + b"\n"
+    atomic_write(path, lambda f: f.write(header + payload))
 
 
 optimize = llvm_passes.optimize
