@@ -41,9 +41,11 @@ def format_eta(seconds: float) -> str:
 class Progbar:
     """One epoch's bar: `update(step, values)` after each batch, `finish(values)` at the end."""
 
-    def __init__(self, target: int, verbose: int = 1, stream=None, dynamic: bool | None = None,
-                 interval: float = 0.05, unit: str = "step"):
-        self.target, self.verbose, self.unit = int(target), verbose, unit
+    def __init__(self, target: int | None, verbose: int = 1, stream=None,
+                 dynamic: bool | None = None, interval: float = 0.05, unit: str = "step"):
+        # target None: the number of steps is unknown (a generator): "12/Unknown", no bar
+        self.target = None if target is None else int(target)
+        self.verbose, self.unit, self.seen = verbose, unit, 0
         self.stream = stream or sys.stdout
         isatty = getattr(self.stream, "isatty", lambda: False)()
         self.dynamic = isatty if dynamic is None else dynamic
@@ -57,10 +59,15 @@ class Progbar:
         elapsed = now - self.start
         per_step = elapsed / max(current, 1)
         metrics = "".join(f" - {k}: {format_value(float(v))}" for k, v in values.items())
-        digits = len(str(self.target))
-        count = f"{current:>{digits}}/{self.target}"
+        if self.target is None:
+            count = f"{current:7d}/Unknown"
+        else:
+            count = f"{current:>{len(str(self.target))}}/{self.target}"
         if self.verbose == 2:
             return f"{count} - {int(elapsed)}s - {format_per_step(per_step, self.unit)}{metrics}"
+        if self.target is None:
+            when = f"{int(elapsed)}s"
+            return f"{count} {when} {format_per_step(per_step, self.unit)}{metrics}"
         filled = int(WIDTH * current / max(self.target, 1))
         if self.dynamic:
             bar = f"{BOLD}{count}{RESET} {GREEN}{'━' * filled}{RESET}" \
@@ -74,10 +81,11 @@ class Progbar:
 
     def update(self, current: int, values: dict) -> None:
         """Redraw (verbose=1 on a terminal, at most every `interval` seconds)."""
+        self.seen = current
         if self.verbose != 1 or not self.dynamic:
             return
         now = time.perf_counter()
-        if now - self._last_draw < self.interval and current < self.target:
+        if now - self._last_draw < self.interval and current < (self.target or current + 1):
             return
         self._last_draw = now
         self._draw(self._line(current, values, done=False))
@@ -92,7 +100,7 @@ class Progbar:
         """The final line of the epoch, with the end-of-epoch values (validation included)."""
         if self.verbose not in (1, 2):
             return
-        line = self._line(self.target, values, done=True)
+        line = self._line(self.seen if self.target is None else self.target, values, done=True)
         if self.verbose == 1 and self.dynamic:
             self._draw(line)
             self.stream.write("\n")

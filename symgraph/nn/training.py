@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import sys
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from symgraph.errors import SymgraphError
 from symgraph.nn import callbacks as cbks
-from symgraph.nn import losses, metrics, model_inputs, model_outputs, optimizers, sample_weights
+from symgraph.nn import (
+    data_adapter,
+    losses,
+    metrics,
+    model_inputs,
+    model_outputs,
+    optimizers,
+    sample_weights,
+)
 from symgraph.nn.backend import choose_backend
 from symgraph.nn.model_inputs import InputArrays, feed
 from symgraph.nn.progbar import Progbar
+from symgraph.nn.running import Running, logs_result, run_step, weighted
 from symgraph.nn.steps import TargetSpec, build_eval_step, build_predict_step, build_train_step
 
 
@@ -132,8 +141,8 @@ class Trainer:
     def _predict_step(self):
         return self._compiled(("predict",), lambda b: build_predict_step(self, b))
 
-    def _running(self) -> _Running:
-        return _Running(*model_outputs.running_names(self))
+    def _running(self) -> Running:
+        return Running(*model_outputs.running_names(self))
 
     # --- training -------------------------------------------------------------------------
 
@@ -153,74 +162,49 @@ class Trainer:
         y, target = self._check_y(y, len(x))
         w = sample_weights.resolve(sample_weight, class_weight, y, self, what)
         running = self._running()
-        step = step_for(_weighted(target, w))
-        running.add(step, _run(step, x, y, w), len(x), w)
-        return _logs_result(running.logs(), return_dict, running.loss_names)
+        step = step_for(weighted(target, w))
+        running.add(step, run_step(step, x, y, w), len(x), w)
+        return logs_result(running.logs(), return_dict, running.loss_names)
 
     def fit(self, x=None, y=None, batch_size=None, epochs: int = 1, verbose="auto",
             callbacks=None, validation_split: float = 0.0, validation_data=None,
             shuffle: bool = True, class_weight=None, sample_weight=None, initial_epoch: int = 0,
-            augment=None, diagnostics: bool = False, nan_guard: bool = True, seed=None):
-        """Train for `epochs`; returns a History. Beyond Keras: `augment(batch, rng)` transforms
-        training batches only; `diagnostics=True` records per-layer gradient norms
-        (grad_norm/<layer>) and dead-ReLU fractions (dead_relu/<layer>) per epoch; the NaN
-        guard stops training on a non-finite loss and names the first node producing it."""
+            steps_per_epoch=None, validation_steps=None, augment=None,
+            diagnostics: bool = False, nan_guard: bool = True, seed=None):
+        """Train for `epochs`; returns a History. x (and validation_data) may be arrays or a
+        generator / iterable of (x, y[, sample_weight]) batches (data_adapter.py), which
+        `steps_per_epoch` (`validation_steps`) reads that many of per epoch. Beyond Keras:
+        `augment(batch, rng)` transforms training batches only; `diagnostics=True` records
+        per-layer gradient norms (grad_norm/<layer>) and dead-ReLU fractions (dead_relu/<layer>)
+        per epoch; the NaN guard stops training on a non-finite loss and names the first node
+        producing it."""
         self._require_compiled("fit")
         verbose = _verbosity(verbose)
         epochs = _count(epochs, "epochs")
         initial_epoch = _count(initial_epoch, "initial_epoch")
         callbacks = _callbacks(callbacks)
-        x = self._check_x(x)
-        if augment is not None and isinstance(x, InputArrays):
-            raise SymgraphError(f"fit: augment transforms one array x; model {self.name!r} has "
-                                f"{len(x.arrays)} inputs, so augment is not supported")
-        y, target = self._check_y(y, len(x))
-        sample_weights.refuse_both(sample_weight, class_weight, "fit")
-        w = sample_weights.check_sample_weight(sample_weight, len(x), "fit: sample_weight",
-                                               self)
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise SymgraphError("validation_data must be a tuple (x_val, y_val) (or "
-                                    "(x_val, y_val, sample_weight)), got "
-                                    f"{type(validation_data).__name__}"
-                                    + (f" of length {len(validation_data)}"
-                                       if isinstance(validation_data, (tuple, list)) else ""))
-            vx = self._check_x(validation_data[0])
-            vw = validation_data[2] if len(validation_data) == 3 else None
-            val = (vx, self._check_y(validation_data[1], len(vx))[0],
-                   sample_weights.check_sample_weight(
-                       vw, len(vx), "fit: validation_data's sample weights (its third item)",
-                       self))
-        elif validation_split:
-            if not 0 < validation_split < 1:
-                raise SymgraphError(f"validation_split must be in (0, 1), got {validation_split}")
-            split = int(len(x) * (1 - validation_split))  # Keras: the *last* samples
-            val = (x[split:], y[split:], None if w is None else w[split:])
-            x, y, w = x[:split], y[:split], None if w is None else w[:split]
-        if len(x) == 0:
-            left = f" after validation_split={validation_split}" if validation_split else ""
-            raise SymgraphError(f"fit: no training samples{left} (x has 0 rows)")
-        if val is not None and len(val[0]) == 0:
-            raise SymgraphError("fit: the validation data has no samples")
-        if class_weight is not None:  # for training only: Keras splits the data first
-            w = sample_weights.class_weight_to_sample_weights(class_weight, y, self, "fit")
-        batch_size = _batch_size(batch_size)
-        n = len(x)
-        steps = max(1, -(-n // batch_size))
+        if data_adapter.is_batches(x):
+            data = data_adapter.BatchFit(
+                self, x, steps_per_epoch, validation_data, validation_steps,
+                epochs - initial_epoch, batch_size=batch_size, y=y,
+                validation_split=validation_split, sample_weight=sample_weight,
+                class_weight=class_weight, augment=augment, diagnostics=diagnostics)
+        else:
+            data_adapter.refuse_for_arrays("fit", steps_per_epoch=steps_per_epoch)
+            data = data_adapter.ArrayFit(self, x, y, _batch_size(batch_size), sample_weight,
+                                         class_weight, validation_data, validation_split,
+                                         validation_steps, augment, epochs - initial_epoch)
         rng = np.random.default_rng(seed) if seed is not None else _fit_rng()
         history = cbks.History()
         callback_list = callbacks + [history]  # last: sees every callback's logs
-        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
+        params = {"verbose": verbose, "epochs": epochs, "steps": data.steps}
         for cb in callback_list:
             cb.set_model(self)
             cb.set_params(params)
         self.history = history
         self.stop_training = False
-        target = _weighted(target, w)
-        run = _FitRun(self._train_step(target, diagnostics, nan_guard=nan_guard), target,
-                      batch_size, augment, rng,
-                      [cb for cb in callback_list if cbks.uses_batch_hooks(cb)],
+        run = _FitRun(lambda target: self._train_step(target, diagnostics, nan_guard=nan_guard),
+                      augment, rng, [cb for cb in callback_list if cbks.uses_batch_hooks(cb)],
                       nan_guard, history, diagnostics)
         self._fit_rng, self._resume = rng, None
         for cb in callback_list:
@@ -232,35 +216,31 @@ class Trainer:
                 cb.on_epoch_begin(epoch)
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}")
-            bar = Progbar(steps, verbose)
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            logs = self._train_epoch(run, x, y, w, order, epoch, bar)
-            if logs is None:  # the NaN guard stopped training
+            bar = Progbar(data.steps, verbose)
+            logs = self._train_epoch(run, data.epoch(run.step_for, shuffle, rng, epoch), epoch,
+                                     bar)
+            if not logs:  # the NaN guard stopped training, or the data had run out
                 break
-            if val is not None:
-                vals = self._evaluate_arrays(*val, batch_size)
-                logs.update({"val_" + k: v for k, v in vals.items()})
+            if data.validate is not None:
+                logs.update({"val_" + k: v for k, v in data.validate().items()})
             bar.finish({k: v for k, v in logs.items() if "/" not in k})
             for cb in callback_list:
                 cb.on_epoch_end(epoch, logs)
-            if self.stop_training:
+            if self.stop_training or data.ran_out:
                 break
         for cb in callback_list:
             cb.on_train_end()
         return history
 
-    def _train_epoch(self, run: _FitRun, x, y, w, order, epoch: int, bar: Progbar):
-        """One pass over the data in `order` (`w`: the sample weights or None); the epoch's
-        logs, or None when a step's loss was not finite (the step is undone and
-        `history.nan_report` names the culprit)."""
+    def _train_epoch(self, run: _FitRun, batches, epoch: int, bar: Progbar):
+        """One pass over `batches`, (x, y, w, target, step, sample rows or None) each; the
+        epoch's logs ({} when there was no batch), or None when a step's loss was not finite
+        (the step is undone and `history.nan_report` names the culprit)."""
         from symgraph.nn.diagnostics import EpochDiagnostics, hunt_nan
 
-        size = run.batch_size
         running = self._running()
-        diag = EpochDiagnostics(run.step) if run.diagnostics else None
-        for b in range(bar.target):
-            idx = order[b * size:(b + 1) * size]
-            xb, yb, wb = x[idx], y[idx], None if w is None else w[idx]
+        diag = None
+        for b, (xb, yb, wb, target, step, rows) in enumerate(batches):
             if run.augment is not None:
                 xb = np.asarray(run.augment(xb, run.rng), np.float32)
             for cb in run.batch_callbacks:
@@ -270,25 +250,28 @@ class Trainer:
                 # an activation (a clip, say) can hide a NaN input from the loss while its
                 # gradient poisons the weights: such a batch is never run (10 us a batch)
                 bad, (row, *col), where = found
+                sample = (f"training sample {int(rows[row])}" if rows is not None
+                          else f"sample {row} of training batch {b}")
                 run.history.nan_report = (
-                    f"training sample {int(idx[row])} holds {bad}{where} (at {tuple(col)}"
+                    f"{sample} holds {bad}{where} (at {tuple(col)}"
                     f"{' after augment' if run.augment is not None else ''}); the step was not run")
                 print(f"\nTraining stopped at epoch {epoch + 1}, batch {b + 1}: "
                       f"{run.history.nan_report}", file=sys.stderr)
                 self.stop_training = True
                 return None
-            outs = _run(run.step, xb, yb, wb)
+            outs = run_step(step, xb, yb, wb)
             if run.nan_guard and not np.isfinite(outs[0]):
                 # the guarded step kept every old value (steps.build_train_step): nothing to undo
-                before = [(v, v._value) for v in run.step.function.update_vars]
+                before = [(v, v._value) for v in step.function.update_vars]
                 batch = (*feed(xb), *feed(yb)) + (() if wb is None else (wb,))
-                run.history.nan_report = hunt_nan(self, run.target, batch, before)
+                run.history.nan_report = hunt_nan(self, target, batch, before)
                 print(f"\nTraining stopped at epoch {epoch + 1}, batch {b + 1}: "
                       f"{run.history.nan_report}", file=sys.stderr)
                 self.stop_training = True
                 return None
-            running.add(run.step, outs, len(idx), wb)
-            if diag is not None:
+            running.add(step, outs, len(xb), wb)
+            if run.diagnostics:
+                diag = diag or EpochDiagnostics(step)
                 diag.add(outs)
             logs = running.logs()
             bar.update(b + 1, logs)
@@ -296,6 +279,8 @@ class Trainer:
                 cb.on_train_batch_end(b, logs)
             if self.stop_training:  # a callback (TerminateOnNaN, say) ended it mid-epoch
                 break
+        if not running.seen:
+            return {}
         logs = running.logs()
         if diag is not None:
             logs.update(diag.summary())
@@ -306,55 +291,83 @@ class Trainer:
     def _evaluate_arrays(self, x, y, w, batch_size, bar: Progbar | None = None) -> dict:
         """Logs over checked inputs `x` and sample weights `w` (or None) and raw targets `y`."""
         y, target = self._check_y(y, len(x))
-        fn = self._eval_step(_weighted(target, w))
+        fn = self._eval_step(weighted(target, w))
         running = self._running()
         for b in range(max(1, -(-len(x) // batch_size))):
             batch = slice(b * batch_size, (b + 1) * batch_size)
             wb = None if w is None else w[batch]
-            running.add(fn, _run(fn, x[batch], y[batch], wb), len(x[batch]), wb)
+            running.add(fn, run_step(fn, x[batch], y[batch], wb), len(x[batch]), wb)
             if bar is not None:
                 bar.update(b + 1, {"loss": running.logs()["loss"]})
         return running.logs()
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
-                 return_dict: bool = False):
+                 steps=None, return_dict: bool = False):
         """[loss, *metrics] over the data (a float when there are no metrics); `sample_weight`
-        weighs the loss and the weighted metrics, as in Keras."""
+        weighs the loss and the weighted metrics, as in Keras. x may be a generator / iterable
+        of (x, y[, sample_weight]) batches, `steps` of them read (all when None)."""
         self._require_compiled("evaluate")
-        x = self._check_x(x)
-        if len(x) == 0:
-            raise SymgraphError("evaluate: no samples (x has 0 rows): the loss of nothing is "
-                                "undefined")
-        w = sample_weights.check_sample_weight(sample_weight, len(x), "evaluate: sample_weight",
-                                               self)
-        batch_size = _batch_size(batch_size)
         verbose = _verbosity(verbose)
-        bar = Progbar(max(1, -(-len(x) // batch_size)), verbose) if verbose else None
-        logs = self._evaluate_arrays(x, y, w, batch_size, bar)
+        if data_adapter.is_batches(x):
+            data_adapter.refuse_for_batches("evaluate", y=y, batch_size=batch_size,
+                                            sample_weight=sample_weight)
+            source = data_adapter.Batches(x, data_adapter.steps_count(steps, "steps"))
+            bar = Progbar(source.count, verbose) if verbose else None
+            logs = data_adapter.evaluate_batches(self, source, "evaluate", bar)
+            if not logs:
+                raise SymgraphError("evaluate: the generator or iterable yielded no batches: "
+                                    "the loss of nothing is undefined")
+        else:
+            data_adapter.refuse_for_arrays("evaluate", steps=steps)
+            x = self._check_x(x)
+            if len(x) == 0:
+                raise SymgraphError("evaluate: no samples (x has 0 rows): the loss of nothing "
+                                    "is undefined")
+            w = sample_weights.check_sample_weight(sample_weight, len(x),
+                                                   "evaluate: sample_weight", self)
+            batch_size = _batch_size(batch_size)
+            bar = Progbar(max(1, -(-len(x) // batch_size)), verbose) if verbose else None
+            logs = self._evaluate_arrays(x, y, w, batch_size, bar)
         if bar is not None:
             bar.finish(logs)
-        return _logs_result(logs, return_dict, model_outputs.running_names(self)[2])
+        return logs_result(logs, return_dict, model_outputs.running_names(self)[2])
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
         """Loss (and metrics) of one batch in inference mode, as `evaluate`; changes no state."""
         return self._on_batch("test_on_batch", self._eval_step, x, y, sample_weight, None,
                               return_dict)
 
-    def predict(self, x, batch_size=None, verbose="auto"):
+    def predict(self, x, batch_size=None, verbose="auto", steps=None):
         """The model's outputs in inference mode (dropout off, moving BN statistics): an array,
-        or for several outputs a list in output order (a dict for outputs given as one)."""
-        return self._predict_arrays(self._check_x(x), _batch_size(batch_size), verbose)
+        or for several outputs a list in output order (a dict for outputs given as one). x may
+        be a generator / iterable of batches (x, (x,) or (x, y, ...)), `steps` of them read."""
+        if not data_adapter.is_batches(x):
+            data_adapter.refuse_for_arrays("predict", steps=steps)
+            return self._predict_arrays(self._check_x(x), _batch_size(batch_size), verbose)
+        data_adapter.refuse_for_batches("predict", batch_size=batch_size)
+        self._ensure_backend()
+        source = data_adapter.Batches(x, data_adapter.steps_count(steps, "steps"))
+        verbose = _verbosity(verbose)
+        bar = Progbar(source.count, verbose) if verbose else None
+        outs = data_adapter.predict_batches(self, source, bar)
+        if bar is not None:
+            bar.finish({})
+        return model_outputs.predictions(self, [np.concatenate(a, axis=0) for a in zip(*outs)])
 
     def predict_on_batch(self, x):
         """predict on x as one batch."""
         x = self._check_x(x)
         return self._predict_arrays(x, max(len(x), 1), 0)
 
-    def _predict_arrays(self, x, batch_size: int, verbose):
-        """predict on checked inputs `x`."""
+    def _ensure_backend(self) -> None:
+        """predict works uncompiled: on the backend "auto" picks."""
         if not hasattr(self, "backend"):
             self.backend, self._functions = choose_backend(None), {}
             self._auto_backend = True
+
+    def _predict_arrays(self, x, batch_size: int, verbose):
+        """predict on checked inputs `x`."""
+        self._ensure_backend()
         fn = self._predict_step()
         steps = max(1, -(-len(x) // batch_size))
         verbose = _verbosity(verbose)
@@ -374,9 +387,7 @@ class Trainer:
 class _FitRun:
     """What every epoch of one `fit` call shares."""
 
-    step: object               # steps.TrainStep
-    target: TargetSpec
-    batch_size: int
+    step_for: object           # TargetSpec -> the compiled (cached) train step
     augment: object
     rng: np.random.Generator
     batch_callbacks: list      # those overriding a per-batch hook: only these are called
@@ -385,67 +396,8 @@ class _FitRun:
     diagnostics: bool
 
 
-class _Running:
-    """Keras's Mean trackers over the batches run so far: the loss averages the batches weighted
-    by their sizes; a metric averages its per-sample values, a weighted metric (the last
-    `n_weighted`) its values weighted by the sample weights, sum(w*v)/sum(w) (0 where the weights
-    sum to 0, as Keras's divide_no_nan). A multi-output model's per-output losses (`loss_names`)
-    average as the loss does and follow the metrics in the logs, as in Keras 3."""
-
-    def __init__(self, names: list, n_weighted: int, loss_names: list = ()):
-        self.names, self.n_weighted, self.loss_names = names, n_weighted, list(loss_names)
-        self.seen, self.loss_sum = 0, 0.0
-        self.sums, self.counts = np.zeros(len(names)), np.zeros(len(names))
-        self.loss_sums = np.zeros(len(self.loss_names))
-
-    def add(self, step, outs, n: int, weights) -> None:
-        """The outputs [loss, *metric sums, ...] of `step` on `n` samples with `weights` (or
-        None); a plain metric whose function gave one value per batch counts once."""
-        k = len(self.names)
-        self.seen += n
-        self.loss_sum += float(outs[0]) * n
-        self.sums += [float(s) for s in outs[1:1 + k]]
-        weight_sum = n if weights is None else float(np.sum(weights, dtype=np.float64))
-        plain = [1 if once else n for once in step.per_batch]
-        self.counts += plain + [weight_sum] * self.n_weighted
-        m = len(self.loss_names)
-        self.loss_sums += [float(v) * n for v in outs[1 + k:1 + k + m]]
-
-    def logs(self) -> dict:
-        logs = {name: float(s / c) if c else 0.0
-                for name, s, c in zip(self.names, self.sums, self.counts)}
-        if self.loss_names:  # Keras 3's order: the total, the metrics, each output's loss
-            logs = {"loss": self.loss_sum / self.seen, **logs}
-            logs.update({name: float(s) / self.seen
-                         for name, s in zip(self.loss_names, self.loss_sums)})
-            return logs
-        logs["loss"] = self.loss_sum / self.seen
-        return logs
-
-
-def _weighted(target: TargetSpec, weights) -> TargetSpec:
-    """The target of a step fed `weights` (None: the unweighted step, compiled as before)."""
-    return target if weights is None else replace(target, weighted=True)
-
-
-def _run(step, xb, yb, wb):
-    """A step on one batch (y: one array, or TargetArrays); only a weighted step takes the
-    weights."""
-    return step(*feed(xb), *feed(yb)) if wb is None else step(*feed(xb), *feed(yb), wb)
-
-
 def metrics_get(identifier, loss_name):
     return metrics.get(identifier, loss_name)
-
-
-def _logs_result(logs: dict, return_dict: bool, loss_names: list = ()):
-    """`loss_names`: a multi-output model's per-output loss log names (empty for one output)."""
-    if return_dict:
-        return dict(logs)
-    if loss_names:
-        return model_outputs.results_in_order(logs, loss_names)
-    ordered = [logs["loss"]] + [v for k, v in logs.items() if k != "loss"]
-    return ordered[0] if len(ordered) == 1 else ordered
 
 
 def _fit_rng() -> np.random.Generator:

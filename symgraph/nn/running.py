@@ -1,0 +1,70 @@
+"""Keras's running means of a fit / evaluate epoch, and how a compiled step is fed one batch."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from symgraph.nn import model_outputs
+from symgraph.nn.model_inputs import feed
+from symgraph.nn.steps import TargetSpec
+
+
+class Running:
+    """Keras's Mean trackers over the batches run so far: the loss averages the batches weighted
+    by their sizes; a metric averages its per-sample values, a weighted metric (the last
+    `n_weighted`) its values weighted by the sample weights, sum(w*v)/sum(w) (0 where the weights
+    sum to 0, as Keras's divide_no_nan). A multi-output model's per-output losses (`loss_names`)
+    average as the loss does and follow the metrics in the logs, as in Keras 3."""
+
+    def __init__(self, names: list, n_weighted: int, loss_names: list = ()):
+        self.names, self.n_weighted, self.loss_names = names, n_weighted, list(loss_names)
+        self.seen, self.loss_sum = 0, 0.0
+        self.sums, self.counts = np.zeros(len(names)), np.zeros(len(names))
+        self.loss_sums = np.zeros(len(self.loss_names))
+
+    def add(self, step, outs, n: int, weights) -> None:
+        """The outputs [loss, *metric sums, ...] of `step` on `n` samples with `weights` (or
+        None); a plain metric whose function gave one value per batch counts once."""
+        k = len(self.names)
+        self.seen += n
+        self.loss_sum += float(outs[0]) * n
+        self.sums += [float(s) for s in outs[1:1 + k]]
+        weight_sum = n if weights is None else float(np.sum(weights, dtype=np.float64))
+        plain = [1 if once else n for once in step.per_batch]
+        self.counts += plain + [weight_sum] * self.n_weighted
+        m = len(self.loss_names)
+        self.loss_sums += [float(v) * n for v in outs[1 + k:1 + k + m]]
+
+    def logs(self) -> dict:
+        logs = {name: float(s / c) if c else 0.0
+                for name, s, c in zip(self.names, self.sums, self.counts)}
+        if self.loss_names:  # Keras 3's order: the total, the metrics, each output's loss
+            logs = {"loss": self.loss_sum / self.seen, **logs}
+            logs.update({name: float(s) / self.seen
+                         for name, s in zip(self.loss_names, self.loss_sums)})
+            return logs
+        logs["loss"] = self.loss_sum / self.seen
+        return logs
+
+
+def weighted(target: TargetSpec, weights) -> TargetSpec:
+    """The target of a step fed `weights` (None: the unweighted step, compiled as before)."""
+    return target if weights is None else replace(target, weighted=True)
+
+
+def run_step(step, xb, yb, wb):
+    """A step on one batch (y: one array, or TargetArrays); only a weighted step takes the
+    weights."""
+    return step(*feed(xb), *feed(yb)) if wb is None else step(*feed(xb), *feed(yb), wb)
+
+
+def logs_result(logs: dict, return_dict: bool, loss_names: list = ()):
+    """`loss_names`: a multi-output model's per-output loss log names (empty for one output)."""
+    if return_dict:
+        return dict(logs)
+    if loss_names:
+        return model_outputs.results_in_order(logs, loss_names)
+    ordered = [logs["loss"]] + [v for k, v in logs.items() if k != "loss"]
+    return ordered[0] if len(ordered) == 1 else ordered
