@@ -236,13 +236,16 @@ def validation(model, data, steps, batch_size, epochs_run: int):
                             f"such batches, got {type(data).__name__}"
                             + (f" of length {len(data)}" if isinstance(data, (tuple, list))
                                else ""))
-    vx = model._check_x(data[0])
+    try:
+        vx = model._check_x(data[0])
+        vy = model._check_y(data[1], len(vx))[0] if len(vx) else None
+    except SymgraphError as exc:  # say which data: the messages name x and y
+        raise SymgraphError(f"fit: validation_data: {exc}") from None
     if len(vx) == 0:
         raise SymgraphError("fit: the validation data has no samples")
     vw = sample_weights.check_sample_weight(
         data[2] if len(data) == 3 else None, len(vx),
         "fit: validation_data's sample weights (its third item)", model)
-    vy = model._check_y(data[1], len(vx))[0]
     return lambda: model._evaluate_arrays(vx, vy, vw, batch_size)
 
 

@@ -592,3 +592,16 @@ def test_build_takes_keras_shapes_with_the_batch_dim_as_none():
         with pytest.raises(SymgraphError, match="build needs the input shape"):
             fresh.build(bad)
         assert not fresh.built
+
+
+def test_bad_validation_arrays_are_named_as_the_validation_data():
+    x = np.ones((4, 3), np.float32)
+    model = Sequential([Dense(2, input_dim=3)])
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    weights = model.get_weights()
+    for vx, vy in [(np.ones((4, 5), np.float32), np.ones((4, 2))),
+                   (x, np.ones((4, 7), np.float32))]:
+        with pytest.raises(SymgraphError, match="^fit: validation_data: "):
+            model.fit(x, np.ones((4, 2), np.float32), validation_data=(vx, vy), verbose=0)
+    for a, b in zip(model.get_weights(), weights):
+        np.testing.assert_array_equal(a, b)
