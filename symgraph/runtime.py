@@ -8,6 +8,7 @@ variables: a failing call leaves all state as it was.
 from __future__ import annotations
 
 import _signal  # getsignal without signal.getsignal's enum wrapping (2 us -> 15 ns a call)
+import contextlib
 import signal
 import sys
 import threading
@@ -178,17 +179,15 @@ def release_interrupts() -> None:
         _wrapped_handler(signal.SIGINT, frame)
 
 
-class deferred_interrupt:
+@contextlib.contextmanager
+def deferred_interrupt():
     """`with deferred_interrupt():` hold_interrupts() ... release_interrupts()."""
-
-    def __enter__(self):
-        self.on = hold_interrupts()
-        return self
-
-    def __exit__(self, *exc):
-        if self.on:
+    on = hold_interrupts()
+    try:
+        yield
+    finally:
+        if on:
             release_interrupts()
-        return False
 
 
 class Function:
@@ -220,7 +219,8 @@ class Function:
         self.graph = optimized
         options = {"workers": workers} if workers != 1 else {}  # kernel DAG on k threads
         target = _backend(backend)
-        if getattr(target, "writes_in_place", False) and self.update_vars:
+        in_place_backend = getattr(target, "writes_in_place", False)
+        if in_place_backend and self.update_vars:
             options["updates"] = self.update_vars  # the last results are their new values
         self._run = target.compile(self.inputs, optimized, check_nan=check_nan, **options)
         if getattr(self._run, "program", None) is not None:  # lowered: kernels, FLOPs, ...
@@ -246,8 +246,7 @@ class Function:
         # every variable it reads as well.
         self._writes_in_place = bool(getattr(getattr(self._run, "program", None), "inplace",
                                              None))
-        locked = self._state_vars if getattr(target, "writes_in_place", False) \
-            else self.update_vars
+        locked = self._state_vars if in_place_backend else self.update_vars
         self._locks = [variable_lock(v) for v in sorted(set(locked), key=lambda v: v.id)]
         self._signature = [(p, p.dtype, tuple(p.shape)) for p in self.inputs]
         # The fast path of _validate: (numpy dtype, rank, fixed (axis, size), symbolic

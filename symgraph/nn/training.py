@@ -252,23 +252,15 @@ class Trainer:
                 bad, (row, *col), where = found
                 sample = (f"training sample {int(rows[row])}" if rows is not None
                           else f"sample {row} of training batch {b}")
-                run.history.nan_report = (
-                    f"{sample} holds {bad}{where} (at {tuple(col)}"
-                    f"{' after augment' if run.augment is not None else ''}); the step was not run")
-                print(f"\nTraining stopped at epoch {epoch + 1}, batch {b + 1}: "
-                      f"{run.history.nan_report}", file=sys.stderr)
-                self.stop_training = True
-                return None
+                augmented = " after augment" if run.augment is not None else ""
+                return self._stop_on_nan(run, epoch, b, f"{sample} holds {bad}{where} (at "
+                                         f"{tuple(col)}{augmented}); the step was not run")
             outs = run_step(step, xb, yb, wb)
             if run.nan_guard and not np.isfinite(outs[0]):
                 # the guarded step kept every old value (steps.build_train_step): nothing to undo
                 before = [(v, v._value) for v in step.function.update_vars]
                 batch = (*feed(xb), *feed(yb)) + (() if wb is None else (wb,))
-                run.history.nan_report = hunt_nan(self, target, batch, before)
-                print(f"\nTraining stopped at epoch {epoch + 1}, batch {b + 1}: "
-                      f"{run.history.nan_report}", file=sys.stderr)
-                self.stop_training = True
-                return None
+                return self._stop_on_nan(run, epoch, b, hunt_nan(self, target, batch, before))
             running.add(step, outs, len(xb), wb)
             if run.diagnostics:
                 diag = diag or EpochDiagnostics(step)
@@ -285,6 +277,14 @@ class Trainer:
         if diag is not None:
             logs.update(diag.summary())
         return logs
+
+    def _stop_on_nan(self, run: _FitRun, epoch: int, b: int, report: str) -> None:
+        """The NaN guard's stop: record and print `report`; no epoch logs (None)."""
+        run.history.nan_report = report
+        print(f"\nTraining stopped at epoch {epoch + 1}, batch {b + 1}: {report}",
+              file=sys.stderr)
+        self.stop_training = True
+        return None
 
     # --- inference ------------------------------------------------------------------------
 
