@@ -208,9 +208,13 @@ def _remove_backup(backup_dir: str) -> None:
             os.remove(os.path.join(backup_dir, name))
         except FileNotFoundError:
             pass
+    _remove_empty_folder(backup_dir)
+
+
+def _remove_empty_folder(path: str) -> None:
     try:
-        os.rmdir(backup_dir)
-    except OSError:
+        os.rmdir(path)
+    except OSError:  # not empty (the user's files) or already gone
         pass
 
 
@@ -273,6 +277,7 @@ def _train(args) -> int:
     if args.momentum is not None and args.optimizer != "sgd":
         raise SymgraphError(f"--momentum is SGD's; --optimizer {args.optimizer} has none")
     out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+    new_out = not os.path.exists(out)
     _writable_folder(out)  # before minutes of training, not after
     args.out = out  # the folder a rerun must name to continue (the default is a new timestamp)
     (x_train, y_train), (x_test, y_test) = mnist.load_data()
@@ -303,9 +308,16 @@ def _train(args) -> int:
     cbs.append(backup)
     augment = RandomShift(args.augment, (28, 28)) if args.augment else None
     start = time.perf_counter()
-    history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=epochs,
-                        verbose=args.verbose, validation_data=(x_test, y_test), callbacks=cbs,
-                        augment=augment, seed=args.seed)
+    try:
+        history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=epochs,
+                            verbose=args.verbose, validation_data=(x_test, y_test),
+                            callbacks=cbs, augment=augment, seed=args.seed)
+    except BaseException:
+        if not os.path.exists(backup.path):  # no epoch ended: nothing to continue, no folders
+            _remove_backup(backup_dir)
+            if new_out:
+                _remove_empty_folder(out)
+        raise
     train_seconds = time.perf_counter() - start
     test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
     test_error = 100.0 * (1.0 - test_acc)

@@ -196,3 +196,27 @@ def test_train_cli_option_mistakes_are_one_line_and_create_no_folder(tmp_path, c
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err and not (tmp_path / "x").exists()
 
+
+
+@pytest.mark.parametrize("made_by_user", [False, True])
+def test_a_run_failing_in_its_first_epoch_leaves_no_empty_folders(tmp_path, monkeypatch, capsys,
+                                                                   made_by_user):
+    """A first step that fails (backend='cuda' without a GPU, a Ctrl-C) leaves nothing to
+    continue: the backup folder goes, and --out too when this command created it."""
+    from symgraph import SymgraphError
+    from symgraph.nn import callbacks
+
+    out = tmp_path / "run"
+    if made_by_user:
+        out.mkdir()
+
+    def no_device(self, batch, logs=None):
+        raise SymgraphError("backend='cuda' found no usable NVIDIA GPU")
+
+    monkeypatch.setattr(callbacks.BackupAndRestore, "on_train_batch_begin", no_device)
+    assert _main(["train", "--model", "mlp-small", "--epochs", "1", "--limit", "128",
+                  "--backend", "numpy", "--out", str(out), "--verbose", "0"]) == 2
+    assert "found no usable NVIDIA GPU" in capsys.readouterr().err
+    assert os.path.exists(out) == made_by_user
+    if made_by_user:
+        assert os.listdir(out) == []
