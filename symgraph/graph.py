@@ -28,6 +28,8 @@ INT_DTYPES = ("int32", "int64")
 def canonical_dtype(dtype) -> str:
     """'float32' for np.float32, 'float32', np.dtype('float32'); error for unsupported ones."""
     try:
+        if isinstance(dtype, (tuple, list, dict, int)):  # a shape given as dtype, a struct
+            raise TypeError
         name = np.dtype(dtype).name
     except TypeError:  # "foo", 3, an object that is no dtype
         raise SymgraphTypeError(f"unknown dtype {dtype!r}; symgraph supports "
