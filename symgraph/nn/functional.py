@@ -133,12 +133,6 @@ class Model(BaseModel):
             if names.count(layer.name) > 1:
                 raise SymgraphError(f"Model: two layers are named {layer.name!r}; layer names "
                                     "must be unique (they key the weights in saved files)")
-            uses = sum(h.layer is layer for h in calls)
-            if uses > 1 and not layer.shareable:
-                raise SymgraphError(f"Model: {type(layer).__name__} {layer.name!r} is called "
-                                    f"{uses} times; a {type(layer).__name__} cannot be shared "
-                                    "(its training-time mask or statistics would be shared): "
-                                    "create one per use")
         super().__init__(name or unique_name("functional"))
         self.inputs, self.outputs = inputs, outputs
         self.input_keys_unsorted = unsorted  # then a list x is ambiguous (model_inputs.py)

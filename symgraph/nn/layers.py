@@ -43,15 +43,29 @@ class CallContext:
     updates: list = field(default_factory=list)           # [(variable, new value)]
     relu_outputs: dict = field(default_factory=dict)      # layer name -> post-ReLU node
     logits: dict = field(default_factory=dict)            # output node id -> (kind, logits)
+    calls: dict = field(default_factory=dict)             # layer id -> its calls so far
+
+    def call_number(self, layer) -> int:
+        """How many calls of `layer` this forward pass made before this one (a functional
+        model may call a layer more than once: a shared layer)."""
+        n = self.calls.get(id(layer), 0)
+        self.calls[id(layer)] = n + 1
+        return n
+
+    def current(self, var):
+        """`var`'s value as the updates recorded so far leave it (the variable itself if none
+        did): a second call of a shared layer sees its first call's update, as in Keras 3."""
+        return next((expr for v, expr in reversed(self.updates) if v is var), var)
+
+    def assign(self, var, expr) -> None:
+        """Record `var`'s new value, replacing an update recorded by an earlier call."""
+        self.updates = [(v, e) for v, e in self.updates if v is not var] + [(var, expr)]
 
 
 class Layer:
     """Base layer: naming, weights, trainable flag, input shape declaration."""
 
     takes_list = False  # merge layers are called on a list of inputs
-    # a functional Model may call it more than once (Dropout masks and batch-norm statistics
-    # would be shared between the calls, so those layers say False)
-    shareable = True
 
     def __init__(self, name: str | None = None, trainable: bool = True, input_shape=None,
                  input_dim: int | None = None, dtype: str = "float32", **kwargs):
@@ -269,10 +283,15 @@ class Activation(Layer):
         return _apply_activation(x, self.activation, ctx, self.name)
 
 
-class Dropout(Layer):
-    """Inverted dropout: active only in training; kept values scaled by 1/(1-rate)."""
+# odd, so the seeds of a layer's calls differ mod 2**32 (the hash reads the seed mod 2**32)
+_CALL_SEED_STRIDE = 0x5BD1E995
 
-    shareable = False  # its mask is a function of (seed, step): two calls would share it
+
+class Dropout(Layer):
+    """Inverted dropout: active only in training; kept values scaled by 1/(1-rate). Each call
+    of a shared Dropout draws its own mask (Keras 3's seed generator advances per draw): call
+    k of a forward pass hashes with seed + k * _CALL_SEED_STRIDE, so the first call's mask is
+    that of the layer's seed."""
 
     def __init__(self, rate: float, noise_shape=None, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -291,14 +310,15 @@ class Dropout(Layer):
             return x
         if self.rate == 1:
             return x * 0.0
-        return sg.dropout(x, self.rate, seed=self.seed, step=ctx.step)
+        seed = self.seed + ctx.call_number(self) * _CALL_SEED_STRIDE
+        return sg.dropout(x, self.rate, seed=seed, step=ctx.step)
 
 
 class BatchNormalization(Layer):
     """Keras BN: batch moments (biased variance) in training, moving statistics otherwise;
-    moving = moving*momentum + batch*(1-momentum). A frozen layer runs in inference mode."""
-
-    shareable = False  # two calls would update the moving statistics twice in one step
+    moving = moving*momentum + batch*(1-momentum). A frozen layer runs in inference mode.
+    Each call of a shared layer normalizes with its own batch's moments and updates the moving
+    statistics in turn, from the value the previous call left (Keras 3's assign per call)."""
 
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3,
                  center: bool = True, scale: bool = True, beta_initializer="zeros",
@@ -332,9 +352,8 @@ class BatchNormalization(Layer):
             reduce_axes = tuple(a for a in range(x.ndim) if a != axis)
             mean, var = sg.batch_moments(x, reduce_axes)
             m = self.momentum
-            ctx.updates.append((self.moving_mean, self.moving_mean * m + mean * (1.0 - m)))
-            ctx.updates.append((self.moving_variance,
-                                self.moving_variance * m + var * (1.0 - m)))
+            for moving, batch in ((self.moving_mean, mean), (self.moving_variance, var)):
+                ctx.assign(moving, ctx.current(moving) * m + batch * (1.0 - m))
         else:
             mean, var = self.moving_mean, self.moving_variance
         inv = 1.0 / sg.sqrt(var + self.epsilon)

@@ -1,6 +1,6 @@
 """Keras's merge layers, called on a list of symbolic tensors in a functional model:
-Add, Subtract, Multiply, Average, Maximum, Minimum (element by element, inputs of one shape)
-and Concatenate (along one axis; the other axes must agree).
+Add, Subtract, Multiply, Average, Maximum, Minimum (element by element, inputs whose shapes
+broadcast) and Concatenate (along one axis; the other axes must agree).
 """
 
 from __future__ import annotations
@@ -11,28 +11,44 @@ import symgraph as sg
 from symgraph.errors import SymgraphError
 from symgraph.nn.layers import Layer
 from symgraph.nn.symbolic import shape_text
+from symgraph.ops.shapes import broadcast_shapes
 
 
 class Merge(Layer):
-    """Combines a list of inputs of one shape element by element, left to right."""
+    """Combines a list of inputs element by element, left to right. As in Keras 3, the inputs'
+    shapes broadcast: aligned on their last axis (the batch axis apart), an axis of size 1 takes
+    the other's size, and a lower-rank input gets axes of size 1 right after the batch axis."""
 
     takes_list = True
 
     def build(self, input_shape):
-        first = input_shape[0]
-        for i, shape in enumerate(input_shape[1:], 1):
-            if shape != first:
-                raise SymgraphError(f"{type(self).__name__} {self.name!r} needs inputs of one "
-                                    f"shape; input 0 is {shape_text(first)} but input {i} is "
-                                    f"{shape_text(shape)}")
+        self._broadcast(input_shape)  # raises on shapes that do not broadcast
         super().build(input_shape)
 
+    def _broadcast(self, shapes) -> tuple:
+        """The output shape: Keras's _compute_elemwise_op_output_shape, left to right, which is
+        NumPy's broadcasting of the feature shapes."""
+        out = tuple(shapes[0])
+        for i, shape in enumerate(shapes[1:], 1):
+            try:
+                out = broadcast_shapes(out, tuple(shape))
+            except SymgraphError:
+                so_far = "input 0 is" if i == 1 else f"inputs 0-{i - 1} broadcast to"
+                raise SymgraphError(
+                    f"{type(self).__name__} {self.name!r} needs inputs whose shapes broadcast "
+                    f"(aligned on the last axis, each axis equal or 1); {so_far} "
+                    f"{shape_text(out)} but input {i} is {shape_text(shape)}") from None
+        return out
+
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape[0])
+        return self._broadcast(input_shape)
 
     def call(self, xs, ctx):
-        out = xs[0]
-        for x in xs[1:]:
+        rank = max(x.ndim for x in xs)
+        out, *rest = [x if x.ndim == rank else  # Keras: expand_dims(x, 1) up to the top rank
+                      x.reshape((x.shape[0],) + (1,) * (rank - x.ndim) + tuple(x.shape[1:]))
+                      for x in xs]
+        for x in rest:
             out = self.combine(out, x)
         return out
 
@@ -74,11 +90,11 @@ class Minimum(Merge):
 
 
 class Average(Merge):
+    def combine(self, a, b):
+        return a + b
+
     def call(self, xs, ctx):
-        total = xs[0]
-        for x in xs[1:]:
-            total = total + x
-        return total * (1.0 / len(xs))
+        return super().call(xs, ctx) * (1.0 / len(xs))
 
 
 class Concatenate(Layer):

@@ -304,8 +304,9 @@ def test_merge_shape_mismatches_are_refused_and_leave_the_layer_unbuilt():
     inputs = Input((4,))
     a, b = Dense(3)(inputs), Dense(2)(inputs)
     add = Add()
-    with pytest.raises(SymgraphError, match=r"Add 'add.*' needs inputs of one shape; input 0 is "
-                                            r"\(None, 3\) but input 1 is \(None, 2\)"):
+    with pytest.raises(SymgraphError, match=r"Add 'add.*' needs inputs whose shapes broadcast .*"
+                                            r"; input 0 is \(None, 3\) but input 1 is "
+                                            r"\(None, 2\)"):
         add([a, b])
     assert not add.built and add.calls == 0
     assert add([a, a]).shape == (None, 3)  # the same layer still works on a good call
@@ -370,13 +371,10 @@ def test_model_refuses_non_symbolic_arguments():
     assert single.predict(np.ones((2, 3), np.float32), verbose=0).shape == (2, 2)
 
 
-def test_model_refuses_duplicate_names_and_shared_dropout_or_batchnorm():
+def test_model_refuses_duplicate_names():
     inputs = Input((3,))
     with pytest.raises(SymgraphError, match="two layers are named 'twin'"):
         Model(inputs, Dense(3, name="twin")(Dense(3, name="twin")(inputs)))
-    for layer in (Dropout(0.5), BatchNormalization()):
-        with pytest.raises(SymgraphError, match=f"{type(layer).__name__} .* is called 2 times"):
-            Model(inputs, layer(layer(inputs)))
 
 
 def test_sequential_keeps_input_and_refuses_merges_and_symbolic_tensors():
