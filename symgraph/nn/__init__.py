@@ -39,10 +39,11 @@ from symgraph.nn.layers import (
 )
 from symgraph.nn.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from symgraph.nn.models import Sequential
+from symgraph.nn.py_dataset import PyDataset
 from symgraph.nn.symbolic import SymbolicTensor
 
 __all__ = ["ELU", "Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense",
            "Dropout", "Flatten", "Input", "InputLayer", "Layer", "LeakyReLU", "Maximum", "Maxout",
-           "Minimum", "Model", "Multiply", "PReLU", "ReLU", "Sequential", "Subtract",
+           "Minimum", "Model", "Multiply", "PReLU", "PyDataset", "ReLU", "Sequential", "Subtract",
            "SymbolicTensor", "activations", "callbacks", "choose_backend", "constraints",
            "initializers", "losses", "metrics", "optimizers", "regularizers", "set_random_seed"]

@@ -1,6 +1,6 @@
 """What fit / evaluate / predict read, as Keras 3's data adapters and EpochIterator
-(keras/src/trainers/epoch_iterator.py, data_adapters/): arrays, batched here, or the batches a
-Python generator or iterable yields.
+(keras/src/trainers/epoch_iterator.py, data_adapters/): arrays, batched here, the batches a
+Python generator or iterable yields, or those a PyDataset returns by index (py_dataset.py).
 
 Batches: each item is (x, y) or (x, y, sample_weight) (predict also takes a bare x or (x,)); a
 list item is read as a tuple, as Keras's unpack_x_y_sample_weight does, so a multi-input x
@@ -10,27 +10,45 @@ it is exhausted, so a second epoch finds nothing. A *re-iterable* (a list of tup
 whose __iter__ gives a fresh iterator) is read afresh when its iterator ends. Running out of data
 warns as Keras does and ends training after that epoch. Every batch is checked as arrays are; a
 bad one raises naming its index, before its step runs (the earlier steps stand, as in Keras).
+
+Data of a known number of batches (arrays, a PyDataset) is read in *passes* (Passes): without
+`steps_per_epoch` an epoch is one pass; with it an epoch takes the next that many batches of the
+current pass, and a pass that ends first ends the epoch early, with a warning; the next epoch
+starts a new pass (shuffled afresh). This is Keras 3's EpochIterator; training goes on.
 """
 
 from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from symgraph.errors import SymgraphError
 from symgraph.nn import sample_weights
+from symgraph.nn.py_dataset import PyDataset, loading
 from symgraph.nn.running import weighted
 
 RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that your dataset or "
            "generator can generate at least `steps_per_epoch * epochs` batches.")
 
 
+def is_py_dataset(x) -> bool:
+    """A PyDataset, or any object with __len__ and __getitem__ that is not an array, a list, a
+    tuple, a dict or a string (Keras's Sequence duck type)."""
+    if isinstance(x, PyDataset):
+        return True
+    return (hasattr(x, "__len__") and hasattr(x, "__getitem__") and not hasattr(x, "__array__")
+            and not isinstance(x, (list, tuple, Mapping, str, bytes, Iterator)))
+
+
 def is_batches(x) -> bool:
-    """Whether x is batches (an iterator, a list of tuples, an iterable object) not arrays."""
-    if isinstance(x, Iterator):
+    """Whether x is batches (an iterator, a list of tuples, an iterable object, a PyDataset),
+    not arrays."""
+    if is_py_dataset(x) or isinstance(x, Iterator):
         return True
     if isinstance(x, list):
         return bool(x) and all(isinstance(item, tuple) and 1 <= len(item) <= 3
@@ -48,12 +66,22 @@ def steps_count(value, what: str) -> int | None:
     return int(value)
 
 
+def checked_batch_size(batch_size) -> int:
+    """Keras's default 32 for None; anything but a positive integer is an error."""
+    if batch_size is None:
+        return 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise SymgraphError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    return int(batch_size)
+
+
 def refuse_for_arrays(what: str, **given) -> None:
-    """`steps`-like arguments only mean something for batches."""
+    """`steps`-like arguments that only mean something for batches."""
     for name, value in given.items():
         if value is not None:
-            raise SymgraphError(f"{what}: {name}={value!r} is for data given as a generator or "
-                                "iterable of batches; with arrays the batches are "
+            raise SymgraphError(f"{what}: {name}={value!r} is for data given as a generator, "
+                                "iterable of batches or PyDataset; with arrays the batches are "
                                 "ceil(samples / batch_size), so leave it None")
 
 
@@ -64,7 +92,8 @@ def refuse_for_batches(what: str, **given) -> None:
         if value is not None and value is not False and not (name == "validation_split"
                                                               and value == 0):
             raise SymgraphError(
-                f"{what}: x is a generator or iterable of batches, so {name} must not be given "
+                f"{what}: x is a generator, iterable of batches or PyDataset, so {name} must "
+                f"not be given "
                 f"(got {name}={value!r}); each item brings its own batch"
                 + (", targets and sample weights as (x, y, sample_weight)"
                    if name in ("y", "sample_weight", "class_weight") else ""))
@@ -80,12 +109,13 @@ class Batches:
         self.ran_out = False
         self._it = None
 
-    def epoch(self):
-        """(index in the epoch, item) of the next epoch's batches."""
+    def epoch(self, rng=None):
+        """(index in the epoch, its name in errors, item) of the next epoch's batches; `rng`
+        (shuffling) is ignored: the generator decides the order, as in Keras."""
         if self.steps is None:
             n = 0
             for n, item in enumerate(iter(self.data), 1):
-                yield n - 1, item
+                yield n - 1, f"batch {n - 1} (counting from 0)", item
             if n == 0:
                 self.ran_out = True
             elif not self.once:
@@ -97,7 +127,7 @@ class Batches:
                 self.ran_out = True
                 warnings.warn(RAN_OUT, UserWarning, stacklevel=2)
                 return
-            yield b, item
+            yield b, f"batch {b} (counting from 0)", item
 
     def _next(self, fresh: bool):
         """The next item; at the start of an epoch a spent re-iterable starts a new pass."""
@@ -113,8 +143,113 @@ class Batches:
 _END = object()
 
 
-def check_batch(model, item, b: int, what: str, need_y: bool = True):
-    """(x, y, w, target) of one item checked as arrays are (x alone when not `need_y`)."""
+class Passes:
+    """Keras 3's EpochIterator over data of `n` batches (arrays, a PyDataset): without `steps`
+    an epoch is one pass; with it an epoch takes the next `steps` batches of the current pass
+    when `carry` (fit's training data), else of a new pass (evaluate, fit's validation). A pass
+    that ends first ends the epoch early, with a warning; the next epoch starts a new pass."""
+
+    def __init__(self, n: int, steps: int | None, carry: bool, label: str):
+        self.n, self.steps, self.carry, self.label = n, steps, carry, label
+        self.left, self.order = 0, None  # batches of the current pass not yet taken; its order
+
+    def epoch(self, new_order) -> tuple:
+        """(the pass's order, the positions in it of the next epoch's batches); `new_order()`
+        gives the order of a new pass."""
+        if self.left == 0 or not self.carry:
+            self.order, self.left = new_order(), self.n
+        start, take = self.n - self.left, min(self.steps or self.n, self.left)
+        self.left -= take
+        if take < (self.steps or take):
+            warnings.warn(f"{self.label}={self.steps}: the data ran out after {take} batches "
+                          f"(a pass over it is {self.n}), so this epoch ended there, as in Keras "
+                          "3" + ("; the next epoch starts a new pass" if self.carry else ""),
+                          UserWarning, stacklevel=3)
+        return self.order, range(start, start + take)
+
+
+class FailedRead:
+    """A PyDataset item whose __getitem__ raised: check_batch raises it, naming the item."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+def read_items(data, indices: list, workers: int, queue_size: int):
+    """data[i] (or a FailedRead) for each i of `indices`, in order; with `workers` > 1 read by
+    that many threads, at most `queue_size` items ahead of the one being used."""
+    def read(i):
+        try:
+            return data[i]
+        except Exception as exc:  # named with its index by check_batch, before its step
+            return FailedRead(exc)
+
+    if workers == 1:
+        yield from map(read, indices)
+        return
+    pool, ahead = ThreadPoolExecutor(workers), deque()
+    try:
+        for i in indices:
+            ahead.append(pool.submit(read, i))
+            if len(ahead) > queue_size:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+    finally:  # also when the epoch stops early: no read outlives it
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Indexed:
+    """A PyDataset's batches (Keras 3's PyDatasetAdapter): batch i is data[i]; an epoch reads
+    them in order, or shuffled when given an `rng`, in passes (Passes); `on_epoch_begin` and
+    `on_epoch_end` (when it has them) are called around each epoch."""
+
+    once = False
+    ran_out = False  # a pass always has its batches: the data never runs out for good
+
+    def __init__(self, data, steps: int | None, what: str, label: str, carry: bool):
+        n, name = data.num_batches if isinstance(data, PyDataset) else len(data), \
+            type(data).__name__
+        if n is None:
+            raise SymgraphError(f"{what}: {name}.num_batches is None (an endless PyDataset), "
+                                "which is not supported: give a generator and steps_per_epoch")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise SymgraphError(f"{what}: {name} has {n!r} batches (its __len__); it needs at "
+                                "least one")
+        self.workers, self.queue_size = loading(data)
+        self.data, self.steps, self.count = data, steps, steps or int(n)
+        self.passes = Passes(int(n), steps, carry, label)
+
+    def epoch(self, rng=None):
+        """(index in the epoch, its name in errors, item) of the next epoch's batches."""
+        n = self.passes.n
+        order, positions = self.passes.epoch(
+            lambda: np.arange(n) if rng is None else rng.permutation(n))
+        indices = [int(order[p]) for p in positions]
+        getattr(self.data, "on_epoch_begin", lambda: None)()
+        items = read_items(self.data, indices, self.workers, self.queue_size)
+        for b, (i, item) in enumerate(zip(indices, items)):
+            yield b, f"item {i} of the {type(self.data).__name__} (batch {b} of the epoch, " \
+                     "counting from 0)", item
+        getattr(self.data, "on_epoch_end", lambda: None)()
+
+
+def source_for(data, steps, what: str, label: str, carry: bool = False):
+    """The batches of `data` (a PyDataset, or a generator or iterable), `steps` (the argument
+    named `label`) of them per epoch."""
+    steps = steps_count(steps, label)
+    if is_py_dataset(data):
+        return Indexed(data, steps, what, f"{what}: {label}", carry)
+    return Batches(data, steps)
+
+
+def check_batch(model, item, name: str, what: str, need_y: bool = True):
+    """(x, y, w, target) of one item checked as arrays are (x alone when not `need_y`); `name`
+    says which item it is in errors."""
+    if isinstance(item, FailedRead):
+        error = item.error
+        raise SymgraphError(f"{what}: {name} could not be read ({type(error).__name__}: "
+                            f"{error}), so its step was not run") from error
     try:
         if isinstance(item, list):
             item = tuple(item)
@@ -134,18 +269,22 @@ def check_batch(model, item, b: int, what: str, need_y: bool = True):
         w = sample_weights.check_sample_weight(item[2] if len(item) == 3 else None, len(x),
                                                "its sample_weight (the third item)", model)
     except SymgraphError as exc:
-        raise SymgraphError(f"{what}: batch {b} (counting from 0) is invalid, so its step was "
-                            f"not run: {exc}") from None
+        raise SymgraphError(f"{what}: {name} is invalid, so its step was not run: {exc}") \
+            from None
     return x, y, w, weighted(target, w)
 
 
 class ArrayFit:
-    """fit's arrays: checked, split and class-weighted, then sliced into batches each epoch."""
+    """fit's arrays: checked, split and class-weighted, then sliced into batches, in passes
+    (Passes) when `steps_per_epoch` is given. Without `batch_size` the batches are 32 samples,
+    or with `steps_per_epoch` ceil(samples / steps_per_epoch), as Keras's ArrayDataAdapter."""
 
     def __init__(self, model, x, y, batch_size, sample_weight, class_weight, validation_data,
-                 validation_split, validation_steps, augment, epochs_run: int):
+                 validation_split, steps_per_epoch, validation_steps, augment, epochs_run: int):
         from symgraph.nn.model_inputs import InputArrays
 
+        steps = steps_count(steps_per_epoch, "steps_per_epoch")
+        given_size, batch_size = batch_size, checked_batch_size(batch_size)
         x = model._check_x(x)
         if augment is not None and isinstance(x, InputArrays):
             raise SymgraphError(f"fit: augment transforms one array x; model {model.name!r} has "
@@ -172,30 +311,34 @@ class ArrayFit:
             self.validate = lambda: model._evaluate_arrays(*val, batch_size)
         if class_weight is not None:  # for training only: Keras splits the data first
             w = sample_weights.class_weight_to_sample_weights(class_weight, y, model, "fit")
+        if given_size is None and steps is not None:
+            batch_size = -(-len(x) // steps)
         self.x, self.y, self.w, self.batch_size = x, y, w, batch_size
         self.target = weighted(self.target, w)
-        self.steps = max(1, -(-len(x) // batch_size))
+        self.passes = Passes(-(-len(x) // batch_size), steps, True, "fit: steps_per_epoch")
+        self.steps = steps or self.passes.n
         self.ran_out = False
 
     def epoch(self, step_for, shuffle: bool, rng, epoch: int):
         """(x, y, w, target, step, sample rows) per batch of one epoch."""
         n, size = len(self.x), self.batch_size
-        order = rng.permutation(n) if shuffle else np.arange(n)
+        order, positions = self.passes.epoch(
+            lambda: rng.permutation(n) if shuffle else np.arange(n))
         step = step_for(self.target)
-        for b in range(self.steps):
+        for b in positions:
             idx = order[b * size:(b + 1) * size]
             yield (self.x[idx], self.y[idx], None if self.w is None else self.w[idx],
                    self.target, step, idx)
 
 
 class BatchFit:
-    """fit's batches: a generator or iterable of (x, y[, sample_weight]) items."""
+    """fit's batches: a generator, iterable or PyDataset of (x, y[, sample_weight]) items."""
 
     def __init__(self, model, x, steps_per_epoch, validation_data, validation_steps,
                  epochs_run: int, **refused):
         refuse_for_batches("fit", **refused)
         self.model = model
-        self.source = Batches(x, steps_count(steps_per_epoch, "steps_per_epoch"))
+        self.source = source_for(x, steps_per_epoch, "fit", "steps_per_epoch", carry=True)
         self.validate = validation(model, validation_data, validation_steps, None, epochs_run)
 
     @property
@@ -207,10 +350,11 @@ class BatchFit:
         return self.source.ran_out
 
     def epoch(self, step_for, shuffle: bool, rng, epoch: int):
-        """(x, y, w, target, step, None) per batch of one epoch; `shuffle` is ignored (Keras
-        does too: the generator decides the order)."""
-        for b, item in self.source.epoch():
-            x, y, w, target = check_batch(self.model, item, b, f"fit (epoch {epoch + 1})")
+        """(x, y, w, target, step, None) per batch of one epoch; `shuffle` shuffles the order
+        of a PyDataset's batches per pass and is ignored for a generator or iterable (Keras
+        does too: it decides the order)."""
+        for _, name, item in self.source.epoch(rng if shuffle else None):
+            x, y, w, target = check_batch(self.model, item, name, f"fit (epoch {epoch + 1})")
             yield x, y, w, target, step_for(target), None
         if self.source.ran_out and self.source.steps is None:
             warnings.warn(RAN_OUT, UserWarning, stacklevel=2)
@@ -222,7 +366,7 @@ def validation(model, data, steps, batch_size, epochs_run: int):
         refuse_for_arrays("fit", validation_steps=steps)
         return None
     if is_batches(data):
-        source = Batches(data, steps_count(steps, "validation_steps"))
+        source = source_for(data, steps, "fit: validation_data", "validation_steps")
         if source.once and source.steps is None and epochs_run > 1:
             raise SymgraphError(
                 f"fit: validation_data is a generator, read once, and fit runs {epochs_run} "
@@ -232,8 +376,8 @@ def validation(model, data, steps, batch_size, epochs_run: int):
     refuse_for_arrays("fit", validation_steps=steps)
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
         raise SymgraphError("validation_data must be a tuple (x_val, y_val) (or "
-                            "(x_val, y_val, sample_weight)) or a generator or iterable of "
-                            f"such batches, got {type(data).__name__}"
+                            "(x_val, y_val, sample_weight)) or a generator, iterable or "
+                            f"PyDataset of such batches, got {type(data).__name__}"
                             + (f" of length {len(data)}" if isinstance(data, (tuple, list))
                                else ""))
     try:
@@ -249,13 +393,13 @@ def validation(model, data, steps, batch_size, epochs_run: int):
     return lambda: model._evaluate_arrays(vx, vy, vw, batch_size)
 
 
-def evaluate_batches(model, source: Batches, what: str, bar=None) -> dict:
-    """The logs over one epoch of `source` ({} when it yielded no batch)."""
+def evaluate_batches(model, source, what: str, bar=None) -> dict:
+    """The logs over one epoch of `source` (Batches, Indexed; {} when it yielded no batch)."""
     from symgraph.nn.running import run_step
 
     running = model._running()
-    for b, item in source.epoch():
-        x, y, w, target = check_batch(model, item, b, what)
+    for b, name, item in source.epoch():
+        x, y, w, target = check_batch(model, item, name, what)
         fn = model._eval_step(target)
         running.add(fn, run_step(fn, x, y, w), len(x), w)
         if bar is not None:
@@ -263,13 +407,13 @@ def evaluate_batches(model, source: Batches, what: str, bar=None) -> dict:
     return running.logs() if running.seen else {}
 
 
-def predict_batches(model, source: Batches, bar=None) -> list:
+def predict_batches(model, source, bar=None) -> list:
     """The outputs per batch (a list of arrays per output) over one epoch of `source`."""
     from symgraph.nn.model_inputs import feed
 
     fn, outs = model._predict_step(), []
-    for b, item in source.epoch():
-        out = fn(*feed(check_batch(model, item, b, "predict", need_y=False)))
+    for b, name, item in source.epoch():
+        out = fn(*feed(check_batch(model, item, name, "predict", need_y=False)))
         outs.append(out if model.multi_outputs else [out])
         if bar is not None:
             bar.update(b + 1, {})

@@ -171,9 +171,10 @@ class Trainer:
             shuffle: bool = True, class_weight=None, sample_weight=None, initial_epoch: int = 0,
             steps_per_epoch=None, validation_steps=None, augment=None,
             diagnostics: bool = False, nan_guard: bool = True, seed=None):
-        """Train for `epochs`; returns a History. x (and validation_data) may be arrays or a
-        generator / iterable of (x, y[, sample_weight]) batches (data_adapter.py), which
-        `steps_per_epoch` (`validation_steps`) reads that many of per epoch. Beyond Keras:
+        """Train for `epochs`; returns a History. x (and validation_data) may be arrays, a
+        generator / iterable of (x, y[, sample_weight]) batches or a PyDataset
+        (data_adapter.py); `steps_per_epoch` (`validation_steps`) sets the batches per epoch
+        (per validation). Beyond Keras:
         `augment(batch, rng)` transforms training batches only; `diagnostics=True` records
         per-layer gradient norms (grad_norm/<layer>) and dead-ReLU fractions (dead_relu/<layer>)
         per epoch; the NaN guard stops training on a non-finite loss and names the first node
@@ -190,9 +191,8 @@ class Trainer:
                 validation_split=validation_split, sample_weight=sample_weight,
                 class_weight=class_weight, augment=augment, diagnostics=diagnostics)
         else:
-            data_adapter.refuse_for_arrays("fit", steps_per_epoch=steps_per_epoch)
-            data = data_adapter.ArrayFit(self, x, y, _batch_size(batch_size), sample_weight,
-                                         class_weight, validation_data, validation_split,
+            data = data_adapter.ArrayFit(self, x, y, batch_size, sample_weight, class_weight,
+                                         validation_data, validation_split, steps_per_epoch,
                                          validation_steps, augment, epochs - initial_epoch)
         rng = np.random.default_rng(seed) if seed is not None else _fit_rng()
         history = cbks.History()
@@ -305,13 +305,13 @@ class Trainer:
                  steps=None, return_dict: bool = False):
         """[loss, *metrics] over the data (a float when there are no metrics); `sample_weight`
         weighs the loss and the weighted metrics, as in Keras. x may be a generator / iterable
-        of (x, y[, sample_weight]) batches, `steps` of them read (all when None)."""
+        or PyDataset of (x, y[, sample_weight]) batches, `steps` of them read (all when None)."""
         self._require_compiled("evaluate")
         verbose = _verbosity(verbose)
         if data_adapter.is_batches(x):
             data_adapter.refuse_for_batches("evaluate", y=y, batch_size=batch_size,
                                             sample_weight=sample_weight)
-            source = data_adapter.Batches(x, data_adapter.steps_count(steps, "steps"))
+            source = data_adapter.source_for(x, steps, "evaluate", "steps")
             bar = Progbar(source.count, verbose) if verbose else None
             logs = data_adapter.evaluate_batches(self, source, "evaluate", bar)
             if not logs:
@@ -325,7 +325,7 @@ class Trainer:
                                     "is undefined")
             w = sample_weights.check_sample_weight(sample_weight, len(x),
                                                    "evaluate: sample_weight", self)
-            batch_size = _batch_size(batch_size)
+            batch_size = data_adapter.checked_batch_size(batch_size)
             bar = Progbar(max(1, -(-len(x) // batch_size)), verbose) if verbose else None
             logs = self._evaluate_arrays(x, y, w, batch_size, bar)
         if bar is not None:
@@ -340,13 +340,15 @@ class Trainer:
     def predict(self, x, batch_size=None, verbose="auto", steps=None):
         """The model's outputs in inference mode (dropout off, moving BN statistics): an array,
         or for several outputs a list in output order (a dict for outputs given as one). x may
-        be a generator / iterable of batches (x, (x,) or (x, y, ...)), `steps` of them read."""
+        be a generator / iterable or PyDataset of batches (x, (x,) or (x, y, ...)), `steps` of
+        them read."""
         if not data_adapter.is_batches(x):
             data_adapter.refuse_for_arrays("predict", steps=steps)
-            return self._predict_arrays(self._check_x(x), _batch_size(batch_size), verbose)
+            size = data_adapter.checked_batch_size(batch_size)
+            return self._predict_arrays(self._check_x(x), size, verbose)
         data_adapter.refuse_for_batches("predict", batch_size=batch_size)
         self._ensure_backend()
-        source = data_adapter.Batches(x, data_adapter.steps_count(steps, "steps"))
+        source = data_adapter.source_for(x, steps, "predict", "steps")
         verbose = _verbosity(verbose)
         bar = Progbar(source.count, verbose) if verbose else None
         outs = data_adapter.predict_batches(self, source, bar)
@@ -428,11 +430,3 @@ def _callbacks(callbacks) -> list:
     return list(callbacks)
 
 
-def _batch_size(batch_size) -> int:
-    """Keras's default 32 for None; anything but a positive integer is an error."""
-    if batch_size is None:
-        return 32
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise SymgraphError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-    return int(batch_size)

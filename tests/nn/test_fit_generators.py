@@ -1,7 +1,8 @@
 """fit / evaluate / predict on generators and iterables of batches (symgraph/nn/data_adapter.py),
 checked against the same data given as arrays: the same batches must give bit-identical weights
 and History, and Keras 3's EpochIterator rules (steps_per_epoch reads on from one generator,
-running out of data warns and ends training, a list starts afresh each epoch)."""
+running out of data warns and ends training, a list starts afresh each epoch; arrays with
+steps_per_epoch are read in passes carried across epochs)."""
 
 import numpy as np
 import pytest
@@ -185,10 +186,8 @@ def test_fit_refuses_arguments_batches_do_not_take_and_changes_nothing(given, ma
         np.testing.assert_array_equal(u, v)
 
 
-def test_steps_arguments_are_refused_with_arrays():
+def test_steps_arguments_but_steps_per_epoch_are_refused_with_arrays():
     model = _model("numpy")
-    with pytest.raises(SymgraphError, match="steps_per_epoch=2 is for data given as a gen"):
-        model.fit(X, LABELS, steps_per_epoch=2, verbose=0)
     with pytest.raises(SymgraphError, match="validation_steps=1"):
         model.fit(X, LABELS, validation_data=(X, LABELS), validation_steps=1, verbose=0)
     with pytest.raises(SymgraphError, match="steps=1"):
@@ -228,3 +227,79 @@ def test_progress_bar_counts_unknown_steps(capsys):
     bar = Progbar(None, verbose=1, dynamic=False)
     bar.update(5, {})
     assert bar._line(5, {}, done=True).startswith("      5/Unknown ")
+
+
+def _fit_in_epochs(model, epochs_of_batches):
+    """A History-like dict from one fit per epoch, each on that epoch's list of batches."""
+    history = {}
+    for batches in epochs_of_batches:
+        for key, values in model.fit(batches, verbose=0).history.items():
+            history.setdefault(key, []).extend(values)
+    return history
+
+
+def _split(x, y, order, size):
+    """The (x, y) batches of `order` (sample rows) in chunks of `size`."""
+    return [(x[order[i:i + size]], y[order[i:i + size]]) for i in range(0, len(order), size)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_steps_per_epoch_with_arrays_carries_one_pass_across_epochs(backend):
+    # Keras 3's EpochIterator: 5 batches a pass, 2 per epoch: 0,1 | 2,3 | 4 (the pass ends:
+    # a short epoch, with a warning) | 0,1 of a new pass; training goes on
+    model, reference = _model(backend), _model(backend)
+    with pytest.warns(UserWarning, match="steps_per_epoch=2: the data ran out after 1 batches "
+                      "\\(a pass over it is 5\\)") as caught:
+        history = model.fit(X, LABELS, batch_size=8, steps_per_epoch=2, epochs=4,
+                            shuffle=False, verbose=0)
+    assert len([w for w in caught if "ran out" in str(w.message)]) == 1
+    b = _split(X, LABELS, np.arange(40), 8)
+    expected = _fit_in_epochs(reference, [b[0:2], b[2:4], b[4:5], b[0:2]])
+    _same(model, reference)
+    assert history.history == expected and history.params["steps"] == 2
+
+
+def test_steps_per_epoch_with_shuffled_arrays_draws_one_permutation_per_pass():
+    model, reference = _model("numpy"), _model("numpy")
+    with pytest.warns(UserWarning, match="ran out after 2 batches"):
+        history = model.fit(X, LABELS, batch_size=8, steps_per_epoch=3, epochs=4, seed=11,
+                            verbose=0)
+    rng = np.random.default_rng(11)  # fit's generator: one permutation per pass, nothing else
+    first, second = _split(X, LABELS, rng.permutation(40), 8), \
+        _split(X, LABELS, rng.permutation(40), 8)
+    expected = _fit_in_epochs(reference, [first[0:3], first[3:5], second[0:3], second[3:5]])
+    _same(model, reference)
+    assert history.history == expected
+
+
+def test_steps_per_epoch_beyond_the_arrays_batches_runs_each_epoch_short_and_goes_on():
+    model, reference = _model("numpy"), _model("numpy")
+    with pytest.warns(UserWarning, match="ran out after 3 batches") as caught:
+        history = model.fit(X, LABELS, batch_size=16, steps_per_epoch=5, epochs=2,
+                            shuffle=False, verbose=0)
+    assert len([w for w in caught if "ran out" in str(w.message)]) == 2  # one per epoch
+    expected = reference.fit(X, LABELS, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    _same(model, reference)
+    assert history.history == expected.history and history.params["steps"] == 5
+
+
+def test_steps_per_epoch_without_batch_size_makes_that_many_batches_of_the_arrays():
+    # Keras's ArrayDataAdapter: batch_size ceil(30 / 4) = 8 over the 30 samples left after
+    # validation_split (batches of 8, 8, 8, 6); the validation data keeps the default 32
+    model, reference = _model("numpy"), _model("numpy")
+    history = model.fit(X, LABELS, steps_per_epoch=4, epochs=2, shuffle=False, verbose=0,
+                        validation_split=0.25)
+    expected = reference.fit(X, LABELS, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                             validation_split=0.25)
+    _same(model, reference)
+    assert history.history == expected.history and history.params["steps"] == 4
+
+
+def test_a_bad_steps_per_epoch_with_arrays_is_refused_and_changes_nothing():
+    model = _model("numpy")
+    before = model.get_weights()
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(SymgraphError, match="steps_per_epoch must be a positive integer"):
+            model.fit(X, LABELS, steps_per_epoch=bad, verbose=0)
+    for u, v in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(u, v)
