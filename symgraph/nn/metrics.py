@@ -47,8 +47,9 @@ _BY_NAME = {"binary_accuracy": binary_accuracy, "categorical_accuracy": categori
             "mae": mean_absolute_error, "mean_absolute_error": mean_absolute_error}
 
 
-def get(identifier, loss_name: str) -> tuple[str, object]:
-    """(history name, per-sample fn); "accuracy"/"acc" picks the variant fitting the loss."""
+def get(identifier, loss_name: str | None) -> tuple[str, object]:
+    """(history name, per-sample fn); "accuracy"/"acc" picks the variant fitting the loss (from
+    the shapes for another loss, or none)."""
     if isinstance(identifier, str):
         if identifier in ("accuracy", "acc"):
             if loss_name == "binary_crossentropy":

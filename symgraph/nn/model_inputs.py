@@ -99,12 +99,13 @@ def _names(model) -> str:
 
 
 def keyed(given: dict, names: list, intro: str, entry: str, owner: str,
-          complete: bool = True) -> list:
-    """The values of dict `given` in the order of `names` (None where a name has no key unless
-    `complete`); unknown keys, or missing ones when `complete`, raise: "`intro`, but it has
-    unknown keys ... and no `entry` for ...; `owner`"."""
+          complete: bool | list = True) -> list:
+    """The values of dict `given` in the order of `names` (None where a name has no key);
+    unknown keys, or missing ones that `complete` asks for (True: every name; a list: those
+    names), raise: "`intro`, but it has unknown keys ... and no `entry` for ...; `owner`"."""
     unknown = [k for k in given if k not in names]
-    missing = [name for name in names if name not in given] if complete else []
+    needed = names if complete is True else complete or []
+    missing = [name for name in needed if name not in given]
     if unknown or missing:
         problems = ([f"unknown keys {', '.join(map(repr, unknown))}"] if unknown else []) \
             + ([f"no {entry} for {', '.join(map(repr, missing))}"] if missing else [])

@@ -13,34 +13,41 @@ from symgraph.nn.steps import TargetSpec
 
 class Running:
     """Keras's Mean trackers over the batches run so far: the loss averages the batches weighted
-    by their sizes; a metric averages its per-sample values, a weighted metric (the last
-    `n_weighted`) its values weighted by the sample weights, sum(w*v)/sum(w) (0 where the weights
-    sum to 0, as Keras's divide_no_nan). A multi-output model's per-output losses (`loss_names`)
+    by their sizes; a metric averages its per-sample values, a weighted metric (those that end
+    `names`, one per entry of `weight_of`) its values weighted by the sample weights,
+    sum(w*v)/sum(w) (0 where the weights sum to 0, as Keras's divide_no_nan), w being the
+    weight array `weight_of[i]` of those a step is fed (a multi-output model's are per output).
+    A multi-output model's per-output losses (`loss_names`; None for a one-output model)
     average as the loss does and follow the metrics in the logs, as in Keras 3."""
 
-    def __init__(self, names: list, n_weighted: int, loss_names: list = ()):
-        self.names, self.n_weighted, self.loss_names = names, n_weighted, list(loss_names)
+    def __init__(self, names: list, weight_of: list, loss_names: list | None = None):
+        self.names, self.weight_of, self.loss_names = names, list(weight_of), loss_names
         self.seen, self.loss_sum = 0, 0.0
         self.sums, self.counts = np.zeros(len(names)), np.zeros(len(names))
-        self.loss_sums = np.zeros(len(self.loss_names))
+        self.loss_sums = np.zeros(len(loss_names or []))
 
     def add(self, step, outs, n: int, weights) -> None:
-        """The outputs [loss, *metric sums, ...] of `step` on `n` samples with `weights` (or
-        None); a plain metric whose function gave one value per batch counts once."""
+        """The outputs [loss, *metric sums, ...] of `step` on `n` samples with `weights` (one
+        array, SampleWeights, or None); a plain metric whose function gave one value per batch
+        counts once."""
         k = len(self.names)
         self.seen += n
         self.loss_sum += float(outs[0]) * n
         self.sums += [float(s) for s in outs[1:1 + k]]
-        weight_sum = n if weights is None else float(np.sum(weights, dtype=np.float64))
+        if weights is None:
+            weight_sums = [n] * len(self.weight_of)
+        else:
+            arrays = feed(weights)
+            weight_sums = [float(np.sum(arrays[i], dtype=np.float64)) for i in self.weight_of]
         plain = [1 if once else n for once in step.per_batch]
-        self.counts += plain + [weight_sum] * self.n_weighted
-        m = len(self.loss_names)
+        self.counts += plain + weight_sums
+        m = len(self.loss_sums)
         self.loss_sums += [float(v) * n for v in outs[1 + k:1 + k + m]]
 
     def logs(self) -> dict:
         logs = {name: float(s / c) if c else 0.0
                 for name, s, c in zip(self.names, self.sums, self.counts)}
-        if self.loss_names:  # Keras 3's order: the total, the metrics, each output's loss
+        if self.loss_names is not None:  # Keras 3's order: the total, the metrics, the losses
             logs = {"loss": self.loss_sum / self.seen, **logs}
             logs.update({name: float(s) / self.seen
                          for name, s in zip(self.loss_names, self.loss_sums)})
@@ -55,16 +62,16 @@ def weighted(target: TargetSpec, weights) -> TargetSpec:
 
 
 def run_step(step, xb, yb, wb):
-    """A step on one batch (y: one array, or TargetArrays); only a weighted step takes the
-    weights."""
-    return step(*feed(xb), *feed(yb)) if wb is None else step(*feed(xb), *feed(yb), wb)
+    """A step on one batch (y: one array, or TargetArrays; w: one array, SampleWeights, or None
+    for an unweighted step)."""
+    return step(*feed(xb), *feed(yb)) if wb is None else step(*feed(xb), *feed(yb), *feed(wb))
 
 
-def logs_result(logs: dict, return_dict: bool, loss_names: list = ()):
-    """`loss_names`: a multi-output model's per-output loss log names (empty for one output)."""
+def logs_result(logs: dict, return_dict: bool, loss_names: list | None = None):
+    """`loss_names`: a multi-output model's per-output loss log names (None for one output)."""
     if return_dict:
         return dict(logs)
-    if loss_names:
+    if loss_names is not None:
         return model_outputs.results_in_order(logs, loss_names)
     ordered = [logs["loss"]] + [v for k, v in logs.items() if k != "loss"]
     return ordered[0] if len(ordered) == 1 else ordered

@@ -1,10 +1,14 @@
 """Keras's `sample_weight` and `class_weight`, checked and turned into one float32 weight per
-sample, the third input of a weighted step (steps.py).
+sample, the third input of a weighted step (steps.py); a multi-output model's step takes one
+weight array per output that takes targets (SampleWeights).
 
 Keras 3's rules: `sample_weight` has one weight per sample (shape (n,) or (n, 1)); `class_weight`
 maps class indices to weights, a class missing from it weighs 1, and the class of a sample is
 its sparse label, the argmax of a one-hot label, or a single-unit label rounded; the two
 arguments together are an error. Negative weights are allowed, as in Keras; NaN and inf are not.
+With several outputs (keras/src/trainers/data_adapters/array_data_adapter.py) one array weighs
+every output, or one array per output (a list or a dict, as y; None: weights of 1) weighs each
+output's loss and weighted metrics; `class_weight` is refused.
 """
 
 from __future__ import annotations
@@ -15,25 +19,48 @@ import numpy as np
 
 from symgraph.errors import SymgraphError
 from symgraph.nn import losses
+from symgraph.nn.model_inputs import InputArrays
+from symgraph.nn.model_outputs import per_output
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 CLASSIFICATION_LOSSES = (losses.BinaryCrossentropy, losses.CategoricalCrossentropy,
                          losses.SparseCategoricalCrossentropy)
 
 
-def check_sample_weight(value, n: int, what: str, model=None) -> np.ndarray | None:
+class SampleWeights(InputArrays):
+    """The checked sample weights of a multi-output model: one float32 array per output that
+    takes targets (in the order of TargetArrays); rows slice every array together."""
+
+
+def check_sample_weight(value, n: int, what: str, model=None):
     """`value` as a float32 array of one finite weight for each of `n` samples (None stays None);
-    `what` names the argument in errors, e.g. "fit: sample_weight". For a multi-output `model`
-    the one array weighs every output; weights per output (a list or dict) are refused."""
+    `what` names the argument in errors, e.g. "fit: sample_weight". For a multi-output `model`,
+    SampleWeights: `value` one array for every output, or a list or dict of arrays per output."""
     if value is None:
         return None
-    outputs = getattr(model, "multi_outputs", None)
-    if outputs and (isinstance(value, Mapping) or (
-            isinstance(value, (list, tuple)) and len(value) == len(outputs)
-            and all(np.ndim(v) > 0 for v in value))):
-        raise SymgraphError(f"{what}: model {model.name!r} has {len(outputs)} outputs; give one "
-                            f"array of shape ({n},), which weighs every output's loss (weights "
-                            "per output, a list or dict, are not supported)")
+    if getattr(model, "multi_outputs", None):
+        return _per_output(value, n, what, model)
+    return _one_array(value, n, what)
+
+
+def _per_output(value, n: int, what: str, model) -> SampleWeights:
+    """A multi-output model's weights: a list (entries arrays or None, not numbers) or a dict is
+    per output, spread as y is; anything else is one array for every output, as Keras repeats
+    it. An output whose weights are None weighs its samples 1."""
+    heads = [h for h in model.output_heads if h.needs_targets]
+    if not (isinstance(value, Mapping) or (isinstance(value, (list, tuple)) and all(
+            v is None or np.ndim(v) > 0 for v in value))):
+        return SampleWeights((_one_array(value, n, what),) * len(heads))
+    values = per_output(model, dict(value) if isinstance(value, Mapping) else value, what,
+                        "weight array")
+    by_name = dict(zip(model.output_names, values))
+    return SampleWeights(tuple(
+        np.ones(n, np.float32) if by_name[h.name] is None
+        else _one_array(by_name[h.name], n, f"{what} of output {h.name!r}") for h in heads))
+
+
+def _one_array(value, n: int, what: str) -> np.ndarray:
+    """One finite float32 weight per sample."""
     try:
         weights = np.asarray(value)
     except (ValueError, TypeError) as exc:  # a ragged list, say

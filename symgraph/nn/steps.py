@@ -7,8 +7,10 @@ batch dim is the symbol "batch", so every batch size (the short last batch inclu
 the same compiled function. A weighted step (Keras's sample_weight / class_weight) takes a third
 input, one weight per sample; an unweighted step is built without it. A multi-input functional
 model's steps take one placeholder per Input, named after it, where others take "x"; a
-multi-output model's take one target placeholder per output, "y_<output name>", where others
-take "y", and output each output's unweighted loss after the metric sums (model_outputs.py).
+multi-output model's take one target placeholder per output that needs targets (a loss or
+metrics), "y_<output name>", where others take "y", and, weighted, one weight placeholder for
+each of those outputs, "sample_weight_<output name>"; when more than one output has a loss,
+they output each such output's unweighted loss after the metric sums (model_outputs.py).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ class TargetSpec:
 @dataclass(frozen=True)
 class OutputTargets:
     """What a multi-output model's step is fed besides x: one TargetSpec per output (in the
-    order of `model.outputs`, named in `names`) and whether one weight per sample comes too."""
+    order of `model.outputs`, named in `names`; None for an output that takes no targets) and
+    whether each output that takes targets also takes one weight per sample."""
 
     targets: tuple
     names: tuple
@@ -72,6 +75,13 @@ def _data_loss(loss, out, y, w, ctx):
     return sg.mean(per_sample)
 
 
+def logged_losses(heads: list) -> list:
+    """The OutputHeads whose loss a step outputs and the logs hold as "<output>_loss": those
+    with a loss when there are several (Keras 3's CompileLoss tracks them only then)."""
+    with_loss = [h for h in heads if h.loss is not None]
+    return with_loss if len(with_loss) > 1 else []
+
+
 def _with_penalties(model, total):
     for p in [p for layer in model.layers for p in layer.penalties()]:
         total = total + p
@@ -97,27 +107,31 @@ def _loss_terms(model, xs: list, y, w, ctx):
     return out, total, metric_sums, tuple(values.ndim == 0 for values in plain)
 
 
-def _multi_loss_terms(model, xs: list, ys: list, w, ctx):
-    """_loss_terms of a multi-output model (`ys`: one target node per output): the total is
-    sum(weight_i * loss_i) plus penalties, as Keras's CompileLoss; the sums are every output's
-    plain metric sums, then the weighted ones, then each output's unweighted mean loss."""
+def _multi_loss_terms(model, xs: list, ys: list, ws: list | None, ctx):
+    """_loss_terms of a multi-output model (`ys`, `ws`: per output its target node and its
+    weights, None where it takes none): the total is sum(weight_i * loss_i) over the outputs
+    with a loss, plus penalties, as Keras's CompileLoss; the sums are every output's plain
+    metric sums, then the weighted ones, then the unweighted mean losses of `logged_losses`."""
     outs = forward(model, xs, ctx)
     heads = model.output_heads
-    output_losses = []
-    for head, out, y in zip(heads, outs, ys):
-        with part(f"the loss of output {head.name!r} ({head.loss.name})"):
-            output_losses.append(_data_loss(head.loss, out, y, w, ctx))
+    ws = ws or [None] * len(heads)
+    output_losses = []  # (head, its mean loss) of the outputs with a loss
+    for head, out, y, w in zip(heads, outs, ys, ws):
+        if head.loss is not None:
+            with part(f"the loss of output {head.name!r} ({head.loss.name})"):
+                output_losses.append((head, _data_loss(head.loss, out, y, w, ctx)))
     with part("the loss (the outputs' weighted losses and penalties)"):
         total = None
-        for head, value in zip(heads, output_losses):
+        for head, value in output_losses:
             term = value if head.weight == 1.0 else value * head.weight
             total = term if total is None else total + term
         total = _with_penalties(model, total)
     plain = [fn(y, out) for head, out, y in zip(heads, outs, ys) for _, fn in head.metric_fns]
     sums = [_metric_sum(values) for values in plain]
-    sums += [_metric_sum(fn(y, out), w) for head, out, y in zip(heads, outs, ys)
+    sums += [_metric_sum(fn(y, out), w) for head, out, y, w in zip(heads, outs, ys, ws)
              for _, fn in head.weighted_metric_fns]
-    return outs, total, sums + output_losses, tuple(values.ndim == 0 for values in plain)
+    logged = [value for _, value in output_losses] if logged_losses(heads) else []
+    return outs, total, sums + logged, tuple(values.ndim == 0 for values in plain)
 
 
 def _metric_sum(values, w=None):
@@ -142,13 +156,18 @@ def input_placeholders(model) -> list:
 
 
 def target_placeholders(target: TargetSpec | OutputTargets) -> tuple:
-    """y (a list of one node per output for OutputTargets) and, for a weighted target, the
-    sample weights (else None)."""
+    """y and, for a weighted target, the sample weights (else None); for OutputTargets each is
+    a list with one node per output, None for an output that takes no targets."""
     if isinstance(target, OutputTargets):
-        y = [sg.placeholder(("batch",) + tuple(t.shape), t.dtype, name=f"y_{name}")
+        y = [None if t is None else
+             sg.placeholder(("batch",) + tuple(t.shape), t.dtype, name=f"y_{name}")
              for t, name in zip(target.targets, target.names)]
-    else:
-        y = sg.placeholder(("batch",) + tuple(target.shape), target.dtype, name="y")
+        if not target.weighted:
+            return y, None
+        return y, [None if t is None else
+                   sg.placeholder(("batch",), "float32", name=f"sample_weight_{name}")
+                   for t, name in zip(target.targets, target.names)]
+    y = sg.placeholder(("batch",) + tuple(target.shape), target.dtype, name="y")
     if not target.weighted:
         return y, None
     return y, sg.placeholder(("batch",), "float32", name="sample_weight")
@@ -159,7 +178,8 @@ def _step_inputs(model, target: TargetSpec) -> tuple[list, list, object, object]
     xs = input_placeholders(model)
     y, w = target_placeholders(target)
     ys = y if isinstance(y, list) else [y]
-    return xs + ys + ([] if w is None else [w]), xs, y, w
+    ws = [] if w is None else w if isinstance(w, list) else [w]
+    return xs + [node for node in ys + ws if node is not None], xs, y, w
 
 
 @dataclass

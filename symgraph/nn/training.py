@@ -259,7 +259,7 @@ class Trainer:
             if run.nan_guard and not np.isfinite(outs[0]):
                 # the guarded step kept every old value (steps.build_train_step): nothing to undo
                 before = [(v, v._value) for v in step.function.update_vars]
-                batch = (*feed(xb), *feed(yb)) + (() if wb is None else (wb,))
+                batch = (*feed(xb), *feed(yb)) + (() if wb is None else feed(wb))
                 return self._stop_on_nan(run, epoch, b, hunt_nan(self, target, batch, before))
             running.add(step, outs, len(xb), wb)
             if run.diagnostics:

@@ -1,13 +1,14 @@
 """Keras's sample_weight and class_weight (symgraph/nn/sample_weights.py and their use in
 training.py / steps.py), against Keras 3's formulas computed by hand in NumPy: the loss is
 sum(w * loss) / batch size plus the unweighted penalties, `weighted_metrics` average
-sum(w * v) / sum(w), the plain `metrics` ignore the weights."""
+sum(w * v) / sum(w), the plain `metrics` ignore the weights; with several outputs, each
+output's loss and weighted metrics use that output's weights (one array: every output's)."""
 
 import numpy as np
 import pytest
 
 from symgraph.errors import SymgraphError
-from symgraph.nn import Dense, Sequential, optimizers, regularizers, set_random_seed
+from symgraph.nn import Dense, Input, Model, Sequential, optimizers, regularizers, set_random_seed
 
 BACKENDS = ["numpy", "numba"]
 RNG = np.random.default_rng(11)
@@ -310,3 +311,139 @@ def test_loss_weights_scale_the_output_loss_and_not_the_penalties(backend, given
 def test_bad_loss_weights_are_refused(given):
     with pytest.raises(SymgraphError, match="loss_weights"):
         _classifier("numpy", loss_weights=given)
+
+
+# --- several outputs: weights per output ---------------------------------------------------
+
+N2 = 12
+X2 = RNG.normal(size=(N2, 4)).astype(np.float32)
+Y_CLS = RNG.integers(0, 3, size=N2)
+Y_REG = RNG.normal(size=(N2, 2)).astype(np.float32)
+W_CLS = np.array([0.5, 2.0, 0.0, 1.25, 3.0, -0.5, 0.75, -1.0, 1.0, 1.5, 0.25, 2.5])
+W_REG = np.array([1.0, 0.0, 2.0, 0.5, 0.25, 3.0, 1.5, 1.0, -0.5, 0.75, 2.0, 1.25])
+
+
+def _two_outputs(backend, lr=0.1):
+    """A tanh trunk feeding "cls" (softmax, sparse cross-entropy, weight 0.5) and "reg" (mse,
+    weight 2); weighted metrics: cls accuracy and reg mae."""
+    set_random_seed(9)
+    x = Input((4,), name="x_in")
+    h = Dense(5, activation="tanh", name="hidden")(x)
+    model = Model(x, [Dense(3, activation="softmax", name="cls")(h), Dense(2, name="reg")(h)])
+    model.compile(optimizer=optimizers.SGD(lr, momentum=0.5), backend=backend,
+                  loss=["sparse_categorical_crossentropy", "mse"], loss_weights=[0.5, 2.0],
+                  metrics=[["accuracy"], []], weighted_metrics=[["accuracy"], ["mae"]])
+    return model
+
+
+def _keras_logs(model, w_cls, w_reg):
+    """Keras 3's evaluate logs from the model's predictions, in float64 NumPy."""
+    p_cls, p_reg = [p.astype(np.float64) for p in model.predict(X2, verbose=0)]
+    ce = -np.log(p_cls[np.arange(N2), Y_CLS])
+    hit = (p_cls.argmax(1) == Y_CLS).astype(np.float64)
+    sq, ab = ((p_reg - Y_REG) ** 2).mean(1), np.abs(p_reg - Y_REG).mean(1)
+    cls_loss, reg_loss = np.sum(w_cls * ce) / N2, np.sum(w_reg * sq) / N2
+    return {"loss": 0.5 * cls_loss + 2.0 * reg_loss, "cls_accuracy": hit.mean(),
+            "cls_weighted_accuracy": np.sum(w_cls * hit) / w_cls.sum(),
+            "reg_mae": np.sum(w_reg * ab) / w_reg.sum(),
+            "cls_loss": cls_loss, "reg_loss": reg_loss}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("given, w_cls, w_reg", [
+    ([W_CLS, W_REG], W_CLS, W_REG),
+    ({"reg": W_REG, "cls": W_CLS}, W_CLS, W_REG),
+    ((None, W_REG[:, None]), np.ones(N2), W_REG),   # None: unweighted; (n, 1) is (n,)
+    (W_CLS, W_CLS, W_CLS),                          # one array weighs every output (Keras)
+], ids=["list", "dict", "None and (n, 1)", "one array"])
+def test_each_output_is_weighted_by_its_own_weights(backend, given, w_cls, w_reg):
+    model = _two_outputs(backend)
+    want = _keras_logs(model, w_cls, w_reg)
+    # batches of 5, 5, 2: each batch's loss is averaged by its size, the whole stays the formula
+    got = model.evaluate(X2, [Y_CLS, Y_REG], sample_weight=given, batch_size=5, verbose=0,
+                         return_dict=True)
+    assert list(got) == list(want)
+    assert got == pytest.approx(want, rel=1e-5)
+    before = _state(model)
+    assert model.test_on_batch(X2, {"reg": Y_REG, "cls": Y_CLS}, sample_weight=given,
+                               return_dict=True) == pytest.approx(want, rel=1e-5)
+    for a, b in zip(before, _state(model)):
+        np.testing.assert_array_equal(a, b)
+    assert model.train_on_batch(X2, [Y_CLS, Y_REG], sample_weight=given,
+                                return_dict=True) == pytest.approx(want, rel=1e-5)
+    (step,) = [f for key, f in model._functions.items() if key[0] == "train"]
+    assert [p.name for p in step.function.inputs] == [
+        "x", "y_cls", "y_reg", "sample_weight_cls", "sample_weight_reg"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_per_output_weights_in_batches_and_validation_data_train_as_arrays(backend):
+    weights = {"cls": W_CLS, "reg": W_REG}
+    model = _two_outputs(backend)
+    val = (X2[:7], [Y_CLS[:7], Y_REG[:7]], [W_REG[:7], W_CLS[:7]])
+    history = model.fit(X2, [Y_CLS, Y_REG], sample_weight=weights, batch_size=4, epochs=2,
+                        shuffle=False, verbose=0, validation_data=val).history
+    batches = [(X2[i:i + 4], {"cls": Y_CLS[i:i + 4], "reg": Y_REG[i:i + 4]},
+                [W_CLS[i:i + 4], W_REG[i:i + 4]]) for i in range(0, N2, 4)]
+    other = _two_outputs(backend)
+    val_batches = [(X2[i:j], [Y_CLS[i:j], Y_REG[i:j]], {"cls": W_REG[i:j], "reg": W_CLS[i:j]})
+                   for i, j in ((0, 4), (4, 7))]  # fit validates arrays in batches of 4 too
+    from_batches = other.fit(batches, epochs=2, verbose=0, validation_data=val_batches).history
+    assert from_batches == history
+    for a, b in zip(model.get_weights(), other.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    want = model.evaluate(*val[:2], sample_weight=val[2], verbose=0, return_dict=True)
+    assert {k[4:]: v[-1] for k, v in history.items() if k.startswith("val_")} \
+        == pytest.approx(want, rel=1e-6)
+    unweighted = model.evaluate(*val[:2], verbose=0, return_dict=True)
+    assert want["cls_loss"] != pytest.approx(unweighted["cls_loss"], rel=1e-3)
+    # a validation split keeps each output's weights of the samples it holds out
+    history = model.fit(X2, [Y_CLS, Y_REG], sample_weight=weights, validation_split=0.25,
+                        verbose=0).history
+    held_out = model.evaluate(X2[9:], [Y_CLS[9:], Y_REG[9:]], verbose=0, return_dict=True,
+                              sample_weight={"cls": W_CLS[9:], "reg": W_REG[9:]})
+    assert history["val_loss"][-1] == pytest.approx(held_out["loss"], rel=1e-6)
+
+
+# each message follows the argument's name: "fit: sample_weight", "evaluate: sample_weight",
+# "fit: validation_data's sample weights (its third item)", a batch's "its sample_weight"...
+BAD_OUTPUT_WEIGHTS = {
+    "a list of 3": ([W_CLS, W_REG, W_REG], r" must be a list of 2 weight arrays, one per output "
+                                           r"of model '\w+' in the order 'cls', 'reg', or a dict "
+                                           r"\{output name: weight array\}; got a list of 3"),
+    "a list of 1": ([W_CLS], "got a list of 1"),
+    "an unknown name": ({"cls": W_CLS, "regg": W_REG}, r" is a dict keyed by output name, but it "
+                        r"has unknown keys 'regg' and no weight array for 'reg'; model '\w+' has "
+                        r"the outputs 'cls', 'reg'"),
+    "a missing name": ({"cls": W_CLS}, "no weight array for 'reg'"),
+    "a short array": ([W_CLS, W_REG[:7]], r" of output 'reg' must have shape \(12,\), one "
+                                          r"weight per sample of x; got shape \(7,\)"),
+    "a NaN": ({"cls": np.r_[np.nan, W_CLS[1:]], "reg": W_REG}, " of output 'cls' must be finite "
+              "float32 numbers: sample 0 has weight nan"),
+    "one array per sample and output": (np.ones((N2, 2)), r" must have shape \(12,\), one "
+                                        r"weight per sample of x; got shape \(12, 2\)"),
+}
+
+
+@pytest.mark.parametrize("bad, match", list(BAD_OUTPUT_WEIGHTS.values()),
+                         ids=list(BAD_OUTPUT_WEIGHTS))
+def test_bad_per_output_weights_are_refused_naming_the_output_and_change_nothing(bad, match):
+    model = _two_outputs("numpy")
+    y = [Y_CLS, Y_REG]
+    before = _state(model)
+    for call, what in (
+            (lambda: model.fit(X2, y, sample_weight=bad, verbose=0), "fit: sample_weight"),
+            (lambda: model.train_on_batch(X2, y, sample_weight=bad),
+             "train_on_batch: sample_weight"),
+            (lambda: model.evaluate(X2, y, sample_weight=bad, verbose=0),
+             "evaluate: sample_weight"),
+            (lambda: model.test_on_batch(X2, y, sample_weight=bad), "test_on_batch: sample_weight"),
+            (lambda: model.fit(X2, y, validation_data=(X2, y, bad), verbose=0),
+             r"fit: validation_data's sample weights \(its third item\)"),
+            (lambda: model.fit([(X2, y, bad)], verbose=0),
+             r"fit \(epoch 1\): batch 0 \(counting from 0\) is invalid, so its step was not "
+             r"run: its sample_weight \(the third item\)")):
+        with pytest.raises(SymgraphError, match=what + ".*" + match):
+            call()
+    for a, b in zip(before, _state(model)):
+        np.testing.assert_array_equal(a, b)
