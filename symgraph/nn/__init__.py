@@ -40,10 +40,14 @@ from symgraph.nn.layers import (
 from symgraph.nn.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from symgraph.nn.models import Sequential
 from symgraph.nn.py_dataset import PyDataset
+from symgraph.nn.saving import load_model, model_from_json
+from symgraph.nn.serialization import custom_object_scope, register_serializable
 from symgraph.nn.symbolic import SymbolicTensor
 
 __all__ = ["ELU", "Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense",
            "Dropout", "Flatten", "Input", "InputLayer", "Layer", "LeakyReLU", "Maximum", "Maxout",
            "Minimum", "Model", "Multiply", "PReLU", "PyDataset", "ReLU", "Sequential", "Subtract",
            "SymbolicTensor", "activations", "callbacks", "choose_backend", "constraints",
-           "initializers", "losses", "metrics", "optimizers", "regularizers", "set_random_seed"]
+           "custom_object_scope", "initializers", "load_model", "losses", "metrics",
+           "model_from_json", "optimizers", "register_serializable", "regularizers",
+           "set_random_seed"]

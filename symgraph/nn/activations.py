@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import symgraph as sg
 from symgraph.errors import SymgraphError
+from symgraph.nn.serialization import serialize as _serialize
 
 
 def linear(x):
@@ -47,3 +48,11 @@ def name_of(identifier) -> str:
         if fn is identifier:
             return name
     return getattr(identifier, "__name__", "custom")
+
+
+def serialize(identifier):
+    """An activation for a config: its Keras name, or a custom function's entry."""
+    if identifier is None or isinstance(identifier, str):
+        return name_of(identifier)
+    known = name_of(identifier)
+    return known if _BY_NAME.get(known) is identifier else _serialize(identifier)

@@ -146,17 +146,25 @@ class EarlyStopping(Callback):
 
 class ModelCheckpoint(Callback):
     """Save the weights (.npz, atomically) after each epoch, or only on improvement; with
-    `save_weights_only=False` the whole training state (`Model.save_training_state`).
+    `save_weights_only=False` the whole training state (`Model.save_training_state`); to a
+    `.keras` filepath the whole model (`Model.save`, as Keras does).
 
     `filepath` may hold format fields: "ckpt-{epoch:02d}-{val_loss:.3f}.npz".
     """
 
     def __init__(self, filepath: str, monitor: str = "val_loss", verbose: int = 0,
-                 save_best_only: bool = False, save_weights_only: bool = True,
+                 save_best_only: bool = False, save_weights_only: bool | None = None,
                  mode: str = "auto", initial_value_threshold: float | None = None):
         super().__init__()
-        if not str(filepath).endswith(".npz"):
-            raise SymgraphError(f"ModelCheckpoint: filepath must end in .npz, got {filepath!r}")
+        whole_model = str(filepath).endswith(".keras")
+        if not whole_model and not str(filepath).endswith(".npz"):
+            raise SymgraphError(f"ModelCheckpoint: filepath must end in .npz (weights or "
+                                f"training state) or .keras (the whole model), got {filepath!r}")
+        if whole_model and save_weights_only:
+            raise SymgraphError(f"ModelCheckpoint: save_weights_only=True writes a .npz, but "
+                                f"filepath {filepath!r} ends in .keras (a whole model)")
+        if save_weights_only is None:  # the suffix says what is saved
+            save_weights_only = not whole_model
         self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
         self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
         self.mode = _monitor_mode(monitor, mode)
@@ -195,7 +203,9 @@ class ModelCheckpoint(Callback):
             self.best = current
         elif self.verbose:
             print(f"Epoch {epoch + 1}: saving model to {path}")
-        if self.save_weights_only:
+        if path.endswith(".keras"):
+            self.model.save(path)
+        elif self.save_weights_only:
             self.model.save_weights(path)
         else:
             self.model.save_training_state(path)

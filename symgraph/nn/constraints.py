@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import symgraph as sg
 from symgraph.errors import SymgraphError
+from symgraph.nn.serialization import Serializable
 
 EPSILON = 1e-7
 
 
-class Constraint:
+class Constraint(Serializable):
     """`constraint(new_weight_node) -> projected node`."""
 
     def __call__(self, w):
@@ -23,6 +24,9 @@ class MaxNorm(Constraint):
 
     def __init__(self, max_value: float = 2.0, axis: int = 0):
         self.max_value, self.axis = float(max_value), axis
+
+    def get_config(self):
+        return {"max_value": self.max_value, "axis": self.axis}
 
     def __call__(self, w):
         norms = sg.sqrt(sg.sum(sg.square(w), axis=self.axis, keepdims=True))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from symgraph.errors import SymgraphError
 from symgraph.nn.layers import InputLayer, unique_name
+from symgraph.nn.model_config import functional_config, functional_from_config
 from symgraph.nn.models import BaseModel
 from symgraph.nn.symbolic import SymbolicTensor, shape_text
 
@@ -121,6 +122,9 @@ class Model(BaseModel):
     evaluates, predicts, saves and summarizes as a Sequential does."""
 
     def __init__(self, inputs=None, outputs=None, name: str | None = None):
+        # a dict's keys in the order given (get_config keeps it: out of order, a list x is refused)
+        self.input_keys = list(inputs) if isinstance(inputs, dict) else None
+        self.output_keys = list(outputs) if isinstance(outputs, dict) else None
         inputs, unsorted = _input_list(inputs)
         outputs, as_dict, outputs_unsorted = _output_list(outputs)
         calls = _calls_between(inputs, outputs)
@@ -194,6 +198,16 @@ class Model(BaseModel):
             return None
         return [", ".join(p.name for h in self._calls if h.layer is layer for p in h.inputs)
                 or "-" for layer in self.layers]
+
+    def get_config(self) -> dict:
+        """Keras 3's functional config: layers with their inbound nodes, input_layers and
+        output_layers (model_config.py)."""
+        return functional_config(self)
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Model:
+        """The model `get_config` describes (new weights), its layers called as recorded."""
+        return functional_from_config(cls, config, custom_objects)
 
     def __repr__(self) -> str:
         return f"<Model {self.name!r}: {len(self.layers)} layers>"

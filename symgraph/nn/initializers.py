@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from symgraph.errors import SymgraphError
+from symgraph.nn.serialization import Serializable
 
 _global = {"rng": np.random.default_rng(1337)}
 
@@ -33,11 +34,14 @@ def _fans(shape: tuple) -> tuple[int, int]:
     return shape[-2] * receptive, shape[-1] * receptive
 
 
-class Initializer:
+class Initializer(Serializable):
     """`init(shape, dtype) -> np.ndarray`; `seed` makes one initializer reproducible alone."""
 
     def __init__(self, seed: int | None = None):
         self.seed = seed
+
+    def get_config(self) -> dict:
+        return {"seed": self.seed}
 
     def _rng(self) -> np.random.Generator:
         return np.random.default_rng(self.seed) if self.seed is not None else global_rng()
@@ -61,6 +65,9 @@ class Constant(Initializer):
         super().__init__()
         self.value = value
 
+    def get_config(self):
+        return {"value": self.value}
+
     def __call__(self, shape, dtype="float32"):
         return np.full(shape, self.value, dtype)
 
@@ -70,6 +77,9 @@ class RandomUniform(Initializer):
         super().__init__(seed)
         self.minval, self.maxval = minval, maxval
 
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
+
     def __call__(self, shape, dtype="float32"):
         return self._rng().uniform(self.minval, self.maxval, shape).astype(dtype)
 
@@ -78,6 +88,9 @@ class RandomNormal(Initializer):
     def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None):
         super().__init__(seed)
         self.mean, self.stddev = mean, stddev
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
 
     def __call__(self, shape, dtype="float32"):
         return self._rng().normal(self.mean, self.stddev, shape).astype(dtype)
@@ -104,6 +117,10 @@ class VarianceScaling(Initializer):
         if distribution not in ("uniform", "truncated_normal", "untruncated_normal"):
             raise SymgraphError(f"VarianceScaling: invalid distribution {distribution!r}")
         self.scale, self.mode, self.distribution = scale, mode, distribution
+
+    def get_config(self):
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,
+                "seed": self.seed}
 
     def __call__(self, shape, dtype="float32"):
         fan_in, fan_out = _fans(tuple(shape))

@@ -17,6 +17,7 @@ import numpy as np
 import symgraph as sg
 from symgraph.errors import SymgraphError
 from symgraph.nn import activations, constraints, initializers, regularizers
+from symgraph.nn.serialization import Serializable, serialize
 from symgraph.nn.symbolic import SymbolicTensor, call_layer
 
 _name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
@@ -62,8 +63,9 @@ class CallContext:
         self.updates = [(v, e) for v, e in self.updates if v is not var] + [(var, expr)]
 
 
-class Layer:
-    """Base layer: naming, weights, trainable flag, input shape declaration."""
+class Layer(Serializable):
+    """Base layer: naming, weights, trainable flag, input shape declaration; `get_config()`
+    gives the arguments that rebuild it (`from_config`), without its weights."""
 
     takes_list = False  # merge layers are called on a list of inputs
 
@@ -164,6 +166,10 @@ class Layer:
         """The projection applied to `var`'s value right after an optimizer update."""
         return new_value
 
+    def get_config(self) -> dict:
+        """Keras's base keys; a layer with arguments adds its own (JSON-ready values)."""
+        return {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
@@ -172,10 +178,16 @@ class InputLayer(Layer):
     """Declares the model's input shape: the first entry of a Sequential, or the layer behind
     the symbolic tensor `Input()` returns (its `output`)."""
 
-    def __init__(self, shape=None, name: str | None = None, input_shape=None, **kwargs):
+    def __init__(self, shape=None, name: str | None = None, input_shape=None, batch_shape=None,
+                 **kwargs):
+        if batch_shape is not None:  # Keras's config: the shape with the batch dim (None)
+            shape = tuple(batch_shape)[1:]
         super().__init__(name=name or unique_name("input_layer"),
                          input_shape=shape if shape is not None else input_shape, **kwargs)
         self.output = None
+
+    def get_config(self):
+        return {"batch_shape": [None, *self.input_shape], "dtype": self.dtype, "name": self.name}
 
     def __call__(self, inputs):
         raise SymgraphError(f"InputLayer {self.name!r} is not called on tensors: Input(shape) "
@@ -251,6 +263,17 @@ class Dense(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
+                "kernel_initializer": serialize(self.kernel_initializer),
+                "bias_initializer": serialize(self.bias_initializer),
+                "kernel_regularizer": serialize(self.kernel_regularizer),
+                "bias_regularizer": serialize(self.bias_regularizer),
+                "activity_regularizer": None,
+                "kernel_constraint": serialize(self.kernel_constraint),
+                "bias_constraint": serialize(self.bias_constraint)}
+
     def call(self, x, ctx):
         y = x @ self.kernel
         if self.use_bias:
@@ -279,6 +302,9 @@ class Activation(Layer):
         activations.get(activation)
         self.activation = activation
 
+    def get_config(self):
+        return {**super().get_config(), "activation": activations.serialize(self.activation)}
+
     def call(self, x, ctx):
         return _apply_activation(x, self.activation, ctx, self.name)
 
@@ -305,6 +331,10 @@ class Dropout(Layer):
         rng = initializers.global_rng()
         self.seed = int(seed) if seed is not None else int(rng.integers(1, 2**31))
 
+    def get_config(self):  # the seed drawn for an unseeded layer: the same masks when rebuilt
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed,
+                "noise_shape": None}
+
     def call(self, x, ctx):
         if not ctx.training or self.rate == 0:
             return x
@@ -330,6 +360,13 @@ class BatchNormalization(Layer):
         self._inits = (gamma_initializer, beta_initializer, moving_mean_initializer,
                        moving_variance_initializer)
         self.gamma = self.beta = self.moving_mean = self.moving_variance = None
+
+    def get_config(self):
+        names = ("gamma_initializer", "beta_initializer", "moving_mean_initializer",
+                 "moving_variance_initializer")
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+                **{name: serialize(init) for name, init in zip(names, self._inits)}}
 
     def build(self, input_shape):
         axis = self.axis % (len(input_shape) + 1)
@@ -373,6 +410,10 @@ class ReLU(Layer):
             raise SymgraphError(f"ReLU: max_value must be >= 0, got {max_value}")
         self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
 
+    def get_config(self):
+        return {**super().get_config(), "max_value": self.max_value,
+                "negative_slope": self.negative_slope, "threshold": self.threshold}
+
     def call(self, x, ctx):
         out = sg.relu(x, self.negative_slope, self.max_value, self.threshold)
         ctx.relu_outputs[self.name] = out
@@ -386,6 +427,9 @@ class LeakyReLU(Layer):
         super().__init__(**kwargs)
         self.negative_slope = float(alpha if alpha is not None else negative_slope)
 
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
+
     def call(self, x, ctx):
         return sg.leaky_relu(x, self.negative_slope)
 
@@ -394,6 +438,9 @@ class ELU(Layer):
     def __init__(self, alpha: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.alpha = float(alpha)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
 
     def call(self, x, ctx):
         return sg.elu(x, self.alpha)
@@ -410,6 +457,12 @@ class PReLU(Layer):
         self.alpha_constraint = constraints.get(alpha_constraint)
         self.shared_axes = tuple(shared_axes) if shared_axes is not None else ()
         self.alpha = None
+
+    def get_config(self):
+        return {**super().get_config(), "alpha_initializer": serialize(self.alpha_initializer),
+                "alpha_regularizer": serialize(self.alpha_regularizer),
+                "alpha_constraint": serialize(self.alpha_constraint),
+                "shared_axes": list(self.shared_axes) or None}
 
     def build(self, input_shape):
         shape = [1 if i + 1 in self.shared_axes else d for i, d in enumerate(input_shape)]
@@ -434,6 +487,9 @@ class Maxout(Layer):
     def __init__(self, num_units: int, axis: int = -1, **kwargs):
         super().__init__(**kwargs)
         self.num_units, self.axis = int(num_units), axis
+
+    def get_config(self):
+        return {**super().get_config(), "num_units": self.num_units, "axis": self.axis}
 
     def build(self, input_shape):
         size = input_shape[self.axis]

@@ -14,9 +14,10 @@ import numbers
 
 import symgraph as sg
 from symgraph.errors import SymgraphError
+from symgraph.nn.serialization import Serializable
 
 
-class Loss:
+class Loss(Serializable):
     """`per_sample(y_true, y_pred, logits=None) -> (batch,) node`."""
 
     name = "loss"
@@ -25,6 +26,9 @@ class Loss:
 
     def __init__(self, from_logits: bool = False):
         self.from_logits = from_logits
+
+    def get_config(self) -> dict:
+        return {"from_logits": self.from_logits}
 
     def per_sample(self, y_true, y_pred, logits=None):
         raise NotImplementedError

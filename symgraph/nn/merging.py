@@ -111,6 +111,9 @@ class Concatenate(Layer):
                                 f"{axis!r}")
         self.axis = int(axis)
 
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
     def _feature_axis(self, rank: int) -> int:
         """The axis in a shape without the batch dim (rank features)."""
         axis = self.axis + rank + 1 if self.axis < 0 else self.axis

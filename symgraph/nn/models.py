@@ -3,15 +3,18 @@ weights, weights files, training state, summary. Training lives in training.py."
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 import symgraph as sg
 from symgraph.errors import SymgraphError
 from symgraph.nn.layers import CallContext, InputLayer, Layer, unique_name
+from symgraph.nn.serialization import custom_object_scope, deserialize, serialize
 from symgraph.nn.symbolic import SymbolicTensor
 from symgraph.nn.training import Trainer
 from symgraph.nn.training_state import is_state_key, load_training_state, save_training_state
-from symgraph.nn.weights_io import load_arrays, save_arrays
+from symgraph.nn.weights_io import load_arrays, named_weights, save_arrays
 from symgraph.runtime import deferred_interrupt
 
 
@@ -107,14 +110,17 @@ class BaseModel(Trainer):
         """Write every weight to `filepath` (.npz) atomically (temp file, then rename)."""
         if not self.built:
             raise SymgraphError(f"model {self.name!r} is not built yet: it has no weights")
-        save_arrays(filepath, [(f"{layer.name}/{wname}", var.value)
-                               for layer in self.layers for wname, var in layer._weights])
+        save_arrays(filepath, named_weights(self))
 
     def load_weights(self, filepath: str, skip_mismatch: bool = False) -> None:
         """Read weights saved by `save_weights` (or a training state's), matched in order; a
         count or shape mismatch raises and changes nothing (`skip_mismatch=True` skips
         mismatched weights instead)."""
         items = [(k, a) for k, a in load_arrays(filepath) if not is_state_key(k)]
+        self._assign_weights(items, filepath, skip_mismatch)
+
+    def _assign_weights(self, items, filepath: str, skip_mismatch: bool = False) -> None:
+        """Set the weights to saved `items` [(key, array)], all checked first."""
         plan = self._weights_plan(items, filepath, skip_mismatch)
         with deferred_interrupt():  # a Ctrl-C meanwhile would leave some weights loaded
             for var, array in plan:
@@ -155,6 +161,35 @@ class BaseModel(Trainer):
 
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
+
+    # --- configs and whole-model files (saving.py) ----------------------------------------
+
+    def get_config(self) -> dict:
+        """The layers and how they connect, JSON-ready, without weights (Keras's keys)."""
+        raise NotImplementedError
+
+    def get_compile_config(self) -> dict | None:
+        """compile's arguments (optimizer with its settings now), JSON-ready; None before
+        compile."""
+        return serialize(self._compile_args) if self.compiled else None
+
+    def compile_from_config(self, config: dict) -> None:
+        """compile with the arguments `get_compile_config` gave."""
+        self.compile(**deserialize(config))
+
+    def to_json(self, **kwargs) -> str:
+        """The model's config and compile config as JSON (`json.dumps` takes `kwargs`);
+        `symgraph.nn.model_from_json` rebuilds the model from it, without weights."""
+        from symgraph.nn.saving import model_to_dict
+
+        return json.dumps(model_to_dict(self), **kwargs)
+
+    def save(self, filepath: str) -> None:
+        """The whole model in one `.keras` zip, written atomically: config, compile config,
+        weights and, once trained, the optimizer's state (`symgraph.nn.load_model` reads it)."""
+        from symgraph.nn.saving import save_model
+
+        save_model(self, filepath)
 
     # --- summary --------------------------------------------------------------------------
 
@@ -252,6 +287,21 @@ class Sequential(BaseModel):
         for layer in self.layers:
             h = call(layer, h)
         return h
+
+    def get_config(self) -> dict:
+        """Keras 3's Sequential config: the name and the layers, an InputLayer first when the
+        input shape is known."""
+        layers = [serialize(layer) for layer in self.layers]
+        if self.input_shape is not None:
+            layers.insert(0, serialize(InputLayer(shape=self.input_shape, name="input_layer")))
+        return {"name": self.name, "layers": layers}
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Sequential:
+        """The model `get_config` describes (new weights); names not built in are looked up in
+        `custom_objects` and the registry."""
+        with custom_object_scope(custom_objects):
+            return cls([deserialize(entry) for entry in config["layers"]], name=config["name"])
 
     def __repr__(self) -> str:
         return f"<Sequential {self.name!r}: {len(self.layers)} layers>"

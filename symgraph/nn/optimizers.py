@@ -12,9 +12,10 @@ import numpy as np
 
 import symgraph as sg
 from symgraph.errors import SymgraphError
+from symgraph.nn.serialization import Serializable
 
 
-class Optimizer:
+class Optimizer(Serializable):
     """Base: gradient clipping, weight decay, iteration counting; subclasses give `_step`."""
 
     name = "optimizer"
@@ -34,6 +35,12 @@ class Optimizer:
                                       trainable=False)
         self._slots: dict[int, dict[str, sg.Variable]] = {}
         self.built = False  # a training step was built with it (Keras: summary shows its params)
+
+    def get_config(self) -> dict:
+        """Keras's keys; the learning rate as it is now."""
+        return {"name": self.name, "learning_rate": self.learning_rate,
+                "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
+                "global_clipnorm": self.global_clipnorm, "clipvalue": self.clipvalue}
 
     @property
     def learning_rate(self) -> float:
@@ -103,6 +110,9 @@ class SGD(Optimizer):
                                 f"float between 0 and 1. Received: momentum={momentum}")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
     def _step(self, var, w, g, lr, step):
         if not self.momentum:
             return [(var, w - lr * g)]
@@ -119,6 +129,10 @@ class RMSprop(Optimizer):
                  epsilon: float = 1e-7, centered: bool = False, **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
 
     def _step(self, var, w, g, lr, step):
         v = self.slot(var, "velocity")
@@ -146,6 +160,10 @@ class Adagrad(Optimizer):
         super().__init__(learning_rate, **kwargs)
         self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
 
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon,
+                "initial_accumulator_value": self.initial_accumulator_value}
+
     def _step(self, var, w, g, lr, step):
         a = self.slot(var, "accumulator", self.initial_accumulator_value)
         new_a = a + sg.square(g)
@@ -160,6 +178,9 @@ class Adadelta(Optimizer):
                  **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.rho, self.epsilon = rho, epsilon
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
 
     def _step(self, var, w, g, lr, step):
         eg2 = self.slot(var, "accumulated_grad")
@@ -177,6 +198,10 @@ class Adam(Optimizer):
                  epsilon: float = 1e-7, amsgrad: bool = False, **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
 
     def _step(self, var, w, g, lr, step):
         m, v = self.slot(var, "momentum"), self.slot(var, "velocity")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import symgraph as sg
 from symgraph.errors import SymgraphError
+from symgraph.nn.serialization import Serializable
 
 
-class Regularizer:
+class Regularizer(Serializable):
     """`penalty(weight_node) -> scalar node` added to the loss."""
 
     def __call__(self, w):
@@ -16,6 +17,9 @@ class Regularizer:
 class L1L2(Regularizer):
     def __init__(self, l1: float = 0.0, l2: float = 0.0):
         self.l1, self.l2 = float(l1), float(l2)
+
+    def get_config(self):
+        return {"l1": self.l1, "l2": self.l2}
 
     def __call__(self, w):
         total = None

@@ -76,6 +76,9 @@ class Trainer:
                 (f"weighted_{name}" if name in plain else name, fn)
                 for name, fn in (metrics_get(m, loss_obj.name) for m in (weighted_metrics or []))]
         chosen = choose_backend(backend)
+        self._compile_args = dict(optimizer=opt, loss=loss, loss_weights=loss_weights,  # saving
+                                  metrics=metrics, weighted_metrics=weighted_metrics,
+                                  backend=backend)
         self.optimizer, self.loss, self.loss_weight = opt, loss_obj, weight
         self.metric_fns, self.weighted_metric_fns = metric_fns, weighted_fns
         self.output_heads = heads

@@ -14,7 +14,7 @@ import numpy as np
 
 import symgraph as sg
 from symgraph.errors import SymgraphError
-from symgraph.nn.weights_io import load_arrays, save_arrays
+from symgraph.nn.weights_io import load_arrays, named_weights, save_arrays
 from symgraph.runtime import deferred_interrupt
 
 STATE = "_state/"  # the prefix of every key that is not a weight
@@ -70,13 +70,17 @@ def save_training_state(model, path: str, extra: dict | None = None) -> None:
     """Write the weights, the model's and optimizer's state and `extra` ({key: array})."""
     if not model.built:
         raise SymgraphError(f"model {model.name!r} is not built yet: it has no weights")
-    named = [(f"{layer.name}/{w}", var.value) for layer in model.layers
-             for w, var in layer._weights]
+    save_arrays(path, state_arrays(model, extra))
+
+
+def state_arrays(model, extra: dict | None = None) -> list:
+    """[(key, array)]: the weights, then the model's and optimizer's state and `extra`."""
+    named = named_weights(model)
     if model.optimizer is not None:
         named.append((STATE + "optimizer/kind", np.array(type(model.optimizer).__name__)))
     named += [(STATE + key, var.value) for key, var in _state_variables(model).items()]
     named += [(STATE + key, np.asarray(a)) for key, a in (extra or {}).items()]
-    save_arrays(path, named)
+    return named
 
 
 def load_training_state(model, path: str, read_extra=None):
@@ -91,7 +95,12 @@ def load_training_state(model, path: str, read_extra=None):
     if opt is None:
         raise SymgraphError(f"model {model.name!r} is not compiled: a training state restores "
                             "its optimizer too (compile it first, or use load_weights)")
-    items = load_arrays(path)
+    return restore_training_state(model, load_arrays(path), path, read_extra)
+
+
+def restore_training_state(model, items: list, path: str, read_extra=None):
+    """load_training_state from the [(key, array)] a file holds; `path` names it in errors."""
+    opt = model.optimizer
     state = {k[len(STATE):]: a for k, a in items if is_state_key(k)}
     if "model/step" not in state:
         raise SymgraphError(f"{path} holds weights only (save_weights), not a training state; "

@@ -15,12 +15,21 @@ from symgraph.errors import SymgraphError
 from symgraph.files import atomic_write  # noqa: F401  (re-exported)
 
 
+def named_weights(model) -> list[tuple[str, np.ndarray]]:
+    """[(`layer/weight`, value)] of every weight of `model`, in its order."""
+    return [(f"{layer.name}/{w}", var.value) for layer in model.layers for w, var in layer._weights]
+
+
 def save_arrays(path: str, named: list[tuple[str, np.ndarray]]) -> None:
     """Write [(key, array)] to `path` (.npz) atomically; keys keep their order."""
     if not str(path).endswith(".npz"):
         raise SymgraphError(f"weights files are .npz; the filepath must end in .npz, got {path!r}")
-    arrays = {f"{i:03d}/{key}": np.asarray(a) for i, (key, a) in enumerate(named)}
-    atomic_write(str(path), lambda f: np.savez(f, **arrays))
+    atomic_write(str(path), lambda f: write_arrays(f, named))
+
+
+def write_arrays(f, named: list[tuple[str, np.ndarray]]) -> None:
+    """Write [(key, array)] as an .npz to the open binary file `f`; keys keep their order."""
+    np.savez(f, **{f"{i:03d}/{key}": np.asarray(a) for i, (key, a) in enumerate(named)})
 
 
 def _saved_position(key: str) -> int:
@@ -36,8 +45,14 @@ def load_arrays(path: str) -> list[tuple[str, np.ndarray]]:
                             f"{type(path).__name__} {path!r}")
     if not os.path.exists(path):
         raise SymgraphError(f"weights file {path} does not exist")
+    return read_arrays(path, f"weights file {path}")
+
+
+def read_arrays(source, what: str) -> list[tuple[str, np.ndarray]]:
+    """[(key, array)] in saved order from an .npz path or binary file; `what` names it in
+    errors (pickled objects are refused)."""
     try:
-        data = np.load(path, allow_pickle=False)
+        data = np.load(source, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise ValueError("a single .npy array, not an .npz archive of weights")
         with data:
@@ -46,7 +61,7 @@ def load_arrays(path: str) -> list[tuple[str, np.ndarray]]:
             zipfile.BadZipFile) as exc:
         # a truncated or damaged archive (zip), an empty file (EOF), a bad CRC, pickled data,
         # a header naming a compression method or encryption zipfile does not implement
-        raise SymgraphError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}; "
+        raise SymgraphError(f"cannot read {what}: {type(exc).__name__}: {exc}; "
                             "nothing was loaded") from None
     items.sort(key=lambda kv: _saved_position(kv[0]))
     return [(k.split("/", 1)[1] if "/" in k else k, a) for k, a in items]
