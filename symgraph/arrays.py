@@ -85,3 +85,16 @@ def first_nonfinite(a: np.ndarray) -> tuple[str, tuple] | None:
         return None
     bad = "NaN" if np.isnan(a).any() else "inf"
     return bad, tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+
+
+def int_range_error(a: np.ndarray, dtype) -> str | None:
+    """Why integer array `a` does not fit integer `dtype` ('values from lo to hi'), or None
+    (also None when either is not an integer dtype: astype's float rules apply there)."""
+    dtype = np.dtype(dtype)
+    if a.dtype.kind not in "iu" or dtype.kind not in "iu" or not a.size:
+        return None
+    info = np.iinfo(dtype)
+    lo, hi = a.min(), a.max()
+    if lo < info.min or hi > info.max:
+        return f"values from {lo} to {hi}, which {dtype} cannot hold"
+    return None

@@ -14,7 +14,7 @@ from typing import Iterable, Sequence, Union
 
 import numpy as np
 
-from symgraph.arrays import aligned_copy
+from symgraph.arrays import aligned_copy, int_range_error
 from symgraph.errors import SymgraphError, SymgraphTypeError, describe_trace, user_frame
 
 Dim = Union[int, str]
@@ -200,6 +200,9 @@ class Variable(Node):
                                 f"{new.shape}; expected {tuple(self.shape)}")
         if not np.can_cast(new.dtype, self.dtype, casting="same_kind"):
             raise SymgraphError(f"cannot set {self.describe()} to dtype {new.dtype}")
+        why = int_range_error(new, self.dtype)
+        if why is not None:  # as a placeholder refuses them: astype would wrap around
+            raise SymgraphError(f"cannot set {self.describe()} to {new.dtype} {why}")
         self._assign(aligned_copy(new, self.dtype))
 
     def set_trainable(self, trainable: bool) -> None:

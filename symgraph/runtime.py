@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from symgraph import envvars
-from symgraph.arrays import first_nonfinite, shared
+from symgraph.arrays import first_nonfinite, int_range_error, shared
 from symgraph.errors import SymgraphError, describe_trace
 from symgraph.graph import Node, Variable, dump, topo_order
 from symgraph.tensor import as_node, cast
@@ -301,13 +301,10 @@ class Function:
                 if not np.can_cast(a.dtype, dtype, casting="same_kind"):
                     raise SymgraphError(f"input {node.label()!r} expects {dtype}, got {a.dtype} "
                                         f"(placeholder {describe_trace(node.trace)})")
-                if a.dtype.kind in "iu" and np.dtype(dtype).kind in "iu" and a.size:
-                    info = np.iinfo(dtype)
-                    if a.min() < info.min or a.max() > info.max:
-                        raise SymgraphError(
-                            f"input {node.label()!r} expects {dtype}, got {a.dtype} values from "
-                            f"{a.min()} to {a.max()}, which {dtype} cannot hold "
-                            f"(placeholder {describe_trace(node.trace)})")
+                why = int_range_error(a, dtype)
+                if why is not None:
+                    raise SymgraphError(f"input {node.label()!r} expects {dtype}, got {a.dtype} "
+                                        f"{why} (placeholder {describe_trace(node.trace)})")
                 a = a.astype(dtype)
             if a.ndim != len(shape):
                 raise SymgraphError(f"input {node.label()!r} expects rank {len(shape)} shape "

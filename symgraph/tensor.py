@@ -43,6 +43,8 @@ def _leaf_array(value, dtype) -> np.ndarray:
         array = np.asarray(value, dtype=None if dtype is None else canonical_dtype(dtype))
     except (ValueError, TypeError) as exc:  # a ragged list, say
         raise SymgraphError(f"the value is not a rectangular numeric array ({exc})") from None
+    except OverflowError as exc:  # a Python int that the dtype cannot hold (as NumPy 2 refuses)
+        raise SymgraphError(f"the value does not fit {canonical_dtype(dtype)} ({exc})") from None
     if dtype is None and array.dtype == np.float64 and not isinstance(value, np.ndarray):
         array = array.astype(np.float32)
     canonical_dtype(array.dtype)
@@ -60,8 +62,10 @@ def constant(value, dtype=None, name: str | None = None) -> Node:
     """A constant tensor (folded and merged by value)."""
     with checking_args("constant" if name is None else f"constant {name!r}"):
         array = _leaf_array(value, dtype)
-    if dtype is None and array.dtype == np.int64 and not isinstance(value, np.ndarray):
-        array = array.astype(np.int32) if array.size else array
+    if dtype is None and array.dtype == np.int64 and not isinstance(value, np.ndarray) and \
+            array.size and np.iinfo(np.int32).min <= array.min() <= array.max() <= \
+            np.iinfo(np.int32).max:  # Python ints narrow to int32 only when every one fits
+        array = array.astype(np.int32)
     ttype = TensorType(canonical_dtype(array.dtype), tuple(array.shape))
     return Node("constant", (), {"value": ConstValue(array)}, ttype, name=name)
 
@@ -76,8 +80,9 @@ def as_node(x, like: Node | None = None) -> Node:
         dtype = like.dtype
         if dtype == "bool":
             dtype = "bool" if isinstance(x, (bool, np.bool_)) else "float32"
-        elif dtype not in FLOAT_DTYPES and isinstance(x, (float, np.floating)) \
-                and not float(x).is_integer():  # np.float32(0.5) too, not only a float
+        elif dtype not in FLOAT_DTYPES and isinstance(x, (float, np.floating)):
+            # a float meets an int tensor: a float result (JAX's weak float; NumPy's float64),
+            # 2.0 included: int32 * 2.0 kept int32 and wrapped at 2**31
             dtype = "float32"
         if np.dtype(dtype).kind in "iu" and not np.iinfo(dtype).min <= x <= np.iinfo(dtype).max:
             raise SymgraphError(f"the scalar {x!r} is out of range for {dtype} (as in NumPy 2); "
@@ -91,8 +96,11 @@ def as_node(x, like: Node | None = None) -> Node:
 def _promote(a: Node, b: Node) -> tuple[Node, Node]:
     if a.dtype == b.dtype:
         return a, b
-    order = ["bool", "int32", "int64", "float32", "float64"]
-    target = builtins.max(a.dtype, b.dtype, key=order.index)
+    if {a.dtype, b.dtype} == {"uint32", "int32"}:
+        target = "int64"  # as NumPy: the one that holds both
+    else:
+        order = ["bool", "int32", "uint32", "int64", "float32", "float64"]
+        target = builtins.max(a.dtype, b.dtype, key=order.index)
     return cast(a, target), cast(b, target)
 
 
@@ -244,7 +252,10 @@ def _reduce(op: str, x, axis, keepdims: bool) -> Node:
 
 
 def sum(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
-    """Sum over `axis` (None = all), as numpy.sum."""
+    """Sum over `axis` (None = all), as numpy.sum: int32 (and uint32) sums are int64."""
+    x = as_node(x)
+    if x.dtype in ("int32", "uint32"):
+        x = cast(x, "int64")  # NumPy accumulates in int64: an int32 sum wrapped at 2**31
     return _reduce("sum", x, axis, keepdims)
 
 

@@ -126,6 +126,10 @@ class ScalarRenderer:
         template = self.template(op, node.dtype)
         if template is None:
             raise NotImplementedError(f"no scalar template for op {op!r}")
+        if node.dtype == "int64" and op in ("add", "sub", "mul"):
+            # NumPy wraps around; Numba's signed arithmetic is `nsw` (overflow is undefined), so
+            # LLVM folded (a + b) > 0 into a > -b. Unsigned arithmetic wraps and costs nothing.
+            args = [f"{self.dtype_ctor('uint64')}({a})" for a in args]
         text = self.typed_template(template, node.dtype).format(*args)
         if node.dtype == "bool":
             return text

@@ -71,7 +71,7 @@ def _functional():
     a, b = Input((4,), name="a"), Input((4,), name="b")
     shared = Dense(4, activation="tanh", name="shared")
     ha, hb = shared(a), shared(b)
-    merged = [Add()([ha, hb]), Subtract()([ha, hb]), Multiply()([ha, hb]),
+    merged = [Add(name="add")([ha, hb]), Subtract()([ha, hb]), Multiply()([ha, hb]),
               Average()([ha, hb, a]), Maximum()([ha, b]), Minimum()([a, hb])]
     h = Concatenate(axis=-1)(merged)
     h = shared(Dense(4, name="squeeze")(h))  # the shared layer's third call, deeper

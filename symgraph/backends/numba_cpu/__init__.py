@@ -421,7 +421,7 @@ def _native_functions(gen, program: Program, driver: bool, workers: int) -> tupl
 
 def _check_supported(program: Program) -> None:
     for k in program.kernels:
-        for n in k.nodes:
+        for n in (*k.reads, *k.nodes):  # a uint32 input read by a cast is one too
             if n.dtype not in ("bool", "int32", "int64", "float32", "float64"):
                 raise SymgraphError(f"numba backend: dtype {n.dtype} of {n.describe()} is not "
                                     "supported")
