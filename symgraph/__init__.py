@@ -35,6 +35,7 @@ from symgraph.composites import (
     sparse_categorical_crossentropy,
     sparse_softmax_cross_entropy,
 )
+from symgraph.convolution import avg_pool2d, conv2d, max_pool2d
 from symgraph.errors import SymgraphError, SymgraphTypeError
 from symgraph.graph import Node, TensorType, Variable, dump, topo_order
 from symgraph.passes.pipeline import optimize

@@ -20,6 +20,19 @@ from symgraph.nn import (
            regularizers,
 )
 from symgraph.nn.backend import choose_backend
+from symgraph.nn.convolutional import (
+           AveragePooling1D,
+           AveragePooling2D,
+           Conv1D,
+           Conv2D,
+           GlobalAveragePooling1D,
+           GlobalAveragePooling2D,
+           GlobalMaxPooling1D,
+           GlobalMaxPooling2D,
+           MaxPooling1D,
+           MaxPooling2D,
+)
+from symgraph.nn.embedding import Embedding
 from symgraph.nn.functional import Model
 from symgraph.nn.initializers import set_random_seed
 from symgraph.nn.layers import (
@@ -40,13 +53,17 @@ from symgraph.nn.layers import (
 from symgraph.nn.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from symgraph.nn.models import Sequential
 from symgraph.nn.py_dataset import PyDataset
+from symgraph.nn.reshaping import Reshape
 from symgraph.nn.saving import load_model, model_from_json
 from symgraph.nn.serialization import custom_object_scope, register_serializable
 from symgraph.nn.symbolic import SymbolicTensor
 
-__all__ = ["ELU", "Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense",
-           "Dropout", "Flatten", "Input", "InputLayer", "Layer", "LeakyReLU", "Maximum", "Maxout",
-           "Minimum", "Model", "Multiply", "PReLU", "PyDataset", "ReLU", "Sequential", "Subtract",
+__all__ = ["ELU", "Activation", "Add", "Average", "AveragePooling1D", "AveragePooling2D",
+           "BatchNormalization", "Concatenate", "Conv1D", "Conv2D", "Dense", "Dropout",
+           "Embedding", "Flatten", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Input", "InputLayer", "Layer",
+           "LeakyReLU", "MaxPooling1D", "MaxPooling2D", "Maximum", "Maxout", "Minimum", "Model",
+           "Multiply", "PReLU", "PyDataset", "ReLU", "Reshape", "Sequential", "Subtract",
            "SymbolicTensor", "activations", "callbacks", "choose_backend", "constraints",
            "custom_object_scope", "initializers", "load_model", "losses", "metrics",
            "model_from_json", "optimizers", "register_serializable", "regularizers",

@@ -164,7 +164,8 @@ def LecunNormal(seed=None):  # noqa: N802
 _BY_NAME = {"zeros": Zeros, "ones": Ones, "constant": Constant, "random_uniform": RandomUniform,
             "random_normal": RandomNormal, "glorot_uniform": GlorotUniform,
             "glorot_normal": GlorotNormal, "he_uniform": HeUniform, "he_normal": HeNormal,
-            "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal}
+            "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
+            "uniform": RandomUniform, "normal": RandomNormal}  # Keras's aliases
 
 
 def get(identifier) -> Initializer:

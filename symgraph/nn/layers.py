@@ -225,20 +225,17 @@ def _apply_activation(x, activation, ctx: CallContext, layer_name: str):
     return out
 
 
-class Dense(Layer):
-    """y = activation(x @ kernel + bias); kernel is (input features, units)."""
+class KernelLayer(Layer):
+    """A layer with a kernel, an optional bias and an activation (Dense, Conv1D, Conv2D): the
+    initializer, regularizer and constraint arguments they share, as Keras names them."""
 
-    def __init__(self, units: int, activation=None, use_bias: bool = True,
+    def __init__(self, activation=None, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
-        if int(units) <= 0:
-            raise SymgraphError(f"Invalid value received for argument `units`. Expected a "
-                                f"positive integer. Received: units={units}")
         if activity_regularizer is not None:
-            raise SymgraphError("Dense: activity_regularizer is not supported")
-        self.units = int(units)
+            raise SymgraphError(f"{type(self).__name__}: activity_regularizer is not supported")
         self.activation = activation
         activations.get(activation)  # fail at construction on an unknown name
         self.use_bias = use_bias
@@ -249,23 +246,14 @@ class Dense(Layer):
         self.bias_constraint = constraints.get(bias_constraint)
         self.kernel = self.bias = None
 
-    def build(self, input_shape):
-        if not input_shape:
-            raise SymgraphError(f"Dense {self.name!r} needs inputs with a feature axis, shape "
-                                "(None, features); got shape (None,): give x as (n, 1) for "
-                                "one feature")
-        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units),
-                                      self.kernel_initializer)
+    def build_kernel(self, kernel_shape: tuple, units: int) -> None:
+        self.kernel = self.add_weight("kernel", kernel_shape, self.kernel_initializer)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
-        super().build(input_shape)
+            self.bias = self.add_weight("bias", (units,), self.bias_initializer)
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.units,)
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units,
-                "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
+    def kernel_config(self) -> dict:
+        """The config keys of the arguments KernelLayer takes (Keras's names)."""
+        return {"activation": activations.serialize(self.activation), "use_bias": self.use_bias,
                 "kernel_initializer": serialize(self.kernel_initializer),
                 "bias_initializer": serialize(self.bias_initializer),
                 "kernel_regularizer": serialize(self.kernel_regularizer),
@@ -274,8 +262,8 @@ class Dense(Layer):
                 "kernel_constraint": serialize(self.kernel_constraint),
                 "bias_constraint": serialize(self.bias_constraint)}
 
-    def call(self, x, ctx):
-        y = x @ self.kernel
+    def finish(self, y, ctx):
+        """Bias and activation on the kernel's product `y`."""
         if self.use_bias:
             y = y + self.bias
         return _apply_activation(y, self.activation, ctx, self.name)
@@ -294,6 +282,39 @@ class Dense(Layer):
         if var is self.bias and self.bias_constraint is not None:
             return self.bias_constraint(new_value)
         return new_value
+
+
+class Dense(KernelLayer):
+    """y = activation(x @ kernel + bias); kernel is (input features, units)."""
+
+    def __init__(self, units: int, activation=None, use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, activity_regularizer,
+                         kernel_constraint, bias_constraint, **kwargs)
+        if int(units) <= 0:
+            raise SymgraphError(f"Invalid value received for argument `units`. Expected a "
+                                f"positive integer. Received: units={units}")
+        self.units = int(units)
+
+    def build(self, input_shape):
+        if not input_shape:
+            raise SymgraphError(f"Dense {self.name!r} needs inputs with a feature axis, shape "
+                                "(None, features); got shape (None,): give x as (n, 1) for "
+                                "one feature")
+        self.build_kernel((input_shape[-1], self.units), self.units)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def call(self, x, ctx):
+        return self.finish(x @ self.kernel, ctx)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, **self.kernel_config()}
 
 
 class Activation(Layer):
