@@ -56,8 +56,9 @@ def output_size(size: int, kernel: int, stride: int, dilation: int, pads: tuple)
 
 
 def _window_index(hw, window, strides, dilation, pads):
-    """(rows, inside): the row of the (H*W)-row layout each tap of each output position reads,
-    shape (oh, ow, kh*kw), H*W for a tap in the padding; inside marks the real cells."""
+    """(rows, inside, (oh, ow)): the row of the (H*W)-row layout that each tap of each output
+    position reads, shape (oh*ow, kh*kw), H*W for a tap in the padding; inside marks the real
+    cells."""
     axes = []
     for n, k, s, d, (before, after) in zip(hw, window, strides, dilation, pads):
         out = output_size(n, k, s, d, (before, after))
@@ -67,7 +68,7 @@ def _window_index(hw, window, strides, dilation, pads):
     inside = (r >= 0) & (r < hw[0]) & (c >= 0) & (c < hw[1])
     rows = np.where(inside, r * hw[1] + c, hw[0] * hw[1])
     oh, ow = len(axes[0]), len(axes[1])
-    return rows.reshape(oh, ow, -1).astype(np.int64), inside.reshape(oh, ow, -1)
+    return rows.reshape(oh * ow, -1).astype(np.int64), inside.reshape(oh * ow, -1), (oh, ow)
 
 
 def _check_image(x: Node, op: str) -> None:
@@ -112,14 +113,22 @@ def _pads(x: Node, window, strides, dilation, padding, op: str) -> tuple:
 
 
 def _patches(x: Node, window, strides, dilation, pads, fill: float):
-    """The taps of every window: (oh, ow, kh*kw, batch, channels), and the `inside` mask."""
-    _, h, w, c = x.shape
-    rows, inside = _window_index((h, w), window, strides, dilation, pads)
-    flat = transpose(x, (1, 2, 0, 3)).reshape((h * w, x.shape[0], c))
+    """The taps of every window, (oh*ow, kh*kw, batch, channels); the `inside` mask; (oh, ow).
+
+    The image becomes rows by a reshape then a transpose of three axes (not the other way
+    round), so that the copy the gather needs indexes without dividing by the batch size."""
+    n, h, w, c = x.shape
+    rows, inside, out_hw = _window_index((h, w), window, strides, dilation, pads)
+    flat = transpose(x.reshape((n, h * w, c)), (1, 0, 2))
     if not inside.all():
-        fill_row = broadcast_to(constant(np.asarray(fill, x.dtype)), (1, x.shape[0], c))
+        fill_row = broadcast_to(constant(np.asarray(fill, x.dtype)), (1, n, c))
         flat = concatenate([flat, fill_row], axis=0)
-    return take(flat, constant(rows)), inside
+    return take(flat, constant(rows)), inside, out_hw
+
+
+def _to_image(y: Node, out_hw) -> Node:
+    """(oh*ow, batch, channels) -> (batch, oh, ow, channels)."""
+    return transpose(y, (1, 0, 2)).reshape((y.shape[1],) + tuple(out_hw) + (y.shape[2],))
 
 
 def conv2d(x, kernel, strides=(1, 1), padding="valid", dilation_rate=(1, 1)) -> Node:
@@ -142,9 +151,9 @@ def conv2d(x, kernel, strides=(1, 1), padding="valid", dilation_rate=(1, 1)) -> 
             raise SymgraphError("conv2d: strides > 1 together with dilation_rate > 1 is not "
                                 "supported (Keras refuses it too)")
         pads = _pads(x, window, strides, dilation, padding, "conv2d")
-    patches, _ = _patches(x, window, strides, dilation, pads, 0.0)
-    oh, ow, taps, n, c = patches.shape
-    columns = transpose(patches, (3, 0, 1, 2, 4)).reshape((n, oh, ow, taps * c))
+    patches, _, (oh, ow) = _patches(x, window, strides, dilation, pads, 0.0)
+    _, taps, n, c = patches.shape
+    columns = transpose(patches, (2, 0, 1, 3)).reshape((n, oh, ow, taps * c))
     return columns @ kernel.reshape((taps * c, kernel.shape[3]))
 
 
@@ -161,8 +170,8 @@ def max_pool2d(x, pool_size=(2, 2), strides=None, padding="valid") -> Node:
     x = as_node(x)
     with checking_args("max_pool2d", (x,)):
         window, strides, pads = _pool_args(x, pool_size, strides, padding, "max_pool2d")
-    patches, _ = _patches(x, window, strides, (1, 1), pads, -np.inf)
-    return transpose(sg_max(patches, axis=2), (2, 0, 1, 3))
+    patches, _, out_hw = _patches(x, window, strides, (1, 1), pads, -np.inf)
+    return _to_image(sg_max(patches, axis=1), out_hw)
 
 
 def avg_pool2d(x, pool_size=(2, 2), strides=None, padding="valid") -> Node:
@@ -171,9 +180,9 @@ def avg_pool2d(x, pool_size=(2, 2), strides=None, padding="valid") -> Node:
     x = as_node(x)
     with checking_args("avg_pool2d", (x,)):
         window, strides, pads = _pool_args(x, pool_size, strides, padding, "avg_pool2d")
-    patches, inside = _patches(x, window, strides, (1, 1), pads, 0.0)
-    total = transpose(sg_sum(patches, axis=2), (2, 0, 1, 3))  # (batch, oh, ow, channels)
+    patches, inside, out_hw = _patches(x, window, strides, (1, 1), pads, 0.0)
+    total = sg_sum(patches, axis=1)  # (oh*ow, batch, channels)
     count = inside.sum(axis=-1)
-    if (count == count.flat[0]).all():
-        return total / constant(np.asarray(count.flat[0], x.dtype))
-    return total / constant(count[:, :, None].astype(x.dtype))
+    if (count == count[0]).all():
+        return _to_image(total / constant(np.asarray(count[0], x.dtype)), out_hw)
+    return _to_image(total / constant(count[:, None, None].astype(x.dtype)), out_hw)

@@ -165,6 +165,38 @@ def _squeeze_map(out_shape, in_shape):
     return mapping
 
 
+def _reshape_groups(out_shape, in_shape):
+    """Runs of axes of equal size on both sides of a reshape, [(out axes, in axes)], so that
+    each input coordinate comes from its own run only (no division by a batch-sized stride);
+    None where the shapes do not split so (a symbolic dim must face itself)."""
+    groups: list = []
+    i = j = 0
+    while i < len(out_shape) and j < len(in_shape):
+        if isinstance(out_shape[i], str) or isinstance(in_shape[j], str):
+            if out_shape[i] != in_shape[j]:
+                return None
+            groups.append(([i], [j]))
+            i, j = i + 1, j + 1
+            continue
+        out_axes, in_axes = [i], [j]
+        po, pi = out_shape[i], in_shape[j]
+        i, j = i + 1, j + 1
+        while po != pi:
+            side, k, shape = ((out_axes, i, out_shape) if po < pi else (in_axes, j, in_shape))
+            if k >= len(shape) or isinstance(shape[k], str) or shape[k] == 0:
+                return None
+            side.append(k)
+            if po < pi:
+                po, i = po * shape[k], i + 1
+            else:
+                pi, j = pi * shape[k], j + 1
+        groups.append((out_axes, in_axes))
+    if any(d != 1 for d in out_shape[i:]) or any(d != 1 for d in in_shape[j:]) or not groups:
+        return None
+    groups[-1][1].extend(range(j, len(in_shape)))  # trailing size-1 input axes: index 0
+    return groups
+
+
 class IndexRenderer:
     """Maps an element index through views; emits offsets with symbolic dims as variables."""
 
@@ -209,6 +241,9 @@ class IndexRenderer:
             mapping = _squeeze_map(view.shape, src.shape)
             if mapping is not None:
                 return ["0" if m is None else idx[m] for m in mapping]
+            groups = _reshape_groups(tuple(view.shape), tuple(src.shape))
+            if groups is not None:
+                return self._grouped_index(view, src, idx, groups)
             flat = self.offset(view.shape, idx)
             out = []
             for d, s in zip(src.shape, self.strides(src.shape)):
@@ -218,3 +253,18 @@ class IndexRenderer:
                     out.append(f"((({flat}) // ({s})) % {self.scalar.dim_expr(d)})")
             return out
         raise NotImplementedError(view.op)
+
+    def _grouped_index(self, view: Node, src: Node, idx: list[str], groups) -> list[str]:
+        """A reshape's input index, run by run (see _reshape_groups)."""
+        out = ["0"] * src.ndim
+        for out_axes, in_axes in groups:
+            flat = self.offset([view.shape[k] for k in out_axes], [idx[k] for k in out_axes])
+            dims = [src.shape[k] for k in in_axes]
+            for n, (k, s) in enumerate(zip(in_axes, self.strides(dims))):
+                if dims[n] == 1:
+                    continue
+                term = (f"({flat})" if " " in flat else flat) if s == "1" else \
+                    f"(({flat}) // ({s}))"  # parenthesized: callers multiply it by a stride
+                out[k] = term if n == 0 else f"({term} % {self.scalar.dim_expr(dims[n])})"
+        return out
+

@@ -95,6 +95,21 @@ def test_reductions_movement_matmul_index(dtype):
     compare([x, w, m, t, idx], outs, feeds, dtype, wrt=[x, w, m, t])
 
 
+@pytest.mark.parametrize("src, dst", [
+    ((6, 4), (2, 3, 4)), ((2, 3, 4), (4, 6)), ((2, 1, 3), (3, 2)), ((9, 4, 2), (3, 3, 8)),
+    (("n", 9, 4), ("n", 3, 3, 4)), (("n", 3, 3, 4), ("n", 9, 4)), ((4, "n", 6), (2, 2, "n", 6)),
+    (("n", 3, 4, 1), ("n", 1, 12)),
+])
+def test_reshape_views_that_split_and_merge_axes(src, dst):
+    # read element by element through a transpose, so the reshape stays an index map (each
+    # run of axes of equal size is indexed on its own, render._reshape_groups)
+    x = sg.placeholder(src, "float32", name="x")
+    y = sg.transpose(sg.reshape(sg.exp(x), dst), tuple(reversed(range(len(dst))))) + 1.0
+    feed = np.random.default_rng(4).standard_normal(
+        tuple(3 if d == "n" else d for d in src)).astype(np.float32)
+    compare([x], [y], [feed], "float32", wrt=[x])
+
+
 @pytest.mark.parametrize("shape", [(6, 30000), (3, 50000), (140000,), (100, 400, 4)],
                          ids=["uneven-chunks", "an-empty-chunk", "1d", "3d"])
 def test_large_reductions_over_axis_0_equal_the_reference(shape):
