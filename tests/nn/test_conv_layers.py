@@ -236,3 +236,14 @@ def test_bad_input_shapes_raise_and_build_nothing(layer, shape, message):
     with pytest.raises(SymgraphError, match=message):
         Sequential([Input(shape), layer])
     assert not layer.built and layer.weights == []
+
+
+def test_embedding_trains_only_the_rows_it_reads():
+    emb = Embedding(6, 2, embeddings_regularizer=None)
+    model = Sequential([Input((3,)), emb, Flatten(), Dense(1)])
+    model.compile(optimizer=optimizers.SGD(0.1), loss="mse", backend="numpy")
+    before = emb.get_weights()[0]
+    ids = np.array([[0, 1, 1], [3, 0, 1]], np.float32)  # rows 2, 4 and 5 are never read
+    model.fit(ids, np.ones((2, 1), np.float32), epochs=1, batch_size=2, verbose=0)
+    moved = np.any(emb.get_weights()[0] != before, axis=1)
+    np.testing.assert_array_equal(moved, [True, True, False, True, False, False])
