@@ -152,9 +152,12 @@ def conv2d(x, kernel, strides=(1, 1), padding="valid", dilation_rate=(1, 1)) -> 
                                 "supported (Keras refuses it too)")
         pads = _pads(x, window, strides, dilation, padding, "conv2d")
     patches, _, (oh, ow) = _patches(x, window, strides, dilation, pads, 0.0)
-    _, taps, n, c = patches.shape
-    columns = transpose(patches, (2, 0, 1, 3)).reshape((n, oh, ow, taps * c))
-    return columns @ kernel.reshape((taps * c, kernel.shape[3]))
+    positions, taps, n, c = patches.shape
+    # (batch, positions, taps): one product per sample, so that the kernel's gradient is a sum
+    # of `batch` products, not of batch * oh ones
+    columns = transpose(patches, (2, 0, 1, 3)).reshape((n, positions, taps * c))
+    y = columns @ kernel.reshape((taps * c, kernel.shape[3]))
+    return y.reshape((n, oh, ow, kernel.shape[3]))
 
 
 def _pool_args(x: Node, pool_size, strides, padding, op: str):
