@@ -247,3 +247,12 @@ def test_embedding_trains_only_the_rows_it_reads():
     model.fit(ids, np.ones((2, 1), np.float32), epochs=1, batch_size=2, verbose=0)
     moved = np.any(emb.get_weights()[0] != before, axis=1)
     np.testing.assert_array_equal(moved, [True, True, False, True, False, False])
+
+
+def test_conv_kernel_starts_glorot_uniform_over_the_receptive_field():
+    layer = Conv2D(32, (3, 5))
+    Sequential([Input((9, 9, 4)), layer])
+    kernel, bias = layer.get_weights()
+    limit = np.sqrt(6 / (3 * 5 * 4 + 3 * 5 * 32))  # Keras: fans times the kernel's area
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.95 * limit
+    np.testing.assert_array_equal(bias, np.zeros(32))
