@@ -121,6 +121,12 @@ class _Conv(KernelLayer):
                                                                             dilation, mode)
         self._spatial = _Spatial(self, self.rank, window, strides, dilation, mode)
 
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "kernel_size": list(self.kernel_size), "strides": list(self.strides),
+                "padding": self.padding, "data_format": "channels_last",
+                "dilation_rate": list(self.dilation_rate), "groups": 1, **self.kernel_config()}
+
     def build(self, input_shape):
         _check_rank(self, self.rank, input_shape)
         self._spatial.output_sizes(input_shape)  # refuses before any weight exists
@@ -167,6 +173,11 @@ class _Pooling(Layer):
         self._spatial = _Spatial(self, self.rank, window, strides, (1,) * self.rank,
                                  self.padding)
 
+    def get_config(self):
+        return {**super().get_config(), "pool_size": list(self.pool_size),
+                "strides": list(self.strides), "padding": self.padding,
+                "data_format": "channels_last"}
+
     def build(self, input_shape):
         _check_rank(self, self.rank, input_shape)
         super().build(input_shape)
@@ -210,6 +221,9 @@ class _GlobalPooling(Layer):
         super().__init__(**kwargs)
         _check_data_format(data_format, type(self).__name__)
         self.keepdims = bool(keepdims)
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": "channels_last", "keepdims": self.keepdims}
 
     def build(self, input_shape):
         _check_rank(self, self.rank, input_shape)

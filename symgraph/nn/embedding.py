@@ -6,6 +6,7 @@ import symgraph as sg
 from symgraph.errors import SymgraphError
 from symgraph.nn import constraints, regularizers
 from symgraph.nn.layers import Layer
+from symgraph.nn.serialization import serialize
 from symgraph.ops.shapes import is_int
 
 
@@ -28,6 +29,14 @@ class Embedding(Layer):
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
         self.embeddings_constraint = constraints.get(embeddings_constraint)
         self.embeddings = None
+
+    def get_config(self):
+        return {**super().get_config(), "input_dim": self.input_dim,
+                "output_dim": self.output_dim,
+                "embeddings_initializer": serialize(self.embeddings_initializer),
+                "embeddings_regularizer": serialize(self.embeddings_regularizer),
+                "embeddings_constraint": serialize(self.embeddings_constraint),
+                "mask_zero": False}
 
     def build(self, input_shape):
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),

@@ -22,6 +22,9 @@ class Reshape(Layer):
                                 f"at most one -1, got {target_shape!r}")
         self.target_shape = tuple(int(d) for d in target_shape)
 
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
+
     def compute_output_shape(self, input_shape):
         size = int(np.prod(input_shape))
         known = int(np.prod([d for d in self.target_shape if d != -1]))

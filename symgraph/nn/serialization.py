@@ -69,29 +69,29 @@ def custom_object_scope(custom_objects: dict | None):
 
 
 def _builtin_classes() -> dict:
-    """{class name: class} of every object symgraph saves (imported here: these modules import
-    this one)."""
+    """{class name: class} of every object symgraph saves: the public subclasses, defined in
+    symgraph.nn, of its layer, initializer, regularizer, constraint, optimizer and loss bases
+    (imported here: these modules import this one; importing symgraph.nn imports them all)."""
+    import symgraph.nn  # noqa: F401  (every layer module, so that every subclass exists)
     from symgraph.nn import (
         constraints,
         functional,
         initializers,
         layers,
         losses,
-        merging,
         models,
         optimizers,
         regularizers,
     )
 
     found = {}
-    for module, base in ((layers, layers.Layer), (merging, layers.Layer),
-                         (initializers, initializers.Initializer),
-                         (regularizers, regularizers.Regularizer),
-                         (constraints, constraints.Constraint),
-                         (optimizers, optimizers.Optimizer), (losses, losses.Loss)):
-        for name, value in vars(module).items():
-            if inspect.isclass(value) and issubclass(value, base) and not name.startswith("_"):
-                found[name] = value
+    bases = [layers.Layer, initializers.Initializer, regularizers.Regularizer,
+             constraints.Constraint, optimizers.Optimizer, losses.Loss]
+    while bases:
+        for cls in bases.pop().__subclasses__():
+            bases.append(cls)
+            if cls.__module__.startswith("symgraph.nn.") and not cls.__name__.startswith("_"):
+                found[cls.__name__] = cls
     found.update(Sequential=models.Sequential, Model=functional.Model,
                  Functional=functional.Model)  # Keras 3 names a functional model "Functional"
     return found
