@@ -32,6 +32,7 @@ from symgraph.nn.convolutional import (
            MaxPooling1D,
            MaxPooling2D,
 )
+from symgraph.nn.core_layers import Identity, Lambda, Permute, RepeatVector, Rescaling, Softmax
 from symgraph.nn.embedding import Embedding
 from symgraph.nn.functional import Model
 from symgraph.nn.initializers import set_random_seed
@@ -52,19 +53,29 @@ from symgraph.nn.layers import (
 )
 from symgraph.nn.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from symgraph.nn.models import Sequential
+from symgraph.nn.normalization import LayerNormalization, UnitNormalization
 from symgraph.nn.py_dataset import PyDataset
+from symgraph.nn.regularization_layers import (
+           ActivityRegularization,
+           AlphaDropout,
+           GaussianDropout,
+           GaussianNoise,
+           SpatialDropout1D,
+)
 from symgraph.nn.reshaping import Reshape
 from symgraph.nn.saving import load_model, model_from_json
 from symgraph.nn.serialization import custom_object_scope, register_serializable
 from symgraph.nn.symbolic import SymbolicTensor
 
-__all__ = ["ELU", "Activation", "Add", "Average", "AveragePooling1D", "AveragePooling2D",
-           "BatchNormalization", "Concatenate", "Conv1D", "Conv2D", "Dense", "Dropout",
-           "Embedding", "Flatten", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
-           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Input", "InputLayer", "Layer",
-           "LeakyReLU", "MaxPooling1D", "MaxPooling2D", "Maximum", "Maxout", "Minimum", "Model",
-           "Multiply", "PReLU", "PyDataset", "ReLU", "Reshape", "Sequential", "Subtract",
-           "SymbolicTensor", "activations", "callbacks", "choose_backend", "constraints",
-           "custom_object_scope", "initializers", "load_model", "losses", "metrics",
-           "model_from_json", "optimizers", "register_serializable", "regularizers",
-           "set_random_seed"]
+__all__ = ["Activation", "ActivityRegularization", "Add", "AlphaDropout", "Average",
+           "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "Concatenate", "Conv1D",
+           "Conv2D", "Dense", "Dropout", "ELU", "Embedding", "Flatten", "GaussianDropout",
+           "GaussianNoise", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Identity", "Input", "InputLayer",
+           "Lambda", "Layer", "LayerNormalization", "LeakyReLU", "MaxPooling1D", "MaxPooling2D",
+           "Maximum", "Maxout", "Minimum", "Model", "Multiply", "PReLU", "Permute", "PyDataset",
+           "ReLU", "RepeatVector", "Rescaling", "Reshape", "Sequential", "Softmax",
+           "SpatialDropout1D", "Subtract", "SymbolicTensor", "UnitNormalization", "activations",
+           "callbacks", "choose_backend", "constraints", "custom_object_scope", "initializers",
+           "load_model", "losses", "metrics", "model_from_json", "optimizers",
+           "register_serializable", "regularizers", "set_random_seed"]

@@ -44,6 +44,7 @@ class CallContext:
     updates: list = field(default_factory=list)           # [(variable, new value)]
     relu_outputs: dict = field(default_factory=dict)      # layer name -> post-ReLU node
     logits: dict = field(default_factory=dict)            # output node id -> (kind, logits)
+    losses: list = field(default_factory=list)            # activity terms added to the loss
     calls: dict = field(default_factory=dict)             # layer id -> its calls so far
 
     def call_number(self, layer) -> int:
@@ -334,11 +335,21 @@ class Activation(Layer):
 _CALL_SEED_STRIDE = 0x5BD1E995
 
 
+def draw_seed(seed: int | None) -> int:
+    """A random layer's seed: the one given, else one drawn from the global RNG (so
+    set_random_seed reproduces unseeded layers); its config keeps the drawn seed."""
+    return int(seed) if seed is not None else int(initializers.global_rng().integers(1, 2**31))
+
+
+def call_seed(layer, ctx: CallContext) -> int:
+    """The seed of this call of a random layer: each call of a shared layer draws its own noise
+    (Keras 3's seed generator advances per draw), the first call's that of the layer's seed."""
+    return layer.seed + ctx.call_number(layer) * _CALL_SEED_STRIDE
+
+
 class Dropout(Layer):
     """Inverted dropout: active only in training; kept values scaled by 1/(1-rate). Each call
-    of a shared Dropout draws its own mask (Keras 3's seed generator advances per draw): call
-    k of a forward pass hashes with seed + k * _CALL_SEED_STRIDE, so the first call's mask is
-    that of the layer's seed."""
+    of a shared Dropout draws its own mask (`call_seed`)."""
 
     def __init__(self, rate: float, noise_shape=None, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -348,9 +359,7 @@ class Dropout(Layer):
         if noise_shape is not None:
             raise SymgraphError("Dropout: noise_shape is not supported")
         self.rate = float(rate)
-        # unseeded layers draw their seed from the global RNG: set_random_seed reproduces them
-        rng = initializers.global_rng()
-        self.seed = int(seed) if seed is not None else int(rng.integers(1, 2**31))
+        self.seed = draw_seed(seed)
 
     def get_config(self):  # the seed drawn for an unseeded layer: the same masks when rebuilt
         return {**super().get_config(), "rate": self.rate, "seed": self.seed,
@@ -361,8 +370,7 @@ class Dropout(Layer):
             return x
         if self.rate == 1:
             return x * 0.0
-        seed = self.seed + ctx.call_number(self) * _CALL_SEED_STRIDE
-        return sg.dropout(x, self.rate, seed=seed, step=ctx.step)
+        return sg.dropout(x, self.rate, seed=call_seed(self, ctx), step=ctx.step)
 
 
 class BatchNormalization(Layer):

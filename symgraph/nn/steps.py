@@ -82,8 +82,10 @@ def logged_losses(heads: list) -> list:
     return with_loss if len(with_loss) > 1 else []
 
 
-def _with_penalties(model, total):
-    for p in [p for layer in model.layers for p in layer.penalties()]:
+def _with_penalties(model, total, ctx):
+    """The loss plus the layers' weight penalties and the activity terms their calls added
+    (ActivityRegularization's), in training and evaluation alike, as Keras 3's compute_loss."""
+    for p in [p for layer in model.layers for p in layer.penalties()] + ctx.losses:
         total = total + p
     return total
 
@@ -99,7 +101,7 @@ def _loss_terms(model, xs: list, y, w, ctx):
         data_loss = _data_loss(loss, out, y, w, ctx)
         if model.loss_weight != 1.0:  # compile(loss_weights=...)
             data_loss = data_loss * model.loss_weight
-        total = _with_penalties(model, data_loss)
+        total = _with_penalties(model, data_loss, ctx)
     # Keras 3 weights only the `weighted_metrics`; the plain `metrics` ignore sample weights
     plain = [fn(y, out) for _, fn in model.metric_fns]
     metric_sums = [_metric_sum(values) for values in plain]
@@ -125,7 +127,7 @@ def _multi_loss_terms(model, xs: list, ys: list, ws: list | None, ctx):
         for head, value in output_losses:
             term = value if head.weight == 1.0 else value * head.weight
             total = term if total is None else total + term
-        total = _with_penalties(model, total)
+        total = _with_penalties(model, total, ctx)
     plain = [fn(y, out) for head, out, y in zip(heads, outs, ys) for _, fn in head.metric_fns]
     sums = [_metric_sum(values) for values in plain]
     sums += [_metric_sum(fn(y, out), w) for head, out, y, w in zip(heads, outs, ys, ws)
