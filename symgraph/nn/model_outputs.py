@@ -225,19 +225,27 @@ def _single_name(model) -> str:
     return names[0] if names else model.output_layer.name
 
 
-def running_names(model) -> tuple[list, list, list | None]:
+def running_names(model) -> tuple[list, list, list | None, list]:
     """(metric log names, plain ones first; for each weighted one, which end that list, the
     index of its sample weights among the arrays a step is fed; the per-output loss names, None
-    for a model with one output) of a compiled model, in the order its steps output them."""
+    for a model with one output; per metric its Accumulator, None for a mean metric) of a
+    compiled model, in the order its steps output them."""
     heads = model.output_heads
     if not heads:
         named = model.metric_fns + model.weighted_metric_fns
-        return [name for name, _ in named], [0] * len(model.weighted_metric_fns), None
-    plain = [name for h in heads for name, _ in h.metric_fns]
+        return ([name for name, _ in named], [0] * len(model.weighted_metric_fns), None,
+                [_accumulator(fn) for _, fn in named])
+    plain = [(name, fn) for h in heads for name, fn in h.metric_fns]
     fed = [h.name for h in heads if h.needs_targets]  # one weight array each, in this order
-    weighted = [(name, fed.index(h.name)) for h in heads for name, _ in h.weighted_metric_fns]
-    return (plain + [name for name, _ in weighted], [i for _, i in weighted],
-            [f"{h.name}_loss" for h in logged_losses(heads)])
+    weighted = [(name, fn, fed.index(h.name)) for h in heads
+                for name, fn in h.weighted_metric_fns]
+    return ([name for name, _ in plain] + [name for name, _, _ in weighted],
+            [i for _, _, i in weighted], [f"{h.name}_loss" for h in logged_losses(heads)],
+            [_accumulator(fn) for _, fn in plain] + [_accumulator(fn) for _, fn, _ in weighted])
+
+
+def _accumulator(fn):
+    return fn if isinstance(fn, metrics.Accumulator) else None
 
 
 def results_in_order(logs: dict, loss_names: list) -> list:

@@ -18,22 +18,37 @@ class Running:
     sum(w*v)/sum(w) (0 where the weights sum to 0, as Keras's divide_no_nan), w being the
     weight array `weight_of[i]` of those a step is fed (a multi-output model's are per output).
     A multi-output model's per-output losses (`loss_names`; None for a one-output model)
-    average as the loss does and follow the metrics in the logs, as in Keras 3."""
+    average as the loss does and follow the metrics in the logs, as in Keras 3. An
+    accumulating metric (`accumulators`: per metric the metrics.Accumulator, None for a mean
+    metric) takes several step outputs, added up over the batches in float64 and combined by
+    its `result` when the logs are read (Keras's confusion-matrix metrics)."""
 
-    def __init__(self, names: list, weight_of: list, loss_names: list | None = None):
+    def __init__(self, names: list, weight_of: list, loss_names: list | None = None,
+                 accumulators: list | None = None):
         self.names, self.weight_of, self.loss_names = names, list(weight_of), loss_names
+        self.accumulators = accumulators or [None] * len(names)
         self.seen, self.loss_sum = 0, 0.0
         self.sums, self.counts = np.zeros(len(names)), np.zeros(len(names))
+        self.totals: list = [None] * len(names)  # an accumulating metric's summed outputs
         self.loss_sums = np.zeros(len(loss_names or []))
 
     def add(self, step, outs, n: int, weights) -> None:
         """The outputs [loss, *metric sums, ...] of `step` on `n` samples with `weights` (one
         array, SampleWeights, or None); a plain metric whose function gave one value per batch
         counts once."""
-        k = len(self.names)
         self.seen += n
         self.loss_sum += float(outs[0]) * n
-        self.sums += [float(s) for s in outs[1:1 + k]]
+        at = 1  # the next metric's first output
+        for i, accumulator in enumerate(self.accumulators):
+            if accumulator is None:
+                self.sums[i] += float(outs[at])
+                at += 1
+                continue
+            sums = [np.asarray(v, np.float64) for v in outs[at:at + accumulator.sum_count]]
+            if self.totals[i] is not None:
+                sums = [total + v for total, v in zip(self.totals[i], sums)]
+            self.totals[i] = sums
+            at += accumulator.sum_count
         if weights is None:
             weight_sums = [n] * len(self.weight_of)
         else:
@@ -42,11 +57,13 @@ class Running:
         plain = [1 if once else n for once in step.per_batch]
         self.counts += plain + weight_sums
         m = len(self.loss_sums)
-        self.loss_sums += [float(v) * n for v in outs[1 + k:1 + k + m]]
+        self.loss_sums += [float(v) * n for v in outs[at:at + m]]
 
     def logs(self) -> dict:
-        logs = {name: float(s / c) if c else 0.0
-                for name, s, c in zip(self.names, self.sums, self.counts)}
+        logs = {name: (float(s / c) if c else 0.0) if accumulator is None
+                else accumulator.result(totals) if totals is not None else 0.0
+                for name, s, c, accumulator, totals in zip(
+                    self.names, self.sums, self.counts, self.accumulators, self.totals)}
         if self.loss_names is not None:  # Keras 3's order: the total, the metrics, the losses
             logs = {"loss": self.loss_sum / self.seen, **logs}
             logs.update({name: float(s) / self.seen

@@ -70,8 +70,9 @@ def custom_object_scope(custom_objects: dict | None):
 
 def _builtin_classes() -> dict:
     """{class name: class} of every object symgraph saves: the public subclasses, defined in
-    symgraph.nn, of its layer, initializer, regularizer, constraint, optimizer and loss bases
-    (imported here: these modules import this one; importing symgraph.nn imports them all)."""
+    symgraph.nn, of its layer, initializer, regularizer, constraint, optimizer, loss and metric
+    bases (imported here: these modules import this one; importing symgraph.nn imports them
+    all)."""
     import symgraph.nn  # noqa: F401  (every layer module, so that every subclass exists)
     from symgraph.nn import (
         constraints,
@@ -79,6 +80,7 @@ def _builtin_classes() -> dict:
         initializers,
         layers,
         losses,
+        metrics,
         models,
         optimizers,
         regularizers,
@@ -86,7 +88,7 @@ def _builtin_classes() -> dict:
 
     found = {}
     bases = [layers.Layer, initializers.Initializer, regularizers.Regularizer,
-             constraints.Constraint, optimizers.Optimizer, losses.Loss]
+             constraints.Constraint, optimizers.Optimizer, losses.Loss, metrics.Metric]
     while bases:
         for cls in bases.pop().__subclasses__():
             bases.append(cls)

@@ -22,6 +22,7 @@ import numpy as np
 import symgraph as sg
 from symgraph.graph import topo_order
 from symgraph.nn.layers import CallContext
+from symgraph.nn.metrics import Accumulator
 from symgraph.ops.table import tagging
 
 PART = "part:"  # tag prefix: which part of the training step built a node
@@ -103,10 +104,10 @@ def _loss_terms(model, xs: list, y, w, ctx):
             data_loss = data_loss * model.loss_weight
         total = _with_penalties(model, data_loss, ctx)
     # Keras 3 weights only the `weighted_metrics`; the plain `metrics` ignore sample weights
-    plain = [fn(y, out) for _, fn in model.metric_fns]
-    metric_sums = [_metric_sum(values) for values in plain]
-    metric_sums += [_metric_sum(fn(y, out), w) for _, fn in model.weighted_metric_fns]
-    return out, total, metric_sums, tuple(values.ndim == 0 for values in plain)
+    plain = [_metric_terms(fn, y, out) for _, fn in model.metric_fns]
+    weighted = [_metric_terms(fn, y, out, w) for _, fn in model.weighted_metric_fns]
+    metric_sums = [s for sums, _ in plain + weighted for s in sums]
+    return out, total, metric_sums, tuple(once for _, once in plain)
 
 
 def _multi_loss_terms(model, xs: list, ys: list, ws: list | None, ctx):
@@ -128,12 +129,23 @@ def _multi_loss_terms(model, xs: list, ys: list, ws: list | None, ctx):
             term = value if head.weight == 1.0 else value * head.weight
             total = term if total is None else total + term
         total = _with_penalties(model, total, ctx)
-    plain = [fn(y, out) for head, out, y in zip(heads, outs, ys) for _, fn in head.metric_fns]
-    sums = [_metric_sum(values) for values in plain]
-    sums += [_metric_sum(fn(y, out), w) for head, out, y, w in zip(heads, outs, ys, ws)
-             for _, fn in head.weighted_metric_fns]
+    plain = [_metric_terms(fn, y, out) for head, out, y in zip(heads, outs, ys)
+             for _, fn in head.metric_fns]
+    weighted = [_metric_terms(fn, y, out, w) for head, out, y, w in zip(heads, outs, ys, ws)
+                for _, fn in head.weighted_metric_fns]
+    sums = [s for metric_sums, _ in plain + weighted for s in metric_sums]
     logged = [value for _, value in output_losses] if logged_losses(heads) else []
-    return outs, total, sums + logged, tuple(values.ndim == 0 for values in plain)
+    return outs, total, sums + logged, tuple(once for _, once in plain)
+
+
+def _metric_terms(fn, y, out, w=None) -> tuple[list, bool]:
+    """What a step outputs for one metric on a batch, and whether it counts once per batch:
+    an accumulating metric's sums (metrics.Accumulator), else the sum of its per-sample
+    values (`_metric_sum`), which counts once when the function gave one value per batch."""
+    if isinstance(fn, Accumulator):
+        return fn.batch_sums(y, out, w), False
+    values = fn(y, out)
+    return [_metric_sum(values, w)], values.ndim == 0
 
 
 def _metric_sum(values, w=None):
@@ -189,7 +201,7 @@ class TrainStep:
     """A compiled training step and what its outputs mean."""
 
     function: sg.Function
-    n_metrics: int
+    n_metrics: int             # the outputs between the loss and the diagnostics
     grad_layers: list          # layer names whose gradient norms follow the metrics
     relu_layers: list          # layer names whose per-unit activity vectors follow
     per_batch: tuple = ()      # per plain metric: one value per batch (a scalar), not per sample
