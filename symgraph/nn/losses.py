@@ -1,8 +1,8 @@
 """Losses by Keras name. Each gives a per-sample loss node; models reduce with the mean over the
 batch (Keras's "sum_over_batch_size").
 
-When the model's output is a softmax (sigmoid) and the loss a categorical (binary)
-cross-entropy, the model hands the pre-activation logits over and the loss is computed from
+When the model's output is a softmax (sigmoid) and the loss a categorical (binary, or binary
+focal) cross-entropy, the model hands the pre-activation logits over and the loss is computed from
 them, as Keras's TensorFlow backend does: it is exact where the clipped-probability form
 saturates.
 """
