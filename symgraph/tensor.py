@@ -200,6 +200,8 @@ sign = _unary("sign")
 log1p = _unary("log1p")
 expm1 = _unary("expm1")
 reciprocal = _unary("reciprocal")
+sin = _unary("sin")
+cos = _unary("cos")
 
 
 def square(x) -> Node:

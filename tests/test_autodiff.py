@@ -32,6 +32,8 @@ PRIMITIVE_CASES = {
     "log1p": (sg.log1p, [pos(3)]),
     "expm1": (sg.expm1, [rand(3)]),
     "reciprocal": (sg.reciprocal, [pos(2, 2)]),
+    "sin": (sg.sin, [rand(3, 2) * 3.0]),
+    "cos": (sg.cos, [rand(2, 3) * 3.0]),
     "add": (lambda a, b: a + b, [rand(3, 4), rand(4)]),
     "sub": (lambda a, b: a - b, [rand(3, 1), rand(1, 4)]),
     "mul": (lambda a, b: a * b, [rand(2, 3, 4), rand(3, 1)]),

@@ -91,6 +91,8 @@ _unary("log1p", np.log1p, *_scaled(lambda n: B.div(_one(n), B.add(_one(n), _x(n)
        "math.log1p({0})")
 _unary("expm1", np.expm1, *_scaled(lambda n: B.add(n, _one(n))), "math.expm1({0})")
 _unary("reciprocal", np.reciprocal, *_scaled(lambda n: B.neg(B.mul(n, n))), "(1.0 / {0})")
+_unary("sin", np.sin, *_scaled(lambda n: B.unary("cos", _x(n))), "math.sin({0})")
+_unary("cos", np.cos, *_scaled(lambda n: B.neg(B.unary("sin", _x(n)))), "math.cos({0})")
 
 
 def _binary(name, impl, vjp, jvp, template, float_only=False):

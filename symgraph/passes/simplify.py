@@ -231,7 +231,7 @@ RULES = {
 for _op in ("maximum", "minimum", "lt", "le", "gt", "ge", "eq", "ne"):
     RULES[_op] = [absorb_broadcast]
 for _op in ("exp", "log", "sqrt", "tanh", "sigmoid", "abs", "sign", "log1p", "expm1",
-            "reciprocal", "cast"):
+            "reciprocal", "sin", "cos", "cast"):
     RULES.setdefault(_op, []).append(unary_through_broadcast)
 
 

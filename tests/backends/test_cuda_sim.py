@@ -43,7 +43,8 @@ def test_elementwise_templates_broadcast_and_views():
             sg.where(x > 0, sg.sqrt(sg.abs(x)), sg.expm1(x)), sg.maximum(x, v) ** 2.0,
             sg.transpose(x)[1:4, ::2] + 1.0, sg.reshape(x, (-1,))[3:9], sg.sign(x),
             x[::-1, ::-2] * 2.0, sg.concatenate([x[:, ::-1], x[:, :1]], axis=1),
-            sg.cast(x > 0.5, "int32") + 3, sg.concatenate([x, x * 2.0], axis=1)]
+            sg.cast(x > 0.5, "int32") + 3, sg.concatenate([x, x * 2.0], axis=1),
+            sg.sin(x * 3.0) + sg.cos(x * v)]
     fn = both([x, v], outs, [a, b])
     assert "elementwise" in kernel_kinds(fn)
 
@@ -354,7 +355,8 @@ def test_overflow_and_domain_edges_give_ieee_values_as_a_gpu():
     a = np.array([[-1000.0, 0.0, 1000.0]], np.float32)
     with np.errstate(all="ignore"):
         both([x], [sg.sigmoid(x), sg.exp(x), sg.log(sg.relu(x)), sg.sqrt(x), sg.expm1(x),
-                   sg.log1p(x - 1.0)], [a])
+                   sg.log1p(x - 1.0), sg.sin(x * np.float32(np.inf)),
+                   sg.cos(x * np.float32(np.inf))], [a])
 
 
 def test_fit_on_cuda_stops_at_an_overflowing_loss_with_the_nan_report():

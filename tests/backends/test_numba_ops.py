@@ -53,7 +53,7 @@ def test_elementwise_primitives_forward_and_grad(dtype):
     p = sg.placeholder(("n", 5), dtype, name="p")  # positive
     r = sg.placeholder((5,), dtype, name="r")  # broadcast row
     outs = [-a, sg.exp(a), sg.log(p), sg.sqrt(p), sg.tanh(a), sg.sigmoid(a), sg.abs(a),
-            sg.sign(a), sg.log1p(p), sg.expm1(a), sg.reciprocal(p), a + r, a - r, a * p,
+            sg.sign(a), sg.log1p(p), sg.expm1(a), sg.reciprocal(p), sg.sin(a * 3.0), sg.cos(a * 3.0), a + r, a - r, a * p,
             a / p, p ** r, sg.maximum(a, r), sg.minimum(a, r),
             sg.where(a > r, a, p), sg.cast(a < p, dtype), sg.cast(a, "int32"),
             sg.logical_and(a >= r, a <= p), sg.logical_or(sg.equal(a, a), sg.not_equal(a, p)),

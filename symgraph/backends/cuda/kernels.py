@@ -71,6 +71,12 @@ class _IeeeMath:
     def sqrt(self, v):
         return self._ieee(np.sqrt, v)
 
+    def sin(self, v):
+        return self._ieee(np.sin, v)
+
+    def cos(self, v):
+        return self._ieee(np.cos, v)
+
 
 _pymath = math
 math = _IeeeMath()  # noqa: F811
