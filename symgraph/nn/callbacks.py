@@ -268,12 +268,29 @@ class BackupAndRestore(Callback):
                 pass
 
 
+def _refuse_a_schedule(callback, model) -> None:
+    """A callback that sets the learning rate cannot work with an optimizer whose rate is a
+    LearningRateSchedule (Keras fails when it first sets it); fit refuses before training."""
+    opt = getattr(model, "optimizer", None)
+    if getattr(opt, "schedule", None) is not None:
+        raise SymgraphError(
+            f"{type(callback).__name__} sets the optimizer's learning rate, but "
+            f"{type(opt).__name__} was created with a LearningRateSchedule "
+            f"({type(opt.schedule).__name__}) as its learning_rate, which is not settable; "
+            "use one or the other (a float learning_rate with the callback)")
+
+
 class LearningRateScheduler(Callback):
-    """Set the optimizer's learning rate to `schedule(epoch, lr)` before each epoch."""
+    """Set the optimizer's learning rate to `schedule(epoch, lr)` before each epoch (not with
+    an optimizer whose rate is a LearningRateSchedule: fit refuses that pair)."""
 
     def __init__(self, schedule, verbose: int = 0):
         super().__init__()
         self.schedule, self.verbose = schedule, verbose
+
+    def set_model(self, model) -> None:
+        _refuse_a_schedule(self, model)
+        super().set_model(model)
 
     def on_epoch_begin(self, epoch, logs=None):
         opt = self.model.optimizer
@@ -299,7 +316,9 @@ class ReduceLROnPlateau(Callback):
     `min_delta` for `patience` epochs; then wait `cooldown` epochs; never go below `min_lr`.
 
     The rate is the optimizer's variable (no recompiling); each epoch's logs get the
-    `learning_rate` that epoch trained with, before any reduction.
+    `learning_rate` that epoch trained with, before any reduction. An optimizer whose rate is
+    a LearningRateSchedule cannot be reduced: fit refuses that pair before training (Keras
+    fails at the first reduction).
     """
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
@@ -319,6 +338,10 @@ class ReduceLROnPlateau(Callback):
         if self.mode == "max":
             return value > self.best + self.min_delta
         return value < self.best - self.min_delta
+
+    def set_model(self, model) -> None:
+        _refuse_a_schedule(self, model)
+        super().set_model(model)
 
     def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0

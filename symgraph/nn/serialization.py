@@ -1,13 +1,14 @@
 """Objects as JSON-ready configs and back (Keras 3's serialize_keras_object and
 deserialize_keras_object, without importing modules a file names).
 
-An object with `get_config` (a layer, initializer, regularizer, constraint, optimizer, loss, a
-model) becomes `{"module", "class_name", "config", "registered_name"}`; a function (an
-activation, a metric) becomes `{"class_name": "function", "config": its name, ...}`; strings,
-numbers, None, lists and dicts stay as they are. Reading one back looks the name up, in order,
-in the `custom_objects` of the load in progress, among classes and functions registered with
-`register_serializable`, and among symgraph's own built-ins (only for an entry whose module is
-symgraph's); an unknown name raises a SymgraphError that says to pass custom_objects.
+An object with `get_config` (a layer, initializer, regularizer, constraint, optimizer, learning
+rate schedule, loss, a model) becomes `{"module", "class_name", "config", "registered_name"}`;
+a function (an activation, a metric) becomes `{"class_name": "function", "config": its name,
+...}`; strings, numbers, None, lists and dicts stay as they are. Reading one back looks the
+name up, in order, in the `custom_objects` of the load in progress, among classes and functions
+registered with `register_serializable`, and among symgraph's own built-ins (only for an entry
+whose module is symgraph's); an unknown name raises a SymgraphError that says to pass
+custom_objects.
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ def custom_object_scope(custom_objects: dict | None):
 
 def _builtin_classes() -> dict:
     """{class name: class} of every object symgraph saves: the public subclasses, defined in
-    symgraph.nn, of its layer, initializer, regularizer, constraint, optimizer, loss and metric
-    bases (imported here: these modules import this one; importing symgraph.nn imports them
-    all)."""
+    symgraph.nn, of its layer, initializer, regularizer, constraint, optimizer, loss, metric and
+    schedule bases (imported here: these modules import this one; importing symgraph.nn imports
+    them all)."""
     import symgraph.nn  # noqa: F401  (every layer module, so that every subclass exists)
     from symgraph.nn import (
         constraints,
@@ -84,11 +85,13 @@ def _builtin_classes() -> dict:
         models,
         optimizers,
         regularizers,
+        schedules,
     )
 
     found = {}
     bases = [layers.Layer, initializers.Initializer, regularizers.Regularizer,
-             constraints.Constraint, optimizers.Optimizer, losses.Loss, metrics.Metric]
+             constraints.Constraint, optimizers.Optimizer, losses.Loss, metrics.Metric,
+             schedules.LearningRateSchedule]
     while bases:
         for cls in bases.pop().__subclasses__():
             bases.append(cls)

@@ -234,7 +234,8 @@ def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool 
             owners[var.id] = layer
             trainable.append(var)
     with part("the gradients (backward pass)"):
-        grads = sg.grad(total, trainable) if trainable else []
+        # Keras's loss_scale_factor: the gradients of the scaled loss (the optimizer unscales)
+        grads = sg.grad(model.optimizer.scale_loss(total), trainable) if trainable else []
     updates = []
     with part(f"the {model.optimizer.name} update / constraints"):
         for var, expr in model.optimizer.updates(zip(grads, trainable)):

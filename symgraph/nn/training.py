@@ -231,6 +231,7 @@ class Trainer:
                 cb.on_epoch_end(epoch, logs)
             if self.stop_training or data.ran_out:
                 break
+        self.optimizer.finalize_variable_values(self.trainable_weights)  # use_ema: the averages
         for cb in callback_list:
             cb.on_train_end()
         return history

@@ -2,10 +2,11 @@
 
 Beside the weights (the keys `save_weights` writes, so `load_weights` reads such a file too),
 the state holds, under `_state/`: the model's step counter (the dropout masks' step), the
-optimizer's kind, learning rate, iteration count and slots (momenta, accumulators), and what
-`BackupAndRestore` adds (the next epoch, the shuffling generator's state as JSON). Written
-atomically, read without pickle, and restored only when every array fits: a mismatch raises
-a SymgraphError and changes nothing.
+optimizer's kind, learning rate (unless a schedule), iteration count, scalar state (Nadam's
+u_product) and slots (momenta, accumulators, EMA averages), and what `BackupAndRestore` adds
+(the next epoch, the shuffling generator's state as JSON). Written atomically, read without
+pickle, and restored only when every array fits: a mismatch raises a SymgraphError and changes
+nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def _counters(model) -> dict:
     out = {"model/step": model.step_counter}
     opt = model.optimizer
     if opt is not None:
-        out["optimizer/learning_rate"] = opt._lr
+        if opt._lr is not None:  # a schedule has no rate variable
+            out["optimizer/learning_rate"] = opt._lr
         out["optimizer/iterations"] = opt.iterations
     return out
 
@@ -42,28 +44,33 @@ def _state_variables(model) -> dict:
     opt = model.optimizer
     if opt is None:
         return out
+    for kind, scalar in sorted(opt._scalars.items()):
+        out[f"optimizer/{kind}"] = scalar
     for i, var in enumerate(model.weights):  # by position, as weights are matched
         for kind, slot in sorted(opt._slots.get(var.id, {}).items()):
             out[f"optimizer/{i}/{kind}"] = slot
     return out
 
 
-def _slots_a_step_uses(model) -> dict:
-    """{key without the prefix: (weight, slot kind)} for every slot the training step has or
-    will create: the optimizer's update rules run on zero gradients with a copy of its slot
-    table (the graph they build is dropped; the optimizer is left as it was)."""
+def _slots_a_step_uses(model) -> tuple[dict, dict]:
+    """({key without the prefix: (weight, slot kind)} for every slot the training step has or
+    will create, {key: scalar variable} for its scalar state, made now where the step has not
+    made it yet): the optimizer's update rules run on zero gradients with copies of its slot
+    tables (the graph they build is dropped; the optimizer is left as it was)."""
     opt, weights = model.optimizer, model.weights
     position = {v.id: i for i, v in enumerate(weights)}
     trainable = [v for layer in model.layers for v in layer.trainable_weights]
-    kept = opt._slots
+    kept, kept_scalars = opt._slots, opt._scalars
     opt._slots = {vid: dict(kinds) for vid, kinds in kept.items()}
+    opt._scalars = dict(kept_scalars)
     try:
         opt.updates([(sg.constant(np.zeros(v.shape, v.dtype)), v) for v in trainable])
-        would = opt._slots
+        would, scalars = opt._slots, opt._scalars
     finally:
-        opt._slots = kept
-    return {f"optimizer/{position[vid]}/{kind}": (weights[position[vid]], kind)
-            for vid, kinds in would.items() if vid in position for kind in kinds}
+        opt._slots, opt._scalars = kept, kept_scalars
+    slots = {f"optimizer/{position[vid]}/{kind}": (weights[position[vid]], kind)
+             for vid, kinds in would.items() if vid in position for kind in kinds}
+    return slots, {f"optimizer/{kind}": var for kind, var in scalars.items()}
 
 
 def save_training_state(model, path: str, extra: dict | None = None) -> None:
@@ -112,7 +119,8 @@ def restore_training_state(model, items: list, path: str, read_extra=None):
                             "was loaded")
     plan = model._weights_plan([(k, a) for k, a in items if not is_state_key(k)], path)
     wanted = _counters(model)
-    slots = _slots_a_step_uses(model)
+    slots, scalars = _slots_a_step_uses(model)
+    wanted.update(scalars)
     wanted.update({key: weight for key, (weight, _) in slots.items()})  # a slot is its weight's
     for key, like in wanted.items():  # shape and dtype
         if key not in state:
@@ -136,6 +144,7 @@ def restore_training_state(model, items: list, path: str, read_extra=None):
     # every check passed: now create the slots the step has not made yet, and assign
     for key, (weight, slot_kind) in slots.items():
         plan.append((opt.slot(weight, slot_kind), state[key]))
+    opt._scalars.update({key[len("optimizer/"):]: var for key, var in scalars.items()})
     plan += [(var, state[key]) for key, var in wanted.items() if key not in slots]
     with deferred_interrupt():  # a Ctrl-C meanwhile would leave the state half restored
         for var, array in plan:

@@ -129,6 +129,12 @@ def test_optimizer_loss_and_weight_object_configs_rebuild_equal_objects():
                 optimizers.RMSprop(rho=0.8, centered=True), optimizers.Adagrad(epsilon=1e-6),
                 optimizers.Adadelta(rho=0.9), optimizers.Adam(0.002, amsgrad=True),
                 optimizers.AdamW(weight_decay=0.01, global_clipnorm=2.0),
+                optimizers.Nadam(use_ema=True, ema_overwrite_frequency=5),
+                optimizers.Adamax(gradient_accumulation_steps=4, loss_scale_factor=64.0),
+                optimizers.Lion(beta_2=0.95), optimizers.Ftrl(l1_regularization_strength=0.1),
+                optimizers.SGD(optimizers.schedules.CosineDecay(0.1, 100, warmup_target=0.2,
+                                                                warmup_steps=10)),
+                optimizers.schedules.PiecewiseConstantDecay([10, 20], [0.1, 0.05, 0.01]),
                 losses.CategoricalCrossentropy(from_logits=True), losses.MeanAbsoluteError(),
                 initializers.VarianceScaling(2.0, "fan_out", "uniform", seed=1),
                 initializers.RandomUniform(-1, 1), regularizers.L2(0.5), constraints.MaxNorm(2, 1)]:
@@ -139,7 +145,14 @@ def test_optimizer_loss_and_weight_object_configs_rebuild_equal_objects():
     adam = optimizers.Adam(0.002).get_config()
     assert adam == {"name": "adam", "learning_rate": pytest.approx(0.002), "weight_decay": None,
                     "clipnorm": None, "global_clipnorm": None, "clipvalue": None,
+                    "use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
+                    "loss_scale_factor": None, "gradient_accumulation_steps": None,
                     "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False}
+    scheduled = optimizers.SGD(optimizers.schedules.ExponentialDecay(0.1, 5, 0.9)).get_config()
+    assert scheduled["learning_rate"] == {  # Keras's schedules.serialize entry
+        "module": "symgraph.nn.schedules", "class_name": "ExponentialDecay",
+        "config": {"initial_learning_rate": 0.1, "decay_steps": 5, "decay_rate": 0.9,
+                   "staircase": False, "name": "ExponentialDecay"}, "registered_name": None}
 
 
 def test_sequential_config_lists_an_input_layer_then_the_layers():

@@ -16,6 +16,7 @@ from symgraph.nn import (
     optimizers,
     set_random_seed,
 )
+from symgraph.nn.weights_io import load_arrays
 
 
 def _model(backend="numpy", optimizer="adam"):
@@ -67,6 +68,37 @@ def test_a_resumed_fit_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, b
         np.testing.assert_array_equal(a, b)
     assert again.optimizer.iterations.value == whole.optimizer.iterations.value == 24
     assert not os.path.exists(backup.path)  # deleted once fit ended normally
+
+
+def _nadam_with_everything():
+    return optimizers.Nadam(optimizers.schedules.CosineDecay(0.01, 20, warmup_target=0.02,
+                                                             warmup_steps=5),
+                            use_ema=True, ema_overwrite_frequency=4,
+                            gradient_accumulation_steps=3)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_resumed_fit_keeps_the_new_optimizer_state(tmp_path, backend):
+    """Nadam's u_product, EMA averages, gradient accumulators and a scheduled rate survive a
+    BackupAndRestore resume; fit ends with the averages in both runs."""
+    x, y = _data()
+    whole = _model(backend, _nadam_with_everything())
+    whole.fit(x, y, batch_size=16, epochs=3, verbose=0, seed=3)
+    backup = callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    first = _model(backend, _nadam_with_everything())
+    with pytest.raises(_Interrupt):
+        first.fit(x, y, batch_size=16, epochs=3, verbose=0, seed=3,
+                  callbacks=[backup, _StopAfter(0)])
+    keys = [k for k, _ in load_arrays(backup.path)]
+    assert "_state/optimizer/u_product" in keys
+    assert "_state/optimizer/learning_rate" not in keys  # a schedule has no rate variable
+    assert any(k.endswith("/average") for k in keys)
+    assert any(k.endswith("/gradient_accumulator") for k in keys)
+    again = _model(backend, _nadam_with_everything())
+    again.fit(x, y, batch_size=16, epochs=3, verbose=0, seed=3, callbacks=[backup])
+    for a, b in zip(again.get_weights(), whole.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert again.optimizer.iterations.value == whole.optimizer.iterations.value == 18
 
 
 def test_a_state_file_round_trips_and_weights_only_loaders_read_it(tmp_path):
