@@ -22,6 +22,7 @@ import zipfile
 import symgraph
 from symgraph.errors import SymgraphError
 from symgraph.files import atomic_write
+from symgraph.nn.backend import choose_backend
 from symgraph.nn.serialization import custom_object_scope, deserialize, serialize
 from symgraph.nn.training_state import is_state_key, restore_training_state, state_arrays
 from symgraph.nn.weights_io import named_weights, read_arrays, write_arrays
@@ -51,6 +52,9 @@ def model_from_dict(entry: dict, compile: bool = True, backend: str | None = Non
             if backend is not None:
                 compile_config = {**compile_config, "backend": backend}
             model.compile_from_config(compile_config)
+        elif backend is not None:  # uncompiled, it still predicts: on the backend asked for
+            model.backend, model._functions = choose_backend(backend), {}
+            model._auto_backend = backend == "auto"
     except SymgraphError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -145,7 +149,8 @@ def load_model(filepath, custom_objects: dict | None = None, compile: bool = Tru
     """The model `model.save` wrote to `filepath`, with its weights; compiled as it was (and
     with the optimizer's state, so fit continues where it stopped) unless `compile=False`.
     Custom classes and functions come from `custom_objects` ({name: object}) or the registry;
-    `backend` overrides the one the model was compiled for."""
+    `backend` overrides the one the model was compiled for (uncompiled, the one it predicts
+    on)."""
     if not isinstance(filepath, (str, os.PathLike)):
         raise SymgraphError(f"load_model: filepath must be a str or path, got "
                             f"{type(filepath).__name__} {filepath!r}")

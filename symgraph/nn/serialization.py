@@ -103,10 +103,20 @@ def _builtin_classes() -> dict:
 
 
 def _builtin_functions() -> dict:
-    """{name: function} of the activations and metrics symgraph knows by name."""
+    """{name: function} of the activations, metrics and loss functions symgraph knows by
+    name (`compile(loss=sg.binary_crossentropy)` takes a function as a loss)."""
+    import symgraph as sg
     from symgraph.nn import activations, metrics
 
-    return {**metrics._BY_NAME, **activations._BY_NAME}
+    loss_functions = {"binary_crossentropy": sg.binary_crossentropy,
+                      "categorical_crossentropy": sg.categorical_crossentropy,
+                      "sparse_categorical_crossentropy": sg.sparse_categorical_crossentropy}
+    return {**metrics._BY_NAME, **activations._BY_NAME, **loss_functions}
+
+
+def _is_symgraphs(module) -> bool:
+    """Whether `module` (a name) is symgraph or one of its modules."""
+    return module == "symgraph" or str(module or "").startswith("symgraph.")
 
 
 def _function_name(fn) -> str:
@@ -117,20 +127,42 @@ def _function_name(fn) -> str:
     return getattr(fn, "__name__", type(fn).__name__)
 
 
+def _owner(cls, attribute: str):
+    """The class of `cls`'s MRO that defines `attribute` (None if none does)."""
+    return next((c for c in cls.__mro__ if attribute in vars(c)), None)
+
+
 def _check_config(obj, config: dict) -> None:
-    """Refuse a config that cannot rebuild `obj`: a required __init__ argument missing (a
-    custom class that did not override get_config, say)."""
+    """Refuse a config that cannot rebuild `obj` as it is: an __init__ argument it does not
+    return (a required one; or any one when get_config is inherited from a class above the
+    one defining __init__, a custom class that did not override it: it would load with the
+    argument's default), or a key __init__ does not take (for a class that `cls(**config)`
+    rebuilds)."""
+    cls = type(obj)
     try:
-        params = inspect.signature(type(obj).__init__).parameters.values()
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
     except (TypeError, ValueError):
         return
-    missing = [p.name for p in list(params)[1:] if p.default is p.empty
-               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in config]
+    named = [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    init_owner, config_owner = _owner(cls, "__init__"), _owner(cls, "get_config")
+    inherited = init_owner is not config_owner and issubclass(init_owner, config_owner)
+    missing = [p.name for p in named if p.name not in config
+               and (inherited or p.default is p.empty)]
+    where = (f"the get_config() it inherits from {config_owner.__name__}" if inherited
+             else "its get_config()")
     if missing:
-        raise SymgraphError(f"cannot save {type(obj).__name__} {getattr(obj, 'name', '')!r}: its "
-                            f"__init__ takes {', '.join(missing)}, which its get_config() does "
-                            "not return; override get_config() to return every __init__ "
+        raise SymgraphError(f"cannot save {cls.__name__} {getattr(obj, 'name', '')!r}: its "
+                            f"__init__ takes {', '.join(missing)}, which {where} does not "
+                            "return; override get_config() to return every __init__ "
                             "argument")
+    if _owner(cls, "from_config") in (Serializable, None) and not any(
+            p.kind is p.VAR_KEYWORD for p in params):
+        extra = sorted(set(config) - {p.name for p in named})
+        if extra:
+            raise SymgraphError(f"cannot save {cls.__name__} {getattr(obj, 'name', '')!r}: "
+                                f"{where} returns {', '.join(extra)}, which its __init__ does "
+                                "not take, so it could not be rebuilt; override get_config() "
+                                "to return exactly its __init__ arguments")
 
 
 def serialize(obj):
@@ -153,6 +185,14 @@ def serialize(obj):
         if name == "<lambda>":
             raise SymgraphError(f"cannot save the lambda {obj!r}: define it with def (and "
                                 "register it with @symgraph.nn.register_serializable())")
+        module = getattr(obj, "__module__", None)
+        if (_is_symgraphs(module) and registered_name(obj) is None
+                and name not in _builtin_functions()):
+            raise SymgraphError(f"cannot save the function {module}.{name}: a saved model names "
+                                "symgraph's activations, metrics and loss functions only "
+                                f"({', '.join(sorted(_builtin_functions()))}); wrap it in a "
+                                "function of your own decorated with "
+                                "@symgraph.nn.register_serializable()")
         return {"module": getattr(obj, "__module__", None), "class_name": "function",
                 "config": name, "registered_name": registered_name(obj)}
     raise SymgraphError(f"cannot save {type(obj).__name__} {obj!r}: it is not a number, string, "
@@ -177,7 +217,7 @@ def _find(entry: dict):
                 return scope[key]
     if registered is not None and registered in _REGISTERED:
         return _REGISTERED[registered]
-    if registered is None and str(entry.get("module") or "").startswith("symgraph"):
+    if registered is None and _is_symgraphs(entry.get("module")):
         table = _builtin_functions() if is_function else _builtin_classes()
         if name in table:
             return table[name]

@@ -38,39 +38,28 @@ def _counters(model) -> dict:
     return out
 
 
-def _state_variables(model) -> dict:
-    """{key without the prefix: variable} for the model's and its optimizer's state now."""
-    out = _counters(model)
-    opt = model.optimizer
-    if opt is None:
-        return out
-    for kind, scalar in sorted(opt._scalars.items()):
-        out[f"optimizer/{kind}"] = scalar
-    for i, var in enumerate(model.weights):  # by position, as weights are matched
-        for kind, slot in sorted(opt._slots.get(var.id, {}).items()):
-            out[f"optimizer/{i}/{kind}"] = slot
-    return out
-
-
-def _slots_a_step_uses(model) -> tuple[dict, dict]:
-    """({key without the prefix: (weight, slot kind)} for every slot the training step has or
-    will create, {key: scalar variable} for its scalar state, made now where the step has not
-    made it yet): the optimizer's update rules run on zero gradients with copies of its slot
-    tables (the graph they build is dropped; the optimizer is left as it was)."""
+def _slots(model) -> tuple[dict, dict]:
+    """({key without the prefix: (weight, slot kind, slot)} for every slot a training step has
+    or would create for any weight that can train, a frozen layer's too (its layer may be
+    frozen or unfrozen between saving and loading, and the set must not depend on it), {key:
+    scalar variable} for the optimizer's scalar state: its own variables where they exist,
+    else new ones holding the initial values. The optimizer's update rules run on zero
+    gradients with copies of its slot tables (the graph they build is dropped; the optimizer
+    is left as it was)."""
     opt, weights = model.optimizer, model.weights
-    position = {v.id: i for i, v in enumerate(weights)}
-    trainable = [v for layer in model.layers for v in layer.trainable_weights]
-    kept, kept_scalars = opt._slots, opt._scalars
+    trainable = [v for v in weights if v.trainable]  # not layer.trainable_weights: see above
+    kept, kept_scalars, built = opt._slots, opt._scalars, opt.built
     opt._slots = {vid: dict(kinds) for vid, kinds in kept.items()}
     opt._scalars = dict(kept_scalars)
     try:
         opt.updates([(sg.constant(np.zeros(v.shape, v.dtype)), v) for v in trainable])
         would, scalars = opt._slots, opt._scalars
     finally:
-        opt._slots, opt._scalars = kept, kept_scalars
-    slots = {f"optimizer/{position[vid]}/{kind}": (weights[position[vid]], kind)
-             for vid, kinds in would.items() if vid in position for kind in kinds}
-    return slots, {f"optimizer/{kind}": var for kind, var in scalars.items()}
+        opt._slots, opt._scalars, opt.built = kept, kept_scalars, built
+    slots = {f"optimizer/{i}/{kind}": (var, kind, slot)  # by position, as weights are matched
+             for i, var in enumerate(weights)
+             for kind, slot in sorted(would.get(var.id, {}).items())}
+    return slots, {f"optimizer/{kind}": var for kind, var in sorted(scalars.items())}
 
 
 def save_training_state(model, path: str, extra: dict | None = None) -> None:
@@ -85,7 +74,11 @@ def state_arrays(model, extra: dict | None = None) -> list:
     named = named_weights(model)
     if model.optimizer is not None:
         named.append((STATE + "optimizer/kind", np.array(type(model.optimizer).__name__)))
-    named += [(STATE + key, var.value) for key, var in _state_variables(model).items()]
+    named += [(STATE + key, var.value) for key, var in _counters(model).items()]
+    if model.optimizer is not None:
+        slots, scalars = _slots(model)
+        named += [(STATE + key, var.value) for key, var in scalars.items()]
+        named += [(STATE + key, slot.value) for key, (_, _, slot) in slots.items()]
     named += [(STATE + key, np.asarray(a)) for key, a in (extra or {}).items()]
     return named
 
@@ -119,9 +112,9 @@ def restore_training_state(model, items: list, path: str, read_extra=None):
                             "was loaded")
     plan = model._weights_plan([(k, a) for k, a in items if not is_state_key(k)], path)
     wanted = _counters(model)
-    slots, scalars = _slots_a_step_uses(model)
+    slots, scalars = _slots(model)
     wanted.update(scalars)
-    wanted.update({key: weight for key, (weight, _) in slots.items()})  # a slot is its weight's
+    wanted.update({key: weight for key, (weight, _, _) in slots.items()})  # a slot is its weight's
     for key, like in wanted.items():  # shape and dtype
         if key not in state:
             raise SymgraphError(f"{path} lacks {key!r} of model {model.name!r}'s training state; "
@@ -142,11 +135,12 @@ def restore_training_state(model, items: list, path: str, read_extra=None):
         raise SymgraphError(f"{path}: damaged fit state ({type(exc).__name__}: {exc}); "
                             "nothing was loaded") from None
     # every check passed: now create the slots the step has not made yet, and assign
-    for key, (weight, slot_kind) in slots.items():
+    for key, (weight, slot_kind, _) in slots.items():
         plan.append((opt.slot(weight, slot_kind), state[key]))
     opt._scalars.update({key[len("optimizer/"):]: var for key, var in scalars.items()})
     plan += [(var, state[key]) for key, var in wanted.items() if key not in slots]
     with deferred_interrupt():  # a Ctrl-C meanwhile would leave the state half restored
         for var, array in plan:
             var.value = array
+        opt.built = True  # it holds a training state now: model.save writes it on
     return extra

@@ -277,6 +277,41 @@ def test_a_loaded_functional_model_predicts_and_trains_on_as_the_original(tmp_pa
     _fit_one_more_epoch_identically(model, loaded, x, y)
 
 
+@pytest.mark.parametrize("freeze_first", [True, False])
+def test_a_model_frozen_or_unfrozen_after_training_loads_and_trains_on_as_the_original(
+        tmp_path, freeze_first):
+    """Fine-tuning: the layers frozen while the optimizer trained are not those frozen when the
+    model is saved (a frozen layer's Adam slots exist from earlier training, or an unfrozen
+    one's do not yet); the file loads, and both models train on identically, unfrozen."""
+    x, y = _sequential_data()
+    model = _sequential()
+    model.compile(optimizer=optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  backend="numpy")
+    base = model.layers[1]  # the first Dense
+    base.trainable = not freeze_first
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, seed=2)
+    base.trainable = freeze_first
+    model.save(tmp_path / "tuned.keras")
+    model.save_training_state(str(tmp_path / "tuned.npz"))
+    loaded = load_model(tmp_path / "tuned.keras")
+    assert loaded.layers[1].trainable == freeze_first
+    _same_weights(loaded, model)
+    loaded.save(tmp_path / "again.keras")  # saved on at once, it keeps the optimizer's state
+    assert load_model(tmp_path / "again.keras").optimizer.iterations.value == 3
+    again = _sequential()
+    again.compile(optimizer=optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  backend="numpy")
+    again.layers[1].trainable = freeze_first
+    again.load_training_state(str(tmp_path / "tuned.npz"))
+    histories = []
+    for other in (model, loaded, again):
+        other.layers[1].trainable = True
+        histories.append(other.fit(x, y, batch_size=16, epochs=1, verbose=0, seed=9).history)
+    assert histories[0] == histories[1] == histories[2]
+    _same_weights(loaded, model)
+    _same_weights(again, model)
+
+
 def test_a_compiled_untrained_model_and_an_uncompiled_one_round_trip(tmp_path):
     x, y = _sequential_data()
     model = _sequential()
@@ -305,6 +340,10 @@ def test_compile_false_loads_the_weights_of_a_trained_model_uncompiled(tmp_path)
     # uncompiled, it predicts on the backend "auto" picks (numba here), not the saved numpy
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
+    on_numpy = load_model(tmp_path / "m.keras", compile=False, backend="numpy")
+    assert not on_numpy.compiled
+    np.testing.assert_array_equal(on_numpy.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert on_numpy.backend == "numpy"
 
 
 def test_the_file_is_a_zip_of_json_and_an_npz_without_pickle(tmp_path):
@@ -404,6 +443,21 @@ def test_registered_objects_load_by_name_and_unknown_ones_need_custom_objects(tm
         model.layers[2].name
 
 
+def test_symgraph_functions_as_losses_load_and_others_are_refused_when_saved(tmp_path):
+    x = RNG.normal(size=(8, 3)).astype(np.float32)
+    y = (x[:, :1] > 0).astype(np.float32)
+    for loss in (sg.binary_crossentropy, sg.mean_squared_error):
+        model = Sequential([Input((3,)), Dense(1, activation="sigmoid")])
+        model.compile(loss=loss, metrics=[sg.mean_absolute_error], backend="numpy")
+        model.save(tmp_path / "l.keras")
+        loaded = load_model(tmp_path / "l.keras")
+        assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
+    path = tmp_path / "square.keras"
+    with pytest.raises(SymgraphError, match=r"symgraph\.tensor\.square.*register_serializable"):
+        Sequential([Input((3,)), Dense(2, activation=sg.square)]).save(path)
+    assert not path.exists()
+
+
 def test_an_unregistered_custom_layer_loads_from_custom_objects_only(tmp_path):
     class Twice(Layer):
         def call(self, x, ctx):
@@ -436,6 +490,38 @@ def test_objects_that_cannot_be_rebuilt_are_refused_before_anything_is_written(t
         assert path.read_bytes() == before  # the old file stays whole
     with pytest.raises(SymgraphError, match="no get_config"):
         register_serializable()(type("Bare", (), {}))
+
+
+def test_a_custom_class_with_arguments_but_an_inherited_get_config_is_refused(tmp_path):
+    """Its inherited get_config drops the arguments, so it would load with their defaults and
+    compute something else: refused when saved, as an __init__ that cannot take the config."""
+    class Times(Layer):  # an optional argument, get_config not overridden
+        def __init__(self, factor=2.0, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def call(self, x, ctx):
+            return x * self.factor
+
+    class Weighted(losses.Loss):  # the same for a loss
+        def __init__(self, delta=1.0):
+            super().__init__()
+            self.delta = delta
+
+    class Plain(losses.Loss):  # Loss's get_config returns from_logits, which it does not take
+        def __init__(self):
+            super().__init__()
+
+    path = tmp_path / "m.keras"
+    with pytest.raises(SymgraphError, match=r"Times.*factor.*inherits from Layer"):
+        Sequential([Input((2,)), Times(5.0), Dense(1)]).save(path)
+    for loss, match in ((Weighted(3.0), r"Weighted.*delta.*inherits from Loss"),
+                        (Plain(), r"Plain.*returns from_logits.*__init__ does not take")):
+        model = Sequential([Input((2,)), Dense(1)])
+        model.compile(loss=loss, backend="numpy")
+        with pytest.raises(SymgraphError, match=match):
+            model.save(path)
+    assert not path.exists()
 
 
 # --- refusals --------------------------------------------------------------------------------
