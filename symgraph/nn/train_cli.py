@@ -50,6 +50,26 @@ def _mlp_bn():
                        Dense(10, activation="softmax")])
 
 
+def _cnn():
+    """Keras's mnist_convnet example (Adam, batch 128, 15 epochs: about 99% test accuracy
+    there), reading the flat 784 pixels the other models read."""
+    from symgraph.nn import (
+        Conv2D,
+        Dense,
+        Dropout,
+        Flatten,
+        Input,
+        MaxPooling2D,
+        Reshape,
+        Sequential,
+    )
+
+    return Sequential([Input((784,)), Reshape((28, 28, 1)),
+                       Conv2D(32, 3, activation="relu"), MaxPooling2D(2),
+                       Conv2D(64, 3, activation="relu"), MaxPooling2D(2),
+                       Flatten(), Dropout(0.5), Dense(10, activation="softmax")])
+
+
 # name -> (description, the paper's test error % or None, builder)
 MODELS = {
     "mlp-dropout": ("3x1024 ReLU, dropout 0.2/0.5, max-norm 3", 1.06,
@@ -61,8 +81,10 @@ MODELS = {
     "mlp-small": ("784-128-10 ReLU (quick checks)", None,
                   lambda: dropout_mlp((128,), "relu", 0.0, 0.0, None)),
     "mlp-bn": ("784-512-512-10, BatchNorm before each ReLU", None, _mlp_bn),
+    "cnn": ("Keras's mnist_convnet: 3x3 conv 32 and 64, 2x2 max-pool, dropout 0.5", None, _cnn),
 }
-OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "adadelta")
+OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "adamax", "lion", "rmsprop", "adagrad",
+              "adadelta")
 
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
@@ -224,7 +246,8 @@ def _optimizer(args):
     if args.optimizer == "sgd":
         momentum = args.momentum if args.momentum is not None else (0.95 if args.full else 0.9)
         return optimizers.SGD(0.05 if args.lr is None else args.lr, momentum=momentum)
-    cls = {"adam": optimizers.Adam, "rmsprop": optimizers.RMSprop,
+    cls = {"adam": optimizers.Adam, "adamw": optimizers.AdamW, "nadam": optimizers.Nadam,
+           "adamax": optimizers.Adamax, "lion": optimizers.Lion, "rmsprop": optimizers.RMSprop,
            "adagrad": optimizers.Adagrad, "adadelta": optimizers.Adadelta}[args.optimizer]
     return cls() if args.lr is None else cls(args.lr)
 

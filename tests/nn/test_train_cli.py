@@ -220,3 +220,13 @@ def test_a_run_failing_in_its_first_epoch_leaves_no_empty_folders(tmp_path, monk
     assert os.path.exists(out) == made_by_user
     if made_by_user:
         assert os.listdir(out) == []
+
+
+def test_train_cli_trains_keras_mnist_convnet_with_the_newer_optimizers(tmp_path, capsys):
+    out = tmp_path / "cnn"
+    assert _main(["train", "--model", "cnn", "--optimizer", "nadam", "--epochs", "1",
+                  "--limit", "256", "--backend", "numpy", "--out", str(out),
+                  "--verbose", "0"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["params"] == 34_826  # Keras's mnist_convnet summary: Total params 34,826
+    assert report["optimizer"] == "nadam" and report["test_loss"] < 2.3  # below chance's 2.30
