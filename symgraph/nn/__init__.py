@@ -19,6 +19,7 @@ from symgraph.nn import (
            optimizers,
            regularizers,
 )
+from symgraph.nn.augmentation import RandomFlip, RandomTranslation
 from symgraph.nn.backend import choose_backend
 from symgraph.nn.convolutional import (
            AveragePooling1D,
@@ -54,6 +55,7 @@ from symgraph.nn.layers import (
 from symgraph.nn.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from symgraph.nn.models import Sequential
 from symgraph.nn.normalization import LayerNormalization, UnitNormalization
+from symgraph.nn.preprocessing import CategoryEncoding, Discretization, Normalization
 from symgraph.nn.py_dataset import PyDataset
 from symgraph.nn.regularization_layers import (
            ActivityRegularization,
@@ -62,20 +64,30 @@ from symgraph.nn.regularization_layers import (
            GaussianNoise,
            SpatialDropout1D,
 )
-from symgraph.nn.reshaping import Reshape
+from symgraph.nn.reshaping import (
+           Cropping1D,
+           Cropping2D,
+           Reshape,
+           UpSampling1D,
+           UpSampling2D,
+           ZeroPadding1D,
+           ZeroPadding2D,
+)
 from symgraph.nn.saving import load_model, model_from_json
 from symgraph.nn.serialization import custom_object_scope, register_serializable
 from symgraph.nn.symbolic import SymbolicTensor
 
 __all__ = ["Activation", "ActivityRegularization", "Add", "AlphaDropout", "Average",
-           "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "Concatenate", "Conv1D",
-           "Conv2D", "Dense", "Dropout", "ELU", "Embedding", "Flatten", "GaussianDropout",
+           "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "CategoryEncoding",
+           "Concatenate", "Conv1D", "Conv2D", "Cropping1D", "Cropping2D", "Dense",
+           "Discretization", "Dropout", "ELU", "Embedding", "Flatten", "GaussianDropout",
            "GaussianNoise", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
-           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Identity", "Input", "InputLayer",
-           "Lambda", "Layer", "LayerNormalization", "LeakyReLU", "MaxPooling1D", "MaxPooling2D",
-           "Maximum", "Maxout", "Minimum", "Model", "Multiply", "PReLU", "Permute", "PyDataset",
-           "ReLU", "RepeatVector", "Rescaling", "Reshape", "Sequential", "Softmax",
-           "SpatialDropout1D", "Subtract", "SymbolicTensor", "UnitNormalization", "activations",
-           "callbacks", "choose_backend", "constraints", "custom_object_scope", "initializers",
-           "load_model", "losses", "metrics", "model_from_json", "optimizers",
+           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Identity", "Input", "InputLayer", "Lambda",
+           "Layer", "LayerNormalization", "LeakyReLU", "MaxPooling1D", "MaxPooling2D", "Maximum",
+           "Maxout", "Minimum", "Model", "Multiply", "Normalization", "PReLU", "Permute",
+           "PyDataset", "RandomFlip", "RandomTranslation", "ReLU", "RepeatVector", "Rescaling",
+           "Reshape", "Sequential", "Softmax", "SpatialDropout1D", "Subtract", "SymbolicTensor",
+           "UnitNormalization", "UpSampling1D", "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D",
+           "activations", "callbacks", "choose_backend", "constraints", "custom_object_scope",
+           "initializers", "load_model", "losses", "metrics", "model_from_json", "optimizers",
            "register_serializable", "regularizers", "set_random_seed"]

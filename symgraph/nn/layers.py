@@ -91,12 +91,15 @@ class Layer(Serializable):
 
     # --- weights ----------------------------------------------------------------------------
 
-    def add_weight(self, wname: str, shape, initializer, trainable: bool = True) -> sg.Variable:
+    def add_weight(self, wname: str, shape, initializer, trainable: bool = True,
+                   dtype: str | None = None) -> sg.Variable:
+        """A weight of the layer's dtype unless `dtype` says otherwise (an int64 counter)."""
         if any(existing == wname for existing, _ in self._weights):
             raise SymgraphError(f"layer {self.name!r} already has a weight {wname!r} (a layer is "
                                 "built once, for one input shape)")
-        value = initializers.get(initializer)(tuple(shape), self.dtype)
-        var = sg.variable(np.asarray(value, self.dtype), name=f"{self.name}/{wname}",
+        dtype = dtype or self.dtype
+        value = initializers.get(initializer)(tuple(shape), dtype)
+        var = sg.variable(np.asarray(value, dtype), name=f"{self.name}/{wname}",
                           trainable=trainable)
         self._weights.append((wname, var))
         return var
