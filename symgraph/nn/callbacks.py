@@ -1,5 +1,7 @@
-"""Callbacks with Keras's hooks and logic: History, EarlyStopping, ModelCheckpoint,
-BackupAndRestore, LearningRateScheduler, ReduceLROnPlateau, CSVLogger, TerminateOnNaN."""
+"""Callbacks with Keras 3's hooks and logic: History, LambdaCallback, ProgbarLogger (from
+callback_list.py), EarlyStopping, ModelCheckpoint, BackupAndRestore, LearningRateScheduler,
+ReduceLROnPlateau, CSVLogger, TerminateOnNaN, SwapEMAWeights. Keras's RemoteMonitor (an HTTP
+POST per epoch) and TensorBoard are not built."""
 
 from __future__ import annotations
 
@@ -7,81 +9,26 @@ import csv
 import json
 import math
 import os
-import re
 import warnings
 
 import numpy as np
 
 from symgraph.errors import SymgraphError
+from symgraph.nn.callback_list import (  # noqa: F401  (the public names of nn.callbacks)
+    Callback,
+    CallbackList,
+    History,
+    LambdaCallback,
+    ProgbarLogger,
+    monitor_mode,
+    uses_batch_hooks,
+)
+from symgraph.nn.optimizer_callbacks import (  # noqa: F401
+    LearningRateScheduler,
+    ReduceLROnPlateau,
+    SwapEMAWeights,
+)
 from symgraph.nn.training_state import load_training_state, save_training_state
-
-
-class Callback:
-    """Hooks called by `fit`; `self.model` is set before training starts."""
-
-    def __init__(self):
-        self.model = None
-        self.params: dict = {}
-
-    def set_model(self, model) -> None:
-        self.model = model
-
-    def set_params(self, params: dict) -> None:
-        self.params = params
-
-    def on_train_begin(self, logs=None): ...
-    def on_train_end(self, logs=None): ...
-    def on_epoch_begin(self, epoch, logs=None): ...
-    def on_epoch_end(self, epoch, logs=None): ...
-    def on_batch_begin(self, batch, logs=None): ...
-    def on_batch_end(self, batch, logs=None): ...
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.on_batch_begin(batch, logs=logs)  # Keras keeps on_batch_* as aliases
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.on_batch_end(batch, logs=logs)
-
-
-_BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end")
-
-
-def uses_batch_hooks(callback) -> bool:
-    """Whether `callback` overrides a per-batch hook (fit calls those hooks on no other)."""
-    for name in _BATCH_HOOKS:
-        hook = getattr(callback, name, None)
-        if hook is not None and getattr(hook, "__func__", hook) is not getattr(Callback, name):
-            return True
-    return False
-
-
-class History(Callback):
-    """Per-epoch logs: `history.history["loss"]`, `["val_accuracy"]`, ...; `history.epoch`."""
-
-    def __init__(self):
-        super().__init__()
-        self.history: dict[str, list] = {}
-        self.epoch: list[int] = []
-        self.nan_report: str | None = None
-
-    def on_train_begin(self, logs=None):
-        self.epoch = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epoch.append(epoch)
-        for k, v in (logs or {}).items():
-            self.history.setdefault(k, []).append(v)
-
-
-def _monitor_mode(monitor: str, mode: str) -> str:
-    if mode not in ("auto", "min", "max"):
-        raise SymgraphError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-    if mode != "auto":
-        return mode
-    # an output's metric is logged "<output>_acc"; a repeated name gets "_1", "_2"
-    name = re.sub(r"_\d+$", "", monitor.removeprefix("val_"))
-    return "max" if name in ("acc", "accuracy", "auc") or name.endswith(
-        ("accuracy", "_acc", "_auc")) else "min"
 
 
 class EarlyStopping(Callback):
@@ -94,7 +41,7 @@ class EarlyStopping(Callback):
         self.monitor, self.patience, self.verbose = monitor, int(patience), verbose
         self.baseline, self.restore_best_weights = baseline, restore_best_weights
         self.start_from_epoch = start_from_epoch
-        self.mode = _monitor_mode(monitor, mode)
+        self.mode = monitor_mode(monitor, mode)
         self.min_delta = abs(min_delta) * (1 if self.mode == "max" else -1)
         self.wait = self.stopped_epoch = self.best_epoch = 0
         self.best = None
@@ -113,9 +60,9 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)
         if current is None:
-            available = ", ".join(sorted(logs or {}))
-            print(f"Early stopping conditioned on metric `{self.monitor}` which is not "
-                  f"available. Available metrics are: {available}")
+            warnings.warn(f"Early stopping conditioned on metric `{self.monitor}` which is not "
+                          f"available. Available metrics are: {','.join(logs or {})}",
+                          RuntimeWarning, stacklevel=2)
             return
         if epoch < self.start_from_epoch:
             return
@@ -145,16 +92,20 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save the weights (.npz, atomically) after each epoch, or only on improvement; with
+    """Save the weights (.npz, atomically) after each epoch, or every `save_freq` training
+    batches (an int, counted across epochs as Keras), or only on improvement of `monitor`
+    (`save_best_only`, from `initial_value_threshold` when given); with
     `save_weights_only=False` the whole training state (`Model.save_training_state`); to a
     `.keras` filepath the whole model (`Model.save`, as Keras does).
 
-    `filepath` may hold format fields: "ckpt-{epoch:02d}-{val_loss:.3f}.npz".
+    `filepath` may hold format fields: "ckpt-{epoch:02d}-{val_loss:.3f}.npz", and with an int
+    `save_freq` "{batch}" (1-based, as {epoch}). A missing folder is created.
     """
 
     def __init__(self, filepath: str, monitor: str = "val_loss", verbose: int = 0,
                  save_best_only: bool = False, save_weights_only: bool | None = None,
-                 mode: str = "auto", initial_value_threshold: float | None = None):
+                 mode: str = "auto", save_freq="epoch",
+                 initial_value_threshold: float | None = None):
         super().__init__()
         whole_model = str(filepath).endswith(".keras")
         if not whole_model and not str(filepath).endswith(".npz"):
@@ -163,46 +114,81 @@ class ModelCheckpoint(Callback):
         if whole_model and save_weights_only:
             raise SymgraphError(f"ModelCheckpoint: save_weights_only=True writes a .npz, but "
                                 f"filepath {filepath!r} ends in .keras (a whole model)")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(
+                save_freq, (int, np.integer)) or save_freq < 1):
+            raise SymgraphError(f"ModelCheckpoint: unrecognized save_freq={save_freq!r}; "
+                                "expected 'epoch' or an integer >= 1 (a number of batches)")
         if save_weights_only is None:  # the suffix says what is saved
             save_weights_only = not whole_model
         self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
         self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
-        self.mode = _monitor_mode(monitor, mode)
+        self.save_freq = save_freq if save_freq == "epoch" else int(save_freq)
+        self.mode = monitor_mode(monitor, mode)
         self.best = initial_value_threshold
         self.saved: list[str] = []
+        self._batches_since_saving = self._last_batch = self._epoch = 0
 
     def _better(self, value) -> bool:
         if self.best is None:
             return True
         return value > self.best if self.mode == "max" else value < self.best
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        # Keras's count: a batch index not above the last one starts a new epoch
+        self._batches_since_saving += batch + 1 if batch <= self._last_batch else \
+            batch - self._last_batch
+        self._last_batch = batch
+        if self._batches_since_saving >= self.save_freq:
+            self._batches_since_saving = 0
+            self._save(self._epoch, batch, logs or {})
+
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
+        if self.save_freq == "epoch":
+            self._save(epoch, None, logs or {})
+
+    def _path(self, epoch: int, batch: int | None, logs: dict) -> str:
+        fields = dict(logs, epoch=epoch + 1)
+        if batch is not None and "batch" not in logs:
+            fields["batch"] = batch + 1
         try:
-            path = self.filepath.format(epoch=epoch + 1, **logs)
+            return self.filepath.format(**fields)
         except KeyError as exc:
+            when = "this epoch's logs lack" if batch is None else "this batch's logs lack"
             raise SymgraphError(f"ModelCheckpoint: filepath {self.filepath!r} names {exc}, which "
-                                f"this epoch's logs lack (they hold: epoch, "
-                                f"{', '.join(sorted(logs))}; val_* need validation data)"
+                                f"{when} (they hold: {', '.join(sorted(fields))}; val_* need "
+                                "validation data and exist only at the end of an epoch)"
                                 ) from None
+
+    def _save(self, epoch: int, batch: int | None, logs: dict) -> None:
+        path = self._path(epoch, batch, logs)
         if self.save_best_only:
             current = logs.get(self.monitor)
             if current is None:  # Keras warns too: a typo or missing validation data saves nothing
                 warnings.warn(f"ModelCheckpoint: can save the best model only with "
                               f"{self.monitor} available (the logs hold: "
                               f"{', '.join(sorted(logs))}), skipping.", RuntimeWarning,
-                              stacklevel=2)
+                              stacklevel=3)
                 return
+            best = self.best if self.best is not None else (
+                -math.inf if self.mode == "max" else math.inf)  # Keras: from inf
             if not np.isfinite(current) or not self._better(current):
+                if self.verbose:
+                    print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {best:.5f}")
                 return
             if self.verbose:
-                best = self.best if self.best is not None else (
-                    -math.inf if self.mode == "max" else math.inf)  # Keras: from inf
                 print(f"Epoch {epoch + 1}: {self.monitor} improved from {best:.5f} to "
                       f"{current:.5f}, saving model to {path}")
             self.best = current
         elif self.verbose:
             print(f"Epoch {epoch + 1}: saving model to {path}")
+        folder = os.path.dirname(path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
         if path.endswith(".keras"):
             self.model.save(path)
         elif self.save_weights_only:
@@ -266,116 +252,6 @@ class BackupAndRestore(Callback):
                 os.rmdir(os.path.dirname(self.path))  # the folder too, when nothing else is in it
             except OSError:
                 pass
-
-
-def _refuse_a_schedule(callback, model) -> None:
-    """A callback that sets the learning rate cannot work with an optimizer whose rate is a
-    LearningRateSchedule (Keras fails when it first sets it); fit refuses before training."""
-    opt = getattr(model, "optimizer", None)
-    if getattr(opt, "schedule", None) is not None:
-        raise SymgraphError(
-            f"{type(callback).__name__} sets the optimizer's learning rate, but "
-            f"{type(opt).__name__} was created with a LearningRateSchedule "
-            f"({type(opt.schedule).__name__}) as its learning_rate, which is not settable; "
-            "use one or the other (a float learning_rate with the callback)")
-
-
-class LearningRateScheduler(Callback):
-    """Set the optimizer's learning rate to `schedule(epoch, lr)` before each epoch (not with
-    an optimizer whose rate is a LearningRateSchedule: fit refuses that pair)."""
-
-    def __init__(self, schedule, verbose: int = 0):
-        super().__init__()
-        self.schedule, self.verbose = schedule, verbose
-
-    def set_model(self, model) -> None:
-        _refuse_a_schedule(self, model)
-        super().set_model(model)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        opt = self.model.optimizer
-        try:
-            lr = self.schedule(epoch, opt.learning_rate)
-        except TypeError:  # Keras also takes the older schedule(epoch)
-            lr = self.schedule(epoch)
-        if not isinstance(lr, (int, float, np.floating, np.integer)) or isinstance(lr, bool):
-            raise SymgraphError("LearningRateScheduler: the schedule must return a float, got "
-                                f"{lr!r} for epoch {epoch}")
-        lr = float(lr)
-        opt.learning_rate = lr
-        if self.verbose:
-            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = self.model.optimizer.learning_rate
-
-
-class ReduceLROnPlateau(Callback):
-    """Multiply the learning rate by `factor` when `monitor` has not improved by more than
-    `min_delta` for `patience` epochs; then wait `cooldown` epochs; never go below `min_lr`.
-
-    The rate is the optimizer's variable (no recompiling); each epoch's logs get the
-    `learning_rate` that epoch trained with, before any reduction. An optimizer whose rate is
-    a LearningRateSchedule cannot be reduced: fit refuses that pair before training (Keras
-    fails at the first reduction).
-    """
-
-    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
-                 verbose: int = 0, mode: str = "auto", min_delta: float = 1e-4,
-                 cooldown: int = 0, min_lr: float = 0.0):
-        super().__init__()
-        if factor >= 1.0:
-            raise SymgraphError("ReduceLROnPlateau does not support a factor >= 1.0. "
-                                f"Received factor={factor}")
-        self.monitor, self.factor, self.patience, self.verbose = monitor, factor, patience, verbose
-        self.mode = _monitor_mode(monitor, mode)
-        self.min_delta, self.cooldown, self.min_lr = abs(min_delta), cooldown, min_lr
-        self.wait = self.cooldown_counter = 0
-        self.best = -math.inf if self.mode == "max" else math.inf
-
-    def _is_improvement(self, value) -> bool:
-        if self.mode == "max":
-            return value > self.best + self.min_delta
-        return value < self.best - self.min_delta
-
-    def set_model(self, model) -> None:
-        _refuse_a_schedule(self, model)
-        super().set_model(model)
-
-    def in_cooldown(self) -> bool:
-        return self.cooldown_counter > 0
-
-    def on_train_begin(self, logs=None):
-        self.wait = self.cooldown_counter = 0
-        self.best = -math.inf if self.mode == "max" else math.inf
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
-        opt = self.model.optimizer
-        logs["learning_rate"] = opt.learning_rate
-        current = logs.get(self.monitor)
-        if current is None:
-            warnings.warn(f"Learning rate reduction is conditioned on metric `{self.monitor}` "
-                          f"which is not available. Available metrics are: {','.join(logs)}.",
-                          RuntimeWarning, stacklevel=2)
-            return
-        if self.in_cooldown():
-            self.cooldown_counter -= 1
-            self.wait = 0
-        if self._is_improvement(current):
-            self.best, self.wait = current, 0
-        elif not self.in_cooldown():
-            self.wait += 1
-            if self.wait >= self.patience:
-                old_lr = opt.learning_rate
-                if old_lr > np.float32(self.min_lr):  # the float32 rate can equal min_lr
-                    new_lr = max(old_lr * self.factor, self.min_lr)
-                    opt.learning_rate = new_lr
-                    if self.verbose > 0:
-                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
-                              f"to {new_lr}.")
-                    self.cooldown_counter, self.wait = self.cooldown, 0
 
 
 class CSVLogger(Callback):

@@ -280,7 +280,7 @@ class ArrayFit:
     or with `steps_per_epoch` ceil(samples / steps_per_epoch), as Keras's ArrayDataAdapter."""
 
     def __init__(self, model, x, y, batch_size, sample_weight, class_weight, validation_data,
-                 validation_split, steps_per_epoch, validation_steps, augment, epochs_run: int):
+                 validation_split, steps_per_epoch, validation_steps, augment, validations: int):
         from symgraph.nn.model_inputs import InputArrays
 
         steps = steps_count(steps_per_epoch, "steps_per_epoch")
@@ -294,7 +294,7 @@ class ArrayFit:
         w = sample_weights.check_sample_weight(sample_weight, len(x), "fit: sample_weight",
                                                model)
         self.validate = validation(model, validation_data, validation_steps, batch_size,
-                                   epochs_run)
+                                   validations)
         val = None
         if validation_data is None and validation_split:
             if not 0 < validation_split < 1:
@@ -308,7 +308,7 @@ class ArrayFit:
         if val is not None:
             if len(val[0]) == 0:
                 raise SymgraphError("fit: the validation data has no samples")
-            self.validate = lambda: model._evaluate_arrays(*val, batch_size)
+            self.validate = lambda: model._eval_batches(*val, batch_size)
         if class_weight is not None:  # for training only: Keras splits the data first
             w = sample_weights.class_weight_to_sample_weights(class_weight, y, model, "fit")
         if given_size is None and steps is not None:
@@ -335,11 +335,11 @@ class BatchFit:
     """fit's batches: a generator, iterable or PyDataset of (x, y[, sample_weight]) items."""
 
     def __init__(self, model, x, steps_per_epoch, validation_data, validation_steps,
-                 epochs_run: int, **refused):
+                 validations: int, **refused):
         refuse_for_batches("fit", **refused)
         self.model = model
         self.source = source_for(x, steps_per_epoch, "fit", "steps_per_epoch", carry=True)
-        self.validate = validation(model, validation_data, validation_steps, None, epochs_run)
+        self.validate = validation(model, validation_data, validation_steps, None, validations)
 
     @property
     def steps(self) -> int | None:
@@ -360,19 +360,21 @@ class BatchFit:
             warnings.warn(RAN_OUT, UserWarning, stacklevel=2)
 
 
-def validation(model, data, steps, batch_size, epochs_run: int):
-    """fit's validation as a function returning the val logs (None without validation_data)."""
+def validation(model, data, steps, batch_size, validations: int):
+    """fit's validation as a function returning the batches of one validation, (x, y, w,
+    eval step) each (None without validation_data); fit validates `validations` times."""
     if data is None:
         refuse_for_arrays("fit", validation_steps=steps)
         return None
     if is_batches(data):
         source = source_for(data, steps, "fit: validation_data", "validation_steps")
-        if source.once and source.steps is None and epochs_run > 1:
+        if source.once and source.steps is None and validations > 1:
             raise SymgraphError(
-                f"fit: validation_data is a generator, read once, and fit runs {epochs_run} "
-                "epochs: give validation_steps (batches per validation), or pass a list of "
-                "batches or an iterable that starts afresh each time")
-        return lambda: evaluate_batches(model, source, "fit: validation_data")
+                f"fit: validation_data is a generator, read once, and fit validates "
+                f"{validations} times (epochs, validation_freq): give validation_steps "
+                "(batches per validation), or pass a list of batches or an iterable that "
+                "starts afresh each time")
+        return lambda: eval_batches(model, source, "fit: validation_data")
     refuse_for_arrays("fit", validation_steps=steps)
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
         raise SymgraphError("validation_data must be a tuple (x_val, y_val) (or "
@@ -390,33 +392,17 @@ def validation(model, data, steps, batch_size, epochs_run: int):
     vw = sample_weights.check_sample_weight(
         data[2] if len(data) == 3 else None, len(vx),
         "fit: validation_data's sample weights (its third item)", model)
-    return lambda: model._evaluate_arrays(vx, vy, vw, batch_size)
+    return lambda: model._eval_batches(vx, vy, vw, batch_size)
 
 
-def evaluate_batches(model, source, what: str, bar=None) -> dict:
-    """The logs over one epoch of `source` (Batches, Indexed; {} when it yielded no batch)."""
-    from symgraph.nn.running import run_step
-
-    running = model._running()
-    for b, name, item in source.epoch():
+def eval_batches(model, source, what: str):
+    """(x, y, w, eval step) per checked batch of one epoch of `source` (Batches, Indexed)."""
+    for _, name, item in source.epoch():
         x, y, w, target = check_batch(model, item, name, what)
-        fn = model._eval_step(target)
-        running.add(fn, run_step(fn, x, y, w), len(x), w)
-        if bar is not None:
-            bar.update(b + 1, {"loss": running.logs()["loss"]})
-    return running.logs() if running.seen else {}
+        yield x, y, w, model._eval_step(target)
 
 
-def predict_batches(model, source, bar=None) -> list:
-    """The outputs per batch (a list of arrays per output) over one epoch of `source`."""
-    from symgraph.nn.model_inputs import feed
-
-    fn, outs = model._predict_step(), []
-    for b, name, item in source.epoch():
-        out = fn(*feed(check_batch(model, item, name, "predict", need_y=False)))
-        outs.append(out if model.multi_outputs else [out])
-        if bar is not None:
-            bar.update(b + 1, {})
-    if not outs:
-        raise SymgraphError("predict: the generator or iterable yielded no batches")
-    return outs
+def predict_inputs(model, source):
+    """The checked inputs of each batch of one epoch of `source`."""
+    for _, name, item in source.epoch():
+        yield check_batch(model, item, name, "predict", need_y=False)

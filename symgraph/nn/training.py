@@ -26,8 +26,8 @@ from symgraph.nn import (
     sample_weights,
 )
 from symgraph.nn.backend import choose_backend
+from symgraph.nn.callback_list import CallbackList
 from symgraph.nn.model_inputs import InputArrays, feed
-from symgraph.nn.progbar import Progbar
 from symgraph.nn.running import Running, logs_result, run_step, weighted
 from symgraph.nn.steps import TargetSpec, build_eval_step, build_predict_step, build_train_step
 
@@ -172,12 +172,14 @@ class Trainer:
     def fit(self, x=None, y=None, batch_size=None, epochs: int = 1, verbose="auto",
             callbacks=None, validation_split: float = 0.0, validation_data=None,
             shuffle: bool = True, class_weight=None, sample_weight=None, initial_epoch: int = 0,
-            steps_per_epoch=None, validation_steps=None, augment=None,
+            steps_per_epoch=None, validation_steps=None, validation_freq=1, augment=None,
             diagnostics: bool = False, nan_guard: bool = True, seed=None):
         """Train for `epochs`; returns a History. x (and validation_data) may be arrays, a
         generator / iterable of (x, y[, sample_weight]) batches or a PyDataset
         (data_adapter.py); `steps_per_epoch` (`validation_steps`) sets the batches per epoch
-        (per validation). Beyond Keras:
+        (per validation); `validation_freq` n validates after every n-th epoch (epochs counted
+        from 1; a list: after those epochs), as Keras. The callbacks' hooks run in Keras 3's
+        order, validation calling their on_test_* hooks. Beyond Keras:
         `augment(batch, rng)` transforms training batches only; `diagnostics=True` records
         per-layer gradient norms (grad_norm/<layer>) and dead-ReLU fractions (dead_relu/<layer>)
         per epoch; the NaN guard stops training on a non-finite loss and names the first node
@@ -186,57 +188,50 @@ class Trainer:
         verbose = _verbosity(verbose)
         epochs = _count(epochs, "epochs")
         initial_epoch = _count(initial_epoch, "initial_epoch")
+        validates = _validation_epochs(validation_freq)
         callbacks = _callbacks(callbacks)
+        validations = sum(validates(e) for e in range(initial_epoch, epochs))
         if data_adapter.is_batches(x):
             data = data_adapter.BatchFit(
-                self, x, steps_per_epoch, validation_data, validation_steps,
-                epochs - initial_epoch, batch_size=batch_size, y=y,
-                validation_split=validation_split, sample_weight=sample_weight,
-                class_weight=class_weight, augment=augment, diagnostics=diagnostics)
+                self, x, steps_per_epoch, validation_data, validation_steps, validations,
+                batch_size=batch_size, y=y, validation_split=validation_split,
+                sample_weight=sample_weight, class_weight=class_weight, augment=augment,
+                diagnostics=diagnostics)
         else:
             data = data_adapter.ArrayFit(self, x, y, batch_size, sample_weight, class_weight,
                                          validation_data, validation_split, steps_per_epoch,
-                                         validation_steps, augment, epochs - initial_epoch)
+                                         validation_steps, augment, validations)
         rng = np.random.default_rng(seed) if seed is not None else _fit_rng()
-        history = cbks.History()
-        callback_list = callbacks + [history]  # last: sees every callback's logs
-        params = {"verbose": verbose, "epochs": epochs, "steps": data.steps}
-        for cb in callback_list:
-            cb.set_model(self)
-            cb.set_params(params)
+        callback_list = CallbackList(callbacks, self,
+                                     {"verbose": verbose, "epochs": epochs, "steps": data.steps},
+                                     add_history=True, add_progbar=verbose != 0)
+        history = callback_list.history
         self.history = history
         self.stop_training = False
         run = _FitRun(lambda target: self._train_step(target, diagnostics, nan_guard=nan_guard),
-                      augment, rng, [cb for cb in callback_list if cbks.uses_batch_hooks(cb)],
-                      nan_guard, history, diagnostics)
+                      augment, rng, callback_list, nan_guard, history, diagnostics)
         self._fit_rng, self._resume = rng, None
-        for cb in callback_list:
-            cb.on_train_begin()
+        callback_list.begin("train")
         if self._resume is not None:  # BackupAndRestore found a backup: continue from it
             initial_epoch, rng.bit_generator.state = self._resume
+        training_logs = {}
         for epoch in range(initial_epoch, epochs):
-            for cb in callback_list:
-                cb.on_epoch_begin(epoch)
-            if verbose:
-                print(f"Epoch {epoch + 1}/{epochs}")
-            bar = Progbar(data.steps, verbose)
-            logs = self._train_epoch(run, data.epoch(run.step_for, shuffle, rng, epoch), epoch,
-                                     bar)
+            callback_list.epoch_begin(epoch)
+            logs = self._train_epoch(run, data.epoch(run.step_for, shuffle, rng, epoch), epoch)
             if not logs:  # the NaN guard stopped training, or the data had run out
                 break
-            if data.validate is not None:
-                logs.update({"val_" + k: v for k, v in data.validate().items()})
-            bar.finish({k: v for k, v in logs.items() if "/" not in k})
-            for cb in callback_list:
-                cb.on_epoch_end(epoch, logs)
+            if data.validate is not None and validates(epoch):
+                val_logs = self._test_loop(data.validate(), callback_list)
+                logs.update({"val_" + k: v for k, v in val_logs.items()})
+            callback_list.epoch_end(epoch, logs)
+            training_logs = logs
             if self.stop_training or data.ran_out:
                 break
         self.optimizer.finalize_variable_values(self.trainable_weights)  # use_ema: the averages
-        for cb in callback_list:
-            cb.on_train_end()
+        callback_list.end("train", training_logs)
         return history
 
-    def _train_epoch(self, run: _FitRun, batches, epoch: int, bar: Progbar):
+    def _train_epoch(self, run: _FitRun, batches, epoch: int):
         """One pass over `batches`, (x, y, w, target, step, sample rows or None) each; the
         epoch's logs ({} when there was no batch), or None when a step's loss was not finite
         (the step is undone and `history.nan_report` names the culprit)."""
@@ -247,8 +242,7 @@ class Trainer:
         for b, (xb, yb, wb, target, step, rows) in enumerate(batches):
             if run.augment is not None:
                 xb = np.asarray(run.augment(xb, run.rng), np.float32)
-            for cb in run.batch_callbacks:
-                cb.on_train_batch_begin(b)
+            run.callbacks.batch_begin("train", b)
             found = model_inputs.first_nonfinite(self, xb) if run.nan_guard else None
             if found:
                 # an activation (a clip, say) can hide a NaN input from the loss while its
@@ -269,10 +263,8 @@ class Trainer:
             if run.diagnostics:
                 diag = diag or EpochDiagnostics(step)
                 diag.add(outs)
-            logs = running.logs()
-            bar.update(b + 1, logs)
-            for cb in run.batch_callbacks:
-                cb.on_train_batch_end(b, logs)
+            if run.callbacks.wants_batches("train"):
+                run.callbacks.batch_end("train", b, running.logs())
             if self.stop_training:  # a callback (TerminateOnNaN, say) ended it mid-epoch
                 break
         if not running.seen:
@@ -292,35 +284,47 @@ class Trainer:
 
     # --- inference ------------------------------------------------------------------------
 
-    def _evaluate_arrays(self, x, y, w, batch_size, bar: Progbar | None = None) -> dict:
-        """Logs over checked inputs `x` and sample weights `w` (or None) and raw targets `y`."""
+    def _eval_batches(self, x, y, w, batch_size: int):
+        """(x, y, w, eval step) per batch of checked inputs `x`, sample weights `w` (or None)
+        and raw targets `y`; y is checked and the step compiled now, before any batch."""
         y, target = self._check_y(y, len(x))
         fn = self._eval_step(weighted(target, w))
+        count = max(1, -(-len(x) // batch_size))
+        slices = (slice(b * batch_size, (b + 1) * batch_size) for b in range(count))
+        return ((x[s], y[s], None if w is None else w[s], fn) for s in slices)
+
+    def _test_loop(self, batches, callbacks: CallbackList) -> dict:
+        """Keras's evaluate loop over (x, y, w, step) batches with the test hooks: the logs of
+        the batches run ({} when there was none); a callback may end it early by setting
+        `model.stop_evaluating`."""
         running = self._running()
-        for b in range(max(1, -(-len(x) // batch_size))):
-            batch = slice(b * batch_size, (b + 1) * batch_size)
-            wb = None if w is None else w[batch]
-            running.add(fn, run_step(fn, x[batch], y[batch], wb), len(x[batch]), wb)
-            if bar is not None:
-                bar.update(b + 1, {"loss": running.logs()["loss"]})
-        return running.logs()
+        self.stop_evaluating = False
+        callbacks.begin("test")
+        for b, (xb, yb, wb, fn) in enumerate(batches):
+            callbacks.batch_begin("test", b)
+            running.add(fn, run_step(fn, xb, yb, wb), len(xb), wb)
+            if callbacks.wants_batches("test"):
+                callbacks.batch_end("test", b, running.logs())
+            if self.stop_evaluating:
+                break
+        logs = running.logs() if running.seen else {}
+        callbacks.end("test", logs)
+        return logs
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
-                 steps=None, return_dict: bool = False):
+                 steps=None, callbacks=None, return_dict: bool = False):
         """[loss, *metrics] over the data (a float when there are no metrics); `sample_weight`
         weighs the loss and the weighted metrics, as in Keras. x may be a generator / iterable
-        or PyDataset of (x, y[, sample_weight]) batches, `steps` of them read (all when None)."""
+        or PyDataset of (x, y[, sample_weight]) batches, `steps` of them read (all when None).
+        `callbacks` get the on_test_* hooks (params: verbose, epochs 1, steps)."""
         self._require_compiled("evaluate")
         verbose = _verbosity(verbose)
+        callbacks = _callbacks(callbacks)
         if data_adapter.is_batches(x):
             data_adapter.refuse_for_batches("evaluate", y=y, batch_size=batch_size,
                                             sample_weight=sample_weight)
             source = data_adapter.source_for(x, steps, "evaluate", "steps")
-            bar = Progbar(source.count, verbose) if verbose else None
-            logs = data_adapter.evaluate_batches(self, source, "evaluate", bar)
-            if not logs:
-                raise SymgraphError("evaluate: the generator or iterable yielded no batches: "
-                                    "the loss of nothing is undefined")
+            batches, count = data_adapter.eval_batches(self, source, "evaluate"), source.count
         else:
             data_adapter.refuse_for_arrays("evaluate", steps=steps)
             x = self._check_x(x)
@@ -330,10 +334,15 @@ class Trainer:
             w = sample_weights.check_sample_weight(sample_weight, len(x),
                                                    "evaluate: sample_weight", self)
             batch_size = data_adapter.checked_batch_size(batch_size)
-            bar = Progbar(max(1, -(-len(x) // batch_size)), verbose) if verbose else None
-            logs = self._evaluate_arrays(x, y, w, batch_size, bar)
-        if bar is not None:
-            bar.finish(logs)
+            batches = self._eval_batches(x, y, w, batch_size)
+            count = max(1, -(-len(x) // batch_size))
+        callback_list = CallbackList(callbacks, self,
+                                     {"verbose": verbose, "epochs": 1, "steps": count},
+                                     add_progbar=verbose != 0)
+        logs = self._test_loop(batches, callback_list)
+        if not logs:
+            raise SymgraphError("evaluate: the generator or iterable yielded no batches: "
+                                "the loss of nothing is undefined")
         return logs_result(logs, return_dict, model_outputs.running_names(self)[2])
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
@@ -341,29 +350,34 @@ class Trainer:
         return self._on_batch("test_on_batch", self._eval_step, x, y, sample_weight, None,
                               return_dict)
 
-    def predict(self, x, batch_size=None, verbose="auto", steps=None):
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """The model's outputs in inference mode (dropout off, moving BN statistics): an array,
         or for several outputs a list in output order (a dict for outputs given as one). x may
         be a generator / iterable or PyDataset of batches (x, (x,) or (x, y, ...)), `steps` of
-        them read."""
-        if not data_adapter.is_batches(x):
+        them read. `callbacks` get the on_predict_* hooks, on_predict_batch_end's logs
+        {"outputs": that batch's outputs} as Keras."""
+        verbose = _verbosity(verbose)
+        callbacks = _callbacks(callbacks)
+        if data_adapter.is_batches(x):
+            data_adapter.refuse_for_batches("predict", batch_size=batch_size)
+            source = data_adapter.source_for(x, steps, "predict", "steps")
+            batches, count = data_adapter.predict_inputs(self, source), source.count
+        else:
             data_adapter.refuse_for_arrays("predict", steps=steps)
             size = data_adapter.checked_batch_size(batch_size)
-            return self._predict_arrays(self._check_x(x), size, verbose)
-        data_adapter.refuse_for_batches("predict", batch_size=batch_size)
+            x = self._check_x(x)
+            batches, count = _slices(x, size), max(1, -(-len(x) // size))
         self._ensure_backend()
-        source = data_adapter.source_for(x, steps, "predict", "steps")
-        verbose = _verbosity(verbose)
-        bar = Progbar(source.count, verbose) if verbose else None
-        outs = data_adapter.predict_batches(self, source, bar)
-        if bar is not None:
-            bar.finish({})
-        return model_outputs.predictions(self, [np.concatenate(a, axis=0) for a in zip(*outs)])
+        callback_list = CallbackList(callbacks, self,
+                                     {"verbose": verbose, "epochs": 1, "steps": count},
+                                     add_progbar=verbose != 0)
+        return self._predict_loop(batches, callback_list)
 
     def predict_on_batch(self, x):
         """predict on x as one batch."""
         x = self._check_x(x)
-        return self._predict_arrays(x, max(len(x), 1), 0)
+        self._ensure_backend()
+        return self._predict_loop([x], CallbackList([], self, {}))
 
     def _ensure_backend(self) -> None:
         """predict works uncompiled: on the backend "auto" picks."""
@@ -371,21 +385,25 @@ class Trainer:
             self.backend, self._functions = choose_backend(None), {}
             self._auto_backend = True
 
-    def _predict_arrays(self, x, batch_size: int, verbose):
-        """predict on checked inputs `x`."""
-        self._ensure_backend()
+    def _predict_loop(self, batches, callbacks: CallbackList):
+        """Keras's predict loop over checked input batches with the predict hooks; a callback
+        may end it early by setting `model.stop_predicting`."""
         fn = self._predict_step()
-        steps = max(1, -(-len(x) // batch_size))
-        verbose = _verbosity(verbose)
-        bar = Progbar(steps, verbose) if verbose else None
+        self.stop_predicting = False
+        callbacks.begin("predict")
         outs = []
-        for b in range(steps):
-            out = fn(*feed(x[b * batch_size:(b + 1) * batch_size]))
-            outs.append(out if self.multi_outputs else [out])
-            if bar is not None:
-                bar.update(b + 1, {})
-        if bar is not None:
-            bar.finish({})
+        for b, xb in enumerate(batches):
+            callbacks.batch_begin("predict", b)
+            out = fn(*feed(xb))
+            outs.append(list(out) if self.multi_outputs else [out])
+            if callbacks.wants_batches("predict"):
+                callbacks.batch_end("predict", b,
+                                    {"outputs": model_outputs.predictions(self, outs[-1])})
+            if self.stop_predicting:
+                break
+        callbacks.end("predict")
+        if not outs:
+            raise SymgraphError("predict: the generator or iterable yielded no batches")
         return model_outputs.predictions(self, [np.concatenate(a, axis=0) for a in zip(*outs)])
 
 
@@ -396,7 +414,7 @@ class _FitRun:
     step_for: object           # TargetSpec -> the compiled (cached) train step
     augment: object
     rng: np.random.Generator
-    batch_callbacks: list      # those overriding a per-batch hook: only these are called
+    callbacks: CallbackList
     nan_guard: bool
     history: cbks.History
     diagnostics: bool
@@ -418,6 +436,26 @@ def _count(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise SymgraphError(f"{what} must be a non-negative integer, got {value!r}")
     return int(value)
+
+
+def _slices(x, size: int):
+    """Batches of `size` rows of x (one, empty, for 0 rows)."""
+    return (x[b * size:(b + 1) * size] for b in range(max(1, -(-len(x) // size))))
+
+
+def _validation_epochs(validation_freq):
+    """Keras's validation_freq as a test of the 0-based epoch: an int n >= 1 (every n-th
+    epoch) or a list of the (1-based) epochs to validate after."""
+    def is_count(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+
+    if is_count(validation_freq):
+        return lambda epoch: (epoch + 1) % int(validation_freq) == 0
+    if isinstance(validation_freq, (list, tuple)) and all(map(is_count, validation_freq)):
+        chosen = {int(e) for e in validation_freq}
+        return lambda epoch: epoch + 1 in chosen
+    raise SymgraphError(f"fit: validation_freq must be an integer >= 1 (validate every n "
+                        f"epochs) or a list of epochs counted from 1, got {validation_freq!r}")
 
 
 def _callbacks(callbacks) -> list:

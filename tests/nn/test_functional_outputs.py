@@ -549,9 +549,9 @@ def test_the_nan_guard_names_the_output_whose_loss_overflowed():
     ("val_cls_acc_1", "max"), ("val_cls_auc", "max"), ("val_reg_loss", "min"),
     ("val_loss", "min"), ("reg_mae", "min")])
 def test_callbacks_maximize_an_outputs_accuracy(monitor, mode):
-    from symgraph.nn.callbacks import _monitor_mode
+    from symgraph.nn.callback_list import monitor_mode
 
-    assert _monitor_mode(monitor, "auto") == mode
+    assert monitor_mode(monitor, "auto") == mode
 
 
 def test_evaluate_lists_the_output_losses_before_a_metric_named_like_a_loss():
