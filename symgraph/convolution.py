@@ -162,6 +162,7 @@ def conv2d(x, kernel, strides=(1, 1), padding="valid", dilation_rate=(1, 1)) -> 
 
 def _pool_args(x: Node, pool_size, strides, padding, op: str):
     _check_image(x, op)
+    padding_mode(padding, op)  # no explicit pads: a window wholly in them is -inf / 0 / 0
     window = pair(pool_size, "pool_size", op)
     strides = window if strides is None else pair(strides, "strides", op)
     return window, strides, _pads(x, window, strides, (1, 1), padding, op)

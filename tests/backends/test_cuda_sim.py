@@ -159,6 +159,14 @@ def test_counter_random_is_bit_identical():
     assert int(step.value) == 43
 
 
+@pytest.mark.parametrize("step", [np.int32(3), np.int64(3)])
+def test_random_draws_take_an_int32_step_too(step):
+    # an int32 step overflowed int32 in the key's salt addition ("Python integer 4294967295 out
+    # of bounds for int32" in the simulator)
+    s = sg.constant(step)
+    both([], [sg.random.uniform((5,), 7, s), sg.random.normal((5,), 7, s)], [])
+
+
 def test_state_stays_on_device_and_host_writes_invalidate():
     w = sg.variable(np.ones(4, np.float32), name="w")
     x = sg.placeholder((4,), name="x")

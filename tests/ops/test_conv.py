@@ -214,6 +214,8 @@ K = sg.placeholder((3, 3, 3, 4), name="k")
     (lambda: sg.max_pool2d(sg.placeholder(("batch", 4)), 2), "rank 4"),
     (lambda: sg.avg_pool2d(X, 2, padding="causal"), "padding must be"),
     (lambda: sg.avg_pool2d(X, (2, 0)), "pool_size must be a positive int"),
+    (lambda: sg.avg_pool2d(X, 2, 2, ((2, 0), (0, 0))), 'padding must be "valid" or "same"'),
+    (lambda: sg.max_pool2d(X, 2, 2, ((2, 0), (0, 0))), 'padding must be "valid" or "same"'),
 ])
 def test_bad_arguments_raise_clear_errors(build, message):
     with pytest.raises(sg.SymgraphError, match=message) as info:

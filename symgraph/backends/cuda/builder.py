@@ -329,7 +329,8 @@ class KernelBuilder:
         if key is None:
             s = self.value(step, ("0",) * step.ndim, True)
             key = self.fresh("key")
-            self.emit(f"{key} = np.uint64(({s} + {STEP_SALT}) & {MASK32})", True)
+            # int64 first: an int32 step plus the salt overflows int32 in the simulator (NumPy 2)
+            self.emit(f"{key} = np.uint64((np.int64({s}) + {STEP_SALT}) & {MASK32})", True)
             self._fmix(key, True)
             seed_mix = (node.attr["seed"] * GOLDEN) & MASK32
             self.emit(f"{key} = (np.uint64({seed_mix}) ^ {key}) & np.uint64({MASK32})", True)
