@@ -57,6 +57,7 @@ from symgraph.nn.models import Sequential
 from symgraph.nn.normalization import LayerNormalization, UnitNormalization
 from symgraph.nn.preprocessing import CategoryEncoding, Discretization, Normalization
 from symgraph.nn.py_dataset import PyDataset
+from symgraph.nn.recurrent import GRU, LSTM, SimpleRNN
 from symgraph.nn.regularization_layers import (
            ActivityRegularization,
            AlphaDropout,
@@ -73,21 +74,23 @@ from symgraph.nn.reshaping import (
            ZeroPadding1D,
            ZeroPadding2D,
 )
+from symgraph.nn.rnn_wrappers import Bidirectional, TimeDistributed
 from symgraph.nn.saving import load_model, model_from_json
 from symgraph.nn.serialization import custom_object_scope, register_serializable
 from symgraph.nn.symbolic import SymbolicTensor
 
 __all__ = ["Activation", "ActivityRegularization", "Add", "AlphaDropout", "Average",
-           "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "CategoryEncoding",
-           "Concatenate", "Conv1D", "Conv2D", "Cropping1D", "Cropping2D", "Dense",
-           "Discretization", "Dropout", "ELU", "Embedding", "Flatten", "GaussianDropout",
-           "GaussianNoise", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
-           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Identity", "Input", "InputLayer", "Lambda",
-           "Layer", "LayerNormalization", "LeakyReLU", "MaxPooling1D", "MaxPooling2D", "Maximum",
-           "Maxout", "Minimum", "Model", "Multiply", "Normalization", "PReLU", "Permute",
-           "PyDataset", "RandomFlip", "RandomTranslation", "ReLU", "RepeatVector", "Rescaling",
-           "Reshape", "Sequential", "Softmax", "SpatialDropout1D", "Subtract", "SymbolicTensor",
-           "UnitNormalization", "UpSampling1D", "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D",
-           "activations", "callbacks", "choose_backend", "constraints", "custom_object_scope",
-           "initializers", "load_model", "losses", "metrics", "model_from_json", "optimizers",
-           "register_serializable", "regularizers", "set_random_seed"]
+           "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "Bidirectional",
+           "CategoryEncoding", "Concatenate", "Conv1D", "Conv2D", "Cropping1D", "Cropping2D",
+           "Dense", "Discretization", "Dropout", "ELU", "Embedding", "Flatten", "GRU",
+           "GaussianDropout", "GaussianNoise", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Identity", "Input", "InputLayer", "LSTM",
+           "Lambda", "Layer", "LayerNormalization", "LeakyReLU", "MaxPooling1D", "MaxPooling2D",
+           "Maximum", "Maxout", "Minimum", "Model", "Multiply", "Normalization", "PReLU",
+           "Permute", "PyDataset", "RandomFlip", "RandomTranslation", "ReLU", "RepeatVector",
+           "Rescaling", "Reshape", "Sequential", "SimpleRNN", "Softmax", "SpatialDropout1D",
+           "Subtract", "SymbolicTensor", "TimeDistributed", "UnitNormalization", "UpSampling1D",
+           "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D", "activations", "callbacks",
+           "choose_backend", "constraints", "custom_object_scope", "initializers", "load_model",
+           "losses", "metrics", "model_from_json", "optimizers", "register_serializable",
+           "regularizers", "set_random_seed"]

@@ -87,8 +87,8 @@ def _input_list(value) -> tuple[list, bool]:
 
 def _calls_between(inputs: list, outputs: list) -> list:
     """Every layer call on a path from `inputs` to any of `outputs`, in the order they were
-    made; an output that does not come from `inputs` alone, or an input no output uses,
-    raises."""
+    made, each as its first output's tensor (a call with several outputs is listed once); an
+    output that does not come from `inputs` alone, or an input no output uses, raises."""
     found, reached = {}, set()
     given = {id(t) for t in inputs}
     for out in outputs:
@@ -106,7 +106,9 @@ def _calls_between(inputs: list, outputs: list) -> list:
                     f"model's inputs {', '.join(t.name for t in inputs)} alone: it depends on "
                     f"{h.name}, the Input made at {h.trace}, which is not among the model's "
                     "inputs")
-            found[id(h)] = h
+            found[id(h)] = h.siblings[0]
+            for sibling in h.siblings:
+                found[id(sibling)] = h.siblings[0]
             stack.extend(h.inputs)
     for t in inputs:
         if id(t) not in reached:
@@ -114,7 +116,8 @@ def _calls_between(inputs: list, outputs: list) -> list:
             raise SymgraphError(f"Model: input {t.layer.name!r} (made at {t.trace}) is not used "
                                 f"to compute {used} {', '.join(o.name for o in outputs)}; "
                                 "remove it from inputs")
-    return sorted(found.values(), key=lambda h: h.order)
+    calls = {id(h): h for h in found.values()}
+    return sorted(calls.values(), key=lambda h: h.order)
 
 
 class Model(BaseModel):
@@ -182,7 +185,11 @@ class Model(BaseModel):
         values = {id(t): node for t, node in zip(self.inputs, xs)}
         for h in self._calls:
             args = [values[id(p)] for p in h.inputs]
-            values[id(h)] = call(h.layer, args if h.layer.takes_list else args[0])
+            result = call(h.layer, args if h.layer.takes_list else args[0])
+            if len(h.siblings) == 1:
+                values[id(h)] = result
+            else:  # a layer with several outputs returns a list of nodes
+                values.update((id(s), node) for s, node in zip(h.siblings, result))
         if self.multi_outputs:
             return [values[id(t)] for t in self.outputs]
         return values[id(self.outputs[0])]

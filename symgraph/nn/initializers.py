@@ -161,10 +161,36 @@ def LecunNormal(seed=None):  # noqa: N802
     return VarianceScaling(1.0, "fan_in", "truncated_normal", seed)
 
 
+class Orthogonal(Initializer):
+    """Keras's Orthogonal: the Q of a QR decomposition of a standard normal matrix, its columns'
+    signs fixed by R's diagonal (so Q is uniformly distributed), transposed for a wide shape,
+    times `gain`. A shape of rank > 2 is drawn as (product of all but the last dim, last dim)."""
+
+    def __init__(self, gain: float = 1.0, seed: int | None = None):
+        super().__init__(seed)
+        self.gain = gain
+
+    def get_config(self):
+        return {"gain": self.gain, "seed": self.seed}
+
+    def __call__(self, shape, dtype="float32"):
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise SymgraphError(f"Orthogonal: the tensor to initialize must be at least "
+                                f"two-dimensional, got shape={shape} of rank {len(shape)}")
+        rows, cols = int(np.prod(shape[:-1])), shape[-1]
+        a = self._rng().normal(0.0, 1.0, (max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q = q * np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q.reshape(shape)).astype(dtype)
+
+
 _BY_NAME = {"zeros": Zeros, "ones": Ones, "constant": Constant, "random_uniform": RandomUniform,
             "random_normal": RandomNormal, "glorot_uniform": GlorotUniform,
             "glorot_normal": GlorotNormal, "he_uniform": HeUniform, "he_normal": HeNormal,
-            "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
+            "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal, "orthogonal": Orthogonal,
             "uniform": RandomUniform, "normal": RandomNormal}  # Keras's aliases
 
 

@@ -10,8 +10,9 @@ model rebuilt from one.
      "output_layers": [["dense_1", 0, 0], ...]}
 
 A <tensor> is `{"class_name": "__keras_tensor__", "config": {"shape", "dtype",
-"keras_history": [layer name, node index, 0]}}`: the output of that layer's call number `node
-index` among its calls in this model. A merge layer's node has one argument, the list of its
+"keras_history": [layer name, node index, tensor index]}}`: output `tensor index` (0 but for a
+layer with several outputs) of that layer's call number `node index` among its calls in this
+model. A merge layer's node has one argument, the list of its
 input tensors. Layers are listed in `model.layers` order; a shared layer has several nodes.
 """
 
@@ -27,7 +28,8 @@ def functional_config(model) -> dict:
     history = {id(t): [t.layer.name, 0, 0] for t in model.inputs}
     nodes = {layer.name: [] for layer in model.layers}
     for h in model._calls:  # in call order, so a layer's nodes keep their order
-        history[id(h)] = [h.layer.name, len(nodes[h.layer.name]), 0]
+        for s in h.siblings:  # a layer with several outputs: one tensor index each
+            history[id(s)] = [h.layer.name, len(nodes[h.layer.name]), s.output_index]
         nodes[h.layer.name].append(h)
 
     def tensor(t) -> dict:
@@ -63,10 +65,15 @@ def _is_history(value) -> bool:
 
 def _tensor_at(history, tensors: dict):
     """The rebuilt tensor a keras_history names, or None while its call is not made yet."""
-    if not _is_history(history) or history[2] != 0:
+    if not _is_history(history) or not isinstance(history[2], int):
         raise SymgraphError(f"a damaged functional config: {history!r} is not a [layer name, "
-                            "node index, 0] reference")
-    return tensors.get((history[0], history[1]))
+                            "node index, tensor index] reference")
+    made = tensors.get((history[0], history[1]))
+    outputs = made if isinstance(made, list) else [made]
+    if made is not None and not 0 <= history[2] < len(outputs):
+        raise SymgraphError(f"a damaged functional config: {history!r} names output "
+                            f"{history[2]} of a call with {len(outputs)} outputs")
+    return None if made is None else outputs[history[2]]
 
 
 def _node_inputs(node: dict, tensors: dict):

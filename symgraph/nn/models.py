@@ -278,6 +278,11 @@ class Sequential(BaseModel):
                 raise SymgraphError(f"layer {layer.name!r} was built for inputs {layer.input_shape}"
                                     f" but receives {shape}")
             shape = layer.output_shape
+            if isinstance(shape, list):
+                raise SymgraphError(f"{type(layer).__name__} {layer.name!r} has "
+                                    f"{len(shape)} outputs (return_state=True, or "
+                                    "merge_mode=None): all layers in a Sequential model should "
+                                    "have a single output tensor; use the functional API")
         self.input_shape = input_shape  # only now: a layer refusing the shape changes nothing
         self.output_shape = shape
         self.built = True

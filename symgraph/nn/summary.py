@@ -23,6 +23,10 @@ def _bytes(variables) -> str:
     return f"{size:.2f} GB"
 
 
+def _shape_text(shape) -> str:
+    return "(None, " + ", ".join(map(str, shape)) + ")"
+
+
 def _count(variables) -> int:
     return int(sum(int(np.prod(v.shape)) for v in variables))
 
@@ -33,7 +37,12 @@ def format_summary(model, connected: list | None = None) -> str:
     rows = []
     for layer in model.layers:
         shape = layer.output_shape
-        shown = "?" if shape is None else "(None, " + ", ".join(map(str, shape)) + ")"
+        if shape is None:
+            shown = "?"
+        elif isinstance(shape, list):  # several outputs, as Keras lists them
+            shown = "[" + ", ".join(_shape_text(s) for s in shape) + "]"
+        else:
+            shown = _shape_text(shape)
         rows.append((f"{layer.name} ({type(layer).__name__})", shown,
                      f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"))
     head = ("Layer (type)", "Output Shape", "Param #")

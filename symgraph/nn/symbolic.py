@@ -21,21 +21,25 @@ def shape_text(shape) -> str:
 
 
 class SymbolicTensor:
-    """The output of `Input()` or of one call of a layer on symbolic tensors."""
+    """The output of `Input()` or of one call of a layer on symbolic tensors; a layer with
+    several outputs (an RNN with return_state=True) makes one per output, its `siblings`."""
 
-    def __init__(self, shape: tuple, dtype: str, layer, call_index: int, inputs: tuple = ()):
+    def __init__(self, shape: tuple, dtype: str, layer, call_index: int, inputs: tuple = (),
+                 output_index: int = 0):
         self.shape = (None,) + tuple(shape)
         self.dtype = dtype
         self.layer = layer              # the layer whose call made it (an InputLayer: Input())
         self.call_index = call_index    # which call of that layer (Keras's node index)
         self.inputs = tuple(inputs)     # the symbolic tensors that call consumed
+        self.output_index = output_index  # which of that call's outputs (Keras's tensor index)
+        self.siblings = (self,)         # every output of that call, in order
         self.order = next(_created)     # creation order: a topological order of every graph
         self.trace = user_frame()       # the user's line that made it, for error messages
 
     @property
     def name(self) -> str:
         """Keras's summary notation: the layer, its call (node) index, the output index."""
-        return f"{self.layer.name}[{self.call_index}][0]"
+        return f"{self.layer.name}[{self.call_index}][{self.output_index}]"
 
     def __repr__(self) -> str:
         return (f"<SymbolicTensor {self.name} shape={shape_text(self.shape[1:])} "
@@ -50,9 +54,11 @@ def _shown(value) -> str:
     return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
 
 
-def call_layer(layer, inputs) -> SymbolicTensor:
-    """Record `layer` called on symbolic tensors, building it from their shapes on first use.
-    A call on shapes the layer was not built for raises, and a failing call records nothing."""
+def call_layer(layer, inputs):
+    """Record `layer` called on symbolic tensors, building it from their shapes on first use;
+    the output's symbolic tensor, or a list of them for a layer with several outputs (its
+    `output_shape` a list). A call on shapes the layer was not built for raises, and a failing
+    call records nothing."""
     where = user_frame()
     kind = f"{type(layer).__name__} {layer.name!r}"
     if layer.takes_list:
@@ -83,6 +89,10 @@ def call_layer(layer, inputs) -> SymbolicTensor:
                             "was built for")
     if not layer.built:
         layer.build(shape)  # may raise: nothing is recorded yet
-    out = SymbolicTensor(layer.output_shape, layer.dtype, layer, layer.calls, handles)
+    shapes = layer.output_shape if isinstance(layer.output_shape, list) else [layer.output_shape]
+    outs = [SymbolicTensor(s, layer.dtype, layer, layer.calls, handles, i)
+            for i, s in enumerate(shapes)]
+    for out in outs:
+        out.siblings = tuple(outs)
     layer.calls += 1
-    return out
+    return outs if isinstance(layer.output_shape, list) else outs[0]
