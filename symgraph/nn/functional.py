@@ -58,16 +58,10 @@ def _tensor_list(value, what: str, fix: str) -> tuple[list, bool, bool]:
 
 
 def _output_list(value) -> tuple[list, bool, bool]:
-    """The output tensors (see _tensor_list), each from its own layer."""
-    tensors, as_dict, unsorted = _tensor_list(value, "outputs", "Dense(..., name={key!r})")
-    for t in tensors:
-        same = [u for u in tensors if u.layer is t.layer]
-        if len(same) > 1:
-            raise SymgraphError(
-                f"Model: outputs {', '.join(u.name for u in same)} all come from layer "
-                f"{t.layer.name!r}; outputs are named after their layer (the logs' "
-                f"'{t.layer.name}_loss', a dict y), so each must come from its own layer")
-    return tensors, as_dict, unsorted
+    """The output tensors (see _tensor_list). Several may come from one layer (an LSTM's
+    states, Keras's seq2seq encoder `Model(inputs, [state_h, state_c])`): such a model
+    predicts, and compile refuses to train it (model_outputs.refuse_repeated_names)."""
+    return _tensor_list(value, "outputs", "Dense(..., name={key!r})")
 
 
 def _input_list(value) -> tuple[list, bool]:

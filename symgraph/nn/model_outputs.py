@@ -155,9 +155,23 @@ def _metric_lists(model, given, what: str) -> list:
             if isinstance(e, (list, tuple)) else [e] for e in entries]
 
 
+def refuse_repeated_names(model) -> None:
+    """Outputs are named after their layer (the logs' '<name>_loss', a dict y): a model with
+    two outputs of one layer cannot be compiled (it predicts)."""
+    for t in model.outputs:
+        same = [u for u in model.outputs if u.layer is t.layer]
+        if len(same) > 1:
+            raise SymgraphError(
+                f"compile: outputs {', '.join(u.name for u in same)} all come from layer "
+                f"{t.layer.name!r}; outputs are named after their layer (the logs' "
+                f"'{t.layer.name}_loss', a dict y), so to train, each must come from its own "
+                f"layer (pass each through one, e.g. Identity(name=...)); predict needs none")
+
+
 def compile_heads(model, loss, loss_weights, metrics_given, weighted_given) -> list[OutputHead]:
     """The OutputHeads of a multi-output model from compile's arguments (everything checked:
     a bad argument raises naming the output, and nothing is set)."""
+    refuse_repeated_names(model)
     found_losses = _losses(model, loss)
     weights = _weights(model, loss_weights, found_losses)
     plain, weighted = [], []

@@ -510,4 +510,21 @@ def test_bad_shapes_raise_and_change_nothing():
     inputs = Input((5, 3))
     out, h, c = LSTM(2, return_state=True)(inputs)
     with pytest.raises(SymgraphError, match="each must come from its own layer"):
-        Model(inputs, [h, c])
+        Model(inputs, [h, c]).compile(optimizer="sgd", loss=["mse", "mse"], backend="numpy")
+
+
+def test_an_encoder_of_an_lstms_states_predicts_and_round_trips(tmp_path):
+    """Keras's seq2seq encoder: Model(inputs, [state_h, state_c]) of one LSTM call."""
+    inputs = Input((4, 3))
+    _, h, c = LSTM(5, return_state=True)(inputs)
+    encoder = Model(inputs, [h, c])
+    x = RNG.normal(size=(3, 4, 3)).astype(np.float32)
+    got_h, got_c = encoder.predict(x, verbose=0)
+    weights = encoder.layers[1].get_weights()
+    _, (h_ref, c_ref) = keras_rnn("lstm", x.astype(np.float64), weights, 5)
+    np.testing.assert_allclose(got_h, h_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got_c, c_ref, rtol=1e-5, atol=1e-5)
+    path = str(tmp_path / "encoder.keras")
+    encoder.save(path)
+    for a, b in zip(load_model(path).predict(x, verbose=0), (got_h, got_c)):
+        np.testing.assert_array_equal(a, b)
