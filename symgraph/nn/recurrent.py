@@ -32,6 +32,14 @@ def _rate(value, name: str, kind: str) -> float:
     return float(value)
 
 
+def _check_use_cudnn(value, layer) -> None:
+    """Keras's check of an argument that means nothing here (no cuDNN kernels)."""
+    if value not in ("auto", True, False):
+        raise SymgraphError(f"{type(layer).__name__}: Invalid value received for argument "
+                            f"`use_cudnn`. Expected one of {{'auto', True, False}}. Received: "
+                            f"use_cudnn={value!r}")
+
+
 class RNNBase(Layer):
     """What SimpleRNN, LSTM and GRU share: the kernel (features, gates * units), the
     recurrent_kernel (units, gates * units) and the bias, the unrolled time loop, dropout masks
@@ -266,10 +274,7 @@ class LSTM(RNNBase):
                          kernel_constraint, recurrent_constraint, bias_constraint, dropout,
                          recurrent_dropout, seed, return_sequences, return_state, go_backwards,
                          stateful, unroll, zero_output_for_mask, **kwargs)
-        if use_cudnn not in ("auto", True, False):
-            raise SymgraphError(f"LSTM: Invalid value received for argument `use_cudnn`. "
-                                f"Expected one of {{'auto', True, False}}. Received: "
-                                f"use_cudnn={use_cudnn!r}")
+        _check_use_cudnn(use_cudnn, self)
         self.unit_forget_bias = bool(unit_forget_bias)
 
     def get_config(self):
@@ -321,10 +326,7 @@ class GRU(RNNBase):
                          kernel_constraint, recurrent_constraint, bias_constraint, dropout,
                          recurrent_dropout, seed, return_sequences, return_state, go_backwards,
                          stateful, unroll, zero_output_for_mask, **kwargs)
-        if use_cudnn not in ("auto", True, False):
-            raise SymgraphError(f"GRU: Invalid value received for argument `use_cudnn`. "
-                                f"Expected one of {{'auto', True, False}}. Received: "
-                                f"use_cudnn={use_cudnn!r}")
+        _check_use_cudnn(use_cudnn, self)
         self.reset_after = bool(reset_after)
 
     def get_config(self):
