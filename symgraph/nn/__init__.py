@@ -35,7 +35,7 @@ from symgraph.nn.convolutional import (
 )
 from symgraph.nn.core_layers import Identity, Lambda, Permute, RepeatVector, Rescaling, Softmax
 from symgraph.nn.embedding import Embedding
-from symgraph.nn.functional import Model
+from symgraph.nn.functional import Functional
 from symgraph.nn.initializers import set_random_seed
 from symgraph.nn.layers import (
            ELU,
@@ -77,12 +77,13 @@ from symgraph.nn.reshaping import (
 from symgraph.nn.rnn_wrappers import Bidirectional, TimeDistributed
 from symgraph.nn.saving import load_model, model_from_json
 from symgraph.nn.serialization import custom_object_scope, register_serializable
+from symgraph.nn.subclassed import Model
 from symgraph.nn.symbolic import SymbolicTensor
 
 __all__ = ["Activation", "ActivityRegularization", "Add", "AlphaDropout", "Average",
            "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "Bidirectional",
            "CategoryEncoding", "Concatenate", "Conv1D", "Conv2D", "Cropping1D", "Cropping2D",
-           "Dense", "Discretization", "Dropout", "ELU", "Embedding", "Flatten", "GRU",
+           "Dense", "Discretization", "Dropout", "ELU", "Embedding", "Flatten", "Functional", "GRU",
            "GaussianDropout", "GaussianNoise", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Identity", "Input", "InputLayer", "LSTM",
            "Lambda", "Layer", "LayerNormalization", "LeakyReLU", "MaxPooling1D", "MaxPooling2D",

@@ -21,9 +21,10 @@ each output has its loss, weight and metrics, and y is one array per output (mod
 from __future__ import annotations
 
 from symgraph.errors import SymgraphError
-from symgraph.nn.layers import InputLayer, unique_name
+from symgraph.nn.layers import InputLayer, Layer, unique_name
 from symgraph.nn.model_config import functional_config, functional_from_config
 from symgraph.nn.models import BaseModel
+from symgraph.nn.subclassed import Model
 from symgraph.nn.symbolic import SymbolicTensor, shape_text
 
 
@@ -114,9 +115,13 @@ def _calls_between(inputs: list, outputs: list) -> list:
     return sorted(calls.values(), key=lambda h: h.order)
 
 
-class Model(BaseModel):
+class Functional(Model):
     """`Model(inputs, outputs, name=None)` over layers called on symbolic tensors; it trains,
-    evaluates, predicts, saves and summarizes as a Sequential does."""
+    evaluates, predicts, saves and summarizes as a Sequential does. Keras names its class
+    Functional (saved configs too); `Model(inputs, outputs)` makes one (subclassed.py)."""
+
+    tracks_sublayers = False  # its layers are those the calls between inputs and outputs use
+    __call__ = BaseModel.__call__
 
     def __init__(self, inputs=None, outputs=None, name: str | None = None):
         # a dict's keys in the order given (get_config keeps it: out of order, a list x is refused)
@@ -127,6 +132,10 @@ class Model(BaseModel):
         calls = _calls_between(inputs, outputs)
         layers = [t.layer for t in inputs]
         for h in calls:
+            if not isinstance(h.layer, Layer):
+                raise SymgraphError(f"Model: {h.name} is the output of model {h.layer.name!r}; "
+                                    "a model used as a layer of a functional model is not "
+                                    "supported (call its layers instead)")
             if h.layer not in layers:
                 layers.append(h.layer)
         names = [layer.name for layer in layers]
@@ -134,7 +143,7 @@ class Model(BaseModel):
             if names.count(layer.name) > 1:
                 raise SymgraphError(f"Model: two layers are named {layer.name!r}; layer names "
                                     "must be unique (they key the weights in saved files)")
-        super().__init__(name or unique_name("functional"))
+        BaseModel.__init__(self, name or unique_name("functional"))
         self.inputs, self.outputs = inputs, outputs
         self.input_keys_unsorted = unsorted  # then a list x is ambiguous (model_inputs.py)
         self.output_names = [t.layer.name for t in outputs]  # Keras: the output layers' names
@@ -200,13 +209,16 @@ class Model(BaseModel):
         return [", ".join(p.name for h in self._calls if h.layer is layer for p in h.inputs)
                 or "-" for layer in self.layers]
 
+    def get_build_config(self) -> None:
+        return None  # built from its Inputs, which its config holds
+
     def get_config(self) -> dict:
         """Keras 3's functional config: layers with their inbound nodes, input_layers and
         output_layers (model_config.py)."""
         return functional_config(self)
 
     @classmethod
-    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Model:
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Functional:
         """The model `get_config` describes (new weights), its layers called as recorded."""
         return functional_from_config(cls, config, custom_objects)
 

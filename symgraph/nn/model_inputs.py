@@ -55,6 +55,8 @@ def as_array(value, what: str, placeholder: str) -> np.ndarray:
 def check_x(model, x):
     """x checked against the model's inputs: a float32 array for a model with one input, an
     `InputArrays` for a multi-input model. A wrong x raises naming the input."""
+    if not model.built and hasattr(model, "build_from_data"):  # a subclassed model
+        model.build_from_data(x)
     inputs = model.multi_inputs
     if not inputs:
         if isinstance(x, dict) and hasattr(model, "inputs"):  # Keras: {Input name: array}

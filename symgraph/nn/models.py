@@ -9,7 +9,8 @@ import numpy as np
 
 import symgraph as sg
 from symgraph.errors import SymgraphError
-from symgraph.nn.layers import CallContext, InputLayer, Layer, unique_name
+from symgraph.nn.calling import CallContext, active, run_call
+from symgraph.nn.layers import InputLayer, Layer, unique_name
 from symgraph.nn.serialization import custom_object_scope, deserialize, serialize
 from symgraph.nn.symbolic import SymbolicTensor
 from symgraph.nn.training import Trainer
@@ -66,7 +67,8 @@ class BaseModel(Trainer):
         if not self.built:
             self.build(tuple(x.shape[1:]))
         ctx = CallContext(training=training, step=self.step_counter)
-        return self.run_layers(x, lambda layer, h: layer.call(h, ctx))
+        with active(ctx):
+            return self.run_layers(x, lambda layer, h: run_call(layer, h, ctx))
 
     # --- weights --------------------------------------------------------------------------
 
@@ -128,6 +130,10 @@ class BaseModel(Trainer):
 
     def _weights_plan(self, items, filepath: str, skip_mismatch: bool = False) -> list:
         """[(variable, array)] for saved weights `items`, every count, shape and dtype checked."""
+        if not self.built:
+            raise SymgraphError(f"model {self.name!r} is not built yet, so it has no weights to "
+                                f"load {filepath} into: build it first (model.build((None, "
+                                "features)), or call it on data); nothing was loaded")
         named = [(f"{layer.name}/{wname}", var) for layer in self.layers
                  for wname, var in layer._weights]
         if len(items) != len(named) and not skip_mismatch:
@@ -205,6 +211,20 @@ class BaseModel(Trainer):
         return None
 
 
+def checked_input_shape(model, input_shape) -> tuple:
+    """The input shape `build` was given, without the batch dim: given without it, or with it
+    as None as Keras writes it (`build((None, 784))`)."""
+    dims = list(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    if dims and dims[0] is None:
+        dims = dims[1:]
+    if dims is None or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                               and d > 0 for d in dims):
+        raise SymgraphError(f"model {model.name!r}: build needs the input shape as positive "
+                            f"integers, without the batch dim or with it as None (e.g. "
+                            f"(784,) or (None, 784)); got {input_shape!r}")
+    return tuple(int(d) for d in dims)
+
+
 class Sequential(BaseModel):
     """`Sequential([Dense(...), ...])` or `model.add(layer)`; the first layer (or an Input)
     declares the input shape, else the first fit/predict builds the model from the data."""
@@ -261,19 +281,10 @@ class Sequential(BaseModel):
         or given as None as Keras writes it (`build((None, 784))`)."""
         if not self.layers:
             raise SymgraphError(f"model {self.name!r} has no layers")
-        given = input_shape
-        dims = list(input_shape) if isinstance(input_shape, (tuple, list)) else None
-        if dims and dims[0] is None:
-            dims = dims[1:]
-        if dims is None or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
-                               and d > 0 for d in dims):
-            raise SymgraphError(f"model {self.name!r}: build needs the input shape as positive "
-                                f"integers, without the batch dim or with it as None (e.g. "
-                                f"(784,) or (None, 784)); got {given!r}")
-        shape = input_shape = tuple(int(d) for d in dims)
+        shape = input_shape = checked_input_shape(self, input_shape)
         for layer in self.layers:
             if not layer.built:
-                layer.build(shape)
+                layer.build_for(shape)
             elif tuple(layer.input_shape) != shape:
                 raise SymgraphError(f"layer {layer.name!r} was built for inputs {layer.input_shape}"
                                     f" but receives {shape}")

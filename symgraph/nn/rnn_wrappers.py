@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import symgraph as sg
 from symgraph.errors import SymgraphError
+from symgraph.nn.calling import run_call
 from symgraph.nn.layers import InputLayer, Layer
 from symgraph.nn.serialization import deserialize, serialize
 from symgraph.nn.symbolic import shape_text
@@ -16,44 +17,11 @@ _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
 class _Wrapper(Layer):
-    """Weights, penalties, constraints and the trainable flag of the wrapped layers."""
+    """A layer around others (its attributes, so its sublayers: their weights, penalties,
+    constraints and trainable flag are the wrapper's, layers.Layer)."""
 
     def wrapped(self) -> list:
         raise NotImplementedError
-
-    def adopt_weights(self) -> None:
-        self._weights = [(f"{layer.name}/{wname}", var) for layer in self.wrapped()
-                         for wname, var in layer._weights]
-
-    @property
-    def trainable(self) -> bool:
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:  # Keras: a wrapper's flag sets its layers'
-        self._trainable = bool(value)
-        for layer in self.wrapped():
-            layer.trainable = value
-
-    @property
-    def trainable_weights(self) -> list:
-        if not self._trainable:
-            return []
-        return [v for layer in self.wrapped() for v in layer.trainable_weights]
-
-    @property
-    def non_trainable_weights(self) -> list:
-        trainable = {id(v) for v in self.trainable_weights}
-        return [v for v in self.weights if id(v) not in trainable]
-
-    def penalties(self):
-        return [p for layer in self.wrapped() for p in layer.penalties()]
-
-    def constrain(self, var, new_value):
-        for layer in self.wrapped():
-            if any(var is w for w in layer.weights):
-                return layer.constrain(var, new_value)
-        return new_value
 
 
 def _checked_layer(layer, what: str, kind: str) -> Layer:
@@ -141,7 +109,6 @@ class Bidirectional(_Wrapper):
         for layer in self.wrapped():
             if not layer.built:
                 layer.build(input_shape)
-        self.adopt_weights()
         super().build(input_shape)
         if self._initial_weights is not None:  # Keras's `weights`: forward's, then backward's
             self.set_weights(self._initial_weights)
@@ -214,7 +181,7 @@ class TimeDistributed(_Wrapper):
                                 f"(at least 3 dimensions), got {shape_text(input_shape)}")
         step_shape = tuple(input_shape[1:])
         if not self.layer.built:
-            self.layer.build(step_shape)
+            self.layer.build_for(step_shape)
         elif tuple(self.layer.input_shape) != step_shape:
             raise SymgraphError(f"{kind}: its layer {self.layer.name!r} was built for inputs "
                                 f"{shape_text(self.layer.input_shape)}, but each timestep of "
@@ -222,12 +189,11 @@ class TimeDistributed(_Wrapper):
         if isinstance(self.layer.output_shape, list):
             raise SymgraphError(f"{kind}: its layer {self.layer.name!r} has several outputs; "
                                 "TimeDistributed takes a layer with one")
-        self.adopt_weights()
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + tuple(self.layer.output_shape)
 
     def call(self, x, ctx):
-        outs = [self.layer.call(x[:, t], ctx) for t in range(x.shape[1])]
+        outs = [run_call(self.layer, x[:, t], ctx) for t in range(x.shape[1])]
         return sg.concatenate([sg.expand_dims(o, 1) for o in outs], axis=1)

@@ -34,6 +34,9 @@ METADATA, CONFIG, WEIGHTS = "metadata.json", "config.json", "model.weights.npz"
 def model_to_dict(model) -> dict:
     """The model's entry (serialization.serialize) with its compile config added."""
     entry = serialize(model)
+    build_config = getattr(model, "get_build_config", lambda: None)()
+    if build_config is not None:  # a subclassed model: the shapes that build it (Keras's key)
+        entry["build_config"] = build_config
     entry["compile_config"] = model.get_compile_config()
     return entry
 
@@ -43,10 +46,13 @@ def model_from_dict(entry: dict, compile: bool = True, backend: str | None = Non
     from symgraph.nn.models import BaseModel
 
     try:
-        model = deserialize({k: v for k, v in entry.items() if k != "compile_config"})
+        model = deserialize({k: v for k, v in entry.items()
+                             if k not in ("compile_config", "build_config")})
         if not isinstance(model, BaseModel):
             raise SymgraphError(f"the config describes a {type(model).__name__} object, not a "
                                 "model (Sequential or Model)")
+        if entry.get("build_config") is not None and not model.built:
+            model.build_from_config(entry["build_config"])
         compile_config = entry.get("compile_config")
         if compile and compile_config is not None:
             if backend is not None:

@@ -86,6 +86,7 @@ def _builtin_classes() -> dict:
         optimizers,
         regularizers,
         schedules,
+        subclassed,
     )
 
     found = {}
@@ -97,8 +98,9 @@ def _builtin_classes() -> dict:
             bases.append(cls)
             if cls.__module__.startswith("symgraph.nn.") and not cls.__name__.startswith("_"):
                 found[cls.__name__] = cls
-    found.update(Sequential=models.Sequential, Model=functional.Model,
-                 Functional=functional.Model)  # Keras 3 names a functional model "Functional"
+    # Keras 3 names a functional model "Functional"; older symgraph files name it "Model"
+    found.update(Sequential=models.Sequential, Model=subclassed.Model,
+                 Functional=functional.Functional)
     return found
 
 

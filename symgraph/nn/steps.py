@@ -21,11 +21,8 @@ import numpy as np
 
 import symgraph as sg
 from symgraph.graph import topo_order
-from symgraph.nn.layers import CallContext
+from symgraph.nn.calling import PART, CallContext, active, part, run_call
 from symgraph.nn.metrics import Accumulator
-from symgraph.ops.table import tagging
-
-PART = "part:"  # tag prefix: which part of the training step built a node
 
 
 @dataclass(frozen=True)
@@ -49,20 +46,13 @@ class OutputTargets:
     weighted: bool = False
 
 
-def part(what: str):
-    """Nodes built inside belong to `what` (a "part:" tag, which the optimizer's rewrites carry
-    over to the nodes they build in their place): a NaN report names it."""
-    return tagging(PART + what)
-
-
 def forward(model, xs: list, ctx: CallContext):
     """The model's output for its input nodes `xs`; each layer's nodes are tagged with the
-    layer's name."""
-    def call(layer, h):
-        with part(f"layer {layer.name!r} (forward)"):
-            return layer.call(h, ctx)
-
-    return model.run_layers(xs if model.multi_inputs else xs[0], call)
+    layer's name. `ctx` is the active context meanwhile (a subclassed model's call and the
+    Keras-style layers' sublayer calls reach it)."""
+    with active(ctx):
+        return model.run_layers(xs if model.multi_inputs else xs[0],
+                                lambda layer, h: run_call(layer, h, ctx))
 
 
 def _data_loss(loss, out, y, w, ctx):

@@ -88,7 +88,7 @@ def call_layer(layer, inputs):
                             " a layer called again (a shared layer) needs inputs of the shape it "
                             "was built for")
     if not layer.built:
-        layer.build(shape)  # may raise: nothing is recorded yet
+        layer.build_for(shape)  # may raise: nothing is recorded yet
     shapes = layer.output_shape if isinstance(layer.output_shape, list) else [layer.output_shape]
     outs = [SymbolicTensor(s, layer.dtype, layer, layer.calls, handles, i)
             for i, s in enumerate(shapes)]

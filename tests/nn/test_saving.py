@@ -221,7 +221,7 @@ def test_to_json_and_model_from_json_keep_the_compile_config():
                   metrics={"c": ["accuracy"]}, backend="numpy")
     text = model.to_json()
     entry = json.loads(text)
-    assert entry["class_name"] == "Model" and entry["config"] == model.get_config()
+    assert entry["class_name"] == "Functional" and entry["config"] == model.get_config()
     assert entry["compile_config"]["optimizer"]["config"]["momentum"] == 0.5
     again = model_from_json(text)
     assert again.compiled and again.get_compile_config() == model.get_compile_config()

@@ -1,0 +1,445 @@
+"""Keras 3's subclassing API (symgraph/nn/calling.py, subclassed.py): custom layers written as
+Keras writes them, checked against NumPy by hand, and subclassed models checked against the
+same layers in a functional model."""
+
+import os
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+from symgraph import nn
+from symgraph.errors import SymgraphError
+from symgraph.nn import BatchNormalization, Dense, Dropout, Input, Sequential
+from symgraph.nn.serialization import _REGISTERED
+
+
+class Linear(nn.Layer):
+    """The Keras guide's Linear layer."""
+
+    def __init__(self, units=32, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], self.units),
+                                 initializer="random_normal", trainable=True)
+        self.b = self.add_weight(shape=(self.units,), initializer="random_normal",
+                                 trainable=True)
+
+    def call(self, inputs):
+        return sg.matmul(inputs, self.w) + self.b
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class MLPBlock(nn.Layer):
+    """The Keras guide's MLPBlock: sublayers assigned as attributes."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.linear_1 = Linear(8)
+        self.linear_2 = Linear(4)
+        self.linear_3 = Linear(1)
+
+    def call(self, inputs):
+        x = sg.relu(self.linear_1(inputs))
+        x = sg.relu(self.linear_2(x))
+        return self.linear_3(x)
+
+
+class Doubling(nn.Layer):
+    """Doubles its inputs in training only (a Python branch on `training`)."""
+
+    def call(self, inputs, training=None):
+        return inputs * 2.0 if training else inputs
+
+
+class ActivityPenalty(nn.Layer):
+    """add_loss(rate * sum(x**2)), as the guide's ActivityRegularizationLayer."""
+
+    def __init__(self, rate=1e-2, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+
+    def call(self, inputs):
+        self.add_loss(self.rate * sg.sum(sg.square(inputs)))
+        return inputs
+
+
+def _data(n=24, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x, (x @ np.array([[1.0], [-2.0], [0.5]], np.float32)[:d] + 0.3).astype(np.float32)
+
+
+# --- custom layers ------------------------------------------------------------------------
+
+
+def test_linear_layer_builds_on_first_call_and_matches_numpy():
+    layer = Linear(4)
+    assert not layer.built and layer.weights == []
+    x = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+    y = layer(x)  # Keras's eager call: build((None, 3)), then the call on the arrays
+    assert layer.built and layer.input_shape == (3,) and layer.output_shape == (4,)
+    assert [tuple(v.shape) for v in layer.trainable_weights] == [(3, 4), (4,)]
+    np.testing.assert_allclose(y, x @ layer.w.value + layer.b.value, rtol=1e-5, atol=1e-6)
+    assert layer.count_params() == 16
+
+
+def test_add_weight_keras_signature_and_symgraph_positional_form():
+    class Weights(nn.Layer):
+        def build(self, input_shape):
+            self.scalar = self.add_weight()  # Keras: no shape is a scalar, glorot_uniform
+            self.kernel = self.add_weight((input_shape[-1], 2), "ones", name="kernel")
+            self.count = self.add_weight(shape=(), dtype="int64", trainable=False,
+                                         name="count")
+            self.old = self.add_weight("old", (2,), "zeros", False)  # symgraph's own form
+
+        def call(self, inputs):
+            return inputs @ self.kernel + self.scalar
+
+    layer = Weights()
+    layer.build((None, 3))
+    assert [n for n, _ in layer._weights] == ["variable", "kernel", "count", "old"]
+    assert layer.scalar.shape == () and layer.count.dtype == "int64"
+    assert layer.count.value == 0  # Keras: non-float weights start at zeros
+    assert [v.name for v in layer.non_trainable_weights] == ["weights/count", "weights/old"]
+    np.testing.assert_array_equal(layer.kernel.value, np.ones((3, 2)))
+
+
+def test_mlp_block_owns_its_sublayers_weights_and_matches_numpy():
+    block = MLPBlock()
+    x = np.random.default_rng(2).normal(size=(6, 5)).astype(np.float32)
+    y = block(x)
+    assert [n for n, _ in block._weights] == [
+        f"{layer.name}/{w}" for layer in (block.linear_1, block.linear_2, block.linear_3)
+        for w in ("variable", "variable_1")]
+    assert len(block.trainable_weights) == 6 and block.count_params() == (5 * 8 + 8) + (
+        8 * 4 + 4) + (4 + 1)
+    h = x
+    for layer in (block.linear_1, block.linear_2):
+        h = np.maximum(h @ layer.w.value + layer.b.value, 0)
+    np.testing.assert_allclose(y, h @ block.linear_3.w.value + block.linear_3.b.value,
+                               rtol=1e-5, atol=1e-6)
+    block.trainable = False  # Keras: a layer's flag sets its sublayers'
+    assert block.trainable_weights == [] and not block.linear_2.trainable
+    assert len(block.non_trainable_weights) == 6
+
+
+def test_add_loss_and_losses_after_a_call_on_arrays():
+    class Outer(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.penalty = ActivityPenalty(0.5)
+            self.dense = Dense(2, kernel_regularizer=nn.regularizers.L2(0.1))
+
+        def call(self, inputs):
+            return self.dense(self.penalty(inputs))
+
+    layer = Outer()
+    assert layer.losses == []  # never called
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    layer(x)
+    kernel = layer.dense.kernel.value
+    np.testing.assert_allclose(layer.losses, [0.5 * (x ** 2).sum(), 0.1 * (kernel ** 2).sum()],
+                               rtol=1e-6)
+    layer(x[:1])  # each call replaces the add_loss terms of the previous one
+    np.testing.assert_allclose(layer.losses[0], 0.5 * (x[:1] ** 2).sum(), rtol=1e-6)
+
+
+def test_add_loss_joins_the_training_and_evaluation_loss():
+    class Penalized(nn.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = Dense(1, kernel_initializer="ones")
+            self.penalty = ActivityPenalty(0.01)
+
+        def call(self, inputs):
+            return self.penalty(self.dense(inputs))
+
+    x, y = _data()
+    model = Penalized()
+    model.compile(nn.optimizers.SGD(0.0), "mse", backend="numpy")
+    out = x.sum(1, keepdims=True)
+    expected = ((out - y) ** 2).mean() + 0.01 * (out ** 2).sum()
+    assert model.evaluate(x, y, batch_size=len(x), verbose=0) == pytest.approx(expected, 1e-5)
+    assert model.train_on_batch(x, y) == pytest.approx(expected, 1e-5)
+
+
+def test_training_argument_is_a_python_bool_per_step():
+    class Doubled(nn.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = Dense(1, use_bias=False, kernel_initializer="ones")
+            self.doubling = Doubling()
+
+        def call(self, inputs, training=None):
+            return self.doubling(self.dense(inputs), training=training)
+
+    x, y = _data()
+    model = Doubled()
+    model.compile(nn.optimizers.SGD(0.0), "mse", backend="numpy")
+    out = x.sum(1, keepdims=True)
+    assert model.train_on_batch(x, y) == pytest.approx(((2 * out - y) ** 2).mean(), 1e-5)
+    assert model.evaluate(x, y, batch_size=64, verbose=0) == pytest.approx(
+        ((out - y) ** 2).mean(), 1e-5)
+    np.testing.assert_allclose(model.predict(x, verbose=0), out, rtol=1e-6)
+
+
+def test_keras_style_layers_in_sequential_and_functional_models_save_and_load(tmp_path):
+    nn.register_serializable("test_subclassing")(Linear)
+    try:
+        x, y = _data()
+        inputs = Input((3,))
+        functional = nn.Model(inputs, Linear(1)(Linear(4)(inputs)))
+        sequential = Sequential([Input((3,)), Linear(4), Linear(1)])
+        for model in (functional, sequential):
+            model.compile("adam", "mse", backend="numpy")
+            model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+            path = str(tmp_path / f"{model.name}.keras")
+            model.save(path)
+            loaded = nn.load_model(path)
+            np.testing.assert_allclose(loaded.predict(x, verbose=0),
+                                       model.predict(x, verbose=0), rtol=1e-6)
+            assert type(loaded.layers[-1]) is Linear
+    finally:
+        _REGISTERED.pop("test_subclassing>Linear", None)
+
+
+# --- subclassed models --------------------------------------------------------------------
+
+
+class Regressor(nn.Model):
+    """Dense -> Dropout -> BatchNormalization -> Dense, as Keras's guide writes a model."""
+
+    def __init__(self, units=8, seed=3, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.seed = units, seed
+        self.hidden = Dense(units, activation="relu", kernel_initializer=_init(seed))
+        self.dropout = Dropout(0.25, seed=seed)
+        self.norm = BatchNormalization(momentum=0.9)
+        self.out = Dense(1, kernel_initializer=_init(seed + 1))
+
+    def call(self, inputs, training=None):
+        h = self.dropout(self.hidden(inputs), training=training)
+        return self.out(self.norm(h, training=training))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "seed": self.seed}
+
+
+def _init(seed):
+    return nn.initializers.GlorotUniform(seed=seed)
+
+
+def _functional_twin(units=8, seed=3):
+    """The same layers, initializers and seeds in a functional model."""
+    inputs = Input((3,))
+    h = Dense(units, activation="relu", kernel_initializer=_init(seed))(inputs)
+    h = BatchNormalization(momentum=0.9)(Dropout(0.25, seed=seed)(h))
+    return nn.Model(inputs, Dense(1, kernel_initializer=_init(seed + 1))(h))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_subclassed_model_trains_as_its_functional_twin(backend):
+    x, y = _data(40)
+    model, twin = Regressor(), _functional_twin()
+    for m in (model, twin):
+        m.compile(nn.optimizers.Adam(0.01), "mse", backend=backend)
+        m.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+    assert model.built and model.input_shape == (3,) and model.output_shape == (1,)
+    assert model.backend == twin.backend == backend
+    for a, b in zip(model.get_weights(), twin.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(model.norm.moving_mean.value, 0)  # the moving stats were updated
+    np.testing.assert_allclose(model.predict(x, verbose=0), twin.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_subclassed_model_layers_summary_and_weights_files(tmp_path):
+    model = Regressor()
+    with pytest.raises(SymgraphError, match="is not built yet.*model.build"):
+        model.summary()
+    assert model.layers == [model.hidden, model.dropout, model.norm, model.out]
+    model.build((None, 3))
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = lines[0]
+    assert f'Model: "{model.name}"' in text and "(None, 8)" in text
+    assert "Total params: 73" in text  # 3*8+8 + 4*8 BN + 8+1
+    assert "Trainable params: 57" in text and "Non-trainable params: 16" in text
+    path = str(tmp_path / "w.npz")
+    model.save_weights(path)
+    other = Regressor(seed=11)
+    with pytest.raises(SymgraphError, match="not built yet"):
+        other.load_weights(path)
+    other.build((3,))
+    other.load_weights(path)
+    for a, b in zip(model.get_weights(), other.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_subclassed_model_built_by_calling_it_on_an_input():
+    model, inputs = Regressor(), Input((3,))
+    out = model(inputs)
+    assert model.built and out.shape == (None, 1)
+    with pytest.raises(SymgraphError, match="model used as a layer of a functional model"):
+        nn.Model(inputs, out)
+
+
+def test_save_and_load_a_registered_subclassed_model(tmp_path):
+    nn.register_serializable("test_subclassing")(Regressor)
+    try:
+        x, y = _data()
+        model = Regressor(units=6)
+        model.compile("adam", "mse", backend="numpy")
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+        path = str(tmp_path / "m.keras")
+        model.save(path)
+        loaded = nn.load_model(path)
+        assert type(loaded) is Regressor and loaded.units == 6 and loaded.compiled
+        np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                                   rtol=1e-6)
+        for m in (loaded, model):  # the optimizer state came too: training goes on alike
+            m.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+        for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    finally:
+        _REGISTERED.pop("test_subclassing>Regressor", None)
+
+
+def test_saving_a_subclassed_model_without_get_config_is_refused(tmp_path):
+    class NoConfig(nn.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = Dense(1)
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+    model = NoConfig()
+    model.build((None, 2))
+    path = tmp_path / "m.keras"
+    with pytest.raises(SymgraphError, match="define get_config"):
+        model.save(str(path))
+    assert not path.exists()
+
+
+def test_several_inputs_as_a_list_or_a_dict():
+    class TwoInputs(nn.Model):
+        def __init__(self):
+            super().__init__()
+            self.a = Dense(2, kernel_initializer="ones")
+            self.b = Dense(2, kernel_initializer="ones")
+
+        def call(self, inputs):
+            first, second = (inputs["left"], inputs["right"]) if isinstance(inputs, dict) \
+                else inputs
+            return self.a(first) - self.b(second)
+
+    rng = np.random.default_rng(4)
+    left, right = rng.normal(size=(10, 3)), rng.normal(size=(10, 2))
+    expected = np.repeat(left.sum(1, keepdims=True) - right.sum(1, keepdims=True), 2, axis=1)
+    listed = TwoInputs()
+    np.testing.assert_allclose(listed.predict([left, right], verbose=0), expected, rtol=1e-5)
+    assert listed.input_shape == [(3,), (2,)]
+    keyed = TwoInputs()
+    np.testing.assert_allclose(keyed.predict({"right": right, "left": left}, verbose=0),
+                               expected, rtol=1e-5)
+    keyed.compile("sgd", "mse", backend="numpy")
+    keyed.fit({"left": left, "right": right}, expected, epochs=1, verbose=0)
+
+
+# --- refusals -----------------------------------------------------------------------------
+
+
+def test_call_returning_no_tensor_is_refused_and_builds_nothing():
+    class Broken(nn.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = Dense(2)
+
+        def call(self, inputs):
+            self.dense(inputs)
+            return 3
+
+    model = Broken()
+    model.compile("adam", "mse", backend="numpy")
+    with pytest.raises(SymgraphError, match=r"call\(\) returned int 3; it must return a tensor"):
+        model.fit(np.ones((4, 2)), np.ones((4, 2)), verbose=0)
+    assert not model.built and not model.dense.built and model.dense.weights == []
+
+
+def test_custom_layer_whose_call_fails_is_left_unbuilt():
+    class BadLayer(nn.Layer):
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], 2))
+
+        def call(self, inputs):
+            return "not a tensor"
+
+    layer = BadLayer()
+    with pytest.raises(SymgraphError, match="BadLayer .* returned str"):
+        layer.build((None, 3))
+    assert not layer.built and layer.weights == []
+    layer.call = lambda inputs: inputs @ layer.kernel  # fixed: it builds again from scratch
+    layer.build((None, 3))
+    assert [n for n, _ in layer._weights] == ["variable"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"shape": (None, 3)}, "fully defined shape"),
+    ({"shape": 3}, "fully defined shape"),
+    ({"shape": (2,), "name": "a/b"}, "without '/'"),
+])
+def test_bad_add_weight_arguments_are_refused(kwargs, message):
+    class Layer(nn.Layer):
+        def build(self, input_shape):
+            self.add_weight(**kwargs)
+
+        def call(self, inputs):
+            return inputs
+
+    layer = Layer()
+    with pytest.raises(SymgraphError, match=message):
+        layer.build((None, 2))
+    assert not layer.built and layer.weights == []
+
+
+def test_other_misuses_are_refused():
+    class WeightInCall(nn.Layer):
+        def call(self, inputs):
+            return inputs * self.add_weight(shape=())
+
+    with pytest.raises(SymgraphError, match="already built: create its weights"):
+        WeightInCall()(np.ones((2, 2)))  # the build's trace is fine; the call itself is not
+    with pytest.raises(SymgraphError, match=r"add_loss\(\) can only be called inside call"):
+        ActivityPenalty().add_loss(sg.constant(np.float32(1)))
+
+    class Early(nn.Layer):
+        def __init__(self):
+            self.dense = Dense(2)
+            super().__init__()
+
+    with pytest.raises(SymgraphError, match=r"call super\(\).__init__\(\) in __init__"):
+        Early()
+    with pytest.raises(SymgraphError, match="defines its layers in __init__"):
+        type("FunctionalInit", (nn.Model,), {})(Input((2,)), Input((2,)))
+
+    class Nested(nn.Model):
+        def __init__(self):
+            super().__init__()
+            self.inner = Regressor()
+
+    with pytest.raises(SymgraphError, match="a model inside a model is not supported"):
+        Nested()
+
+
+def test_functional_models_are_keras_functional_and_old_files_still_load(tmp_path):
+    inputs = Input((2,))
+    model = nn.Model(inputs, Dense(1)(inputs))
+    assert type(model) is nn.Functional and isinstance(model, nn.Model)
+    entry = nn.Model.from_config(model.get_config())  # older files name the class "Model"
+    assert type(entry) is nn.Functional and os.sep not in entry.name
