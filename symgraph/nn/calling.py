@@ -144,23 +144,32 @@ def run_call(layer, inputs, ctx: CallContext, training=None, args=(), kwargs=Non
 
 class SublayerTracking:
     """Layers assigned as attributes (one, or a list, tuple or dict of them) are the object's
-    sublayers, in assignment order; assigning the attribute again replaces them."""
+    sublayers, in assignment order. A list or dict attribute is read when the sublayers are
+    asked for, so layers appended to it later count too (Keras tracks such containers);
+    assigning the attribute again replaces them."""
 
     tracks_sublayers = True
 
     def __setattr__(self, name: str, value) -> None:
-        if self.tracks_sublayers and name != "layers":
-            found = [v for v in flat(value) if isinstance(v, SublayerTracking) and v is not self]
+        if self.tracks_sublayers:
+            if any(getattr(v, "is_model", False) and v is not self for v in flat(value)):
+                raise SymgraphError(f"{type(self).__name__}.{name}: a model inside a layer or "
+                                    "model is not supported (its weights would not be trained); "
+                                    "assign its layers instead (a list of layers is tracked)")
+            found = _layers_in(self, value)
             tracked = self.__dict__.get("_tracked")
-            if found or (tracked is not None and name in tracked):
-                if tracked is None:
-                    raise SymgraphError(f"{type(self).__name__}: call super().__init__() in "
-                                        f"__init__ before assigning layers (self.{name} = ...)")
+            if found and tracked is None:
+                raise SymgraphError(f"{type(self).__name__}: call super().__init__() in "
+                                    f"__init__ before assigning layers (self.{name} = ...)")
+            if tracked is not None and (found or isinstance(value, (list, tuple, dict))
+                                        or name in tracked):
+                had = name in tracked and _layers_in(self, self.__dict__.get(name))
                 tracked.pop(name, None)
-                if found:
-                    tracked[name] = found
+                if found or isinstance(value, (list, tuple, dict)):
+                    tracked[name] = True
                 object.__setattr__(self, name, value)
-                self.tracking_changed()
+                if found or had:
+                    self.tracking_changed()
                 return
         object.__setattr__(self, name, value)
 
@@ -170,8 +179,9 @@ class SublayerTracking:
     def sublayers(self) -> list:
         """The tracked layers, each once, in assignment order."""
         out = []
-        for layers in self.__dict__.get("_tracked", {}).values():
-            out.extend(layer for layer in layers if not any(layer is o for o in out))
+        for name in self.__dict__.get("_tracked", {}):
+            out.extend(layer for layer in _layers_in(self, self.__dict__.get(name))
+                       if not any(layer is o for o in out))
         return out
 
     def flatten_layers(self) -> list:
@@ -205,6 +215,11 @@ class SublayerTracking:
     def call_losses(self) -> list:
         """The add_loss terms of the last call, this object's then its sublayers'."""
         return list(self._losses) + [t for layer in self.flatten_layers() for t in layer._losses]
+
+
+def _layers_in(owner, value) -> list:
+    """The layers in an attribute's value (one, or in a list, tuple or dict)."""
+    return [v for v in flat(value) if isinstance(v, SublayerTracking) and v is not owner]
 
 
 # --- building a Keras-style layer ------------------------------------------------------------

@@ -52,6 +52,7 @@ class BaseModel(Trainer):
         return []
 
     outputs_as_dict = False  # a functional Model whose outputs were given as a dict
+    is_model = True  # a layer or model refuses one as an attribute (calling.py)
 
     @property
     def output_layer(self) -> Layer:

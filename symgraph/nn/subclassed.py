@@ -79,14 +79,25 @@ class Model(SublayerTracking, BaseModel):
         self.input_keys_unsorted = False  # a dict x is keyed by name, a list x is in order
 
     def __setattr__(self, name: str, value) -> None:
-        if isinstance(value, BaseModel) and value is not self:
-            raise SymgraphError(f"{type(self).__name__}.{name}: a model inside a model is not "
-                                "supported; assign its layers instead")
+        if name == "layers":
+            object.__setattr__(self, name, value)  # the property's setter
+            return
         super().__setattr__(name, value)
 
+    @property
+    def layers(self) -> list:
+        """The tracked layers (a Functional's: those its calls use)."""
+        return self.sublayers() if self.tracks_sublayers else self.__dict__["_layers"]
+
+    @layers.setter
+    def layers(self, value) -> None:
+        if self.tracks_sublayers and value:  # BaseModel.__init__ sets []
+            raise SymgraphError(f"{type(self).__name__}: the attribute `layers` is reserved (the "
+                                "model's tracked layers); assign the list under another name")
+        object.__setattr__(self, "_layers", value)
+
     def tracking_changed(self) -> None:
-        object.__setattr__(self, "layers", self.sublayers())
-        self._functions = {}
+        object.__setattr__(self, "_functions", {})
 
     def call(self, inputs, training=None):
         raise SymgraphError(f"{type(self).__name__} defines no call(self, inputs, "

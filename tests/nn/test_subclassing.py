@@ -431,7 +431,7 @@ def test_other_misuses_are_refused():
             super().__init__()
             self.inner = Regressor()
 
-    with pytest.raises(SymgraphError, match="a model inside a model is not supported"):
+    with pytest.raises(SymgraphError, match="a model inside a layer or model is not supported"):
         Nested()
 
 
@@ -442,3 +442,71 @@ def test_functional_models_are_keras_functional_and_old_files_still_load(tmp_pat
     rebuilt = nn.Model.from_config(model.get_config())  # older files name the class "Model"
     assert type(rebuilt) is nn.Functional
     assert [type(layer) for layer in rebuilt.layers] == [type(layer) for layer in model.layers]
+
+
+def test_layers_appended_to_a_list_or_dict_attribute_are_tracked_and_trained():
+    class Appended(nn.Model):  # the tutorials' `self.blocks = []; self.blocks.append(...)`
+        def __init__(self):
+            super().__init__()
+            self.blocks = []
+            for _ in range(2):
+                self.blocks.append(Dense(4, activation="relu"))
+            self.heads = {}
+            self.heads["out"] = Dense(1)
+
+        def call(self, inputs):
+            for block in self.blocks:
+                inputs = block(inputs)
+            return self.heads["out"](inputs)
+
+    class Stack(nn.Layer):  # `layers` is an ordinary attribute name in a Layer, as in Keras
+        def __init__(self):
+            super().__init__()
+            self.layers = [Dense(3), Dense(2)]
+
+        def call(self, inputs):
+            for layer in self.layers:
+                inputs = layer(inputs)
+            return inputs
+
+    x, y = _data()
+    model = Appended()
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    model.build((None, 3))
+    assert model.layers == [*model.blocks, model.heads["out"]] and len(model.weights) == 6
+    kernel = model.blocks[0].kernel.value.copy()
+    model.fit(x, y, epochs=1, verbose=0)
+    assert not np.allclose(kernel, model.blocks[0].kernel.value)
+    stack = Stack()
+    stack(x)
+    assert len(stack.weights) == 4
+
+    class Reserved(nn.Model):
+        def __init__(self):
+            super().__init__()
+            self.layers = [Dense(1)]
+
+    with pytest.raises(SymgraphError, match="`layers` is reserved"):
+        Reserved()
+
+
+def test_a_model_assigned_inside_a_custom_layer_is_refused():
+    class Block(nn.Layer):  # the Keras Transformer example's feed-forward Sequential
+        def __init__(self):
+            super().__init__()
+            self.ffn = Sequential([Dense(4), Dense(2)])
+
+        def call(self, inputs):
+            return self.ffn(inputs)
+
+    class Heads(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.parts = [Dense(2), Sequential([Dense(1)])]
+
+        def call(self, inputs):
+            return inputs
+
+    for cls in (Block, Heads):
+        with pytest.raises(SymgraphError, match="a model inside a layer or model"):
+            cls()
