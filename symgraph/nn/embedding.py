@@ -40,7 +40,9 @@ class Embedding(Layer):
 
     def build(self, input_shape):
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
-                                          self.embeddings_initializer)
+                                          self.embeddings_initializer,
+                                          regularizer=self.embeddings_regularizer,
+                                          constraint=self.embeddings_constraint)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -50,11 +52,3 @@ class Embedding(Layer):
         ids = x if x.dtype in ("int32", "int64") else sg.cast(x, "int64")
         return sg.take(self.embeddings, ids)
 
-    def penalties(self):
-        reg = self.embeddings_regularizer
-        return [reg(self.embeddings)] if reg is not None else []
-
-    def constrain(self, var, new_value):
-        if var is self.embeddings and self.embeddings_constraint is not None:
-            return self.embeddings_constraint(new_value)
-        return new_value

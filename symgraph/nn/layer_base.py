@@ -245,23 +245,24 @@ class Layer(SublayerTracking, Serializable):
     def call(self, x, ctx: CallContext):
         raise NotImplementedError
 
+    def weight_rules(self) -> dict:
+        """{variable id: (regularizer, constraint)}: what this layer's weights and its
+        sublayers' were added with (add_weight's regularizer and constraint)."""
+        rules = {}
+        for layer in [self] + self.flatten_layers():
+            rules.update(layer._weight_rules)
+        return rules
+
     def penalties(self) -> list:
         """Regularization terms this layer adds to the loss: those of the regularizers its
-        trainable weights were added with (Keras's), then its sublayers'."""
-        own = [rules[0](var) for var in self.trainable_weights
-               if (rules := self._weight_rules.get(var.id)) and rules[0] is not None]
-        return own + [p for layer in self.sublayers() if layer.built for p in layer.penalties()]
+        trainable weights were added with, each weight once (Keras sums them over
+        `trainable_weights`: a frozen layer adds none)."""
+        return penalties_of(self.trainable_weights, self.weight_rules())
 
     def constrain(self, var, new_value):
         """The projection applied to `var`'s value right after an optimizer update: the
-        constraint it was added with, or its sublayer's."""
-        rules = self._weight_rules.get(var.id)
-        if rules is not None:
-            return rules[1](new_value) if rules[1] is not None else new_value
-        for layer in self.sublayers():
-            if any(var is w for w in layer.weights):
-                return layer.constrain(var, new_value)
-        return new_value
+        constraint it was added with (its own or a sublayer's)."""
+        return constrained(self.weight_rules(), var, new_value)
 
     @property
     def losses(self) -> list:
@@ -279,6 +280,18 @@ class Layer(SublayerTracking, Serializable):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def penalties_of(variables, rules: dict) -> list:
+    """The penalties of `variables` by the regularizers in `rules` (`weight_rules`)."""
+    return [rule[0](var) for var in variables
+            if (rule := rules.get(var.id)) is not None and rule[0] is not None]
+
+
+def constrained(rules: dict, var, new_value):
+    """`new_value` projected by `var`'s constraint in `rules` (`weight_rules`), if it has one."""
+    rule = rules.get(var.id)
+    return rule[1](new_value) if rule is not None and rule[1] is not None else new_value
 
 
 def _shapes_differ(built, given) -> bool:

@@ -57,9 +57,13 @@ class KernelLayer(Layer):
         self.kernel = self.bias = None
 
     def build_kernel(self, kernel_shape: tuple, units: int) -> None:
-        self.kernel = self.add_weight("kernel", kernel_shape, self.kernel_initializer)
+        self.kernel = self.add_weight("kernel", kernel_shape, self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (units,), self.bias_initializer)
+            self.bias = self.add_weight("bias", (units,), self.bias_initializer,
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
 
     def kernel_config(self) -> dict:
         """The config keys of the arguments KernelLayer takes (Keras's names)."""
@@ -77,21 +81,6 @@ class KernelLayer(Layer):
         if self.use_bias:
             y = y + self.bias
         return _apply_activation(y, self.activation, ctx, self.name)
-
-    def penalties(self):
-        out = []
-        if self.kernel_regularizer is not None:
-            out.append(self.kernel_regularizer(self.kernel))
-        if self.bias_regularizer is not None and self.use_bias:
-            out.append(self.bias_regularizer(self.bias))
-        return out
-
-    def constrain(self, var, new_value):
-        if var is self.kernel and self.kernel_constraint is not None:
-            return self.kernel_constraint(new_value)
-        if var is self.bias and self.bias_constraint is not None:
-            return self.bias_constraint(new_value)
-        return new_value
 
 
 class Dense(KernelLayer):
@@ -304,19 +293,13 @@ class PReLU(Layer):
 
     def build(self, input_shape):
         shape = [1 if i + 1 in self.shared_axes else d for i, d in enumerate(input_shape)]
-        self.alpha = self.add_weight("alpha", tuple(shape), self.alpha_initializer)
+        self.alpha = self.add_weight("alpha", tuple(shape), self.alpha_initializer,
+                                     regularizer=self.alpha_regularizer,
+                                     constraint=self.alpha_constraint)
         super().build(input_shape)
 
     def call(self, x, ctx):
         return sg.prelu(x, self.alpha)
-
-    def penalties(self):
-        return [self.alpha_regularizer(self.alpha)] if self.alpha_regularizer else []
-
-    def constrain(self, var, new_value):
-        if var is self.alpha and self.alpha_constraint is not None:
-            return self.alpha_constraint(new_value)
-        return new_value
 
 
 class Maxout(Layer):

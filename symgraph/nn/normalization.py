@@ -90,9 +90,13 @@ class LayerNormalization(Layer):
         self._axes = feature_axes(self.axis, input_shape, self)
         shape = tuple(input_shape[a - 1] for a in self._axes)  # in the order axis lists them
         if self.scale or self.rms_scaling:
-            self.gamma = self.add_weight("gamma", shape, self.gamma_initializer)
+            self.gamma = self.add_weight("gamma", shape, self.gamma_initializer,
+                                         regularizer=self.gamma_regularizer,
+                                         constraint=self.gamma_constraint)
         if self.center and not self.rms_scaling:
-            self.beta = self.add_weight("beta", shape, self.beta_initializer)
+            self.beta = self.add_weight("beta", shape, self.beta_initializer,
+                                        regularizer=self.beta_regularizer,
+                                        constraint=self.beta_constraint)
         super().build(input_shape)
 
     def call(self, x, ctx):
@@ -113,17 +117,6 @@ class LayerNormalization(Layer):
         if self.beta is not None:
             offset = offset + spread(self.beta)
         return x * inv + offset
-
-    def penalties(self):
-        pairs = ((self.gamma_regularizer, self.gamma), (self.beta_regularizer, self.beta))
-        return [reg(w) for reg, w in pairs if reg is not None and w is not None]
-
-    def constrain(self, var, new_value):
-        if var is self.gamma and self.gamma_constraint is not None:
-            return self.gamma_constraint(new_value)
-        if var is self.beta and self.beta_constraint is not None:
-            return self.beta_constraint(new_value)
-        return new_value
 
 
 class UnitNormalization(Layer):

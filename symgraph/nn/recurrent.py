@@ -131,11 +131,17 @@ class RNNBase(Layer):
                                 f"{shape_text(input_shape)}; give a sequence as "
                                 "Input((timesteps, features))")
         width = self.gates * self.units
-        self.kernel = self.add_weight("kernel", (input_shape[1], width), self.kernel_initializer)
+        self.kernel = self.add_weight("kernel", (input_shape[1], width), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         self.recurrent_kernel = self.add_weight("recurrent_kernel", (self.units, width),
-                                                self.recurrent_initializer)
+                                                self.recurrent_initializer,
+                                                regularizer=self.recurrent_regularizer,
+                                                constraint=self.recurrent_constraint)
         if self.use_bias:
-            self.bias = self.add_weight("bias", self.bias_shape(), self.bias_initial())
+            self.bias = self.add_weight("bias", self.bias_shape(), self.bias_initial(),
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -143,21 +149,6 @@ class RNNBase(Layer):
         if self.return_state:  # Keras: [output, *states]
             return [out] + [(self.units,)] * self.state_count
         return out
-
-    def penalties(self):
-        pairs = ((self.kernel_regularizer, self.kernel),
-                 (self.recurrent_regularizer, self.recurrent_kernel),
-                 (self.bias_regularizer, self.bias))
-        return [reg(w) for reg, w in pairs if reg is not None and w is not None]
-
-    def constrain(self, var, new_value):
-        pairs = ((self.kernel_constraint, self.kernel),
-                 (self.recurrent_constraint, self.recurrent_kernel),
-                 (self.bias_constraint, self.bias))
-        for constraint, weight in pairs:
-            if var is weight and constraint is not None:
-                return constraint(new_value)
-        return new_value
 
     # --- the unrolled loop ------------------------------------------------------------------
 

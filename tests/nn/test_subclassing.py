@@ -510,3 +510,34 @@ def test_a_model_assigned_inside_a_custom_layer_is_refused():
     for cls in (Block, Heads):
         with pytest.raises(SymgraphError, match="a model inside a layer or model"):
             cls()
+
+
+# --- Keras's bookkeeping of weights, penalties and shapes ---------------------------------
+
+
+def _l2_dense(units=1):
+    return Dense(units, use_bias=False, kernel_initializer="ones",
+                 kernel_regularizer=nn.regularizers.L2(1.0))
+
+
+def test_a_frozen_layer_adds_no_penalty_as_keras_sums_over_trainable_weights():
+    class Block(nn.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.d = _l2_dense()
+
+        def call(self, inputs):
+            return self.d(inputs)
+
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
+    block = Block()
+    block(x)
+    assert [float(p) for p in block.losses] == [3.0]  # L2(1.0) of a (3, 1) kernel of ones
+    block.trainable = False
+    assert block.losses == [] and block.d.losses == []
+    model = Sequential([Input((3,)), _l2_dense()])
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(9.0 + 3.0)  # mse of 3s, then + L2
+    model.layers[0].trainable = False
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(9.0)
