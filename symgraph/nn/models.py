@@ -10,6 +10,7 @@ import numpy as np
 import symgraph as sg
 from symgraph.errors import SymgraphError
 from symgraph.nn.calling import CallContext, active, run_call
+from symgraph.nn.layer_base import penalties_of
 from symgraph.nn.layers import InputLayer, Layer, unique_name
 from symgraph.nn.serialization import custom_object_scope, deserialize, serialize
 from symgraph.nn.symbolic import SymbolicTensor
@@ -73,17 +74,38 @@ class BaseModel(Trainer):
 
     # --- weights --------------------------------------------------------------------------
 
+    def layer_weights(self) -> list:
+        """[(layer, weight name, variable)]: every weight once, in the layers' order; a weight
+        two layers hold (a layer shared by two attributes: weight tying) is listed with the
+        first (Keras de-duplicates the weights by variable)."""
+        out, seen = [], set()
+        for layer in self.layers:
+            for wname, var in layer._weights:
+                if var.id not in seen:
+                    seen.add(var.id)
+                    out.append((layer, wname, var))
+        return out
+
     @property
     def weights(self) -> list:
-        return [v for layer in self.layers for v in layer.weights]
+        return [var for _, _, var in self.layer_weights()]
 
     @property
     def trainable_weights(self) -> list:
-        return [v for layer in self.layers for v in layer.trainable_weights]
+        return list({v.id: v for layer in self.layers for v in layer.trainable_weights}.values())
 
     @property
     def non_trainable_weights(self) -> list:
-        return [v for layer in self.layers for v in layer.non_trainable_weights]
+        trainable = {v.id for v in self.trainable_weights}
+        return [v for v in self.weights if v.id not in trainable]
+
+    def weight_rules(self) -> dict:
+        """{variable id: (regularizer, constraint)} of every layer's weights (Layer's)."""
+        return {k: rule for layer in self.layers for k, rule in layer.weight_rules().items()}
+
+    def penalties(self) -> list:
+        """The regularization terms of the trainable weights, each weight once."""
+        return penalties_of(self.trainable_weights, self.weight_rules())
 
     def get_weights(self) -> list:
         return [v.value for v in self.weights]
@@ -91,7 +113,7 @@ class BaseModel(Trainer):
     def set_weights(self, arrays) -> None:
         """Set every weight in order; all shapes are checked before anything changes."""
         arrays = list(arrays)
-        named = [(layer, wname, var) for layer in self.layers for wname, var in layer._weights]
+        named = self.layer_weights()
         if len(arrays) != len(named):
             raise SymgraphError(f"model {self.name!r} has {len(named)} weights, got "
                                 f"{len(arrays)} arrays")
@@ -135,8 +157,7 @@ class BaseModel(Trainer):
             raise SymgraphError(f"model {self.name!r} is not built yet, so it has no weights to "
                                 f"load {filepath} into: build it first (model.build((None, "
                                 "features)), or call it on data); nothing was loaded")
-        named = [(f"{layer.name}/{wname}", var) for layer in self.layers
-                 for wname, var in layer._weights]
+        named = [(f"{layer.name}/{wname}", var) for layer, wname, var in self.layer_weights()]
         if len(items) != len(named) and not skip_mismatch:
             raise SymgraphError(f"{filepath} holds {len(items)} weights but model {self.name!r} "
                                 f"has {len(named)}; nothing was loaded")
@@ -167,7 +188,7 @@ class BaseModel(Trainer):
         load_training_state(self, filepath)
 
     def count_params(self) -> int:
-        return sum(layer.count_params() for layer in self.layers)
+        return int(sum(int(np.prod(v.shape)) for v in self.weights))
 
     # --- configs and whole-model files (saving.py) ----------------------------------------
 

@@ -22,6 +22,7 @@ import numpy as np
 import symgraph as sg
 from symgraph.graph import topo_order
 from symgraph.nn.calling import PART, CallContext, active, part, run_call
+from symgraph.nn.layer_base import constrained
 from symgraph.nn.metrics import Accumulator
 
 
@@ -76,7 +77,7 @@ def logged_losses(heads: list) -> list:
 def _with_penalties(model, total, ctx):
     """The loss plus the layers' weight penalties and the activity terms their calls added
     (ActivityRegularization's), in training and evaluation alike, as Keras 3's compute_loss."""
-    for p in [p for layer in model.layers for p in layer.penalties()] + ctx.losses:
+    for p in model.penalties() + ctx.losses:
         total = total + p
     return total
 
@@ -217,20 +218,19 @@ def build_train_step(model, target: TargetSpec, backend: str, diagnostics: bool 
     inputs, xs, y, w = _step_inputs(model, target)
     ctx = CallContext(training=True, step=model.step_counter)
     out, total, metric_sums, per_batch = _loss_terms(model, xs, y, w, ctx)
-    owners = {}
-    trainable = []
+    trainable = model.trainable_weights  # each variable once (a shared layer's too)
+    owners = {}  # variable id -> the first layer holding it (the gradient norms' layer)
     for layer in model.layers:
         for var in layer.trainable_weights:
-            owners[var.id] = layer
-            trainable.append(var)
+            owners.setdefault(var.id, layer)
+    rules = model.weight_rules()
     with part("the gradients (backward pass)"):
         # Keras's loss_scale_factor: the gradients of the scaled loss (the optimizer unscales)
         grads = sg.grad(model.optimizer.scale_loss(total), trainable) if trainable else []
     updates = []
     with part(f"the {model.optimizer.name} update / constraints"):
         for var, expr in model.optimizer.updates(zip(grads, trainable)):
-            layer = owners.get(var.id)
-            updates.append((var, layer.constrain(var, expr) if layer is not None else expr))
+            updates.append((var, constrained(rules, var, expr)))
     updates += ctx.updates
     updates.append((model.step_counter, model.step_counter + np.int64(1)))
     if nan_guard:

@@ -17,7 +17,7 @@ from symgraph.files import atomic_write  # noqa: F401  (re-exported)
 
 def named_weights(model) -> list[tuple[str, np.ndarray]]:
     """[(`layer/weight`, value)] of every weight of `model`, in its order."""
-    return [(f"{layer.name}/{w}", var.value) for layer in model.layers for w, var in layer._weights]
+    return [(f"{layer.name}/{w}", var.value) for layer, w, var in model.layer_weights()]
 
 
 def save_arrays(path: str, named: list[tuple[str, np.ndarray]]) -> None:

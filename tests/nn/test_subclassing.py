@@ -541,3 +541,51 @@ def test_a_frozen_layer_adds_no_penalty_as_keras_sums_over_trainable_weights():
     model.layers[0].trainable = False
     model.compile(optimizer="sgd", loss="mse", backend="numpy")
     assert model.evaluate(x, y, verbose=0) == pytest.approx(9.0)
+
+
+class _TiedHead(nn.Layer):
+    def __init__(self, dense, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = dense
+
+    def call(self, inputs):
+        return self.dense(inputs)
+
+
+class _Tied(nn.Model):
+    """A layer held by two attributes (weight tying): directly and by the head."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = Dense(3, use_bias=False, kernel_initializer="ones",
+                           kernel_regularizer=nn.regularizers.L2(1.0))
+        self.head = _TiedHead(self.dense)
+
+    def call(self, inputs):
+        return self.head(self.dense(inputs))
+
+
+def test_a_layer_shared_by_two_attributes_counts_and_trains_each_weight_once(tmp_path):
+    model = _Tied()
+    model.build((None, 3))
+    assert len(model.weights) == len(model.trainable_weights) == 1
+    assert model.count_params() == 9 and len(model.get_weights()) == 1
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    y = np.zeros((4, 3), np.float32)
+    k = np.ones((3, 3))
+    out = x @ k @ k
+    model.compile(optimizer=nn.optimizers.SGD(0.01), loss="mse", backend="numpy")
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(
+        ((out - y) ** 2).mean() + 9.0, rel=1e-5)  # the L2 penalty once
+    # the tied kernel's gradient: through both uses, plus the penalty's 2k, once
+    g = 2 * (out - y) / out.size
+    grad = (x @ k).T @ g + x.T @ (g @ k.T) + 2 * k
+    model.train_on_batch(x, y)
+    np.testing.assert_allclose(model.get_weights()[0], k - 0.01 * grad, rtol=1e-5)
+    model.save_weights(str(tmp_path / "tied.npz"))
+    twin = _Tied()
+    twin.build((None, 3))
+    twin.load_weights(str(tmp_path / "tied.npz"))
+    np.testing.assert_array_equal(twin.get_weights()[0], model.get_weights()[0])
+    twin.set_weights([k])
+    np.testing.assert_array_equal(twin.dense.kernel.value, k)
