@@ -9,7 +9,8 @@ import numpy as np
 
 import symgraph as sg
 from symgraph.errors import SymgraphError
-from symgraph.nn.calling import CallContext, active, run_call
+from symgraph.graph import Node
+from symgraph.nn.calling import CallContext, active, flat, run_call
 from symgraph.nn.layer_base import penalties_of
 from symgraph.nn.layers import InputLayer, Layer, unique_name
 from symgraph.nn.serialization import custom_object_scope, deserialize, serialize
@@ -61,11 +62,16 @@ class BaseModel(Trainer):
         return self.layers[-1]
 
     def __call__(self, x, training: bool = False):
-        """The model's output node for an input node (a symbolic forward pass)."""
+        """On input node(s): the model's output node (a symbolic forward pass). On arrays (a
+        batch, or a list or dict of them as predict takes): the outputs computed now, as
+        Keras's `model(x)`: in inference mode as `predict_on_batch`, unless training=True
+        (dropout on, batch statistics, whose updates of the moving statistics are applied)."""
         if isinstance(x, SymbolicTensor):
             raise SymgraphError(f"model {self.name!r} was called on a symbolic tensor: using a "
                                 "model as a layer of a functional model is not supported (call "
                                 "its layers instead)")
+        if not all(isinstance(leaf, Node) for leaf in flat(x)):
+            return self.predict_on_batch(x) if not training else self._train_mode_call(x)
         if not self.built:
             self.build(tuple(x.shape[1:]))
         ctx = CallContext(training=training, step=self.step_counter)

@@ -265,7 +265,14 @@ def build_eval_step(model, target: TargetSpec, backend: str) -> TrainStep:
     return TrainStep(fn, len(metric_sums), [], [], per_batch)
 
 
-def build_predict_step(model, backend: str) -> sg.Function:
+def build_predict_step(model, backend: str, training: bool = False) -> sg.Function:
+    """The model's outputs; in training mode (`model(x, training=True)`) with the forward
+    pass's updates and one more step (new dropout masks)."""
     xs = input_placeholders(model)
-    out = forward(model, xs, CallContext(training=False))
-    return sg.function(xs, out, backend=backend, name="predict_step")
+    if not training:
+        out = forward(model, xs, CallContext(training=False))
+        return sg.function(xs, out, backend=backend, name="predict_step")
+    ctx = CallContext(training=True, step=model.step_counter)
+    out = forward(model, xs, ctx)
+    updates = ctx.updates + [(model.step_counter, model.step_counter + np.int64(1))]
+    return sg.function(xs, out, updates=updates, backend=backend, name="train_mode_call")

@@ -379,6 +379,16 @@ class Trainer:
         self._ensure_backend()
         return self._predict_loop([x], CallbackList([], self, {}))
 
+    def _train_mode_call(self, x):
+        """`model(x, training=True)` on arrays: the outputs of the forward pass in training
+        mode; its updates (moving statistics, the step that draws dropout masks) are applied."""
+        x = self._check_x(x)
+        self._ensure_backend()
+        fn = self._compiled(("call", self._trainable_key()),
+                            lambda b: build_predict_step(self, b, training=True))
+        out = fn(*feed(x))
+        return model_outputs.predictions(self, list(out) if self.multi_outputs else [out])
+
     def _ensure_backend(self) -> None:
         """predict works uncompiled: on the backend "auto" picks."""
         if not hasattr(self, "backend"):

@@ -589,3 +589,37 @@ def test_a_layer_shared_by_two_attributes_counts_and_trains_each_weight_once(tmp
     np.testing.assert_array_equal(twin.get_weights()[0], model.get_weights()[0])
     twin.set_weights([k])
     np.testing.assert_array_equal(twin.dense.kernel.value, k)
+
+
+def test_calling_a_model_on_arrays_returns_its_outputs_as_keras():
+    class Small(nn.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.d = Dense(2)
+            self.drop = Dropout(0.5)
+
+        def call(self, inputs, training=None):
+            return self.drop(self.d(inputs), training=training)
+
+    x = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    model = Small()
+    out = model(x)  # built from x, inference mode: no dropout
+    kernel, bias = model.get_weights()
+    np.testing.assert_allclose(out, x @ kernel + bias, rtol=1e-5, atol=1e-6)
+    dropped = model(x, training=True)
+    kept = dropped != 0
+    assert 0 < kept.sum() < kept.size
+    np.testing.assert_allclose(dropped[kept], 2 * (x @ kernel + bias)[kept], rtol=1e-5)
+    # a functional model with a dict of inputs and two outputs gives a list, as predict
+    a, b = Input((4,), name="a"), Input((1,), name="b")
+    da, db = Dense(1, name="da"), Dense(1, name="db")
+    fmodel = nn.Model({"a": a, "b": b}, [da(a), db(b)])
+    xb = np.arange(5, dtype=np.float32)[:, None]
+    out_a, out_b = fmodel({"a": x, "b": xb})
+    np.testing.assert_allclose(out_a, x @ da.kernel.value + da.bias.value, rtol=1e-5)
+    np.testing.assert_allclose(out_b, xb @ db.kernel.value + db.bias.value, rtol=1e-5)
+    # a Sequential: inference uses the moving statistics; training=True updates them
+    seq = Sequential([Input((4,)), BatchNormalization(momentum=0.9)])
+    np.testing.assert_allclose(seq(x), x / np.sqrt(1 + 1e-3), rtol=1e-5)
+    seq(x, training=True)
+    np.testing.assert_allclose(seq.layers[0].moving_mean.value, 0.1 * x.mean(0), rtol=1e-5)
