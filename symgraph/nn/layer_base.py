@@ -5,6 +5,7 @@ Keras's `Input` with its InputLayer.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections import defaultdict
@@ -59,6 +60,8 @@ class Layer(SublayerTracking, Serializable):
         cls.keras_call, cls.call_takes_training = call_style(cls.call)
         if cls.keras_call and not getattr(cls.build, "keras_build", False):
             cls.build = keras_build(cls.build)
+        elif not cls.keras_call and "build" in cls.__dict__:
+            cls.build = _taking_keras_shapes(cls.build)
 
     def __init__(self, name: str | None = None, trainable: bool = True, input_shape=None,
                  input_dim: int | None = None, dtype: str = "float32", **kwargs):
@@ -201,7 +204,8 @@ class Layer(SublayerTracking, Serializable):
     # --- graph ------------------------------------------------------------------------------
 
     def build(self, input_shape: tuple) -> None:
-        """Create the weights for inputs of `input_shape` (batch dim excluded)."""
+        """Create the weights for inputs of `input_shape`: the batch dim excluded, or first as
+        None as Keras writes it ((None, 3) is (3,); a merge layer takes a list of shapes)."""
         self.input_shape = tuple(input_shape)
         self.output_shape = self.compute_output_shape(self.input_shape)
         self.built = True
@@ -280,6 +284,34 @@ class Layer(SublayerTracking, Serializable):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def _taking_keras_shapes(build):
+    """Wrap a symgraph-style layer's `build(input_shape)` (the batch dim excluded) so that it
+    takes Keras's shape too, as a custom layer's build passes it on (`self.dense.build(
+    input_shape)`): a leading None is the batch dim, dropped (a merge layer's: per shape)."""
+    @functools.wraps(build)
+    def wrapper(self, input_shape):
+        if getattr(self, "_building", False):  # super().build(...) from a subclass's build
+            return build(self, input_shape)
+        self._building = True
+        try:
+            return build(self, _batch_dim_dropped(self, input_shape))
+        finally:
+            self._building = False
+    return wrapper
+
+
+def _batch_dim_dropped(layer, shape):
+    def drop(s):
+        return tuple(s[1:]) if isinstance(s, (tuple, list)) and s and s[0] is None else s
+    if layer.takes_list and isinstance(shape, (tuple, list)) and shape and all(
+            isinstance(s, (tuple, list)) for s in shape):
+        return tuple(drop(s) for s in shape)
+    return drop(shape)
+
+
+Layer.build = _taking_keras_shapes(Layer.build)
 
 
 def penalties_of(variables, rules: dict) -> list:

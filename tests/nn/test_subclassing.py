@@ -623,3 +623,30 @@ def test_calling_a_model_on_arrays_returns_its_outputs_as_keras():
     np.testing.assert_allclose(seq(x), x / np.sqrt(1 + 1e-3), rtol=1e-5)
     seq(x, training=True)
     np.testing.assert_allclose(seq.layers[0].moving_mean.value, 0.1 * x.mean(0), rtol=1e-5)
+
+
+def test_built_in_layers_take_keras_shapes_with_the_batch_dim_in_build():
+    class Outer(nn.Layer):
+        def __init__(self, sub, **kwargs):
+            super().__init__(**kwargs)
+            self.sub = sub
+
+        def build(self, input_shape):
+            assert input_shape[0] is None  # Keras's shape, passed on as Keras code does
+            self.sub.build(input_shape)
+
+        def call(self, inputs):
+            return self.sub(inputs)
+
+    x = np.random.default_rng(2).normal(size=(2, 3)).astype(np.float32)
+    outer = Outer(Dense(2))
+    np.testing.assert_allclose(outer(x), x @ outer.sub.kernel.value, rtol=1e-5, atol=1e-6)
+    assert outer.sub.input_shape == (3,) and outer.sub.kernel.shape == (3, 2)
+    conv = Outer(nn.Conv1D(2, 3))
+    assert conv(np.ones((2, 8, 1), np.float32)).shape == (2, 6, 2)
+    for layer, shape, built in [(Dense(2), (None, 3), (3,)), (nn.Activation("relu"), (None, 4), (4,)),
+                                (nn.LSTM(2), (None, 5, 3), (5, 3)), (Dense(2), (3,), (3,)),
+                                (nn.Add(), [(None, 3), (None, 3)], ((3,), (3,))),
+                                (nn.Concatenate(), [(None, 2), (None, 3)], ((2,), (3,)))]:
+        layer.build(shape)
+        assert layer.input_shape == built, layer
