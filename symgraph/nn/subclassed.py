@@ -23,6 +23,8 @@ class's own `get_config` (Keras's rule); loading needs the class registered with
 
 from __future__ import annotations
 
+import functools
+
 from symgraph.errors import SymgraphError
 from symgraph.nn.calling import (
     CallContext,
@@ -61,6 +63,8 @@ class Model(SublayerTracking, BaseModel):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls.call_takes_training = call_style(cls.call)[1]
+        if "build" in cls.__dict__:
+            cls.build = _recording_build(cls.build)
 
     def __init__(self, *args, name: str | None = None, **kwargs):
         if _is_functional_call(args, kwargs):
@@ -234,6 +238,38 @@ class Model(SublayerTracking, BaseModel):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {len(self.layers)} layers>"
+
+
+def _recording_build(build):
+    """Wrap a subclass's own `build(input_shape)` as Keras does: it gets Keras's shape (the
+    batch dim first, None), and whatever it does (building its layers itself, without
+    super().build), the model is then built for that shape (its call traced, its shapes
+    recorded); a failure changes nothing."""
+    @functools.wraps(build)
+    def wrapper(self, input_shape):
+        if self.built:
+            return Model.build(self, input_shape)  # the shape must be the one it was built for
+        saved, state = snapshot(self), (self.input_keys, self.inputs)
+        try:
+            build(self, _with_batch_dim(input_shape))
+            if not self.built:  # it did not call super().build(input_shape)
+                Model.build(self, input_shape)
+        except BaseException:
+            restore(saved)
+            self.input_keys, self.inputs = state
+            raise
+    return wrapper
+
+
+def _with_batch_dim(shape):
+    """A build shape in Keras's form: (None, ...) (a list or dict gives one of them)."""
+    if isinstance(shape, dict):
+        return {k: _with_batch_dim(s) for k, s in shape.items()}
+    if isinstance(shape, list) and shape and all(isinstance(s, (tuple, list)) for s in shape):
+        return [_with_batch_dim(s) for s in shape]
+    if isinstance(shape, (tuple, list)) and (not shape or shape[0] is not None):
+        return (None,) + tuple(shape)
+    return shape
 
 
 def _shown(shape) -> str:

@@ -650,3 +650,37 @@ def test_built_in_layers_take_keras_shapes_with_the_batch_dim_in_build():
                                 (nn.Concatenate(), [(None, 2), (None, 3)], ((2,), (3,)))]:
         layer.build(shape)
         assert layer.input_shape == built, layer
+
+
+def test_a_model_whose_own_build_skips_super_build_is_built_and_trains():
+    seen = []
+
+    class OwnBuild(nn.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.d = Dense(1, kernel_initializer="ones")
+
+        def build(self, input_shape):  # Keras code often builds its layers here, no super()
+            seen.append(input_shape)
+            self.d.build(input_shape)
+
+        def call(self, inputs):
+            return self.d(inputs)
+
+    x, y = np.ones((8, 3), np.float32), np.zeros((8, 1), np.float32)
+    model = OwnBuild()
+    model.compile(optimizer=nn.optimizers.SGD(0.1), loss="mse", backend="numpy")
+    history = model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert seen == [(None, 3)] and model.built and model.input_shape == (3,)
+    assert history.history["loss"][0] == pytest.approx(9.0)  # the outputs were all 3
+    # one SGD step on mse: the kernel's gradient is 2 * 3 * 1 per weight, the bias's 2 * 3
+    np.testing.assert_allclose(model.d.kernel.value, 1 - 0.1 * 6.0 * np.ones((3, 1)), rtol=1e-5)
+    model.build((None, 3))  # built already: the shape is checked, the build not rerun
+    assert seen == [(None, 3)]
+    with pytest.raises(SymgraphError, match="was built for inputs"):
+        model.build((None, 4))
+    broken = OwnBuild()
+    broken.call = None  # its trace fails: the build changes nothing
+    with pytest.raises(TypeError):
+        broken.build((None, 3))
+    assert not broken.built and not broken.d.built and broken.d.weights == []
