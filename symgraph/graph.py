@@ -205,6 +205,26 @@ class Variable(Node):
             raise SymgraphError(f"cannot set {self.describe()} to {new.dtype} {why}")
         self._assign(aligned_copy(new, self.dtype))
 
+    def assign(self, value) -> None:
+        """Keras's `variable.assign(value)` with a value (an array or number): set now."""
+        self.value = self._assigned("assign", value, lambda v: v)
+
+    def assign_add(self, delta) -> None:
+        """Keras's `variable.assign_add(delta)` with a value: value + delta, set now."""
+        self.value = self._assigned("assign_add", delta, lambda v: self._value + v)
+
+    def assign_sub(self, delta) -> None:
+        """Keras's `variable.assign_sub(delta)` with a value: value - delta, set now."""
+        self.value = self._assigned("assign_sub", delta, lambda v: self._value - v)
+
+    def _assigned(self, what: str, value, combine):
+        if isinstance(value, Node):
+            raise SymgraphError(f"{what} on {self.describe()} got a graph node: a layer's call() "
+                                "builds a symbolic graph, where assigning a variable (a state "
+                                "update of the step, as Keras 3's) is not supported; assign "
+                                "arrays outside call(), or return the value as an output")
+        return combine(np.asarray(value))
+
     def set_trainable(self, trainable: bool) -> None:
         object.__setattr__(self, "trainable", bool(trainable))
 

@@ -273,10 +273,7 @@ class Layer(SublayerTracking, Serializable):
         """Keras's `losses`: the add_loss terms of the last call (this layer's, then its
         sublayers'), then the regularization penalties. After a call on arrays they are
         arrays; in a forward pass being built (inside call()) they are graph nodes."""
-        penalties = self.penalties()
-        if penalties and current_context() is None:
-            penalties = sg.function([], penalties, backend="numpy", name="penalties")()
-        return self.call_losses() + list(penalties)
+        return self.call_losses() + penalty_values(self.penalties())
 
     def get_config(self) -> dict:
         """Keras's base keys; a layer with arguments adds its own (JSON-ready values)."""
@@ -318,6 +315,14 @@ def penalties_of(variables, rules: dict) -> list:
     """The penalties of `variables` by the regularizers in `rules` (`weight_rules`)."""
     return [rule[0](var) for var in variables
             if (rule := rules.get(var.id)) is not None and rule[0] is not None]
+
+
+def penalty_values(penalties: list) -> list:
+    """`penalties` as arrays, computed now; inside a call (a forward pass being built) the
+    graph nodes themselves."""
+    if penalties and current_context() is None:
+        return list(sg.function([], penalties, backend="numpy", name="penalties")())
+    return list(penalties)
 
 
 def constrained(rules: dict, var, new_value):

@@ -11,7 +11,7 @@ import symgraph as sg
 from symgraph.errors import SymgraphError
 from symgraph.graph import Node
 from symgraph.nn.calling import CallContext, active, flat, run_call
-from symgraph.nn.layer_base import penalties_of
+from symgraph.nn.layer_base import penalties_of, penalty_values
 from symgraph.nn.layers import InputLayer, Layer, unique_name
 from symgraph.nn.serialization import custom_object_scope, deserialize, serialize
 from symgraph.nn.symbolic import SymbolicTensor
@@ -112,6 +112,25 @@ class BaseModel(Trainer):
     def penalties(self) -> list:
         """The regularization terms of the trainable weights, each weight once."""
         return penalties_of(self.trainable_weights, self.weight_rules())
+
+    @property
+    def losses(self) -> list:
+        """Keras's `model.losses`: the add_loss terms of the model's last traced call (its own,
+        then its layers'), then the penalties of its trainable weights (arrays, or graph
+        nodes inside a call)."""
+        layers, terms = [], list(self.__dict__.get("_losses", []))
+        for layer in self.layers:
+            for each in [layer] + layer.flatten_layers():
+                if not any(each is seen for seen in layers):
+                    layers.append(each)
+                    terms += each._losses
+        return terms + penalty_values(self.penalties())
+
+    def add_weight(self, *args, **kwargs):
+        """Keras's Model.add_weight: refused, a model's weights are its layers'."""
+        raise SymgraphError(f"model {self.name!r}: add_weight on a model is not supported (its "
+                            "weights are its layers'); create the weight in a custom Layer's "
+                            "build() and assign that layer as an attribute of the model")
 
     def get_weights(self) -> list:
         return [v.value for v in self.weights]

@@ -684,3 +684,31 @@ def test_a_model_whose_own_build_skips_super_build_is_built_and_trains():
     with pytest.raises(TypeError):
         broken.build((None, 3))
     assert not broken.built and not broken.d.built and broken.d.weights == []
+
+
+def test_model_losses_add_weight_and_variable_assign():
+    model = _Tied()
+    model.build((None, 3))
+    assert [float(p) for p in model.losses] == [9.0]  # the tied kernel's L2, once
+    with pytest.raises(SymgraphError, match="add_weight on a model is not supported"):
+        model.add_weight(shape=())
+    layer = Linear(2)
+    layer.build((None, 3))
+    w = layer.w.value
+    layer.w.assign_add(1.0)
+    np.testing.assert_allclose(layer.w.value, w + 1.0)
+    layer.w.assign_sub(np.ones((3, 2)))
+    layer.w.assign(np.zeros((3, 2)))
+    np.testing.assert_array_equal(layer.w.value, np.zeros((3, 2)))
+
+    class ComputeSum(nn.Layer):  # the Keras guide's, which assigns inside call
+        def build(self, input_shape):
+            self.total = self.add_weight(shape=(input_shape[-1],), initializer="zeros",
+                                         trainable=False)
+
+        def call(self, inputs):
+            self.total.assign_add(sg.sum(inputs, axis=0))
+            return self.total
+
+    with pytest.raises(SymgraphError, match="assign_add on .* got a graph node"):
+        ComputeSum()(np.ones((2, 2), np.float32))
