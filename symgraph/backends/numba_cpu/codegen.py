@@ -356,6 +356,68 @@ def computed_results(program: Program) -> list:
 _LOCALS = re.compile(r"\b(f|g|s|acc|c|q|j|r|p|t|v|cn|cl|ct|best|bi|base|i\d+|o\d+|ld\d+)\b")
 
 
+SHARED = "shared"  # prefix of the functions that several kernels call (shared_kernels)
+_RENUMBERED = re.compile(r"\b(b|v|key)(\d+)\b")  # buffers, node locals, random keys
+_COMMENT = re.compile(r"\s*#.*$", re.MULTILINE)
+
+
+def _canonical(body: str) -> tuple[str, list[str]]:
+    """A kernel body with its buffers renamed p0, p1, ... and its node locals and random keys
+    v0, key0, ... in order of first appearance, and the buffer names in that order."""
+    names: dict = {}
+    counts = {"b": 0, "v": 0, "key": 0}
+
+    def rename(m):
+        if m.group(0) not in names:
+            kind = m.group(1)
+            names[m.group(0)] = f"{'p' if kind == 'b' else kind}{counts[kind]}"
+            counts[kind] += 1
+        return names[m.group(0)]
+    body = _RENUMBERED.sub(rename, body)
+    return body, [n for n in names if n.startswith("b")]
+
+
+def shared_kernels(program: Program, rendered: list, symbols: dict) -> dict:
+    """Kernels whose bodies are the same up to their buffers (an unrolled RNN's timesteps, the
+    layers of one width): kernel id -> (function name, call arguments, the function's source
+    for the first kernel of each body, else ""). Each such body becomes one function with
+    its buffers as parameters (p0, p1, ...) and the dims it uses, so LLVM compiles it once
+    instead of once per kernel. The key is the body without comments plus each parameter's
+    dtype and element count (the native translator needs both, and the same text reads
+    float32 and float64 buffers alike). Bodies met once stay pasted into `entry`."""
+    scalar = CpuScalarRenderer(symbols)
+    buffers = {f"b{b.id}": b for b in program.buffers}
+    dims = set(symbols.values())
+    found: dict = {}  # key -> [(kernel id, buffer names)], the first kernel's text
+    order = []
+    for k, text in zip(program.kernels, rendered):
+        body, names = _canonical(text.split("\n", 2)[2])
+        signature = tuple((buffers[n].dtype, scalar.size_expr(buffers[n].shape)) for n in names)
+        key = (_COMMENT.sub("", body), signature)
+        if key not in found:
+            found[key] = (body, signature, [])
+            order.append(key)
+        found[key][2].append((k.id, names))
+    out = {}
+    count = 0
+    for key in order:
+        body, signature, users = found[key]
+        if len(users) < 2:
+            continue
+        name = f"{SHARED}{count}"
+        count += 1
+        used = _words(body) | _words(" ".join(size for _, size in signature))
+        dim_args = sorted(d for d in dims if d in used)
+        params = [f"p{i}" for i in range(len(signature))] + dim_args
+        sizes = ", ".join(f"p{i}: {dt}[{size}]" for i, (dt, size) in enumerate(signature))
+        definition = (f"@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')\n"
+                      f"def {name}({', '.join(params)}):\n"
+                      f"    # shared by {len(users)} kernels; {sizes}\n{body}\n")
+        for i, (kid, names) in enumerate(users):
+            out[kid] = (name, names + dim_args, definition if i == 0 else "")
+    return out
+
+
 @dataclass(frozen=True)
 class Generated:
     """A rendered module: its source, `entry`'s argument buffers, the dim symbols (symbol,
@@ -386,16 +448,24 @@ def generate(program: Program, single_entry: bool = True) -> Generated:
     parts = [PRELUDE]
     calls = []
     kernel_args = []
+    rendered = []
     for k in program.kernels:
         w = KernelWriter(program, k, symbols, literals, num, consts)
-        text = w.render()
-        if single_entry:
+        rendered.append(w.render())
+        kernel_args.append(list(w.args))
+    shared = shared_kernels(program, rendered, symbols) if single_entry else {}
+    for k, text in zip(program.kernels, rendered):
+        if k.id in shared:
+            name, args, definition = shared[k.id]
+            if definition:
+                parts.append(definition)
+            calls.append(f"    {name}({', '.join(args)})  # k{k.id}\n")
+        elif single_entry:
             body = text.split("\n", 2)[2]
             calls.append(_LOCALS.sub(lambda m, kid=k.id: f"{m.group(1)}_k{kid}", body))
         else:
             parts.append(text)
-            calls.append(f"    k{k.id}({', '.join(w.args)})\n")
-        kernel_args.append(list(w.args))
+            calls.append(f"    k{k.id}({', '.join(kernel_args[-1])})\n")
     # Results are parameters: the driver allocates them as plain N-d NumPy arrays, which the
     # runtime can adopt as new state without a copy (Numba-allocated arrays have a base).
     # Temporaries are parameters too: the driver keeps them from call to call (its

@@ -26,7 +26,7 @@ from symgraph.backends.numba_cpu import blas, llvm_passes, native, native_gemm
 from symgraph.backends.numba_cpu.cache import cache_dir
 from symgraph.files import atomic_write
 
-VERSION = "11"  # bump when native.py changes the code it emits for the same source
+VERSION = "12"  # bump when native.py changes the code it emits for the same source
 MAGIC = b"symgraph-native-object 2\n"  # then the key, the payload's SHA-256, the payload
 PAIR = b"symgraph-object-pair\n"  # a payload of two objects (compile_object)
 # Programs of at least this many IR instructions are compiled in two processes at once

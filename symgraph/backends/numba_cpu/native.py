@@ -31,6 +31,7 @@ import numpy as np
 from llvmlite import ir
 
 from symgraph.backends.numba_cpu import blas
+from symgraph.backends.numba_cpu.codegen import SHARED
 from symgraph.backends.numba_cpu.native_calls import Calls, Helper, _fastmath
 from symgraph.backends.numba_cpu.native_ir import (  # noqa: F401  (the backend's names)
     ARRAY_DATA,
@@ -99,6 +100,7 @@ class Translator(ScalarIR, ParallelLoops, Calls):
         self.param_sizes: dict = {}  # parameter buffer name -> size expression (Python text)
         self.returns = None  # (block, [slot, dtype]) while inlining a helper
         self.builder: ir.IRBuilder | None = None
+        self.shared: dict = {}  # shared kernel function name -> (its IR function, signature)
 
     # --- declarations ---
 
@@ -115,14 +117,7 @@ class Translator(ScalarIR, ParallelLoops, Calls):
         process: no Python work per array), else a C array of addresses."""
         names = [a.arg for a in fdef.args.args]
         kinds = [params[n] for n in names]
-        impl = ir.Function(self.module, ir.FunctionType(
-            I32, [PTR if isinstance(k, Buf) else LL[k] for k in kinds]), name + ".body")
-        impl.linkage = "internal"
-        for arg, k in zip(impl.args, kinds):
-            if isinstance(k, Buf):
-                arg.add_attribute("noalias")
-        self.param_sizes = sizes
-        self.body(fdef, impl, names, kinds)
+        impl = self.function(fdef, name + ".body", kinds, sizes)
 
         wrapper = ir.Function(self.module, ir.FunctionType(I32, [PTR, PTR]), name)
         b = ir.IRBuilder(wrapper.append_basic_block("entry"))
@@ -142,10 +137,78 @@ class Translator(ScalarIR, ParallelLoops, Calls):
                 slot = b.gep(dims, [ir.Constant(I64, nd)], source_etype=I64)
                 args.append(b.load(slot, typ=I64))
                 nd += 1
-        if self.parallel and blas.SPLIT and calls_gemm(fdef):
+        if self.parallel and blas.SPLIT and (calls_gemm(fdef) or any(
+                calls_gemm(h.fdef) for h in self.shared_calls(fdef))):
             b.ret(self.single_threaded_openblas(wrapper, b, lambda: b.call(impl, args)))
         else:
             b.ret(b.call(impl, args))
+
+    def function(self, fdef: ast.FunctionDef, name: str, kinds: list, sizes: dict):
+        """`define internal i32 name(<parameters>)` running `fdef`'s body: buffers as
+        `noalias` pointers (`sizes`: their element counts as Python expressions), dims as
+        i64; returns the return code (0, ERR_INDEX, ERR_MEMORY)."""
+        fn = ir.Function(self.module, ir.FunctionType(
+            I32, [PTR if isinstance(k, Buf) else LL[k] for k in kinds]), name)
+        fn.linkage = "internal"
+        for arg, k in zip(fn.args, kinds):
+            if isinstance(k, Buf):
+                arg.add_attribute("noalias")
+        self.param_sizes = sizes
+        self.body(fdef, fn, [a.arg for a in fdef.args.args], kinds)
+        return fn
+
+    def shared_calls(self, fdef) -> list:
+        """The shared kernel functions (codegen.shared_kernels) `fdef` calls."""
+        out = []
+        for n in ast.walk(fdef):
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
+                h = self.namespace.get(n.func.id)
+                if isinstance(h, Helper) and h.shared and h not in out:
+                    out.append(h)
+        return out
+
+    def call_shared(self, helper: Helper, args: list) -> None:
+        """A call of a shared kernel function: translated once per module, as a function of
+        its own that LLVM never inlines (compiling it once is the point), called here with
+        this kernel's buffers; a failure's return code leaves the caller too."""
+        fdef = helper.fdef
+        params = [a.arg for a in fdef.args.args]
+        if self.returns is not None or self.in_outlined or len(params) != len(args) or \
+                not all(isinstance(a, ast.Name) for a in args):
+            raise Unsupported(f"call of {fdef.name} here")
+        values, kinds, sizes = [], [], {}
+        for p, a in zip(params, args):
+            held = self.scope.get(a.id)
+            if held is not None and isinstance(held[1], Buf):
+                values.append(self.builder.load(held[0], typ=PTR))
+                kinds.append(held[1])
+                if a.id in self.param_sizes:
+                    sizes[p] = self.param_sizes[a.id]
+            else:
+                v, t = self.expr(a)
+                if t not in INTS:
+                    raise Unsupported(f"argument {a.id} of {fdef.name} of dtype {t}")
+                values.append(self.cast(v, t, "int64"))
+                kinds.append("int64")
+        signature = (kinds, sizes)
+        known = self.shared.get(fdef.name)
+        if known is None:
+            translator = Translator(self.module, helper.namespace, helper.fastmath,
+                                    self.parallel)
+            translator.shared = self.shared
+            fn = translator.function(fdef, f"{self.module.name}_{fdef.name}", kinds, sizes)
+            fn.attributes.add("noinline")
+            known = self.shared[fdef.name] = (fn, signature)
+        elif known[1] != signature:  # codegen keys a body by its parameters' dtypes and sizes
+            raise Unsupported(f"{fdef.name} called with {signature}, first with {known[1]}")
+        b = self.builder
+        code = b.call(known[0], values)
+        failed, ok = self.new_block("kernel_failed"), self.new_block("kernel_done")
+        b.cbranch(b.icmp_signed("!=", code, ir.Constant(I32, 0)), failed, ok)
+        b.position_at_end(failed)
+        b.store(code, self.code)
+        b.branch(self.exit)
+        b.position_at_end(ok)
 
     def body(self, fdef, fn, names, kinds) -> None:
         self.fn = fn
@@ -503,7 +566,8 @@ def module_namespace(tree: ast.Module) -> dict:
             exec(compile(ast.Module([stmt], []), "<generated>", "exec"), namespace)
     for stmt in tree.body:
         if isinstance(stmt, ast.FunctionDef):
-            namespace[stmt.name] = Helper(stmt, namespace, _decorator_fastmath(stmt, namespace))
+            namespace[stmt.name] = Helper(stmt, namespace, _decorator_fastmath(stmt, namespace),
+                                          shared=stmt.name.startswith(SHARED))
     return namespace
 
 

@@ -44,6 +44,7 @@ class Helper:
     fdef: ast.FunctionDef
     namespace: dict
     fastmath: tuple
+    shared: bool = False  # a kernel body several kernels call (codegen.shared_kernels)
 
 
 def _fastmath(option) -> tuple:
@@ -83,6 +84,9 @@ class Calls:
             return self.gemm_parts([self.cast(*self.expr(a), "int64") for a in node.args[:3]] +
                                [self.truth(*self.expr(a)) for a in node.args[3:]])
         helper = _helper_of(f) if not isinstance(f, type) else None
+        if helper is not None and helper.shared:
+            self.call_shared(helper, node.args)
+            return None, None
         if helper is not None:
             return self.inline(helper, [self.expr(a) for a in node.args])
         args = [self.expr(a) for a in node.args]
