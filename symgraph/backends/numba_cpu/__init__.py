@@ -36,7 +36,12 @@ from symgraph.backends.numba_cpu import (
     native,
 )
 from symgraph.backends.numba_cpu.cache import load_module, reload_module
-from symgraph.backends.numba_cpu.codegen import CpuScalarRenderer, computed_results, generate
+from symgraph.backends.numba_cpu.codegen import (
+    SHARED,
+    CpuScalarRenderer,
+    computed_results,
+    generate,
+)
 from symgraph.errors import SymgraphError
 from symgraph.graph import Node, resolve_shape
 from symgraph.lower import Program, lower
@@ -178,7 +183,8 @@ class CompiledProgram:
     def _without_disk_cache(self) -> None:
         from numba.core.caching import NullCache
 
-        for fn in self.kernel_fns if self.driver else [self.entry]:
+        shared = [f for name, f in vars(self.module).items() if name.startswith(SHARED)]
+        for fn in self.kernel_fns if self.driver else [self.entry, *shared]:
             fn._cache = NullCache()
 
     def _reload(self) -> None:

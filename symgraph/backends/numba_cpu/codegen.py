@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from symgraph import inplace
+from symgraph import envvars, inplace
 from symgraph.backends.numba_cpu import vecmath
 from symgraph.backends.numba_cpu.blas import GEMM_IMPORT
 from symgraph.backends.numba_cpu.codegen_matmul import MatmulWriter, _name
@@ -358,7 +358,7 @@ _LOCALS = re.compile(r"\b(f|g|s|acc|c|q|j|r|p|t|v|cn|cl|ct|best|bi|base|i\d+|o\d
 
 SHARED = "shared"  # prefix of the functions that several kernels call (shared_kernels)
 _RENUMBERED = re.compile(r"\b(b|v|key)(\d+)\b")  # buffers, node locals, random keys
-_COMMENT = re.compile(r"\s*#.*$", re.MULTILINE)
+_COMMENT = re.compile(r"^\s*#.*\n|\s*#.*$", re.MULTILINE)
 
 
 def _canonical(body: str) -> tuple[str, list[str]]:
@@ -391,17 +391,19 @@ def shared_kernels(program: Program, rendered: list, symbols: dict) -> dict:
     found: dict = {}  # key -> [(kernel id, buffer names)], the first kernel's text
     order = []
     for k, text in zip(program.kernels, rendered):
-        body, names = _canonical(text.split("\n", 2)[2])
+        _, _, what, code = text.split("\n", 3)  # decorator, def, `# kind: ops`, the code
+        # comments dropped: a node's name there would only keep equal bodies apart
+        body, names = _canonical(_COMMENT.sub("", code))
         signature = tuple((buffers[n].dtype, scalar.size_expr(buffers[n].shape)) for n in names)
-        key = (_COMMENT.sub("", body), signature)
+        key = (body, signature)
         if key not in found:
-            found[key] = (body, signature, [])
+            found[key] = (what, body, signature, [])
             order.append(key)
-        found[key][2].append((k.id, names))
+        found[key][3].append((k.id, names))
     out = {}
     count = 0
     for key in order:
-        body, signature, users = found[key]
+        what, body, signature, users = found[key]
         if len(users) < 2:
             continue
         name = f"{SHARED}{count}"
@@ -412,7 +414,7 @@ def shared_kernels(program: Program, rendered: list, symbols: dict) -> dict:
         sizes = ", ".join(f"p{i}: {dt}[{size}]" for i, (dt, size) in enumerate(signature))
         definition = (f"@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')\n"
                       f"def {name}({', '.join(params)}):\n"
-                      f"    # shared by {len(users)} kernels; {sizes}\n{body}\n")
+                      f"{what}; shared by {len(users)} kernels\n    # {sizes}\n{body}\n")
         for i, (kid, names) in enumerate(users):
             out[kid] = (name, names + dim_args, definition if i == 0 else "")
     return out
@@ -433,7 +435,9 @@ def generate(program: Program, single_entry: bool = True) -> Generated:
     """Module source for `program`.
 
     With `single_entry` every kernel body is pasted into `entry` (its loop variables renamed
-    per kernel), so Numba compiles one function and a call is one dispatch; otherwise each
+    per kernel), so Numba compiles one function and a call is one dispatch, except bodies
+    several kernels share up to their buffers: one function each, which `entry` calls
+    (shared_kernels); otherwise each
     kernel is its own nogil njit function, called by `entry` or by a Python driver that runs
     independent kernels on a thread pool.
     """
@@ -453,7 +457,9 @@ def generate(program: Program, single_entry: bool = True) -> Generated:
         w = KernelWriter(program, k, symbols, literals, num, consts)
         rendered.append(w.render())
         kernel_args.append(list(w.args))
-    shared = shared_kernels(program, rendered, symbols) if single_entry else {}
+    # SYMGRAPH_SHARED_KERNELS=0: every kernel pasted into `entry` as before (tests, A/B)
+    share = single_entry and envvars.flag("SYMGRAPH_SHARED_KERNELS", True)
+    shared = shared_kernels(program, rendered, symbols) if share else {}
     for k, text in zip(program.kernels, rendered):
         if k.id in shared:
             name, args, definition = shared[k.id]
