@@ -102,12 +102,18 @@ def test_shared_kernels_are_bit_identical_to_pasted_ones(numba_path, dtype, monk
                                    atol=1e-6 if dtype == "float32" else 1e-12)
 
 
-def test_python_driver_runs_the_same_steps(monkeypatch):
-    _, shared = _train(4, True, monkeypatch)
+def test_python_driver_calls_shared_functions_too(numba_path, monkeypatch):
+    """The thread-pool driver calls one function per distinct body as well."""
+    _, entry = _train(4, True, monkeypatch)
     monkeypatch.setenv("SYMGRAPH_NUMBA_DRIVER", "1")
-    _, driven = _train(4, True, monkeypatch)
-    for s, d in zip(shared, driven):
-        np.testing.assert_allclose(d, s, rtol=1e-5, atol=1e-7)
+    fn, shared = _train(4, True, monkeypatch)
+    names = fn._run.compiled.kernel_names
+    assert len(names) == len(fn._run.program.kernels)
+    assert len(set(names)) < len(names) - 4 and any(n.startswith("shared") for n in names)
+    _, separate = _train(4, False, monkeypatch)
+    for s, p, e in zip(shared, separate, entry):
+        assert np.array_equal(s, p)
+        np.testing.assert_allclose(s, e, rtol=1e-5, atol=1e-7)
 
 
 def test_same_text_for_two_dtypes_is_two_functions(numba_path):

@@ -191,7 +191,7 @@ class CompiledProgram:
         self.module = reload_module(self.module)
         self.entry = self.module.entry
         if self.driver:
-            self.kernel_fns = [getattr(self.module, f"k{k.id}") for k in self.program.kernels]
+            self.kernel_fns = [getattr(self.module, name) for name in self.kernel_names]
 
     def _compile_all(self, gen, array, types) -> list:
         """Compile for the driver's argument types; returns the dispatchers' stats."""
@@ -339,7 +339,8 @@ class CompiledProgram:
         p = self.program
         self.entry_params = [f"b{b.id}" for b in gen.args] + [v for _, v in gen.symbols]
         source = self.native_functions if self.native else vars(self.module)
-        self.kernel_fns = [source[f"k{k.id}"] for k in p.kernels]
+        self.kernel_names = gen.kernel_names  # a shared body's function serves several
+        self.kernel_fns = [source[name] for name in gen.kernel_names]
         self.kernel_args = gen.kernel_args
         self.dim_vars = dict(gen.symbols)
         self.runner = DagRunner({k.id: p.deps[k.id] for k in p.kernels}, self.workers,
@@ -399,11 +400,19 @@ def _native_functions(gen, program: Program, driver: bool, workers: int) -> tupl
     kinds = {f"b{b.id}": native.Buf(b.dtype) for b in program.buffers}
     kinds.update({var: "int64" for _, var in gen.symbols})
     sizes = {f"b{b.id}": scalar.size_expr(b.shape) for b in program.buffers}
-    if driver:
-        signatures = {f"k{k.id}": args for k, args in zip(program.kernels, gen.kernel_args)}
+    if driver:  # a shared function (codegen.shared_kernels) typed by its first kernel's args
+        signatures = {}
+        for name, args in zip(gen.kernel_names, gen.kernel_args):
+            signatures.setdefault(name, args)
     else:
         signatures = {"entry": [f"b{b.id}" for b in gen.args] + [v for _, v in gen.symbols]}
-    functions = {name: ({a: kinds[a] for a in args}, sizes) for name, args in signatures.items()}
+    functions = {}
+    for name, args in signatures.items():
+        # a shared function's buffer parameters are p0, p1, ... (its dims keep their names)
+        params = [f"p{i}" if name.startswith(SHARED) and isinstance(kinds[a], native.Buf)
+                  else a for i, a in enumerate(args)]
+        functions[name] = ({p: kinds[a] for p, a in zip(params, args)},
+                           {p: sizes[a] for p, a in zip(params, args) if a in sizes})
     parallel = llvmjit.PARALLEL and workers == 1
     # the own GEMM kernels its products call (the operands' dtype: native_calls.gemm's)
     own = sorted({n.dtype for k in program.kernels if k.kind == "matmul"

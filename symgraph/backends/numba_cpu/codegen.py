@@ -423,23 +423,24 @@ def shared_kernels(program: Program, rendered: list, symbols: dict) -> dict:
 @dataclass(frozen=True)
 class Generated:
     """A rendered module: its source, `entry`'s argument buffers, the dim symbols (symbol,
-    variable) and, per kernel, its njit function's argument names (driver mode)."""
+    variable) and, per kernel, its njit function's argument names and the function's name
+    (driver mode: `k<id>`, or the `shared<n>` several kernels call)."""
 
     source: str
     args: list
     symbols: list
     kernel_args: list
+    kernel_names: list
 
 
 def generate(program: Program, single_entry: bool = True) -> Generated:
     """Module source for `program`.
 
     With `single_entry` every kernel body is pasted into `entry` (its loop variables renamed
-    per kernel), so Numba compiles one function and a call is one dispatch, except bodies
-    several kernels share up to their buffers: one function each, which `entry` calls
-    (shared_kernels); otherwise each
+    per kernel), so Numba compiles one function and a call is one dispatch; otherwise each
     kernel is its own nogil njit function, called by `entry` or by a Python driver that runs
-    independent kernels on a thread pool.
+    independent kernels on a thread pool. Either way, a body several kernels share up to
+    their buffers is one function that each of them calls (shared_kernels).
     """
     symbols: dict = {}
     for b in program.buffers:  # give every symbol a stable variable in order of appearance
@@ -458,20 +459,24 @@ def generate(program: Program, single_entry: bool = True) -> Generated:
         rendered.append(w.render())
         kernel_args.append(list(w.args))
     # SYMGRAPH_SHARED_KERNELS=0: every kernel pasted into `entry` as before (tests, A/B)
-    share = single_entry and envvars.flag("SYMGRAPH_SHARED_KERNELS", True)
+    share = envvars.flag("SYMGRAPH_SHARED_KERNELS", True)
     shared = shared_kernels(program, rendered, symbols) if share else {}
-    for k, text in zip(program.kernels, rendered):
+    kernel_names = []
+    for i, (k, text) in enumerate(zip(program.kernels, rendered)):
         if k.id in shared:
-            name, args, definition = shared[k.id]
+            name, kernel_args[i], definition = shared[k.id]
             if definition:
                 parts.append(definition)
-            calls.append(f"    {name}({', '.join(args)})  # k{k.id}\n")
+            calls.append(f"    {name}({', '.join(kernel_args[i])})  # k{k.id}\n")
         elif single_entry:
+            name = f"k{k.id}"  # pasted: no function of its own
             body = text.split("\n", 2)[2]
             calls.append(_LOCALS.sub(lambda m, kid=k.id: f"{m.group(1)}_k{kid}", body))
         else:
+            name = f"k{k.id}"
             parts.append(text)
-            calls.append(f"    k{k.id}({', '.join(kernel_args[-1])})\n")
+            calls.append(f"    {name}({', '.join(kernel_args[i])})\n")
+        kernel_names.append(name)
     # Results are parameters: the driver allocates them as plain N-d NumPy arrays, which the
     # runtime can adopt as new state without a copy (Numba-allocated arrays have a base).
     # Temporaries are parameters too: the driver keeps them from call to call (its
@@ -493,4 +498,5 @@ def generate(program: Program, single_entry: bool = True) -> Generated:
     lines.append("    return 0")
     parts.append("\n".join(lines) + "\n")
     parts.insert(1, "\n".join(f"{name} = {text}" for text, name in consts.items()) + "\n")
-    return Generated("\n\n".join(parts), args, list(symbols.items()), kernel_args)
+    return Generated("\n\n".join(parts), args, list(symbols.items()), kernel_args,
+                     kernel_names)
