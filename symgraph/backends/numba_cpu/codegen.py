@@ -384,11 +384,12 @@ def shared_kernels(program: Program, rendered: list, symbols: dict) -> dict:
     its buffers as parameters (p0, p1, ...) and the dims it uses, so LLVM compiles it once
     instead of once per kernel. The key is the body without comments plus each parameter's
     dtype and element count (the native translator needs both, and the same text reads
-    float32 and float64 buffers alike). Bodies met once stay pasted into `entry`."""
+    float32 and float64 buffers alike). A body met once stays as it was (pasted into `entry`,
+    or its kernel's own function for the thread-pool driver)."""
     scalar = CpuScalarRenderer(symbols)
     buffers = {f"b{b.id}": b for b in program.buffers}
     dims = set(symbols.values())
-    found: dict = {}  # key -> [(kernel id, buffer names)], the first kernel's text
+    found: dict = {}  # key -> (`# kind: ops`, body, signature, [(kernel id, buffer names)])
     order = []
     for k, text in zip(program.kernels, rendered):
         _, _, what, code = text.split("\n", 3)  # decorator, def, `# kind: ops`, the code
