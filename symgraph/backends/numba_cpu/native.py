@@ -158,62 +158,6 @@ class Translator(ScalarIR, ParallelLoops, Calls):
         self.body(fdef, fn, [a.arg for a in fdef.args.args], kinds)
         return fn
 
-    def shared_calls(self, fdef) -> list:
-        """The shared kernel functions (codegen.shared_kernels) `fdef` calls."""
-        out = []
-        for n in ast.walk(fdef):
-            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
-                h = self.namespace.get(n.func.id)
-                if isinstance(h, Helper) and h.shared and h not in out:
-                    out.append(h)
-        return out
-
-    def call_shared(self, helper: Helper, args: list) -> None:
-        """A call of a shared kernel function: translated once per module, as a function of
-        its own that LLVM never inlines (compiling it once is the point), called here with
-        this kernel's buffers; a failure's return code leaves the caller too."""
-        fdef = helper.fdef
-        params = [a.arg for a in fdef.args.args]
-        if self.returns is not None or self.in_outlined or len(params) != len(args) or \
-                not all(isinstance(a, ast.Name) for a in args):
-            raise Unsupported(f"call of {fdef.name} here")
-        values, kinds, sizes = [], [], {}
-        for p, a in zip(params, args):
-            held = self.scope.get(a.id)
-            if held is not None and isinstance(held[1], Buf):
-                values.append(self.builder.load(held[0], typ=PTR))
-                kinds.append(held[1])
-                if a.id in self.param_sizes:
-                    sizes[p] = self.param_sizes[a.id]
-            else:
-                v, t = self.expr(a)
-                if t not in INTS:
-                    raise Unsupported(f"argument {a.id} of {fdef.name} of dtype {t}")
-                values.append(self.cast(v, t, "int64"))
-                kinds.append("int64")
-        signature = (kinds, sizes)
-        known = self.shared.get(fdef.name)
-        if known is None:
-            translator = Translator(self.module, helper.namespace, helper.fastmath,
-                                    self.parallel)
-            translator.shared = self.shared
-            fn = translator.function(fdef, f"{self.module.name}_{fdef.name}", kinds, sizes)
-            fn.attributes.add("noinline")
-            known = self.shared[fdef.name] = (fn, signature, translator.may_fail)
-        elif known[1] != signature:  # codegen keys a body by its parameters' dtypes and sizes
-            raise Unsupported(f"{fdef.name} called with {signature}, first with {known[1]}")
-        b = self.builder
-        code = b.call(known[0], values)
-        if not known[2]:  # no branch where no error can come: LLVM's correlated value
-            return  # propagation took 0.6 s on an unrolled LSTM's 333 calls with branches
-        self.may_fail = True
-        failed, ok = self.new_block("kernel_failed"), self.new_block("kernel_done")
-        b.cbranch(b.icmp_signed("!=", code, ir.Constant(I32, 0)), failed, ok)
-        b.position_at_end(failed)
-        b.store(code, self.code)
-        b.branch(self.exit)
-        b.position_at_end(ok)
-
     def body(self, fdef, fn, names, kinds) -> None:
         self.fn = fn
         self.entry_block = fn.append_basic_block("slots")  # allocas only, then `start`
