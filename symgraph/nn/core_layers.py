@@ -13,27 +13,15 @@ import symgraph as sg
 from symgraph.errors import SymgraphError
 from symgraph.graph import Node
 from symgraph.nn.layers import Layer, _apply_activation
-from symgraph.nn.normalization import checked_axis, feature_axes
+from symgraph.nn.normalization import AxisLayer
 from symgraph.nn.serialization import serialize
 from symgraph.nn.symbolic import shape_text
 
 
-class Softmax(Layer):
+class Softmax(AxisLayer):
     """softmax over `axis` (an int or a list of axes, counted with the batch axis). Over the
     last axis it records its logits, as the "softmax" activation does, so a cross-entropy loss
     on its output is computed from them."""
-
-    def __init__(self, axis=-1, **kwargs):
-        super().__init__(**kwargs)
-        self.axis = checked_axis(axis, "Softmax")
-        self._axes = None
-
-    def get_config(self):
-        return {**super().get_config(), "axis": self.axis}
-
-    def build(self, input_shape):
-        self._axes = feature_axes(self.axis, input_shape, self)
-        super().build(input_shape)
 
     def call(self, x, ctx):
         if self._axes == (x.ndim - 1,):

@@ -119,13 +119,13 @@ class LayerNormalization(Layer):
         return x * inv + offset
 
 
-class UnitNormalization(Layer):
-    """Keras 3's UnitNormalization: x * rsqrt(max(sum(x**2 over axis), 1e-12)), so each sample
-    has L2 norm 1 over `axis` (a zero sample stays zero)."""
+class AxisLayer(Layer):
+    """A weightless layer computing over `axis` (an int or a list of axes, counted with the
+    batch axis): UnitNormalization, Softmax."""
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
-        self.axis = checked_axis(axis, "UnitNormalization")
+        self.axis = checked_axis(axis, type(self).__name__)
         self._axes = None
 
     def get_config(self):
@@ -134,6 +134,11 @@ class UnitNormalization(Layer):
     def build(self, input_shape):
         self._axes = feature_axes(self.axis, input_shape, self)
         super().build(input_shape)
+
+
+class UnitNormalization(AxisLayer):
+    """Keras 3's UnitNormalization: x * rsqrt(max(sum(x**2 over axis), 1e-12)), so each sample
+    has L2 norm 1 over `axis` (a zero sample stays zero)."""
 
     def call(self, x, ctx):
         square_sum = sg.sum(sg.square(x), self._axes, keepdims=True)

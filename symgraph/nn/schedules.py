@@ -54,26 +54,34 @@ class LearningRateSchedule(Serializable):
                             "`get_config()` in order to be serializable.")
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """initial_learning_rate * decay_rate ** (step / decay_steps); `staircase`: an integer
-    division."""
+class _StepDecay(LearningRateSchedule):
+    """What ExponentialDecay and InverseTimeDecay share: their arguments, and the progress
+    step / decay_steps, floored when `staircase`."""
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="ExponentialDecay"):
+                 name=None):
         _positive(decay_steps, "decay_steps")
         self.initial_learning_rate, self.decay_steps = initial_learning_rate, decay_steps
-        self.decay_rate, self.staircase, self.name = decay_rate, staircase, name
+        self.decay_rate, self.staircase = decay_rate, staircase
+        self.name = type(self).__name__ if name is None else name
 
-    def __call__(self, step):
+    def progress(self, step):
         p = _step(step) / np.float32(self.decay_steps)
-        if self.staircase:
-            p = _floor(p)
-        return np.float32(self.initial_learning_rate) * sg.power(np.float32(self.decay_rate), p)
+        return _floor(p) if self.staircase else p
 
     def get_config(self):
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
                 "staircase": self.staircase, "name": self.name}
+
+
+class ExponentialDecay(_StepDecay):
+    """initial_learning_rate * decay_rate ** (step / decay_steps); `staircase`: an integer
+    division."""
+
+    def __call__(self, step):
+        return np.float32(self.initial_learning_rate) * sg.power(np.float32(self.decay_rate),
+                                                                 self.progress(step))
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -133,26 +141,13 @@ class PolynomialDecay(LearningRateSchedule):
                 "power": self.power, "cycle": self.cycle, "name": self.name}
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_StepDecay):
     """initial_learning_rate / (1 + decay_rate * step / decay_steps); `staircase`: the
     division floored."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="InverseTimeDecay"):
-        _positive(decay_steps, "decay_steps")
-        self.initial_learning_rate, self.decay_steps = initial_learning_rate, decay_steps
-        self.decay_rate, self.staircase, self.name = decay_rate, staircase, name
-
     def __call__(self, step):
-        p = _step(step) / np.float32(self.decay_steps)
-        if self.staircase:
-            p = _floor(p)
-        return np.float32(self.initial_learning_rate) / (1.0 + np.float32(self.decay_rate) * p)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase, "name": self.name}
+        return np.float32(self.initial_learning_rate) / (
+            1.0 + np.float32(self.decay_rate) * self.progress(step))
 
 
 def _cosine(fraction, alpha):
