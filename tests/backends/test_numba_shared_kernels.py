@@ -1,4 +1,4 @@
-"""Kernels whose bodies are equal up to their buffers compile once (codegen.shared_kernels):
+"""Kernels whose bodies are equal up to their buffers compile once (shared_kernels.py):
 an unrolled recurrent step's kernels are one function each, called once per timestep, with
 results bit-identical to every kernel pasted into `entry` (SYMGRAPH_SHARED_KERNELS=0)."""
 

@@ -36,12 +36,8 @@ from symgraph.backends.numba_cpu import (
     native,
 )
 from symgraph.backends.numba_cpu.cache import load_module, reload_module
-from symgraph.backends.numba_cpu.codegen import (
-    SHARED,
-    CpuScalarRenderer,
-    computed_results,
-    generate,
-)
+from symgraph.backends.numba_cpu.codegen import CpuScalarRenderer, computed_results, generate
+from symgraph.backends.numba_cpu.shared_kernels import SHARED
 from symgraph.errors import SymgraphError
 from symgraph.graph import Node, resolve_shape
 from symgraph.lower import Program, lower
@@ -400,7 +396,7 @@ def _native_functions(gen, program: Program, driver: bool, workers: int) -> tupl
     kinds = {f"b{b.id}": native.Buf(b.dtype) for b in program.buffers}
     kinds.update({var: "int64" for _, var in gen.symbols})
     sizes = {f"b{b.id}": scalar.size_expr(b.shape) for b in program.buffers}
-    if driver:  # a shared function (codegen.shared_kernels) typed by its first kernel's args
+    if driver:  # a shared function (shared_kernels.py) typed by its first kernel's args
         signatures = {}
         for name, args in zip(gen.kernel_names, gen.kernel_args):
             signatures.setdefault(name, args)

@@ -29,6 +29,7 @@ from symgraph.backends.numba_cpu import vecmath
 from symgraph.backends.numba_cpu.blas import GEMM_IMPORT
 from symgraph.backends.numba_cpu.codegen_matmul import MatmulWriter, _name
 from symgraph.backends.numba_cpu.codegen_reduce import ReduceWriter
+from symgraph.backends.numba_cpu.shared_kernels import shared_kernels, words_in
 from symgraph.backends.render import IndexRenderer, ScalarRenderer, broadcast_index
 from symgraph.errors import SymgraphError
 from symgraph.graph import topo_order
@@ -314,7 +315,7 @@ class KernelWriter(MatmulWriter, ReduceWriter):
             self.elementwise()
         body = self.lines or ["    pass"]
         text = "\n".join(body)
-        words = _words(text)
+        words = words_in(text)
         used = [b for b in self.p.buffers if f"b{b.id}" in words]
         self.args = [f"b{b.id}" for b in used] + sorted(
             {v for v in self.scalar.symbols.values() if v in words})
@@ -322,10 +323,6 @@ class KernelWriter(MatmulWriter, ReduceWriter):
                 f"def k{k.id}({', '.join(self.args)}):\n"
                 f"    # {k.kind}: {k.ops()}")
         return head + "\n" + text + "\n"
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[A-Za-z_]\w*", text))
 
 
 def size_one_literals(program: Program, scalar: ScalarRenderer) -> dict:
@@ -354,71 +351,6 @@ def computed_results(program: Program) -> list:
 
 
 _LOCALS = re.compile(r"\b(f|g|s|acc|c|q|j|r|p|t|v|cn|cl|ct|best|bi|base|i\d+|o\d+|ld\d+)\b")
-
-
-SHARED = "shared"  # prefix of the functions that several kernels call (shared_kernels)
-_RENUMBERED = re.compile(r"\b(b|v|key)(\d+)\b")  # buffers, node locals, random keys
-_COMMENT = re.compile(r"^\s*#.*\n|\s*#.*$", re.MULTILINE)
-
-
-def _canonical(body: str) -> tuple[str, list[str]]:
-    """A kernel body with its buffers renamed p0, p1, ... and its node locals and random keys
-    v0, key0, ... in order of first appearance, and the buffer names in that order."""
-    names: dict = {}
-    counts = {"b": 0, "v": 0, "key": 0}
-
-    def rename(m):
-        if m.group(0) not in names:
-            kind = m.group(1)
-            names[m.group(0)] = f"{'p' if kind == 'b' else kind}{counts[kind]}"
-            counts[kind] += 1
-        return names[m.group(0)]
-    body = _RENUMBERED.sub(rename, body)
-    return body, [n for n in names if n.startswith("b")]
-
-
-def shared_kernels(program: Program, rendered: list, symbols: dict) -> dict:
-    """Kernels whose bodies are the same up to their buffers (an unrolled RNN's timesteps, the
-    layers of one width): kernel id -> (function name, call arguments, the function's source
-    for the first kernel of each body, else ""). Each such body becomes one function with
-    its buffers as parameters (p0, p1, ...) and the dims it uses, so LLVM compiles it once
-    instead of once per kernel. The key is the body without comments plus each parameter's
-    dtype and element count (the native translator needs both, and the same text reads
-    float32 and float64 buffers alike). A body met once stays as it was (pasted into `entry`,
-    or its kernel's own function for the thread-pool driver)."""
-    scalar = CpuScalarRenderer(symbols)
-    buffers = {f"b{b.id}": b for b in program.buffers}
-    dims = set(symbols.values())
-    found: dict = {}  # key -> (`# kind: ops`, body, signature, [(kernel id, buffer names)])
-    order = []
-    for k, text in zip(program.kernels, rendered):
-        _, _, what, code = text.split("\n", 3)  # decorator, def, `# kind: ops`, the code
-        # comments dropped: a node's name there would only keep equal bodies apart
-        body, names = _canonical(_COMMENT.sub("", code))
-        signature = tuple((buffers[n].dtype, scalar.size_expr(buffers[n].shape)) for n in names)
-        key = (body, signature)
-        if key not in found:
-            found[key] = (what, body, signature, [])
-            order.append(key)
-        found[key][3].append((k.id, names))
-    out = {}
-    count = 0
-    for key in order:
-        what, body, signature, users = found[key]
-        if len(users) < 2:
-            continue
-        name = f"{SHARED}{count}"
-        count += 1
-        used = _words(body) | _words(" ".join(size for _, size in signature))
-        dim_args = sorted(d for d in dims if d in used)
-        params = [f"p{i}" for i in range(len(signature))] + dim_args
-        sizes = ", ".join(f"p{i}: {dt}[{size}]" for i, (dt, size) in enumerate(signature))
-        definition = (f"@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')\n"
-                      f"def {name}({', '.join(params)}):\n"
-                      f"{what}; shared by {len(users)} kernels\n    # {sizes}\n{body}\n")
-        for i, (kid, names) in enumerate(users):
-            out[kid] = (name, names + dim_args, definition if i == 0 else "")
-    return out
 
 
 @dataclass(frozen=True)
@@ -461,7 +393,7 @@ def generate(program: Program, single_entry: bool = True) -> Generated:
         kernel_args.append(list(w.args))
     # SYMGRAPH_SHARED_KERNELS=0: every kernel pasted into `entry` as before (tests, A/B)
     share = envvars.flag("SYMGRAPH_SHARED_KERNELS", True)
-    shared = shared_kernels(program, rendered, symbols) if share else {}
+    shared = shared_kernels(program, rendered, CpuScalarRenderer(symbols)) if share else {}
     kernel_names = []
     for i, (k, text) in enumerate(zip(program.kernels, rendered)):
         if k.id in shared:

@@ -31,7 +31,6 @@ import numpy as np
 from llvmlite import ir
 
 from symgraph.backends.numba_cpu import blas
-from symgraph.backends.numba_cpu.codegen import SHARED
 from symgraph.backends.numba_cpu.native_calls import Calls, Helper, _fastmath
 from symgraph.backends.numba_cpu.native_ir import (  # noqa: F401  (the backend's names)
     ARRAY_DATA,
@@ -62,6 +61,7 @@ from symgraph.backends.numba_cpu.native_parallel import (  # noqa: F401
     ParallelLoops,
     calls_gemm,
 )
+from symgraph.backends.numba_cpu.shared_kernels import SHARED
 
 
 def _accumulates(target, value) -> bool:

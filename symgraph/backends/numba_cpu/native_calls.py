@@ -46,7 +46,7 @@ class Helper:
     fdef: ast.FunctionDef
     namespace: dict
     fastmath: tuple
-    shared: bool = False  # a kernel body several kernels call (codegen.shared_kernels)
+    shared: bool = False  # a kernel body several kernels call (shared_kernels.py)
 
 
 def _fastmath(option) -> tuple:
@@ -133,7 +133,7 @@ class Calls:
         raise Unsupported(f"call of {ast.unparse(node.func)[:40]!r}")
 
     def shared_calls(self, fdef) -> list:
-        """The shared kernel functions (codegen.shared_kernels) `fdef` calls."""
+        """The shared kernel functions (shared_kernels.py) `fdef` calls."""
         out = []
         for n in ast.walk(fdef):
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
